@@ -1,0 +1,289 @@
+"""Image data for GANs: IDX files, image folders and TFDS, as NHWC float32 in [-1, 1].
+
+Every source loads into an :class:`ImageDataset` of uint8 images in NHWC
+layout. :func:`batches` then yields fixed-size float32 batches in [-1, 1]
+(ganhacks trick 1), reshuffled every epoch from an explicit seed: the batch at a
+given step depends only on ``(seed, step)``, so a resumed run sees exactly the
+batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import pathlib
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_IDX_IMAGES_MAGIC = 2051
+_IDX_LABELS_MAGIC = 2049
+
+
+class DataError(ValueError):
+    """A data file or folder is missing, corrupt or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    """Images as uint8 ``(N, H, W, C)`` and optional int32 labels ``(N,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise DataError(f"{self.name}: images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def split(self, fraction: float) -> tuple[ImageDataset, ImageDataset]:
+        """The first ``fraction`` of the examples and the rest (a fixed, unshuffled split)."""
+        cut = int(round(len(self) * fraction))
+        part = lambda a, s: None if a is None else a[s]
+        return (ImageDataset(self.images[:cut], part(self.labels, slice(None, cut)), f"{self.name}[:{cut}]"),
+                ImageDataset(self.images[cut:], part(self.labels, slice(cut, None)), f"{self.name}[{cut}:]"))
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 images in [0, 255] -> float32 in [-1, 1]."""
+    return images.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
+
+
+def to_uint8(images) -> np.ndarray:
+    """Images in [-1, 1] -> uint8 in [0, 255] (values outside are clipped)."""
+    images = np.asarray(images, np.float32)
+    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- IDX (MNIST format)
+
+def read_idx(path: str | pathlib.Path, expected_magic: int) -> np.ndarray:
+    """Reads one IDX file (raw or ``.gz``) of unsigned bytes.
+
+    Raises:
+      DataError: naming the file, if it is missing, has the wrong magic number
+        or holds fewer bytes than its header promises.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: IDX file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read IDX file ({e})") from e
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != expected_magic:
+        raise DataError(f"{path}: wrong IDX magic number {magic}, expected {expected_magic}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    size = int(np.prod(shape))
+    if len(raw) - header != size:
+        raise DataError(f"{path}: truncated IDX file, header promises {size} bytes of data for shape {shape}, "
+                        f"found {len(raw) - header}")
+    return np.frombuffer(raw, np.uint8, size, header).reshape(shape)
+
+
+def _find_one(folder: pathlib.Path, pattern: str, split: str) -> pathlib.Path | None:
+    matches = sorted(p for p in folder.glob(f"{split}*{pattern}*") if p.suffix in ("", ".gz") or p.name.endswith("ubyte"))
+    if len(matches) > 1:
+        raise DataError(f"{folder}: several files match {split}*{pattern}*: {[m.name for m in matches]}")
+    return matches[0] if matches else None
+
+
+def load_idx_folder(folder: str | pathlib.Path, split: str = "") -> ImageDataset:
+    """Loads MNIST-format IDX files from a folder.
+
+    Looks for ``{split}*images-idx3-ubyte[.gz]`` and, if present,
+    ``{split}*labels-idx1-ubyte[.gz]``. With ``split=''`` the folder must hold
+    exactly one images file (for example only MNIST's ``t10k`` files).
+
+    Args:
+      folder: the folder holding the files.
+      split: a file-name prefix such as ``'train'`` or ``'t10k'``.
+
+    Raises:
+      DataError: on a missing folder or file, a corrupt file, or an image count
+        that disagrees with the label count.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found")
+    images_path = _find_one(folder, "images-idx3-ubyte", split)
+    if images_path is None:
+        raise DataError(f"{folder}: no '{split}*images-idx3-ubyte[.gz]' file in the folder")
+    images = read_idx(images_path, _IDX_IMAGES_MAGIC)
+    labels = None
+    labels_path = _find_one(folder, "labels-idx1-ubyte", split)
+    if labels_path is not None:
+        labels = read_idx(labels_path, _IDX_LABELS_MAGIC).astype(np.int32)
+        if len(labels) != len(images):
+            raise DataError(f"{labels_path}: {len(labels)} labels but {images_path.name} holds {len(images)} images")
+    return ImageDataset(images[..., None], labels, name=str(images_path))
+
+
+# ----------------------------------------------------------------------------- image folders
+
+def load_image_folder(folder: str | pathlib.Path, size: int, channels: int = 3) -> ImageDataset:
+    """Loads every PNG/JPEG under ``folder`` (recursively), centre-cropped and resized to ``size``².
+
+    Args:
+      folder: the folder (e.g. of anime faces).
+      size: side of the square output images.
+      channels: 3 for RGB, 1 for greyscale.
+
+    Raises:
+      DataError: on a missing or empty folder, or an image that cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: image folder not found")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images in the folder")
+    mode = {1: "L", 3: "RGB"}[channels]
+    images = np.empty((len(paths), size, size, channels), np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                side = min(img.size)
+                left, top = (img.width - side) // 2, (img.height - side) // 2
+                img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+                images[i] = np.asarray(img).reshape(size, size, channels)
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"{path}: unreadable image ({e})") from e
+    return ImageDataset(images, None, name=str(folder))
+
+
+# ----------------------------------------------------------------------------- TFDS
+
+def load_tfds(name: str, split: str = "train", data_dir: str | None = None, image_key: str = "image",
+              label_key: str | None = "label", download: bool = True) -> ImageDataset:
+    """Loads a TFDS image dataset into memory through ``tfds.data_source`` (no TensorFlow needed to read).
+
+    Preparing a dataset the first time (``download=True``) uses TFDS's builders;
+    see BUILD.md for the extra that installs what they need.
+    """
+    import tensorflow_datasets as tfds
+
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download,
+                              builder_kwargs={"file_format": "array_record"})
+    if len(source) == 0:
+        raise DataError(f"tfds:{name}[{split}]: the split is empty")
+    records = [source[i] for i in range(len(source))]
+    if image_key not in records[0]:
+        raise DataError(f"tfds:{name}: no feature {image_key!r}; features are {sorted(records[0])}")
+    images = np.stack([np.asarray(r[image_key], np.uint8) for r in records])
+    if images.ndim == 3:
+        images = images[..., None]
+    labels = None
+    if label_key is not None and label_key in records[0]:
+        labels = np.asarray([r[label_key] for r in records], np.int32)
+    return ImageDataset(images, labels, name=f"tfds:{name}[{split}]")
+
+
+# ----------------------------------------------------------------------------- batching
+
+@dataclasses.dataclass(frozen=True)
+class Batcher:
+    """Fixed-size shuffled batches, reproducible from ``(seed, step)``.
+
+    Epoch ``e`` visits the examples in the order ``permutation(seed, e)``; an
+    epoch's last partial batch is dropped so every batch has ``batch_size``
+    examples. ``batch(step)`` is a pure function of ``step``, so training can
+    resume at any step and see the same data.
+    """
+
+    dataset: ImageDataset
+    batch_size: int
+    seed: int
+
+    def __post_init__(self):
+        if not 0 < self.batch_size <= len(self.dataset):
+            raise DataError(f"{self.dataset.name}: batch size {self.batch_size} must be in [1, {len(self.dataset)}]")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+        return order[position * self.batch_size:(position + 1) * self.batch_size]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """``{'image': float32 (B, H, W, C) in [-1, 1]}``, plus ``'label'`` when the dataset has labels."""
+        idx = self.indices(step)
+        out = {"image": to_float(self.dataset.images[idx])}
+        if self.dataset.labels is not None:
+            out["label"] = self.dataset.labels[idx]
+        return out
+
+    def iterate(self, start_step: int = 0, prefetch: int = 2, put=None) -> Iterator[dict]:
+        """Batches from ``start_step`` on, prepared ``prefetch`` ahead in a background thread.
+
+        Args:
+          start_step: the first step's batch.
+          prefetch: how many batches to prepare ahead.
+          put: applied to each batch in the thread (e.g. ``jax.device_put``), so
+            the host-to-device copy overlaps the train step.
+        """
+        put = put or (lambda b: b)
+        buffer: queue.Queue = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def produce():
+            step = start_step
+            while not stop.is_set():
+                item = put(self.batch(step))
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                step += 1
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        try:
+            while True:
+                yield buffer.get()
+        finally:
+            stop.set()
+
+
+def load(source: str, *, image_size: int | None = None, channels: int = 1, split: str = "train",
+         data_dir: str | None = None) -> ImageDataset:
+    """Loads ``source``: a folder of IDX files, a folder of images, or ``tfds:NAME``.
+
+    A folder holding ``*images-idx3-ubyte*`` files is read as IDX (every split
+    in it when ``split`` matches no prefix); any other folder as images resized
+    to ``image_size``.
+    """
+    if source.startswith("tfds:"):
+        return load_tfds(source[5:], split=split, data_dir=data_dir)
+    folder = pathlib.Path(source)
+    if folder.is_dir() and any(folder.glob("*images-idx3-ubyte*")):
+        prefixed = any(folder.glob(f"{split}*images-idx3-ubyte*"))
+        return load_idx_folder(folder, split if prefixed else "")
+    if image_size is None:
+        raise DataError(f"{folder}: an image folder needs an image size")
+    return load_image_folder(folder, image_size, channels)
