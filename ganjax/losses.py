@@ -1,13 +1,18 @@
 """GAN losses as pure functions of discriminator logits.
 
-Every D loss has the signature ``(real_logits, fake_logits, ...) -> scalar``
-and every G loss ``(fake_logits, ...) -> scalar``, so a config can swap them by
-name (see :data:`LOSSES`). Logits are D's raw outputs; probabilities are never
+Every D loss has the signature ``(real_logits, fake_logits, real_labels=1.0,
+fake_labels=0.0) -> scalar`` (the labelled ones; the others take only the
+logits) and every G loss ``(fake_logits, real_logits=None) -> scalar`` (only the
+relativistic ones read ``real_logits``), so a config can swap them by name (see
+:data:`LOSSES`). Logits are D's raw outputs; probabilities are never
 formed, so no loss takes ``log(sigmoid(x))`` (it uses ``log_sigmoid``, which is
 exact where ``sigmoid`` underflows).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +45,7 @@ def minimax_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | 
             + jnp.mean(sigmoid_cross_entropy(fake_logits, fake_labels)))
 
 
-def minimax_g_loss(fake_logits: Array) -> Array:
+def minimax_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
     """G's loss of the original minimax game: ``E[log(1 - D(G(z)))]`` (G minimises it).
 
     Saturates: where D confidently rejects a fake (logit -> -inf) its gradient
@@ -49,10 +54,11 @@ def minimax_g_loss(fake_logits: Array) -> Array:
     References:
       Goodfellow et al. 2014, Generative Adversarial Nets.
     """
+    del real_logits
     return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
 
 
-def non_saturating_g_loss(fake_logits: Array) -> Array:
+def non_saturating_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
     """G's non-saturating loss ``-E[log D(G(z))]`` (``max log D``).
 
     The cross-entropy of the fakes against the label *real*: the ganhacks
@@ -62,4 +68,150 @@ def non_saturating_g_loss(fake_logits: Array) -> Array:
     References:
       Goodfellow et al. 2014, section 3; ganhacks trick 2 ("max log D").
     """
+    del real_logits
     return jnp.mean(sigmoid_cross_entropy(fake_logits, 1.0))
+
+
+def wasserstein_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+    """The critic's loss of WGAN: ``E[D(G(z))] - E[D(x)]``.
+
+    Takes no labels. Needs a Lipschitz critic: pair it with a gradient penalty
+    (:func:`ganjax.penalties.wgan_gp`) or weight clipping.
+
+    References:
+      Arjovsky et al. 2017, Wasserstein GAN; seed 003 "try different loss function".
+    """
+    return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
+def wasserstein_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
+    """G's loss of WGAN and of the hinge GAN: ``-E[D(G(z))]``.
+
+    References:
+      Arjovsky et al. 2017, Wasserstein GAN; Lim & Ye 2017, Geometric GAN.
+    """
+    del real_logits
+    return -jnp.mean(fake_logits)
+
+
+def hinge_d_loss(real_logits: Array, fake_logits: Array) -> Array:
+    """D's hinge loss ``-E[min(0, -1 + D(x))] - E[min(0, -1 - D(G(z)))]``.
+
+    Flat (zero gradient) beyond the margin: real logits above 1 and fake
+    logits below -1 no longer train D. Takes no labels.
+
+    References:
+      Lim & Ye 2017, Geometric GAN; Miyato et al. 2018 (SN-GAN); seed 003
+      "usually hinge loss works well".
+    """
+    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+hinge_g_loss = wasserstein_g_loss
+
+
+def least_squares_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
+                         fake_labels: Array | float = 0.0) -> Array:
+    """D's least-squares loss ``1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2]``.
+
+    ``b = real_labels`` and ``a = fake_labels`` (1 and 0 by default, the
+    0-1 coding of the paper); soft or flipped labels move the targets.
+
+    References:
+      Mao et al. 2017, Least Squares Generative Adversarial Networks.
+    """
+    return 0.5 * (jnp.mean(jnp.square(real_logits - real_labels)) + jnp.mean(jnp.square(fake_logits - fake_labels)))
+
+
+def least_squares_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
+    """G's least-squares loss ``1/2 E[(D(G(z)) - 1)^2]``.
+
+    References:
+      Mao et al. 2017, Least Squares Generative Adversarial Networks.
+    """
+    del real_logits
+    return 0.5 * jnp.mean(jnp.square(fake_logits - 1.0))
+
+
+def _required(real_logits: Array | None, loss: str) -> Array:
+    if real_logits is None:
+        raise ValueError(f"{loss} is relativistic: it needs real_logits (LOSSES[...].g_needs_real is True)")
+    return real_logits
+
+
+def relativistic_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
+                        fake_labels: Array | float = 0.0) -> Array:
+    """D's relativistic standard loss (RSGAN) ``-E[log sigmoid(C(x_r) - C(x_f))]``.
+
+    Pairs the i-th real with the i-th fake (equal batch sizes). Written as
+    ``1/2 [CE(C_r - C_f, y_r) + CE(C_f - C_r, y_f)]``, which is the loss above
+    for hard labels and lets soft or flipped labels act on both terms.
+
+    References:
+      Jolicoeur-Martineau 2019, The relativistic discriminator.
+    """
+    diff = real_logits - fake_logits
+    return 0.5 * jnp.mean(sigmoid_cross_entropy(diff, real_labels) + sigmoid_cross_entropy(-diff, fake_labels))
+
+
+def relativistic_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
+    """G's relativistic standard loss (RSGAN) ``-E[log sigmoid(C(x_f) - C(x_r))]``.
+
+    References:
+      Jolicoeur-Martineau 2019, The relativistic discriminator.
+    """
+    real_logits = _required(real_logits, "relativistic_g_loss")
+    return jnp.mean(sigmoid_cross_entropy(fake_logits - real_logits, 1.0))
+
+
+def relativistic_average_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
+                                fake_labels: Array | float = 0.0) -> Array:
+    """D's relativistic average loss (RaSGAN).
+
+    ``-E_r[log sigmoid(C(x_r) - E_f C(x_f))] - E_f[log(1 - sigmoid(C(x_f) - E_r C(x_r)))]``,
+    each term a cross-entropy against its (possibly soft) label.
+
+    References:
+      Jolicoeur-Martineau 2019, The relativistic discriminator.
+    """
+    return (jnp.mean(sigmoid_cross_entropy(real_logits - jnp.mean(fake_logits), real_labels))
+            + jnp.mean(sigmoid_cross_entropy(fake_logits - jnp.mean(real_logits), fake_labels)))
+
+
+def relativistic_average_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
+    """G's relativistic average loss (RaSGAN): D's loss with the roles of real and fake swapped.
+
+    References:
+      Jolicoeur-Martineau 2019, The relativistic discriminator.
+    """
+    real_logits = _required(real_logits, "relativistic_average_g_loss")
+    return relativistic_average_d_loss(fake_logits, real_logits)
+
+
+class LossPair(NamedTuple):
+    """A named GAN loss: its D side, its G side and what they take.
+
+    Attributes:
+      d: ``(real_logits, fake_logits[, real_labels, fake_labels]) -> scalar``.
+      g: ``(fake_logits, real_logits=None) -> scalar``.
+      uses_labels: whether ``d`` takes ``real_labels``/``fake_labels`` (so label
+        smoothing, noisy labels and flips apply).
+      g_needs_real: whether ``g`` needs D's logits on a real batch.
+    """
+
+    d: Callable[..., Array]
+    g: Callable[..., Array]
+    uses_labels: bool
+    g_needs_real: bool
+
+
+LOSSES: dict[str, LossPair] = {
+    "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False),
+    "non_saturating": LossPair(minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False),
+    "wasserstein": LossPair(wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False),
+    "hinge": LossPair(hinge_d_loss, hinge_g_loss, uses_labels=False, g_needs_real=False),
+    "least_squares": LossPair(least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False),
+    "relativistic": LossPair(relativistic_d_loss, relativistic_g_loss, uses_labels=True, g_needs_real=True),
+    "relativistic_average": LossPair(relativistic_average_d_loss, relativistic_average_g_loss, uses_labels=True,
+                                     g_needs_real=True),
+}

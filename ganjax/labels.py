@@ -1,0 +1,92 @@
+"""D's targets: hard, one-sided smoothed, soft noisy and occasionally flipped labels.
+
+Every sampler has the signature ``(key, shape) -> DLabels`` (``shape`` is the
+shape of D's logits on one batch) and returns the targets of the real and the
+fake batch, ready for a labelled D loss (``LOSSES[name].uses_labels``):
+``loss.d(real_logits, fake_logits, *labels)``. G's loss never uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Shape = tuple[int, ...]
+
+
+class DLabels(NamedTuple):
+    """D's targets for a real batch and a fake batch, each of the logits' shape."""
+
+    real: Array
+    fake: Array
+
+
+def hard_labels(key: Array, shape: Shape) -> DLabels:
+    """Real = 1, fake = 0: the plain GAN targets (``d_labels='none'``)."""
+    del key
+    return DLabels(jnp.ones(shape), jnp.zeros(shape))
+
+
+def one_sided_smoothing(key: Array, shape: Shape, real: float = 0.9) -> DLabels:
+    """Real = 0.9, fake = 0: smooth only the real targets.
+
+    Smoothing the fake side too would reward G for samples where the data
+    density is zero, hence one-sided.
+
+    References:
+      Salimans et al. 2016, Improved Techniques for Training GANs, section 3.4;
+      seed 003 "one side soft label ... real=0.9, fake=0".
+    """
+    del key
+    return DLabels(jnp.full(shape, real), jnp.zeros(shape))
+
+
+def noisy_labels(key: Array, shape: Shape, real_range: tuple[float, float] = (0.7, 1.2),
+                 fake_range: tuple[float, float] = (0.0, 0.3)) -> DLabels:
+    """Soft noisy targets: real ~ U[0.7, 1.2], fake ~ U[0.0, 0.3], drawn per example.
+
+    References:
+      ganhacks trick 6 "use soft and noisy labels" (seeds 000 item 6, 004 item 5).
+    """
+    real_key, fake_key = jax.random.split(key)
+    return DLabels(jax.random.uniform(real_key, shape, minval=real_range[0], maxval=real_range[1]),
+                   jax.random.uniform(fake_key, shape, minval=fake_range[0], maxval=fake_range[1]))
+
+
+def flip_labels(key: Array, labels: DLabels, prob: float) -> DLabels:
+    """Occasionally flipped targets: each example's target takes the other side's with probability ``prob``.
+
+    A flipped real example gets the fake target drawn at its position, and
+    vice versa; real and fake examples flip independently.
+
+    References:
+      ganhacks trick 6 "occasionally flip the labels when training the
+      discriminator" (seeds 000 item 6, 004 item 5).
+    """
+    real_key, fake_key = jax.random.split(key)
+    flip_real = jax.random.bernoulli(real_key, prob, labels.real.shape)
+    flip_fake = jax.random.bernoulli(fake_key, prob, labels.fake.shape)
+    return DLabels(jnp.where(flip_real, labels.fake, labels.real), jnp.where(flip_fake, labels.real, labels.fake))
+
+
+LABELS: dict[str, Callable[[Array, Shape], DLabels]] = {
+    "none": hard_labels,
+    "one_sided": one_sided_smoothing,
+    "noisy": noisy_labels,
+}
+
+
+def d_labels(key: Array, shape: Shape, scheme: str = "none", flip_prob: float = 0.0) -> DLabels:
+    """D's targets from the config: the ``scheme`` of :data:`LABELS`, then flips with ``flip_prob`` (if > 0).
+
+    Example:
+      >>> real_y, fake_y = d_labels(key, real_logits.shape, "noisy", flip_prob=0.05)
+      >>> d_loss = losses.minimax_d_loss(real_logits, fake_logits, real_y, fake_y)
+    """
+    scheme_key, flip_key = jax.random.split(key)
+    labels = LABELS[scheme](scheme_key, shape)
+    return flip_labels(flip_key, labels, flip_prob) if flip_prob > 0 else labels
