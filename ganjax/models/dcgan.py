@@ -7,6 +7,11 @@ and BatchNorm on every layer but the first, ending in one logit per image.
 Weights are drawn from N(0, 0.02) and BatchNorm scales from N(1, 0.02), as in
 the paper. The transposed convolutions are :class:`ganjax.nn.conv.ConvTranspose`,
 equal to flax's but with fast gradients.
+
+Options (defaults are the paper's): G's norm (:data:`G_NORMS`), upsampling
+(:data:`UPSAMPLINGS`) and activation (:data:`ACTIVATIONS`); D's norm
+(:data:`D_NORMS`). Spectral norm keeps its power-iteration vectors in
+``batch_stats``, so every option trains through ``mutable=['batch_stats']``.
 """
 
 from __future__ import annotations
@@ -16,8 +21,18 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.nn.conv import ConvTranspose
+from ganjax.nn.normalization import PixelNorm
+from ganjax.nn.normalization import SpectralConv
+from ganjax.nn.normalization import SpectralDense
+from ganjax.nn.resample import NearestUpsampleConv
+from ganjax.nn.resample import PixelShuffle
 
 weight_init = nn.initializers.normal(0.02)
+
+G_NORMS = ("batch", "pixel", "instance")
+D_NORMS = ("batch", "spectral", "instance", "layer", "none")
+UPSAMPLINGS = ("transposed", "pixelshuffle", "nearest")
+ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2)}
 
 
 def bn_scale_init(key, shape, dtype=jnp.float32):
@@ -39,9 +54,37 @@ def layout(image_size: int) -> tuple[int, int]:
     raise ValueError(f"DCGAN supports image sizes 4 * 2^k and 7 * 2^k (e.g. 28, 32, 64), got {image_size}")
 
 
+def _check(module: nn.Module, field: str, choices) -> None:
+    value = getattr(module, field)
+    if value not in choices:
+        raise ValueError(f"{type(module).__name__}.{field}: unknown option {value!r}; choose one of {sorted(choices)}")
+
+
 def _batch_norm(train: bool, axis_name: str | None) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                         scale_init=bn_scale_init, axis_name=axis_name)
+
+
+def _norm(kind: str, train: bool, axis_name: str | None):
+    """The norm layer named ``kind`` (a callable on NHWC features), or None for ``'none'`` and ``'spectral'``."""
+    if kind == "batch":
+        return _batch_norm(train, axis_name)
+    if kind == "pixel":
+        return PixelNorm()
+    if kind == "instance":
+        return nn.InstanceNorm(epsilon=1e-5)
+    if kind == "layer":
+        return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1)
+    return None
+
+
+def _upsample(kind: str, features: int, use_bias: bool) -> nn.Module:
+    """A 2x upsampling layer to ``features`` channels."""
+    if kind == "transposed":
+        return ConvTranspose(features, 4, strides=2, use_bias=use_bias, kernel_init=weight_init)
+    if kind == "pixelshuffle":
+        return PixelShuffle(features, 2, (3, 3), use_bias=use_bias, kernel_init=weight_init)
+    return NearestUpsampleConv(features, 2, (3, 3), use_bias=use_bias, kernel_init=weight_init)
 
 
 class Generator(nn.Module):
@@ -54,6 +97,10 @@ class Generator(nn.Module):
       latent_dim: size of z.
       bn_axis_name: mapped axis over which BatchNorm statistics are averaged
         (cross-replica BatchNorm), or None.
+      norm: one of :data:`G_NORMS`, after the projection and every hidden upsampling.
+      upsampling: one of :data:`UPSAMPLINGS`: 4x4 stride-2 transposed conv,
+        3x3 conv + PixelShuffle, or nearest-neighbour + 3x3 conv.
+      activation: a key of :data:`ACTIVATIONS` (LeakyReLU has slope 0.2).
     """
 
     image_size: int = 28
@@ -61,6 +108,15 @@ class Generator(nn.Module):
     width: int = 64
     latent_dim: int = 100
     bn_axis_name: str | None = None
+    norm: str = "batch"
+    upsampling: str = "transposed"
+    activation: str = "relu"
+
+    def __post_init__(self):
+        _check(self, "norm", G_NORMS)
+        _check(self, "upsampling", UPSAMPLINGS)
+        _check(self, "activation", ACTIVATIONS)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -70,12 +126,13 @@ class Generator(nn.Module):
         features = self.width * 2 ** (n_up - 1)
         x = nn.Dense(base * base * features, use_bias=False, kernel_init=weight_init)(z)
         x = x.reshape(z.shape[0], base, base, features)
-        x = nn.relu(_batch_norm(train, self.bn_axis_name)(x))
-        for i in range(n_up - 1):
+        act = ACTIVATIONS[self.activation]
+        x = act(_norm(self.norm, train, self.bn_axis_name)(x))
+        for _ in range(n_up - 1):
             features //= 2
-            x = ConvTranspose(features, 4, strides=2, use_bias=False, kernel_init=weight_init)(x)
-            x = nn.relu(_batch_norm(train, self.bn_axis_name)(x))
-        x = ConvTranspose(self.channels, 4, strides=2, kernel_init=weight_init)(x)
+            x = _upsample(self.upsampling, features, use_bias=self.norm == "pixel")(x)
+            x = act(_norm(self.norm, train, self.bn_axis_name)(x))
+        x = _upsample(self.upsampling, self.channels, use_bias=True)(x)
         return jnp.tanh(x)
 
 
@@ -86,22 +143,37 @@ class Discriminator(nn.Module):
       image_size: input side S; sets the depth (one stride-2 conv per G upsampling).
       width: channels of the first conv; each later conv doubles them.
       bn_axis_name: as for :class:`Generator`.
+      norm: one of :data:`D_NORMS`: a norm after every conv but the first, or
+        spectral normalization of every conv and the output layer.
     """
 
     image_size: int = 28
     width: int = 64
     bn_axis_name: str | None = None
+    norm: str = "batch"
+
+    def __post_init__(self):
+        _check(self, "norm", D_NORMS)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
             raise ValueError(f"Discriminator expects NHWC images of side {self.image_size}, got {x.shape}")
         _, n_down = layout(self.image_size)
+        spectral = self.norm == "spectral"
         for i in range(n_down):
-            x = nn.Conv(self.width * 2 ** i, (4, 4), strides=2, padding="SAME", use_bias=i == 0,
-                        kernel_init=weight_init)(x)
-            if i > 0:
-                x = _batch_norm(train, self.bn_axis_name)(x)
+            norm = _norm(self.norm, train, self.bn_axis_name) if i > 0 else None
+            conv_args = (self.width * 2 ** i, (4, 4), 2, "SAME")
+            conv_kwargs = {"use_bias": norm is None, "kernel_init": weight_init}
+            if spectral:
+                x = SpectralConv(*conv_args, **conv_kwargs)(x, train)
+            else:
+                x = nn.Conv(*conv_args, **conv_kwargs)(x)
+            if norm is not None:
+                x = norm(x)
             x = nn.leaky_relu(x, 0.2)
         x = x.reshape(x.shape[0], -1)
+        if spectral:
+            return SpectralDense(1, kernel_init=weight_init)(x, train)[:, 0]
         return nn.Dense(1, kernel_init=weight_init)(x)[:, 0]
