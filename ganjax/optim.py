@@ -1,0 +1,194 @@
+"""Optimizers for the two players as optax transforms and chains.
+
+Each player gets its own chain (DESIGN.md: never one optimizer for both)::
+
+    track_global_norm() -> [clip_by_global_norm] -> [add_noise] -> adam | optimistic adam | sgd | rmsprop
+
+so the monitor can read the raw gradient norm with :func:`last_global_norm`.
+:func:`gan_optimizers` builds both chains from the experiment config's
+``d_optimizer``, ``lr_g``, ``lr_d``, ``grad_clip``, ``grad_noise`` and ``optimistic``;
+:func:`sgd_d_adam_g` and :func:`ttur` are named recipes on top of it. The EMA of
+G's weights (:class:`EMA`) lives beside the optimizer, in the train state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+PyTree = Any
+
+
+class TrackGlobalNormState(NamedTuple):
+    """The global norm of the last gradient that passed through :func:`track_global_norm`."""
+
+    global_norm: jax.Array
+
+
+def track_global_norm() -> optax.GradientTransformation:
+    """Passes updates through unchanged and keeps their global L2 norm in its state.
+
+    First in a chain, it records the raw gradient norm, before clipping.
+
+    Example:
+      >>> tx = optax.chain(track_global_norm(), optax.adam(2e-4))
+      >>> updates, opt_state = tx.update(grads, opt_state)
+      >>> last_global_norm(opt_state)  # == optax.global_norm(grads)
+
+    References:
+      ganhacks trick 9 "check norms of gradients: if they are over 100 things
+      are screwing up" (seeds 000, 003, 004).
+    """
+
+    def init_fn(params):
+        del params
+        return TrackGlobalNormState(jnp.zeros([], jnp.float32))
+
+    def update_fn(updates, state, params=None):
+        del state, params
+        return updates, TrackGlobalNormState(optax.global_norm(updates).astype(jnp.float32))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def last_global_norm(opt_state: optax.OptState) -> jax.Array:
+    """The norm kept by the one :func:`track_global_norm` inside a (chained) ``opt_state``."""
+    state = optax.tree_utils.tree_get(opt_state, "TrackGlobalNormState")
+    if state is None:
+        raise KeyError("last_global_norm: opt_state holds no TrackGlobalNormState; chain track_global_norm() in")
+    return state.global_norm
+
+
+def _base(name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
+          optimistic: bool) -> optax.GradientTransformation:
+    """The update rule of one player: optimistic variants where asked (Daskalakis et al. 2018)."""
+    if name == "adam":
+        return (optax.optimistic_adam(learning_rate, b1=b1, b2=b2) if optimistic
+                else optax.adam(learning_rate, b1=b1, b2=b2))
+    if name == "sgd":
+        return optax.optimistic_gradient_descent(learning_rate) if optimistic else optax.sgd(learning_rate)
+    if name == "rmsprop" and not optimistic:
+        return optax.rmsprop(learning_rate)
+    raise ValueError(f"unknown optimizer {name!r} (optimistic={optimistic}); choose 'adam', 'sgd' or 'rmsprop'")
+
+
+def player_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, b1: float = 0.5, b2: float = 0.999,
+                     grad_clip: float | None = None, grad_noise: float | None = None, key: jax.Array | None = None,
+                     optimistic: bool = False) -> optax.GradientTransformation:
+    """One player's chain: norm tracking, optional clipping and gradient noise, then the update rule.
+
+    Args:
+      name: ``'adam'`` (Radford et al. 2015: lr 2e-4, b1 0.5), ``'sgd'`` or
+        ``'rmsprop'`` (seed 003 "ADAM and RMSprop usually work well").
+      learning_rate: a float or an optax schedule.
+      b1, b2: Adam's moment decays.
+      grad_clip: if set, ``optax.clip_by_global_norm(grad_clip)``.
+      grad_noise: if set, ``optax.add_noise(grad_noise, 0.55, key)``: Gaussian
+        gradient noise of variance ``grad_noise / (1 + t)^0.55`` (Neelakantan
+        et al. 2015).
+      key: the noise's key, required with ``grad_noise``.
+      optimistic: optimistic Adam / optimistic gradient descent (Daskalakis et
+        al. 2018, Training GANs with Optimism), which damps the rotation of
+        the game.
+    """
+    parts = [track_global_norm()]
+    if grad_clip is not None:
+        parts.append(optax.clip_by_global_norm(grad_clip))
+    if grad_noise is not None:
+        if key is None:
+            raise ValueError("player_optimizer: grad_noise needs a key")
+        parts.append(optax.add_noise(grad_noise, 0.55, key))
+    parts.append(_base(name, learning_rate, b1, b2, optimistic))
+    return optax.chain(*parts)
+
+
+class GANOptimizers(NamedTuple):
+    """G's and D's optimizers (each player keeps its own state)."""
+
+    g: optax.GradientTransformation
+    d: optax.GradientTransformation
+
+
+def gan_optimizers(lr_g: optax.ScalarOrSchedule = 2e-4, lr_d: optax.ScalarOrSchedule = 2e-4, *,
+                   g_optimizer: str = "adam", d_optimizer: str = "adam", b1: float = 0.5, b2: float = 0.999,
+                   grad_clip: float | None = None, grad_noise: float | None = None,
+                   optimistic: bool = False, key: jax.Array | None = None) -> GANOptimizers:
+    """Both players' chains from the experiment config; the defaults are DCGAN's Adam(2e-4, b1=0.5).
+
+    ``key`` seeds the gradient noise (split between the players); the other
+    options are those of :func:`player_optimizer`, shared by both players.
+
+    Example:
+      >>> tx = gan_optimizers(lr_g=1e-4, lr_d=4e-4, grad_clip=10.0)
+      >>> state = train.create_state(key, g, d, (28, 28, 1), config, g_tx=tx.g, d_tx=tx.d)
+    """
+    g_key, d_key = jax.random.split(key) if key is not None else (None, None)
+    common = dict(b1=b1, b2=b2, grad_clip=grad_clip, grad_noise=grad_noise, optimistic=optimistic)
+    return GANOptimizers(g=player_optimizer(g_optimizer, lr_g, key=g_key, **common),
+                         d=player_optimizer(d_optimizer, lr_d, key=d_key, **common))
+
+
+def sgd_d_adam_g(lr_g: float = 2e-4, lr_d: float = 1e-2, **kwargs) -> GANOptimizers:
+    """SGD for D, Adam for G. ``kwargs`` go to :func:`gan_optimizers`.
+
+    References:
+      ganhacks trick 8 "use SGD for discriminator and ADAM for generator"
+      (seeds 000, 001, 004).
+    """
+    return gan_optimizers(lr_g, lr_d, g_optimizer="adam", d_optimizer="sgd", **kwargs)
+
+
+def ttur(lr_g: float = 1e-4, lr_d: float = 4e-4, b1: float = 0.0, b2: float = 0.9, **kwargs) -> GANOptimizers:
+    """The two-timescale update rule: Adam for both, D faster than G (defaults of SAGAN).
+
+    Raises:
+      ValueError: unless ``lr_d > lr_g``.
+
+    References:
+      Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule;
+      Zhang et al. 2019 (SAGAN); seed 003 "TTUR".
+    """
+    if not lr_d > lr_g:
+        raise ValueError(f"ttur: expects lr_d > lr_g, got lr_d={lr_d}, lr_g={lr_g}")
+    return gan_optimizers(lr_g, lr_d, b1=b1, b2=b2, **kwargs)
+
+
+def ema_update(ema_params: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:
+    """One step of the exponential moving average ``decay * ema + (1 - decay) * params``.
+
+    References:
+      Yazıcı et al. 2019, The Unusual Effectiveness of Averaging in GAN Training;
+      Karras et al. 2018 (PGGAN).
+    """
+    return optax.incremental_update(params, ema_params, 1.0 - decay)
+
+
+class EMA(struct.PyTreeNode):
+    """An exponential moving average of G's weights, for sampling and evaluation.
+
+    Average ``{'params': ..., 'batch_stats': ...}`` to keep G's BatchNorm
+    statistics in step with its averaged weights.
+
+    Example:
+      >>> ema = EMA.create(state.g.params, decay=0.999)
+      >>> ema = ema.update(state.g.params)  # after every G step
+      >>> images = state.g(ema.params, z, train=False)[0]
+    """
+
+    params: PyTree
+    decay: float = struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, params: PyTree, decay: float) -> EMA:
+        """Starts the average at a copy of ``params`` (a copy, so the train step may donate both)."""
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        return cls(params=jax.tree.map(jnp.copy, params), decay=decay)
+
+    def update(self, params: PyTree) -> EMA:
+        """The average after one more step of ``params``."""
+        return self.replace(params=ema_update(self.params, params, self.decay))
