@@ -179,7 +179,7 @@ def _d_update(d: Player, real: jax.Array, fake: jax.Array, config: StepConfig) -
     (d_loss, (stats, real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
     grads, stats = _mean((grads, stats), config.axis_name)
     metrics = {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_grad_norm": optax.global_norm(grads)}
+               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_grad_norm": optax.tree.norm(grads)}
     return d.apply_gradients(grads, stats), metrics
 
 
@@ -195,7 +195,7 @@ def _g_update(g: Player, d: Player, fake: jax.Array, g_vjp: Callable, g_stats: P
     g_loss, fake_grad = jax.value_and_grad(loss_fn)(fake)
     (grads,) = g_vjp(fake_grad)
     grads, g_stats = _mean((grads, g_stats), config.axis_name)
-    return g.apply_gradients(grads, g_stats), {"g_loss": g_loss, "g_grad_norm": optax.global_norm(grads)}
+    return g.apply_gradients(grads, g_stats), {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
 
 
 def _generate_linearized(g: Player, z: jax.Array):

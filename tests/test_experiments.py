@@ -1,0 +1,80 @@
+"""Experiment plumbing and the DCGAN experiment end to end, at tiny sizes on the real digits."""
+
+import dataclasses
+import json
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments import common, dcgan_mnist
+from ganjax import checkpoint, data
+
+
+def tiny(mnist_dir, tmp_path, **overrides):
+    values = dict(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=6, batch_size=16, latent_dim=16,
+                  g_width=8, d_width=8, num_samples=12, log_every=2, sample_every=3, checkpoint_every=3)
+    return dcgan_mnist.Config(**{**values, **overrides})
+
+
+def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path):
+    straight = dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path / "a"))
+    run = tmp_path / "a" / "run"
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    assert (run / "samples.gif").stat().st_size > 0 and any((run / "tb").iterdir())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 3, 4, 6]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"} <= set(records[0])
+    assert checkpoint.Checkpointer(run / "checkpoints").latest_step() == 6
+
+    dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path / "b", steps=3))
+    resumed = dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path / "b", resume=True))
+    assert int(resumed.step) == 6
+    chex.assert_trees_all_equal(resumed.g.params, straight.g.params)
+    chex.assert_trees_all_equal(resumed.d.params, straight.d.params)
+    chex.assert_trees_all_equal(resumed.g.opt_state, straight.g.opt_state)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_path):
+    config = tiny(mnist_dir, tmp_path, steps=10, log_every=1, checkpoint_every=2)
+    state = dcgan_mnist.create_state(config, jax.random.key(0))
+    step = jax.jit(lambda s, b: dcgan_mnist.train.train_step(s, b, common.step_config(config)))
+
+    def poisoned(state, batch):
+        state, metrics = step(state, batch)
+        return state, {**metrics, "d_loss": jax.numpy.where(state.step == 5, jax.numpy.nan, metrics["d_loss"])}
+
+    with pytest.raises(common.NonFiniteLossError, match="step 5: d_loss = nan"):
+        common.fit(config, state, poisoned, data.load_idx_folder(mnist_dir), lambda s, t: None)
+    saved = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
+    assert saved.latest_step() == 4
+    restored, saved_config = saved.restore(state)
+    assert int(restored.step) == 4 and saved_config["steps"] == 10
+    chex.assert_tree_all_finite(restored.g.params)
+
+
+def test_checkpointer_refuses_non_finite_metrics(tmp_path):
+    saver = checkpoint.Checkpointer(tmp_path)
+    with pytest.raises(ValueError, match="non-finite metrics \\['g_loss'\\]"):
+        saver.save(1, {"x": np.ones(2)}, metrics={"g_loss": np.nan, "d_loss": 1.0})
+    assert saver.latest_step() is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        saver.restore({"x": np.ones(2)})
+
+
+def test_parse_config_overrides_and_refuses_unknown_fields(capsys):
+    config = common.parse_config(dcgan_mnist.Config, ["--steps", "7", "--lr-g", "1e-3", "--resume", "--data-dir", "d"])
+    assert (config.steps, config.lr_g, config.resume, config.data_dir) == (7, 1e-3, True, "d")
+    assert dataclasses.replace(config, steps=3000) == dcgan_mnist.Config(lr_g=1e-3, resume=True, data_dir="d")
+    with pytest.raises(SystemExit):
+        common.parse_config(dcgan_mnist.Config, ["--stepz", "7"])
+    assert "unrecognized arguments: --stepz" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        common.parse_config(dcgan_mnist.Config, ["--steps", "many"])
+    assert "--steps: invalid int value: 'many'" in capsys.readouterr().err
+
+
+def test_config_shape_mismatch_is_named(mnist_dir):
+    with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
+        common.load_data(dcgan_mnist.Config(data_dir=str(mnist_dir), image_size=32))
