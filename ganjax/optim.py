@@ -50,7 +50,7 @@ def track_global_norm() -> optax.GradientTransformation:
 
     def update_fn(updates, state, params=None):
         del state, params
-        return updates, TrackGlobalNormState(optax.global_norm(updates).astype(jnp.float32))
+        return updates, TrackGlobalNormState(optax.tree.norm(updates).astype(jnp.float32))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -67,7 +67,7 @@ def _base(name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float
           optimistic: bool) -> optax.GradientTransformation:
     """The update rule of one player: optimistic variants where asked (Daskalakis et al. 2018)."""
     if name == "adam":
-        return (optax.optimistic_adam(learning_rate, b1=b1, b2=b2) if optimistic
+        return (optax.optimistic_adam_v2(learning_rate, b1=b1, b2=b2) if optimistic
                 else optax.adam(learning_rate, b1=b1, b2=b2))
     if name == "sgd":
         return optax.optimistic_gradient_descent(learning_rate) if optimistic else optax.sgd(learning_rate)

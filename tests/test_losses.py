@@ -1,0 +1,107 @@
+"""Losses: values on hand-picked logits, gradient signs, saturation, margins, stability, no recompiles."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ganjax import losses
+
+REAL = jnp.array([1.0, 2.0])
+FAKE = jnp.array([-1.0, 0.0])
+
+
+def sp(x):
+    """softplus, by hand: log(1 + e^x) = -log sigmoid(-x)."""
+    return math.log1p(math.exp(x))
+
+
+# (loss name, D loss at (REAL, FAKE), G loss at (FAKE, REAL)), worked out by hand from the papers' formulas.
+VALUES = [
+    ("minimax", (sp(-1) + sp(-2)) / 2 + (sp(-1) + sp(0)) / 2, -(sp(-1) + sp(0)) / 2),
+    ("non_saturating", (sp(-1) + sp(-2)) / 2 + (sp(-1) + sp(0)) / 2, (sp(1) + sp(0)) / 2),
+    ("wasserstein", (-1 + 0) / 2 - (1 + 2) / 2, 0.5),
+    ("hinge", (0 + 0) / 2 + (0 + 1) / 2, 0.5),
+    ("least_squares", 0.5 * (0 + 1) / 2 + 0.5 * (1 + 0) / 2, 0.5 * (4 + 1) / 2),
+    ("relativistic", sp(-2), sp(2)),  # real - fake = (2, 2) in every pair
+    ("relativistic_average", sp(-1.5) + sp(-2.5), sp(1.5) + sp(2.5)),  # mean(fake) = -0.5, mean(real) = 1.5
+]
+
+
+@pytest.mark.parametrize("name,d_value,g_value", VALUES, ids=[v[0] for v in VALUES])
+def test_loss_values(name, d_value, g_value):
+    pair = losses.LOSSES[name]
+    chex.clear_trace_counter()  # pairs share functions (hinge's G loss is Wasserstein's)
+    d = jax.jit(chex.assert_max_traces(pair.d, n=1))
+    g = jax.jit(chex.assert_max_traces(pair.g, n=1))
+    chex.assert_trees_all_close(d(REAL, FAKE), jnp.float32(d_value), rtol=1e-5)
+    chex.assert_trees_all_close(g(FAKE, REAL), jnp.float32(g_value), rtol=1e-5)
+    # New values of the same shapes must not retrace.
+    chex.assert_tree_all_finite((d(REAL + 0.5, FAKE - 0.5), g(FAKE - 0.5, REAL + 0.5)))
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_gradient_signs(name):
+    """Inside every margin, D pushes real logits up and fake ones down; G pushes fake logits up."""
+    pair = losses.LOSSES[name]
+    real, fake = jnp.array([0.5, 0.8]), jnp.array([0.3, 0.6])
+    d_real, d_fake = jax.jit(jax.grad(pair.d, argnums=(0, 1)))(real, fake)
+    g_fake = jax.jit(jax.grad(pair.g))(fake, real)
+    assert jnp.all(d_real < 0) and jnp.all(d_fake > 0) and jnp.all(g_fake < 0), (d_real, d_fake, g_fake)
+
+
+def test_soft_labels():
+    """CE(l, y) = softplus(l) - y l, so a real label 0.9 on logit 2 costs softplus(2) - 1.8."""
+    real, fake = jnp.array([2.0]), jnp.array([0.0])
+    value = jax.jit(losses.minimax_d_loss)(real, fake, 0.9, 0.1)
+    chex.assert_trees_all_close(value, jnp.float32(sp(2) - 1.8 + sp(0) - 0.0), rtol=1e-5)
+    ls = jax.jit(losses.least_squares_d_loss)(real, fake, 0.9, 0.1)
+    chex.assert_trees_all_close(ls, jnp.float32(0.5 * (1.1**2 + 0.1**2)), rtol=1e-5)
+
+
+def test_non_saturating_keeps_gradient_where_minimax_vanishes():
+    """With D(G(z)) = sigmoid(-10) ~ 4.5e-5, minimax's gradient is ~ -4.5e-5, the non-saturating one ~ -1."""
+    fake = jnp.array([-10.0])
+    minimax = jax.grad(losses.minimax_g_loss)(fake)
+    non_saturating = jax.grad(losses.non_saturating_g_loss)(fake)
+    chex.assert_trees_all_close(minimax, -jax.nn.sigmoid(fake), rtol=1e-4)
+    assert abs(minimax[0]) < 1e-4 and non_saturating[0] < -0.99
+
+
+@settings(max_examples=30, deadline=None)
+@given(real=st.floats(1.0, 1e4), fake=st.floats(-1e4, -1.0))
+def test_hinge_flat_beyond_margin(real, fake):
+    d_real, d_fake = jax.grad(losses.hinge_d_loss, argnums=(0, 1))(jnp.array([real + 1e-3]), jnp.array([fake - 1e-3]))
+    assert d_real[0] == 0.0 and d_fake[0] == 0.0
+    assert losses.hinge_d_loss(jnp.array([real + 1e-3]), jnp.array([fake - 1e-3])) == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_stable_at_extreme_logits(name):
+    pair = losses.LOSSES[name]
+    real, fake = jnp.array([1e4, -1e4, 80.0]), jnp.array([-1e4, 1e4, -80.0])
+    values = (pair.d(real, fake), pair.g(fake, real))
+    grads = (jax.grad(pair.d, argnums=(0, 1))(real, fake), jax.grad(pair.g)(fake, real))
+    chex.assert_tree_all_finite((values, grads))
+
+
+def test_registry_flags():
+    for name, pair in losses.LOSSES.items():
+        assert pair.uses_labels == (name not in ("wasserstein", "hinge")), name
+        assert pair.g_needs_real == name.startswith("relativistic"), name
+        if pair.uses_labels:  # labelled D losses accept the two label arrays
+            chex.assert_tree_all_finite(pair.d(REAL, FAKE, jnp.full(2, 0.9), jnp.full(2, 0.1)))
+    with pytest.raises(ValueError, match="real_logits"):
+        losses.relativistic_g_loss(FAKE)
+
+
+def test_d_loss_minimised_by_separating_logits():
+    """Every D loss is lower when D separates the batches than when it confuses them."""
+    good, bad = (jnp.array([0.9]), jnp.array([-0.9])), (jnp.array([-0.9]), jnp.array([0.9]))
+    for name, pair in losses.LOSSES.items():
+        assert np.asarray(pair.d(*good)) < np.asarray(pair.d(*bad)), name

@@ -1,0 +1,92 @@
+"""Optimizer transforms: norm tracking, clipping, noise, recipes, optimism and the EMA."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from ganjax import optim
+
+PARAMS = {"w": jnp.ones((3,)), "b": jnp.zeros(())}
+GRADS = {"w": jnp.array([3.0, 0.0, 0.0]), "b": jnp.array(4.0)}  # global norm 5
+
+
+def _update(tx, grads=GRADS, params=PARAMS):
+    state = tx.init(params)
+    return jax.jit(tx.update)(grads, state, params)
+
+
+def test_track_global_norm_reads_raw_norm_before_clipping():
+    tx = optax.chain(optim.track_global_norm(), optax.clip_by_global_norm(1.0))
+    updates, state = _update(tx)
+    chex.assert_trees_all_close(optim.last_global_norm(state), jnp.float32(5.0))
+    chex.assert_trees_all_close(optax.tree.norm(updates), jnp.float32(1.0), rtol=1e-6)
+    chex.assert_trees_all_close(updates, jax.tree.map(lambda g: g / 5.0, GRADS), rtol=1e-6)
+    with pytest.raises(KeyError):
+        optim.last_global_norm(optax.sgd(1.0).init(PARAMS))
+
+
+VARIANTS = {
+    "dcgan": lambda: optim.gan_optimizers(),
+    "sgd_d_adam_g": lambda: optim.sgd_d_adam_g(),
+    "ttur": lambda: optim.ttur(),
+    "clip_noise_optimistic": lambda: optim.gan_optimizers(grad_clip=1.0, grad_noise=0.01, optimistic=True,
+                                                          key=jax.random.key(0)),
+    "optimistic_sgd": lambda: optim.gan_optimizers(d_optimizer="sgd", optimistic=True),
+    "rmsprop": lambda: optim.gan_optimizers(d_optimizer="rmsprop"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_recipes_step_and_track(name):
+    tx = VARIANTS[name]()
+    for player in (tx.g, tx.d):
+        updates, state = _update(player)
+        chex.assert_tree_all_finite(updates)
+        chex.assert_trees_all_close(optim.last_global_norm(state), jnp.float32(5.0))
+        assert updates["b"] < 0  # a descent step on a positive gradient
+
+
+def test_recipes_choose_the_right_rules():
+    sgd_adam = optim.sgd_d_adam_g(lr_g=2e-4, lr_d=0.1)
+    d_updates, _ = _update(sgd_adam.d)
+    chex.assert_trees_all_close(d_updates, jax.tree.map(lambda g: -0.1 * g, GRADS))  # plain SGD
+    g_updates, _ = _update(sgd_adam.g)
+    chex.assert_trees_all_close(g_updates["b"], jnp.float32(-2e-4), rtol=1e-3)  # Adam's first step is lr * sign
+    tt = optim.ttur(lr_g=1e-4, lr_d=4e-4)
+    chex.assert_trees_all_close(_update(tt.d)[0]["b"] / _update(tt.g)[0]["b"], jnp.float32(4.0), rtol=1e-3)
+    with pytest.raises(ValueError, match="lr_d > lr_g"):
+        optim.ttur(lr_g=1e-3, lr_d=1e-4)
+    with pytest.raises(ValueError, match="key"):
+        optim.gan_optimizers(grad_noise=0.1)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        optim.gan_optimizers(d_optimizer="lbfgs")
+
+
+def test_gradient_noise_variance_decays():
+    """optax.add_noise's std is sqrt(eta / t^0.55): zero gradients come back as that noise."""
+    tx = optim.player_optimizer("sgd", 1.0, grad_noise=1.0, key=jax.random.key(0))
+    params = jnp.zeros(20_000)
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    stds = []
+    for _ in range(3):
+        updates, state = update(jnp.zeros_like(params), state, params)
+        stds.append(float(jnp.std(updates)))
+    chex.assert_trees_all_close(stds, [t**-0.275 for t in (1, 2, 3)], rtol=0.03)
+
+
+def test_ema_tracks_its_source():
+    """After n steps toward a fixed target, ema = target + decay^n (start - target)."""
+    ema = optim.EMA.create(PARAMS, decay=0.9)
+    target = jax.tree.map(lambda p: p + 2.0, PARAMS)
+    step = jax.jit(chex.assert_max_traces(lambda e, p: e.update(p), n=1))
+    for _ in range(30):
+        ema = step(ema, target)
+    expected = jax.tree.map(lambda s, t: t + 0.9**30 * (s - t), PARAMS, target)
+    chex.assert_trees_all_close(ema.params, expected, rtol=1e-5)
+    chex.assert_trees_all_close(optim.ema_update(PARAMS, target, 0.0), target)
+    assert ema.params["w"] is not PARAMS["w"] and optim.EMA.create(PARAMS, 0.5).params["w"] is not PARAMS["w"]
+    with pytest.raises(ValueError):
+        optim.EMA.create(PARAMS, 1.0)
