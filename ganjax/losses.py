@@ -188,6 +188,19 @@ def relativistic_average_g_loss(fake_logits: Array, real_logits: Array | None = 
     return relativistic_average_d_loss(fake_logits, real_logits)
 
 
+def feature_matching_g_loss(fake_features: Array, real_features: Array) -> Array:
+    """G's feature-matching loss ``||E f(x) - E f(G(z))||^2`` on an intermediate layer ``f`` of D.
+
+    Takes D's features ``(batch, ...)`` rather than its logits, so it is not in
+    :data:`LOSSES`; D keeps its own loss.
+
+    References:
+      Salimans et al. 2016, Improved Techniques for Training GANs, section 3.1;
+      seed 003 "feature matching".
+    """
+    return jnp.sum(jnp.square(jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)))
+
+
 class LossPair(NamedTuple):
     """A named GAN loss: its D side, its G side and what they take.
 

@@ -105,3 +105,12 @@ def test_d_loss_minimised_by_separating_logits():
     good, bad = (jnp.array([0.9]), jnp.array([-0.9])), (jnp.array([-0.9]), jnp.array([0.9]))
     for name, pair in losses.LOSSES.items():
         assert np.asarray(pair.d(*good)) < np.asarray(pair.d(*bad)), name
+
+
+def test_feature_matching():
+    """||mean real - mean fake||^2 over the feature axes: means (1, 2) and (0, 0) give 5; its gradient pulls fakes up."""
+    real = jnp.array([[0.0, 1.0], [2.0, 3.0]])
+    fake = jnp.array([[0.0, -1.0], [0.0, 1.0]])
+    value, grad = jax.jit(jax.value_and_grad(losses.feature_matching_g_loss))(fake, real)
+    chex.assert_trees_all_close(value, jnp.float32(5.0))
+    chex.assert_trees_all_close(grad, jnp.array([[-1.0, -2.0], [-1.0, -2.0]]))
