@@ -108,7 +108,7 @@ def test_d_loss_minimised_by_separating_logits():
 
 
 def test_feature_matching():
-    """||mean real - mean fake||^2 over the feature axes: means (1, 2) and (0, 0) give 5; its gradient pulls fakes up."""
+    """||mean real - mean fake||^2 over the features: means (1, 2) and (0, 0) give 5; the gradient pulls fakes up."""
     real = jnp.array([[0.0, 1.0], [2.0, 3.0]])
     fake = jnp.array([[0.0, -1.0], [0.0, 1.0]])
     value, grad = jax.jit(jax.value_and_grad(losses.feature_matching_g_loss))(fake, real)
