@@ -253,7 +253,8 @@ def _d_update(d: Player, real: jax.Array, fake: jax.Array, key: jax.Array, step:
             d_loss = loss.d(real_logits, fake_logits)
         parts = {"d_loss": d_loss}
         if config.penalty != "none":
-            critic = lambda x: d.replace(batch_stats=stats)(params, x, train=True)[0]
+            # Per-example gradients need examples scored independently: BatchNorm uses running statistics here.
+            critic = lambda x: d.replace(batch_stats=stats)(params, x, train=False)[0]
             parts["penalty"] = penalties.PENALTIES[config.penalty](
                 critic, real, fake, _device_key(penalty_key, config.axis_name))
         total = d_loss + config.penalty_weight * parts.get("penalty", 0.0)

@@ -1,0 +1,149 @@
+"""The tricks switched on through StepConfig, inside the jitted train step."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ganjax import losses, optim, penalties, train
+
+
+class TinyG(nn.Module):
+    @nn.compact
+    def __call__(self, z, train=True):
+        x = nn.BatchNorm(use_running_average=not train)(nn.Dense(12)(z))
+        return jnp.tanh(nn.Dense(4)(nn.relu(x)))
+
+
+class LinearD(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=True):
+        return nn.Dense(1)(x)[:, 0]
+
+
+def make_state(config, tx=None, seed=0):
+    return train.create_state(jax.random.key(seed), TinyG(), LinearD(), (4,), config, g_tx=tx, d_tx=tx)
+
+
+REAL = {"image": jax.random.uniform(jax.random.key(9), (8, 4), minval=-1, maxval=1)}
+
+
+@pytest.mark.parametrize("field, value, extra, message", [
+    ("loss", "wgan", {}, "StepConfig.loss: unknown name 'wgan'"),
+    ("latent", "cauchy", {}, "StepConfig.latent: unknown name 'cauchy'"),
+    ("penalty", "gp", {"penalty_weight": 1.0}, "StepConfig.penalty: unknown name 'gp'"),
+    ("d_labels", "one_sided", {"loss": "hinge"}, "StepConfig.d_labels: 'one_sided' needs a loss that takes labels; "
+                                                 "'hinge' takes none"),
+    ("label_flip_prob", 0.1, {"loss": "wasserstein"}, "StepConfig.label_flip_prob: flipping needs a loss"),
+    ("label_flip_prob", 1.5, {}, "StepConfig.label_flip_prob: must be a probability"),
+    ("penalty_weight", -1.0, {"penalty": "r1"}, "StepConfig.penalty_weight: must not be negative"),
+    ("penalty_weight", 0.0, {"penalty": "r1"}, "StepConfig.penalty_weight: is 0.0 with penalty 'r1'"),
+    ("n_critic", 0, {}, "StepConfig.n_critic: must be at least 1"),
+    ("instance_noise_std", -0.1, {}, "StepConfig.instance_noise_std: must not be negative"),
+    ("ema_decay", 1.0, {}, "StepConfig.ema_decay: must be in"),
+])
+def test_inconsistent_configs_are_refused_naming_the_field(field, value, extra, message):
+    with pytest.raises(ValueError, match=message.replace("(", "\\(")):
+        train.StepConfig(latent_dim=3, **{field: value, **extra})
+
+
+@pytest.mark.parametrize("loss", sorted(losses.LOSSES))
+def test_every_loss_trains_finite_and_compiles_once(loss):
+    config = train.StepConfig(latent_dim=3, loss=loss)
+    chex.clear_trace_counter()
+    step = jax.jit(chex.assert_max_traces(train.train_step, n=1), static_argnames="config", donate_argnums=0)
+    state = make_state(config)
+    for _ in range(3):
+        state, metrics = step(state, REAL, config=config)
+    chex.assert_tree_all_finite((state.g.params, state.d.params, metrics))
+
+
+def d_logits(state, params, real, fake):
+    real_logits, stats = state.d(params, real, train=True)
+    return real_logits, state.d.replace(batch_stats=stats)(params, fake, train=True)[0]
+
+
+def step_fake(state, config):
+    z = jax.random.normal(train.step_keys(state, "z")["z"], (REAL["image"].shape[0], config.latent_dim))
+    return state.g(state.g.params, z, train=True)[0]
+
+
+def test_one_sided_labels_reach_d_loss():
+    config = train.StepConfig(latent_dim=3, d_labels="one_sided")
+    state = make_state(config)
+    real_logits, fake_logits = d_logits(state, state.d.params, REAL["image"], step_fake(state, config))
+    _, metrics = train.d_step(state, REAL, config)
+    np.testing.assert_allclose(metrics["d_loss"], losses.minimax_d_loss(real_logits, fake_logits, 0.9, 0.0),
+                               rtol=1e-6)
+
+
+def test_penalty_enters_d_loss_with_its_weight():
+    config = train.StepConfig(latent_dim=3, penalty="r1", penalty_weight=5.0)
+    state = make_state(config, tx=optax.sgd(1.0))
+    fake = step_fake(state, config)
+    w = state.d.params["Dense_0"]["kernel"][:, 0]
+    _, metrics = train.d_step(state, REAL, config)
+    # R1 of a linear D is ||w||^2 (see tests/test_penalties.py), whatever the batch.
+    np.testing.assert_allclose(metrics["penalty"], penalties.r1(lambda x: x @ w, REAL["image"], fake, None), rtol=1e-6)
+    np.testing.assert_allclose(metrics["penalty"], jnp.sum(w ** 2), rtol=1e-5)
+
+    def total(params):
+        real_logits, fake_logits = d_logits(state, params, REAL["image"], fake)
+        return losses.minimax_d_loss(real_logits, fake_logits) + 5.0 * jnp.sum(params["Dense_0"]["kernel"] ** 2)
+
+    expected = jax.tree.map(lambda p, g: p - g, state.d.params, jax.grad(total)(state.d.params))
+    new, _ = train.d_step(state, REAL, config)
+    chex.assert_trees_all_close(new.d.params, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_instance_noise_follows_its_schedule():
+    config = train.StepConfig(latent_dim=3, instance_noise_std=0.5, instance_noise_decay_steps=100)
+    images = jnp.zeros((4000, 4))
+    for step, std in ((0, 0.5), (50, 0.25), (100, 0.0)):
+        noisy = train._instance_noise(jax.random.key(step), images, jnp.asarray(step), config)
+        np.testing.assert_allclose(jnp.std(noisy), std, rtol=0.03, atol=1e-7)
+
+
+def test_instance_noise_reaches_both_of_ds_inputs():
+    clean, noisy = train.StepConfig(latent_dim=3), train.StepConfig(latent_dim=3, instance_noise_std=10.0)
+    state = make_state(clean)
+    _, m_clean = train.d_step(state, REAL, clean)
+    _, m_noisy = train.d_step(state, REAL, noisy)
+    for name in ("d_real", "d_fake"):
+        assert abs(float(m_noisy[name] - m_clean[name])) > 1e-3, name
+
+
+def test_n_critic_updates_d_n_times_per_g_update():
+    config = train.StepConfig(latent_dim=3, n_critic=3)
+    tx = optax.chain(optim.track_global_norm(), optax.scale_by_adam())
+    state = make_state(config, tx=tx)
+    batch = {"image": jnp.concatenate([REAL["image"]] * 3)}
+    new, metrics = train.jit_step(train.train_step)(state, batch, config=config)
+    adam_count = lambda opt_state: int(optax.tree_utils.tree_get(opt_state, "count"))
+    assert (adam_count(new.d.opt_state), adam_count(new.g.opt_state), int(new.step)) == (3, 1, 1)
+    chex.assert_tree_all_finite(metrics)
+    with pytest.raises(ValueError, match="batch of 8 does not split into n_critic=3"):
+        train.train_step(make_state(config, tx=tx), REAL, config)
+
+
+def test_ema_of_g_tracks_its_params():
+    config = train.StepConfig(latent_dim=3, ema_decay=0.9)
+    state = make_state(config)
+    new, _ = train.train_step(state, REAL, config)
+    chex.assert_trees_all_close(new.g_ema.params, optim.ema_update(state.g.params, new.g.params, 0.9), rtol=1e-6)
+    z = jnp.ones((2, 3))
+    chex.assert_trees_all_close(train.generate(new, z, use_ema=True),
+                                new.g(new.g_ema.params, z, train=False)[0])
+
+
+@pytest.mark.parametrize("latent_name", ["uniform", "spherical"])
+def test_latent_choice_changes_z(latent_name):
+    config = train.StepConfig(latent_dim=3, latent=latent_name)
+    z = train._sample_z(jax.random.key(0), 500, config)
+    if latent_name == "uniform":
+        assert float(z.min()) >= -1 and float(z.max()) <= 1
+    else:
+        np.testing.assert_allclose(jnp.linalg.norm(z, axis=-1), jnp.sqrt(3.0), rtol=1e-5)
