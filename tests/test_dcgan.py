@@ -1,0 +1,113 @@
+"""ganjax.models.dcgan: every option's shapes at 28/32/64, the default layout, and spectral D in a train step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ganjax import train
+from ganjax.models import dcgan
+
+SIZES = [28, 32, 64]
+G_OPTIONS = ([{"norm": n} for n in dcgan.G_NORMS] + [{"upsampling": u} for u in dcgan.UPSAMPLINGS]
+             + [{"activation": a} for a in dcgan.ACTIVATIONS])
+D_OPTIONS = [{"norm": n} for n in dcgan.D_NORMS]
+
+
+def _shapes(module, inputs):
+    """Output and variable shapes of init then a train-mode call, traced only (nothing is computed)."""
+    def run():
+        variables = module.init(jax.random.key(0), inputs, train=False)
+        out, _ = module.apply(variables, inputs, train=True, mutable=["batch_stats"])
+        return out, variables
+
+    return jax.eval_shape(run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("options", G_OPTIONS, ids=str)
+def test_generator_shapes(size, options):
+    out, _ = _shapes(dcgan.Generator(size, channels=3, width=8, latent_dim=16, **options), jnp.zeros((2, 16)))
+    assert out.shape == (2, size, size, 3)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("options", D_OPTIONS, ids=str)
+def test_discriminator_shapes(size, options):
+    out, variables = _shapes(dcgan.Discriminator(size, width=8, **options), jnp.zeros((2, size, size, 1)))
+    assert out.shape == (2,)
+    has_stats = options["norm"] in ("batch", "spectral")
+    assert ("batch_stats" in variables) == has_stats
+
+
+def test_default_layout_is_unchanged():
+    _, g = _shapes(dcgan.Generator(32, channels=3, width=8, latent_dim=16), jnp.zeros((2, 16)))
+    assert jax.tree.map(lambda s: s.shape, g["params"]) == {
+        "Dense_0": {"kernel": (16, 4 * 4 * 32)},
+        "BatchNorm_0": {"scale": (32,), "bias": (32,)},
+        "ConvTranspose_0": {"kernel": (4, 4, 32, 16)},
+        "BatchNorm_1": {"scale": (16,), "bias": (16,)},
+        "ConvTranspose_1": {"kernel": (4, 4, 16, 8)},
+        "BatchNorm_2": {"scale": (8,), "bias": (8,)},
+        "ConvTranspose_2": {"kernel": (4, 4, 8, 3), "bias": (3,)},
+    }
+    _, d = _shapes(dcgan.Discriminator(32, width=8), jnp.zeros((2, 32, 32, 3)))
+    assert jax.tree.map(lambda s: s.shape, d["params"]) == {
+        "Conv_0": {"kernel": (4, 4, 3, 8), "bias": (8,)},
+        "Conv_1": {"kernel": (4, 4, 8, 16)},
+        "BatchNorm_0": {"scale": (16,), "bias": (16,)},
+        "Conv_2": {"kernel": (4, 4, 16, 32)},
+        "BatchNorm_1": {"scale": (32,), "bias": (32,)},
+        "Dense_0": {"kernel": (4 * 4 * 32, 1), "bias": (1,)},
+    }
+
+
+@pytest.mark.parametrize("module,field", [(dcgan.Generator, "norm"), (dcgan.Generator, "upsampling"),
+                                          (dcgan.Generator, "activation"), (dcgan.Discriminator, "norm")])
+def test_unknown_option_names_the_field(module, field):
+    with pytest.raises(ValueError, match=f"{module.__name__}.{field}"):
+        module(**{field: "nope"})
+
+
+def test_pixel_norm_generator_hidden_features_have_unit_rms():
+    g = dcgan.Generator(28, width=4, latent_dim=8, norm="pixel")
+    z = jax.random.normal(jax.random.key(1), (3, 8))
+    variables = g.init(jax.random.key(0), z, train=False)
+    _, state = g.apply(variables, z, train=True, capture_intermediates=lambda m, _: isinstance(m, dcgan.PixelNorm),
+                       mutable=["intermediates"])
+    for (out,) in jax.tree.leaves(state["intermediates"], is_leaf=lambda x: isinstance(x, tuple)):
+        np.testing.assert_allclose(np.sqrt(np.mean(np.square(out), axis=-1)), 1.0, rtol=1e-4)
+
+
+def test_leaky_relu_generator_differs_from_relu_only_in_activation():
+    z = jax.random.normal(jax.random.key(1), (2, 8))
+    relu, leaky = (dcgan.Generator(28, width=4, latent_dim=8, activation=a) for a in ("relu", "leaky_relu"))
+    variables = relu.init(jax.random.key(0), z, train=False)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, leaky.init(jax.random.key(0), z, train=False))
+    assert not np.allclose(relu.apply(variables, z, train=False), leaky.apply(variables, z, train=False))
+
+
+def _power_iteration(u, matrix):
+    def normalize(v):
+        return v / np.linalg.norm(v)
+
+    return normalize(normalize(u @ matrix.T) @ matrix)
+
+
+def test_spectral_discriminator_trains_through_train_step():
+    """Spectral norm's vectors live in batch_stats, which Player threads through the step unchanged.
+
+    D's step calls D in train mode twice (real, then fake), so each ``u`` moves
+    by two power iterations on the kernel from before the update.
+    """
+    config = train.StepConfig(latent_dim=8)
+    state = train.create_state(jax.random.key(0), dcgan.Generator(28, width=4, latent_dim=8),
+                               dcgan.Discriminator(28, width=4, norm="spectral"), (28, 28, 1), config)
+    kernel = np.asarray(state.d.params["SpectralConv_1"]["Conv_0"]["kernel"]).reshape(-1, 8)
+    u = np.asarray(state.d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]["Conv_0/kernel/u"])
+    batch = {"image": jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), minval=-1, maxval=1)}
+    state, metrics = train.jit_step(train.train_step)(state, batch, config=config)
+    assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+    stats = state.d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]
+    expected_u = _power_iteration(_power_iteration(u, kernel), kernel)
+    np.testing.assert_allclose(stats["Conv_0/kernel/u"], expected_u, rtol=1e-4, atol=1e-6)
