@@ -23,11 +23,10 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-import optax
 from jax import lax
 
 from experiments.common import Logger, parse_config
-from ganjax import data, metrics, monitor, plots, train
+from ganjax import data, metrics, monitor, optim, plots, train
 from ganjax.models import mlp
 
 
@@ -50,6 +49,9 @@ class MixtureConfig:
     lr_d: float = 1e-3
     b1: float = 0.5
     b2: float = 0.999
+    g_optimizer: str = "adam"  # adam, sgd, rmsprop (ganjax.optim.player_optimizer)
+    d_optimizer: str = "adam"
+    optimistic: bool = False  # optimistic Adam / gradient descent (Daskalakis et al. 2018)
     eval_every: int = 500
     eval_samples: int = 2500
     plot_every: int = 2500
@@ -57,12 +59,13 @@ class MixtureConfig:
 
 
 def create_state(config: MixtureConfig) -> train.GANState:
-    """MLP G and D, each with its own Adam."""
+    """MLP G and D, each with its own optimizer from :func:`ganjax.optim.gan_optimizers`."""
     generator = mlp.Generator(config.latent_dim, 2, (config.g_width,) * config.g_depth)
     discriminator = mlp.Discriminator(2, (config.d_width,) * config.d_depth)
+    tx = optim.gan_optimizers(config.lr_g, config.lr_d, g_optimizer=config.g_optimizer,
+                              d_optimizer=config.d_optimizer, b1=config.b1, b2=config.b2, optimistic=config.optimistic)
     return train.create_state(jax.random.key(config.seed), generator, discriminator, (2,), step_config(config),
-                              g_tx=optax.adam(config.lr_g, config.b1, config.b2),
-                              d_tx=optax.adam(config.lr_d, config.b1, config.b2))
+                              g_tx=tx.g, d_tx=tx.d)
 
 
 def step_config(config: MixtureConfig) -> train.StepConfig:

@@ -134,12 +134,10 @@ def kernel_inception_distance(features1, features2, key: jax.Array, n_subsets: i
     """
     features1, features2 = np.asarray(features1, np.float64), np.asarray(features2, np.float64)
     size = min(subset_size, len(features1), len(features2))
-    estimates = []
-    for k in jax.random.split(key, n_subsets):
-        k1, k2 = jax.random.split(k)
-        i = np.asarray(jax.random.choice(k1, len(features1), (size,), replace=False))
-        j = np.asarray(jax.random.choice(k2, len(features2), (size,), replace=False))
-        estimates.append(polynomial_mmd2(features1[i], features2[j]))
+    subsets = lambda k, n: np.argsort(np.asarray(jax.random.uniform(k, (n_subsets, n))), axis=1)[:, :size]
+    key1, key2 = jax.random.split(key)
+    estimates = [polynomial_mmd2(features1[i], features2[j])
+                 for i, j in zip(subsets(key1, len(features1)), subsets(key2, len(features2)))]
     return float(np.mean(estimates)), float(np.std(estimates))
 
 

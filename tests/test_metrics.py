@@ -1,0 +1,133 @@
+"""FID against scipy's sqrtm, KID's unbiasedness, and the k-NN metrics against brute force."""
+
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy.spatial.distance import cdist
+
+from ganjax import metrics
+
+
+def _features(seed, n, d, shift=0.0, scale=1.0):
+    """``n`` correlated Gaussian features; the correlation depends only on ``d``, the draw on ``seed``."""
+    mix = np.random.default_rng(d).normal(size=(d, d)) / np.sqrt(d)
+    return shift + scale * np.random.default_rng(seed).normal(size=(n, d)) @ mix
+
+
+def _reference_fid(x, y):
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean)
+
+
+@pytest.mark.parametrize("d,shift,scale", [(8, 0.0, 1.0), (32, 0.5, 1.3), (64, -0.2, 0.7)])
+def test_frechet_distance_matches_scipy_sqrtm(d, shift, scale):
+    x, y = _features(0, 500, d), _features(1, 400, d, shift, scale)
+    np.testing.assert_allclose(metrics.fid_from_features(x, y), _reference_fid(x, y), rtol=1e-5)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+    x = _features(2, 300, 16)
+    assert abs(metrics.fid_from_features(x, x)) < 1e-8
+
+
+def _reference_mmd2(x, y):
+    k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3
+    m, n = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2 * k(x, y).mean())
+
+
+def test_polynomial_mmd2_matches_formula():
+    x, y = _features(3, 50, 6), _features(4, 40, 6, 0.3)
+    np.testing.assert_allclose(metrics.polynomial_mmd2(x, y), _reference_mmd2(x, y), rtol=1e-12)
+
+
+def test_kid_is_unbiased():
+    """The mean KID over many small subsets matches the estimate on the full sets."""
+    x, y = _features(5, 2000, 8), _features(6, 2000, 8, 0.15, 1.1)
+    full = metrics.polynomial_mmd2(x, y)
+    mean, std = metrics.kernel_inception_distance(x, y, jax.random.key(0), n_subsets=400, subset_size=20)
+    assert full > 0.01
+    assert abs(mean - full) < 3 * std / np.sqrt(400)
+    assert std > 0
+
+
+def test_kid_of_identical_distributions_is_near_zero():
+    x, y = _features(7, 1000, 8), _features(8, 1000, 8)
+    mean, std = metrics.kernel_inception_distance(x, y, jax.random.key(1), n_subsets=20, subset_size=500)
+    assert abs(mean) < 3 * std
+
+
+def _brute_radii(x, k):
+    return np.sort(cdist(x, x), axis=1)[:, k]
+
+
+def test_precision_recall_match_brute_force():
+    real, fake = _features(9, 300, 5), _features(10, 250, 5, 0.4, 0.8)
+    k = 3
+    r_real, r_fake = _brute_radii(real, k), _brute_radii(fake, k)
+    precision = np.mean((cdist(fake, real) <= r_real[None, :]).any(1))
+    recall = np.mean((cdist(real, fake) <= r_fake[None, :]).any(1))
+    got = metrics.precision_recall(real, fake, k)
+    assert got == pytest.approx({"precision": precision, "recall": recall}, abs=1e-12)
+    assert 0 < precision < 1 and 0 < recall < 1
+
+
+def test_density_coverage_match_brute_force():
+    real, fake = _features(11, 300, 5), _features(12, 250, 5, 0.4, 0.8)
+    k = 5
+    radii = _brute_radii(real, k)
+    inside = cdist(fake, real) <= radii[None, :]
+    density = inside.sum() / (k * len(fake))
+    coverage = np.mean(inside.any(0))
+    got = metrics.density_coverage(real, fake, k)
+    assert got == pytest.approx({"density": density, "coverage": coverage}, abs=1e-12)
+    assert 0 < coverage < 1
+
+
+def test_chunked_knn_radii_match_brute_force():
+    x = _features(13, metrics._CHUNK + 100, 3)
+    np.testing.assert_allclose(metrics.knn_radii(x, 4), _brute_radii(x, 4), rtol=1e-9, atol=1e-9)
+
+
+def test_extract_features_in_batches_and_cache(tmp_path):
+    images = np.arange(50 * 4, dtype=np.float32).reshape(50, 2, 2, 1)
+    feature_fn = jax.jit(lambda b: b.reshape(len(b), -1) * 2.0)
+    features = metrics.extract_features(feature_fn, metrics.array_batches(images, 16))
+    np.testing.assert_array_equal(features, images.reshape(50, -1) * 2.0)
+    calls = []
+    compute = lambda: calls.append(1) or features
+    first = metrics.cached_features(tmp_path, "toy/train", "double", compute)
+    second = metrics.cached_features(tmp_path, "toy/train", "double", compute)
+    np.testing.assert_array_equal(first, second)
+    assert calls == [1]
+    assert (tmp_path / "toy_train__double.npz").is_file()
+
+
+def test_generated_batches_give_exactly_n_with_distinct_keys():
+    sample = jax.jit(lambda key, n: jax.random.normal(key, (n, 3)), static_argnums=1)
+    batches = list(metrics.generated_batches(sample, jax.random.key(0), 70, 32))
+    assert [len(b) for b in batches] == [32, 32, 6]
+    assert not np.allclose(batches[0], batches[1])
+
+
+def test_class_metrics():
+    predictions = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    got = metrics.class_metrics(predictions, num_classes=4)
+    p = np.array([2, 2, 4]) / 8
+    assert got["class_coverage"] == 3
+    np.testing.assert_allclose(got["class_kl"], np.sum(p * np.log(p * 4)))
+    uniform = metrics.class_metrics(np.arange(40) % 4, 4, reference_counts=[1, 1, 1, 1])
+    assert uniform == {"class_coverage": 4, "class_kl": 0.0}
+
+
+def test_sample_diversity_flags_collapsed_samples():
+    data = _features(14, 400, 4)
+    healthy = metrics.sample_diversity(_features(15, 400, 4), data)
+    collapsed = metrics.sample_diversity(np.repeat(data[:4], 100, axis=0), data)
+    assert healthy["duplicate_share"] < 0.05 and 0.8 < healthy["pairwise_distance_ratio"] < 1.2
+    assert collapsed["duplicate_share"] == 1.0

@@ -1,0 +1,110 @@
+"""Synthetic metric traces made to show each failure raise exactly that flag; a healthy trace is quiet."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ganjax import monitor
+
+T = 200
+
+
+def healthy(seed=0) -> dict[str, np.ndarray]:
+    """D loss settling slowly downward with small noise, D(x) ~ 0.6, D(G(z)) ~ 0.4, moderate gradients."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)
+    noise = lambda scale: scale * rng.normal(size=T)
+    return {"d_loss": 1.3 - 0.1 * t / T + noise(0.05), "g_loss": 0.9 + noise(0.05),
+            "d_real": 0.6 + noise(0.02), "d_fake": 0.4 + noise(0.02),
+            "d_grad_norm": 2.0 + np.abs(noise(0.5)), "g_grad_norm": 3.0 + np.abs(noise(0.5)),
+            "duplicate_share": np.full(T, 0.01), "pairwise_distance_ratio": np.full(T, 0.95)}
+
+
+def _with(**changes):
+    return {**healthy(), **changes}
+
+
+def _d_loss_spikes():
+    d = healthy()["d_loss"].copy()
+    d[[50, 120, 170]] = 6.0
+    return d
+
+
+FAILURES = {
+    "d_loss_zero": _with(d_loss=np.full(T, 0.01)),
+    "grad_explosion": _with(g_grad_norm=np.concatenate([np.full(T - 1, 3.0), [450.0]])),
+    "d_loss_unstable": _with(d_loss=_d_loss_spikes()),
+    "g_fools_with_garbage": _with(g_loss=np.linspace(4.0, 2.0, T), d_real=np.full(T, 0.95),
+                                  d_fake=np.full(T, 0.05), d_loss=np.full(T, 0.3)),
+    "mode_collapse": _with(duplicate_share=np.full(T, 0.8)),
+}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_healthy_trace_is_quiet(seed):
+    assert monitor.Monitor().check(healthy(seed)) == []
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+def test_each_failure_raises_its_flag_only(name):
+    flags = monitor.Monitor().check(FAILURES[name])
+    assert [f.name for f in flags] == [name]
+    assert flags[0].message and len(flags[0].message) < 200
+
+
+def test_unstable_variance_without_spikes():
+    d = 1.0 + 0.8 * np.sin(np.arange(T))
+    assert [f.name for f in monitor.Monitor().check(_with(d_loss=d))] == ["d_loss_unstable"]
+
+
+def test_pairwise_distance_collapse():
+    flags = monitor.Monitor().check(_with(pairwise_distance_ratio=np.full(T, 0.1)))
+    assert [f.name for f in flags] == ["mode_collapse"]
+    assert "0.10x" in flags[0].message
+
+
+def test_thresholds_are_configurable():
+    trace = FAILURES["grad_explosion"]
+    assert monitor.Monitor(monitor.MonitorConfig(max_grad_norm=1000.0)).check(trace) == []
+    assert monitor.Monitor(monitor.MonitorConfig(d_loss_floor=1.5)).check(healthy())[0].name == "d_loss_zero"
+
+
+def test_window_only_looks_at_recent_values():
+    d = healthy()["d_loss"].copy()
+    d[-50:] = 0.01
+    names = lambda window: [f.name for f in monitor.Monitor(monitor.MonitorConfig(window=window)).check(_with(d_loss=d))]
+    assert "d_loss_zero" in names(50)
+    assert "d_loss_zero" not in names(T)
+
+
+def test_stop_on_selects_flags():
+    gate = monitor.Monitor(monitor.MonitorConfig(stop_on=("grad_explosion",)))
+    flags = gate.check({**FAILURES["grad_explosion"], "duplicate_share": np.full(T, 0.9)})
+    assert {f.name for f in flags} == {"grad_explosion", "mode_collapse"}
+    assert [f.name for f in gate.should_stop(flags)] == ["grad_explosion"]
+    assert monitor.Monitor().should_stop(flags) == []
+    with pytest.raises(ValueError, match="unknown flags"):
+        monitor.MonitorConfig(stop_on=("nope",))
+
+
+def test_missing_metrics_are_skipped():
+    assert monitor.Monitor().check({"d_loss": np.full(10, 1.2)}) == []
+
+
+def test_check_finite_names_metric_and_step():
+    history = healthy()
+    monitor.check_finite(history, step=1000)
+    history["g_loss"] = history["g_loss"].copy()
+    history["g_loss"][T - 5] = np.nan
+    with pytest.raises(monitor.NonFiniteLossError, match=r"g_loss = nan at step 996"):
+        monitor.check_finite(history, step=1000)
+    with pytest.raises(monitor.NonFiniteLossError, match=r"d_loss = inf at step 7"):
+        monitor.check_finite({"d_loss": np.float32(np.inf)}, step=7)
+
+
+def test_stack_history():
+    window = [{"d_loss": np.float32(i), "g_loss": np.float32(2 * i)} for i in range(4)]
+    stacked = monitor.stack_history(window)
+    np.testing.assert_array_equal(stacked["g_loss"], [0, 2, 4, 6])
+    assert dataclasses.is_dataclass(monitor.MonitorConfig())
