@@ -11,6 +11,7 @@ checkpoints, and resumes from the last checkpoint with ``--resume``.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import pathlib
@@ -21,9 +22,10 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 from tqdm import tqdm
 
-from ganjax import data, images
+from ganjax import data, images, monitor, optim, parallel, penalties, plots
 from ganjax.checkpoint import Checkpointer
 from ganjax.train import GANState, StepConfig
 
@@ -45,17 +47,44 @@ class GANConfig:
     seed: int = 0
     steps: int = 3000
     batch_size: int = 64
+    # The train step's tricks (ganjax.train.StepConfig; docs/tricks.md says what each does).
     latent_dim: int = 100
+    latent: str = "gaussian"
     loss: str = "non_saturating"
+    d_labels: str = "none"
+    label_flip_prob: float = 0.0
+    penalty: str = "none"
+    penalty_weight: float = 0.0
+    instance_noise_std: float = 0.0
+    instance_noise_decay_steps: int = 0
+    n_critic: int = 1
+    ema_decay: float = 0.0
+    # The optimizers (ganjax.optim.gan_optimizers).
+    g_optimizer: str = "adam"
+    d_optimizer: str = "adam"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     b1: float = 0.5
     b2: float = 0.999
+    grad_clip: float | None = None
+    grad_noise: float | None = None
+    optimistic: bool = False
+    weight_clip: float | None = None
     log_every: int = 50
     sample_every: int = 250
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     resume: bool = False
+    eval_every: int = 1000
+    monitor_window: int = 200
+    stop_on: str = ""  # flags that stop training, e.g. "d_loss_zero,grad_explosion"
+    # Devices (ganjax.parallel): batch_size is the global batch, split evenly over the devices.
+    num_devices: int = 0  # devices per process; 0: all of them
+    cross_replica_bn: str = "auto"  # BatchNorm over all devices: 'on', 'off', 'auto' (on below 32 per device)
+    # Several hosts: set any of these on every process; JAX detects the others where it can (TPU, SLURM).
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
 
 
 def parse_config(cls: type, argv: Sequence[str] | None = None):
@@ -87,6 +116,29 @@ def step_config(config: GANConfig, **overrides) -> StepConfig:
     names = {f.name for f in dataclasses.fields(StepConfig)}
     values = {k: v for k, v in dataclasses.asdict(config).items() if k in names}
     return StepConfig(**{**values, **overrides})
+
+
+def optimizers(config: GANConfig, key: jax.Array) -> optim.GANOptimizers:
+    """G's and D's optax chains from the config (D's ends in weight clipping when ``weight_clip`` is set)."""
+    tx = optim.gan_optimizers(config.lr_g, config.lr_d, g_optimizer=config.g_optimizer,
+                              d_optimizer=config.d_optimizer, b1=config.b1, b2=config.b2, grad_clip=config.grad_clip,
+                              grad_noise=config.grad_noise, optimistic=config.optimistic, key=key)
+    if config.weight_clip is not None:
+        tx = tx._replace(d=optax.chain(tx.d, penalties.weight_clipping(config.weight_clip)))
+    return tx
+
+
+def start(config: GANConfig) -> jax.sharding.Mesh:
+    """Joins the other processes if the config names any (before any other JAX call); returns the device mesh.
+
+    Raises:
+      ValueError: if the global batch does not divide evenly over the devices.
+    """
+    if (config.coordinator_address, config.num_processes, config.process_id) != (None, None, None):
+        parallel.initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+    mesh = parallel.make_mesh(config.num_devices)
+    parallel.check_batch_size(config.batch_size, mesh)
+    return mesh
 
 
 def load_data(config: GANConfig) -> data.ImageDataset:
@@ -142,35 +194,34 @@ def _jsonable(value):
     return value.item() if value.ndim == 0 else value.tolist()
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss or gradient norm became NaN or Inf; the last good checkpoint is kept."""
-
-
-def _window_means(window: list[dict], first_step: int) -> dict[str, float]:
-    """Means over the fetched window; raises :class:`NonFiniteLossError` naming the first bad value."""
-    for offset, metrics in enumerate(window):
-        for name, value in metrics.items():
-            if not np.all(np.isfinite(value)):
-                raise NonFiniteLossError(f"step {first_step + offset + 1}: {name} = {value}; training stopped, "
-                                         "the last checkpoint holds the last good state")
-    return {name: float(np.mean([m[name] for m in window])) for name in window[0]}
-
-
 def fit(config: GANConfig, state: GANState, step_fn: Callable, dataset: data.ImageDataset,
-        on_sample: Callable[[GANState, int], None]) -> GANState:
+        on_sample: Callable[[GANState, int], None],
+        evaluate: Callable[[GANState, int], dict[str, float]] | None = None) -> GANState:
     """Trains ``state`` with ``step_fn(state, batch) -> (state, metrics)`` until ``config.steps``.
 
-    Resumes from the latest checkpoint in ``{workdir}/checkpoints`` when
-    ``config.resume`` is set. Calls ``on_sample(state, step)`` every
-    ``sample_every`` steps and at the end.
+    Metrics stay on device between logging steps. Every ``log_every`` steps they
+    are fetched, checked for NaN/Inf (which stops the run; the last checkpoint
+    on disk is the last good state), logged, and run through the failure
+    monitor, whose flags are shown beside the progress bar and logged; a flag
+    named in ``stop_on`` stops the run after a final checkpoint. Every
+    ``eval_every`` steps ``evaluate(state, step)`` adds its metrics (and feeds the
+    mode-collapse check); every ``sample_every`` steps ``on_sample(state, step)``
+    writes images. Resumes from ``{workdir}/checkpoints`` when ``config.resume``.
     """
     workdir = pathlib.Path(config.workdir)
+    mesh = parallel.make_mesh(config.num_devices)
+    state = parallel.replicate(state, mesh)
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=config.keep_checkpoints)
     if config.resume and checkpointer.latest_step() is not None:
         state, _ = checkpointer.restore(state)
     start = int(state.step)
     logger = Logger(workdir, start)
-    batches = data.Batcher(dataset, config.batch_size, config.seed).iterate(start, put=jax.device_put)
+    watch = monitor.Monitor(monitor_config(config))
+    history: collections.deque = collections.deque(maxlen=config.monitor_window)
+    evaluation: dict[str, float] = {}
+    # Each train step takes n_critic real batches, one per D update; each process puts its rows on its devices.
+    batches = data.Batcher(dataset, config.batch_size * config.n_critic, config.seed).iterate(
+        start, put=lambda batch: parallel.shard_batch(batch, mesh))
     pending: list[dict] = []
     try:
         with tqdm(initial=start, total=config.steps, disable=jax.process_index() != 0, dynamic_ncols=True) as bar:
@@ -178,20 +229,48 @@ def fit(config: GANConfig, state: GANState, step_fn: Callable, dataset: data.Ima
                 state, metrics = step_fn(state, next(batches))
                 pending.append(metrics)
                 last = done == config.steps
+                stop = []
+                if evaluate is not None and (done % config.eval_every == 0 or last):
+                    evaluation = evaluate(state, done)
                 if done % config.log_every == 0 or done % config.checkpoint_every == 0 or last:
-                    means = _window_means(jax.device_get(pending), done - len(pending))
+                    window = jax.device_get(pending)
                     pending = []
-                    logger.write(done, means)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
-                if done % config.sample_every == 0 or last:
+                    monitor.check_finite(monitor.stack_history(window), done)
+                    history.extend(window)
+                    record = {name: float(np.mean([m[name] for m in window])) for name in window[0]}
+                    record.update(evaluation)
+                    flags = watch.check({**monitor.stack_history(list(history)),
+                                         **{k: np.array([v]) for k, v in evaluation.items()}})
+                    evaluation = {}
+                    stop = watch.should_stop(flags)
+                    if flags:
+                        record["flags"] = "; ".join(flag.message for flag in flags)
+                    logger.write(done, record)
+                    postfix = {k: f"{v:.3g}" for k, v in record.items() if k in PROGRESS_METRICS}
+                    bar.set_postfix({**postfix, "flags": ",".join(f.name for f in flags) or "-"}, refresh=False)
+                if done % config.sample_every == 0 or last or stop:
                     on_sample(state, done)
-                if done % config.checkpoint_every == 0 or last:
+                if done % config.checkpoint_every == 0 or last or stop:
                     checkpointer.save(done, state, dataclasses.asdict(config))
                 bar.update(1)
+                if stop:
+                    logger.write(done, {"stopped": "; ".join(flag.message for flag in stop)})
+                    break
     finally:
         checkpointer.close()
         logger.close()
+    if jax.process_index() == 0 and logger.path.exists():
+        plots.plot_training(logger.path, workdir / "training.png")
     return state
+
+
+PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
+
+
+def monitor_config(config: GANConfig) -> monitor.MonitorConfig:
+    """The failure monitor's settings from the config (``stop_on`` is a comma-separated list of flag names)."""
+    return monitor.MonitorConfig(window=config.monitor_window,
+                                 stop_on=tuple(name for name in config.stop_on.split(",") if name))
 
 
 def sample_writer(config: GANConfig, sample_fn: Callable[[GANState], Any], nrow: int = 10) -> Callable:
@@ -199,8 +278,9 @@ def sample_writer(config: GANConfig, sample_fn: Callable[[GANState], Any], nrow:
     folder = pathlib.Path(config.workdir) / "samples"
 
     def write(state: GANState, step: int) -> None:
+        grid = np.asarray(sample_fn(state))  # every process takes part in the computation; process 0 writes
         if jax.process_index() == 0:
-            images.save_grid(np.asarray(sample_fn(state)), folder / f"step_{step:06d}.png", nrow=nrow, scale=2)
+            images.save_grid(grid, folder / f"step_{step:06d}.png", nrow=nrow, scale=2)
 
     return write
 

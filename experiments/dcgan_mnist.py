@@ -2,20 +2,23 @@
 
 Radford et al. 2015 with the ganhacks defaults: images in [-1, 1] and a tanh
 output, separate all-real and all-fake batches for D, the non-saturating G
-loss, Adam(2e-4, b1=0.5). Writes under ``--workdir``: ``samples/step_*.png``
-(one fixed z), ``samples.gif``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+loss, Adam(2e-4, b1=0.5). Every trick of ``ganjax.train.StepConfig`` and
+``ganjax.optim`` is a flag. Writes under ``--workdir``: ``samples/step_*.png``
+(one fixed z), ``samples.gif``, ``interpolation.png`` (great-circle paths
+between codes), ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 
 import jax
-import optax
+import numpy as np
 
 from experiments import common
-from ganjax import train
+from ganjax import images, latent, parallel, train
 from ganjax.models import dcgan
 
 
@@ -27,29 +30,43 @@ class Config(common.GANConfig):
     steps: int = 3000
     g_width: int = 64
     d_width: int = 64
+    g_norm: str = "batch"
+    d_norm: str = "batch"
+    upsampling: str = "transposed"
+    g_activation: str = "relu"
     num_samples: int = 100
 
 
-def create_state(config: Config, key: jax.Array) -> train.GANState:
-    """G, D and their Adam optimizers, initialised from ``key``."""
-    generator = dcgan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim)
-    discriminator = dcgan.Discriminator(config.image_size, config.d_width)
-    return train.create_state(key, generator, discriminator, (config.image_size, config.image_size, config.channels),
-                              common.step_config(config),
-                              g_tx=optax.adam(config.lr_g, b1=config.b1, b2=config.b2),
-                              d_tx=optax.adam(config.lr_d, b1=config.b1, b2=config.b2))
+def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None) -> train.GANState:
+    """G, D and their optimizers (Adam by default) from ``key``; BatchNorm synchronized over ``bn_axis_name``."""
+    generator = dcgan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim,
+                                norm=config.g_norm, upsampling=config.upsampling, activation=config.g_activation,
+                                bn_axis_name=bn_axis_name)
+    discriminator = dcgan.Discriminator(config.image_size, config.d_width, norm=config.d_norm,
+                                        bn_axis_name=bn_axis_name)
+    init_key, noise_key = jax.random.split(key)
+    tx = common.optimizers(config, noise_key)
+    return train.create_state(init_key, generator, discriminator,
+                              (config.image_size, config.image_size, config.channels), common.step_config(config),
+                              g_tx=tx.g, d_tx=tx.d)
 
 
 def train_and_evaluate(config: Config) -> train.GANState:
-    """Trains the DCGAN; returns the final state. Samples come from one fixed z throughout."""
+    """Trains the GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
+    mesh = common.start(config)
     dataset = common.load_data(config)
-    init_key, sample_key = jax.random.split(jax.random.key(config.seed))
-    state = create_state(config, init_key)
-    step = functools.partial(train.jit_step(train.train_step), config=common.step_config(config))
-    fixed_z = jax.random.normal(sample_key, (config.num_samples, config.latent_dim))
-    sample = jax.jit(train.generate)
+    init_key, sample_key, path_key = jax.random.split(jax.random.key(config.seed), 3)
+    state = create_state(config, init_key, parallel.bn_axis_name(config.cross_replica_bn, config.batch_size, mesh))
+    step = parallel.data_parallel(train.train_step, mesh, common.step_config(config), stacked=config.n_critic)
+    fixed_z = latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim))
+    fixed_z = parallel.replicate(fixed_z, mesh)
+    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
     state = common.fit(config, state, step, dataset, common.sample_writer(config, lambda s: sample(s, fixed_z)))
     common.write_animation(config)
+    paths = latent.interpolation_grid(path_key, 10, 10, config.latent_dim, anchors=3, sampler=config.latent)
+    grid = np.asarray(sample(state, parallel.replicate(paths.reshape(-1, config.latent_dim), mesh)))
+    if jax.process_index() == 0:
+        images.save_grid(grid, pathlib.Path(config.workdir) / "interpolation.png", nrow=10, scale=2)
     return state
 
 

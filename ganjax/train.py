@@ -344,8 +344,10 @@ def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig)
         d, metrics = _d_update(d, real, lax.stop_gradient(fake), d_key, state.step, config)
         return (d, g_stats), metrics
 
+    # Unrolled: XLA:CPU runs convolutions inside a while loop (lax.scan) about 50 times slower.
     critic_keys = jax.random.split(keys["critic"], config.n_critic - 1)
-    (d, g_stats), early = lax.scan(critic_update, (state.d, state.g.batch_stats), (reals[:-1], critic_keys))
+    (d, g_stats), early = lax.scan(critic_update, (state.d, state.g.batch_stats), (reals[:-1], critic_keys),
+                                   unroll=True)
     g = state.g.replace(batch_stats=g_stats)
     fake, g_vjp, g_stats = _generate_linearized(g, _sample_z(keys["z"], batch_size, config))
     d, last = _d_update(d, reals[-1], lax.stop_gradient(fake), keys["d"], state.step, config)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import common, dcgan_mnist
-from ganjax import checkpoint, data
+from ganjax import checkpoint, data, monitor
 
 
 def tiny(mnist_dir, tmp_path, **overrides):
@@ -45,7 +45,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_pat
         state, metrics = step(state, batch)
         return state, {**metrics, "d_loss": jax.numpy.where(state.step == 5, jax.numpy.nan, metrics["d_loss"])}
 
-    with pytest.raises(common.NonFiniteLossError, match="step 5: d_loss = nan"):
+    with pytest.raises(monitor.NonFiniteLossError, match="d_loss = nan at step 5"):
         common.fit(config, state, poisoned, data.load_idx_folder(mnist_dir), lambda s, t: None)
     saved = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
     assert saved.latest_step() == 4

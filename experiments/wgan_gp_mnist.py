@@ -1,0 +1,40 @@
+"""WGAN-GP on MNIST: ``python -m experiments.wgan_gp_mnist [--data-dir ../shared/data/mnist]``.
+
+Gulrajani et al. 2017: the Wasserstein loss with a two-sided gradient penalty
+of weight 10 on random interpolates, 5 critic updates per G update, Adam(1e-4,
+b1=0.5, b2=0.9), and no BatchNorm in the critic (the penalty is per example).
+The DCGAN architecture and every flag of ``experiments.dcgan_mnist`` apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments import common, dcgan_mnist
+
+
+@dataclasses.dataclass
+class Config(dcgan_mnist.Config):
+    """WGAN-GP on MNIST."""
+
+    workdir: str = "runs/wgan_gp_mnist"
+    loss: str = "wasserstein"
+    penalty: str = "wgan_gp"
+    penalty_weight: float = 10.0
+    n_critic: int = 5
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    b1: float = 0.5
+    b2: float = 0.9
+    d_norm: str = "none"
+    steps: int = 1500
+    g_width: int = 32
+    d_width: int = 32
+
+
+def main(argv=None):
+    dcgan_mnist.train_and_evaluate(common.parse_config(Config, argv))
+
+
+if __name__ == "__main__":
+    main()
