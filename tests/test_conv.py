@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax.nn import ConvTranspose
+from ganjax.nn import Conv, ConvTranspose
 
 PADDINGS = ["SAME", "VALID", ((1, 2), (0, 1)), ((2, 2), (3, 3))]
 # (kernel size, input channels, output channels), cycled over the stride x padding cases so that
@@ -66,3 +66,23 @@ def test_second_order_through_jit():
         return jax.jit(jax.grad(lambda inputs: jnp.sum(jax.grad(inner)(inputs) ** 2)))(x)
 
     assert_rel_close(grad_norm(ConvTranspose(**module_kwargs)), grad_norm(nn.ConvTranspose(**module_kwargs)))
+
+
+@pytest.mark.parametrize("strides,padding,kernel,c_in,c_out", CASES)
+def test_conv_matches_flax_to_second_order(strides, padding, kernel, c_in, c_out):
+    """ganjax's Conv equals flax's in value, gradients, and the gradient of an input-gradient penalty."""
+    kwargs = dict(features=c_out, kernel_size=(kernel, kernel), strides=(strides, strides), padding=padding,
+                  bias_init=nn.initializers.normal(1.0))
+    ours, ref = Conv(**kwargs), nn.Conv(**kwargs)
+    x = jax.random.normal(jax.random.key(1), (2, 7, 6, c_in))
+    params = ours.init(jax.random.key(2), x)["params"]
+    weights = jax.random.normal(jax.random.key(3), ours.apply({"params": params}, x).shape)
+
+    def penalty(module):
+        def input_grad_norm(p):  # as in WGAN-GP / R1: a function of grad_x D(x)
+            grad_x = jax.grad(lambda v: jnp.vdot(jnp.tanh(module.apply({"params": p}, v)), weights))(x)
+            return jnp.sum(grad_x ** 2) + jnp.vdot(module.apply({"params": p}, x), weights)
+        return jax.jit(jax.value_and_grad(input_grad_norm))(params)
+
+    for actual, expected in zip(jax.tree.leaves(penalty(ours)), jax.tree.leaves(penalty(ref))):
+        assert_rel_close(actual, expected)

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ganjax.nn.conv import Conv
 from ganjax.nn.conv import ConvTranspose
 from ganjax.nn.normalization import PixelNorm
 from ganjax.nn.normalization import SpectralConv
@@ -169,7 +170,7 @@ class Discriminator(nn.Module):
             if spectral:
                 x = SpectralConv(*conv_args, **conv_kwargs)(x, train)
             else:
-                x = nn.Conv(*conv_args, **conv_kwargs)(x)
+                x = Conv(*conv_args, **conv_kwargs)(x)
             if norm is not None:
                 x = norm(x)
             x = nn.leaky_relu(x, 0.2)

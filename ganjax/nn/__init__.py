@@ -1,7 +1,9 @@
 """Layers and normalizations for GANs, as Flax linen modules."""
 
 from ganjax.nn.attention import SelfAttention
+from ganjax.nn.conv import Conv
 from ganjax.nn.conv import ConvTranspose
+from ganjax.nn.conv import conv
 from ganjax.nn.conv import conv_transpose
 from ganjax.nn.equalized import EqualizedConv
 from ganjax.nn.equalized import EqualizedDense
@@ -27,6 +29,7 @@ from ganjax.nn.residual import ResBlockG
 __all__ = [
     "AvgPoolDown",
     "ConditionalBatchNorm",
+    "Conv",
     "ConvTranspose",
     "EqualizedConv",
     "EqualizedDense",
@@ -44,6 +47,7 @@ __all__ = [
     "SpectralDense",
     "StridedConvDown",
     "VirtualBatchNorm",
+    "conv",
     "conv_transpose",
     "he_constant",
     "nearest_upsample",

@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ganjax.nn.conv import Conv
+
 InstanceNorm = nn.InstanceNorm
 
 
@@ -67,7 +69,7 @@ class SpectralConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = nn.Conv(self.features, self.kernel_size, self.strides, self.padding, use_bias=self.use_bias,
+        conv = Conv(self.features, self.kernel_size, self.strides, self.padding, use_bias=self.use_bias,
                        kernel_init=self.kernel_init)
         return nn.SpectralNorm(conv, n_steps=self.n_steps)(x, update_stats=train)
 

@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ganjax.nn.conv import Conv
+
 
 def pixel_shuffle(x: jax.Array, scale: int) -> jax.Array:
     """Depth to space: ``(N, H, W, r * r * C) -> (N, r * H, r * W, C)`` (TensorFlow's ``depth_to_space`` order).
@@ -47,7 +49,7 @@ class PixelShuffle(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.Conv(self.features * self.scale ** 2, self.kernel_size, use_bias=self.use_bias,
+        x = Conv(self.features * self.scale ** 2, self.kernel_size, use_bias=self.use_bias,
                     kernel_init=self.kernel_init)(x)
         return pixel_shuffle(x, self.scale)
 
@@ -71,7 +73,7 @@ class NearestUpsampleConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Conv(self.features, self.kernel_size, use_bias=self.use_bias,
+        return Conv(self.features, self.kernel_size, use_bias=self.use_bias,
                        kernel_init=self.kernel_init)(nearest_upsample(x, self.scale))
 
 
@@ -94,7 +96,7 @@ class AvgPoolDown(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.Conv(self.features, self.kernel_size, use_bias=self.use_bias, kernel_init=self.kernel_init)(x)
+        x = Conv(self.features, self.kernel_size, use_bias=self.use_bias, kernel_init=self.kernel_init)(x)
         window = (self.scale, self.scale)
         return nn.avg_pool(x, window, strides=window)
 
@@ -118,5 +120,5 @@ class StridedConvDown(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Conv(self.features, self.kernel_size, strides=self.scale, use_bias=self.use_bias,
+        return Conv(self.features, self.kernel_size, strides=self.scale, use_bias=self.use_bias,
                        kernel_init=self.kernel_init)(x)

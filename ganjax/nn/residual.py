@@ -7,6 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from ganjax.nn.conv import Conv
 from ganjax.nn.resample import nearest_upsample
 
 
@@ -38,7 +39,7 @@ class ResBlockG(nn.Module):
                                 name=name)
 
         def conv(size, name):
-            return nn.Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)
+            return Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)
 
         h = conv(3, "conv1")(nearest_upsample(nn.relu(norm("norm1")(x)), 2))
         h = conv(3, "conv2")(nn.relu(norm("norm2")(h)))
@@ -65,7 +66,7 @@ class ResBlockD(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         def conv(size, name):
-            return nn.Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)
+            return Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)
 
         pool = _avg_pool2 if self.downsample else (lambda t: t)
         h = conv(3, "conv1")(nn.relu(x) if self.preactivate else x)
