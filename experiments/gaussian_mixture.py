@@ -127,11 +127,14 @@ def train_and_evaluate(config: MixtureConfig) -> dict:
 
 
 def table(root: str | pathlib.Path) -> str:
-    """A markdown table of the last record of every run ``{root}/{mixture}_{variant}_{seed}``: mean ± std over seeds."""
+    """A markdown table of the last record of every finished run ``{root}/{mixture}_{variant}_{seed}``.
+
+    Each cell is the mean ± std over seeds; a run is finished once it has drawn ``training.png``.
+    """
     groups: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(pathlib.Path(root).glob("*/metrics.jsonl")):
+    for path in sorted(pathlib.Path(root).glob("*/training.png")):
         mixture, *variant, _ = path.parent.name.split("_")
-        groups.setdefault((mixture, "_".join(variant)), []).append(plots.read_jsonl(path)[-1])
+        groups.setdefault((mixture, "_".join(variant)), []).append(plots.read_jsonl(path.parent / "metrics.jsonl")[-1])
     lines = ["| mixture | variant | seeds | modes | high-quality share | mode KL |", "|---|---|---|---|---|---|"]
     for (mixture, variant), records in sorted(groups.items()):
         stat = lambda k, f: f"{np.mean([r[k] for r in records]):{f}} ± {np.std([r[k] for r in records]):{f}}"

@@ -34,6 +34,8 @@ class ClassifierTrainConfig:
     data_dir: str = "../shared/data/mnist"
     out: str = "runs/mnist_classifier"
     test_size: int = 2000
+    width: int = 32  # channels of the first conv; the second has twice as many
+    feature_dim: int = 128
     steps: int = 1500
     batch_size: int = 128
     lr: float = 2e-3
@@ -78,7 +80,8 @@ def train(config: ClassifierTrainConfig, dataset: data.ImageDataset) -> mc.Class
     """A classifier trained for ``config.steps`` on ``dataset`` (Adam, cosine-decayed learning rate)."""
     key = jax.random.key(config.seed)
     init_key, step_key = jax.random.split(key)
-    classifier = mc.init(init_key)
+    classifier = mc.init(init_key, mc.ClassifierConfig(conv_widths=(config.width, 2 * config.width),
+                                                        feature_dim=config.feature_dim))
     tx = optax.adam(optax.cosine_decay_schedule(config.lr, config.steps))
     step = make_train_step(classifier.module, tx, config.shift)
     params, opt_state = classifier.params, tx.init(classifier.params)

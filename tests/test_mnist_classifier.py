@@ -1,0 +1,51 @@
+"""The MNIST feature network: a short train on real digits reaches a sane accuracy; save/load round trip."""
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import train_mnist_classifier as tmc
+from ganjax import data, metrics
+from ganjax.models import mnist_classifier as mc
+
+
+@pytest.fixture(scope="module")
+def trained(mnist, tmp_path_factory):
+    train_set, test_set = data.ImageDataset(mnist.images[:3000], mnist.labels[:3000]).split(0.8)
+    config = tmc.ClassifierTrainConfig(steps=120, batch_size=64, width=8, feature_dim=32, lr=3e-3)
+    classifier = tmc.train(config, train_set)
+    return classifier, test_set, mc.save_mnist_classifier(classifier, tmp_path_factory.mktemp("clf"))
+
+
+def test_short_train_reaches_sane_accuracy(trained):
+    classifier, test_set, _ = trained
+    assert tmc.accuracy(classifier, test_set) > 0.8
+
+
+def test_save_load_round_trip(trained):
+    classifier, test_set, path = trained
+    loaded = mc.load_mnist_classifier(path)
+    assert loaded.config == classifier.config
+    chex_close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    jax.tree.map(chex_close, loaded.params, classifier.params)
+    images = data.to_float(test_set.images[:64])
+    np.testing.assert_allclose(loaded.feature_fn()(images), classifier.feature_fn()(images), rtol=1e-6)
+    assert tmc.accuracy(loaded, test_set) == tmc.accuracy(classifier, test_set)
+
+
+def test_features_and_classes_feed_the_metrics(trained):
+    classifier, test_set, _ = trained
+    features = metrics.extract_features(classifier.feature_fn(),
+                                        metrics.array_batches(data.to_float(test_set.images), 200))
+    assert features.shape == (len(test_set), 32)
+    predictions = np.concatenate([np.asarray(classifier.class_fn()(data.to_float(b)))
+                                  for b in metrics.array_batches(test_set.images, 200)])
+    assert metrics.class_metrics(predictions, 10)["class_coverage"] == 10
+    half = len(features) // 2
+    assert metrics.fid_from_features(features[:half], features[half:]) < metrics.fid_from_features(
+        features[:half], features[half:] * 0.0)
+
+
+def test_missing_classifier_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_mnist_classifier"):
+        mc.load_mnist_classifier(tmp_path)
