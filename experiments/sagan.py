@@ -1,0 +1,75 @@
+"""SAGAN on MNIST: ``python -m experiments.sagan [--data-dir ../shared/data/mnist] [--field value ...]``.
+
+Zhang et al. 2019: residual G and D with spectral norm everywhere and
+self-attention at a middle resolution (:mod:`ganjax.models.sagan`), the hinge
+loss, and TTUR: Adam with lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9. Every trick of
+``ganjax.train.StepConfig`` and ``ganjax.optim`` is a flag. Writes under
+``--workdir``: ``samples/step_*.png`` (one fixed z), ``samples.gif``,
+``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+
+The models' conditional option (``num_classes``) is not used here: the train
+step draws no labels for G yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+
+from experiments import common
+from ganjax import latent, parallel, train
+from ganjax.models import sagan
+
+
+@dataclasses.dataclass
+class Config(common.GANConfig):
+    """SAGAN on MNIST."""
+
+    workdir: str = "runs/sagan"
+    steps: int = 1500
+    latent_dim: int = 128
+    loss: str = "hinge"
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    b1: float = 0.0
+    b2: float = 0.9
+    g_width: int = 16
+    d_width: int = 16
+    num_samples: int = 100
+
+
+def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None) -> train.GANState:
+    """G, D and their optimizers (TTUR Adam by default) from ``key``."""
+    generator = sagan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim,
+                                bn_axis_name=bn_axis_name)
+    discriminator = sagan.Discriminator(config.image_size, config.d_width)
+    init_key, noise_key = jax.random.split(key)
+    tx = common.optimizers(config, noise_key)
+    return train.create_state(init_key, generator, discriminator,
+                              (config.image_size, config.image_size, config.channels), common.step_config(config),
+                              g_tx=tx.g, d_tx=tx.d)
+
+
+def train_and_evaluate(config: Config) -> train.GANState:
+    """Trains SAGAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
+    mesh = common.start(config)
+    dataset = common.load_data(config)
+    init_key, sample_key = jax.random.split(jax.random.key(config.seed))
+    state = create_state(config, init_key, parallel.bn_axis_name(config.cross_replica_bn, config.batch_size, mesh))
+    step = parallel.data_parallel(train.train_step, mesh, common.step_config(config), stacked=config.n_critic)
+    fixed_z = parallel.replicate(latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim)),
+                                 mesh)
+    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
+    state = common.fit(config, state, step, dataset, common.sample_writer(config, lambda s: sample(s, fixed_z)))
+    common.write_animation(config)
+    return state
+
+
+def main(argv=None):
+    train_and_evaluate(common.parse_config(Config, argv))
+
+
+if __name__ == "__main__":
+    main()

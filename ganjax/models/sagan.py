@@ -1,0 +1,159 @@
+"""SAGAN generator and discriminator (Zhang, Goodfellow, Metaxas and Odena 2019, Self-Attention GANs).
+
+Both players are residual networks (the blocks of Miyato et al. 2018) with
+every convolution and dense layer spectrally normalized, and a
+:class:`ganjax.nn.SelfAttention` block at a middle resolution: after G's
+middle upsampling block and after D's first downsampling block. Spectral norm
+keeps its power-iteration vectors in ``batch_stats``, so both players train
+through ``mutable=['batch_stats']`` (as :class:`ganjax.train.Player` does).
+
+With ``num_classes > 0`` the model is class-conditional: G's BatchNorms become
+:class:`ganjax.nn.ConditionalBatchNorm` and D adds the projection term
+``<embed(y), h>`` of Miyato and Koyama 2018 to its logit. Train with the hinge
+loss and TTUR (:func:`ganjax.optim.ttur`: Adam lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ganjax.models.dcgan import layout
+from ganjax.nn.attention import SelfAttention
+from ganjax.nn.normalization import ConditionalBatchNorm
+from ganjax.nn.normalization import SpectralConv
+from ganjax.nn.normalization import SpectralDense
+from ganjax.nn.resample import nearest_upsample
+
+weight_init = nn.initializers.xavier_uniform()
+
+
+def _avg_pool2(x: jax.Array) -> jax.Array:
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+def _check_labels(num_classes: int, labels: jax.Array | None, who: str) -> None:
+    if (labels is None) != (num_classes == 0):
+        raise ValueError(f"{who}: labels are needed exactly when num_classes > 0 "
+                         f"(num_classes={num_classes}, labels {'missing' if labels is None else 'given'})")
+
+
+class _Norm(nn.Module):
+    """BatchNorm, or conditional BatchNorm with ``num_classes > 0``."""
+
+    num_classes: int
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
+        if self.num_classes:
+            return ConditionalBatchNorm(self.num_classes, axis_name=self.axis_name)(x, labels, train)
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name)(x)
+
+
+class GBlock(nn.Module):
+    """``norm-ReLU-up-SNconv3-norm-ReLU-SNconv3`` plus the shortcut ``up-SNconv1``: ``(N, H, W, C) -> (N, 2H, 2W, F)``."""
+
+    features: int
+    num_classes: int = 0
+    axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
+        def conv(size, name):
+            return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
+
+        h = nn.relu(_Norm(self.num_classes, self.axis_name, name="norm1")(x, labels, train))
+        h = conv(3, "conv1")(nearest_upsample(h, 2), train)
+        h = nn.relu(_Norm(self.num_classes, self.axis_name, name="norm2")(h, labels, train))
+        h = conv(3, "conv2")(h, train)
+        return h + conv(1, "shortcut")(nearest_upsample(x, 2), train)
+
+
+class DBlock(nn.Module):
+    """``[ReLU]-SNconv3-ReLU-SNconv3-avgpool`` plus the shortcut ``SNconv1-avgpool``: ``(N, H, W, C) -> (N, H/2, W/2, F)``.
+
+    Attributes:
+      features: output channels.
+      preactivate: ReLU on the input; False for the first block, which sees images.
+    """
+
+    features: int
+    preactivate: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        def conv(size, name):
+            return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
+
+        h = conv(3, "conv1")(nn.relu(x) if self.preactivate else x, train)
+        h = _avg_pool2(conv(3, "conv2")(nn.relu(h), train))
+        return h + _avg_pool2(conv(1, "shortcut")(x, train))
+
+
+class Generator(nn.Module):
+    """z ``(N, latent_dim)`` (and labels ``(N,)`` when conditional) -> images ``(N, S, S, channels)`` in [-1, 1].
+
+    Attributes:
+      image_size: output side S, ``4 * 2^k`` or ``7 * 2^k`` (see :func:`ganjax.models.dcgan.layout`).
+      channels: output channels.
+      width: channels of the last block; each block closer to z has twice as many.
+      latent_dim: size of z.
+      num_classes: classes of the conditional BatchNorms; 0 for an unconditional G.
+      bn_axis_name: mapped axis for cross-replica BatchNorm, or None.
+    """
+
+    image_size: int = 28
+    channels: int = 1
+    width: int = 32
+    latent_dim: int = 128
+    num_classes: int = 0
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
+        if z.ndim != 2 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"sagan.Generator expects z of shape (N, {self.latent_dim}), got {z.shape}")
+        _check_labels(self.num_classes, labels, "sagan.Generator")
+        base, n_up = layout(self.image_size)
+        features = self.width * 2 ** (n_up - 1)
+        x = SpectralDense(base * base * features, kernel_init=weight_init)(z, train)
+        x = x.reshape(z.shape[0], base, base, features)
+        for i in range(n_up):
+            x = GBlock(self.width * 2 ** (n_up - 1 - i), self.num_classes, self.bn_axis_name)(x, labels, train)
+            if i == (n_up - 1) // 2:
+                x = SelfAttention()(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(x))
+        return jnp.tanh(SpectralConv(self.channels, (3, 3), kernel_init=weight_init)(x, train))
+
+
+class Discriminator(nn.Module):
+    """Images ``(N, S, S, C)`` (and labels ``(N,)`` when conditional) -> logits ``(N,)``.
+
+    Attributes:
+      image_size: input side S; one downsampling block per G upsampling block.
+      width: channels of the first block; each later block doubles them.
+      num_classes: classes of the projection embedding; 0 for an unconditional D.
+    """
+
+    image_size: int = 28
+    width: int = 32
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
+        if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
+            raise ValueError(f"sagan.Discriminator expects NHWC images of side {self.image_size}, got {x.shape}")
+        _check_labels(self.num_classes, labels, "sagan.Discriminator")
+        _, n_down = layout(self.image_size)
+        for i in range(n_down):
+            x = DBlock(self.width * 2 ** i, preactivate=i > 0)(x, train)
+            if i == 0:
+                x = SelfAttention()(x)
+        h = jnp.sum(nn.relu(x), axis=(1, 2))
+        logits = SpectralDense(1, kernel_init=weight_init)(h, train)[:, 0]
+        if self.num_classes:
+            embedding = nn.Embed(self.num_classes, h.shape[-1], embedding_init=weight_init, name="projection")
+            logits = logits + jnp.sum(embedding(labels) * h, axis=-1)
+        return logits

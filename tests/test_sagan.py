@@ -1,0 +1,89 @@
+"""ganjax.models.sagan and experiments.sagan: shapes, the conditional option, seeds, learning, a smoke run."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import common
+from experiments import sagan as experiment
+from ganjax import train
+from ganjax.models import sagan
+
+
+@pytest.mark.parametrize("size", [28, 32])
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_shapes_and_spectral_statistics(size, num_classes):
+    labels = jnp.arange(4) % 10 if num_classes else None
+    g = sagan.Generator(size, channels=3, width=4, latent_dim=8, num_classes=num_classes)
+    d = sagan.Discriminator(size, width=4, num_classes=num_classes)
+
+    def run():
+        g_vars = g.init(jax.random.key(0), jnp.zeros((4, 8)), labels, train=False)
+        images, _ = g.apply(g_vars, jnp.zeros((4, 8)), labels, train=True, mutable=["batch_stats"])
+        d_vars = d.init(jax.random.key(1), images, labels, train=False)
+        return images, d.apply(d_vars, images, labels, train=False), g_vars, d_vars
+
+    images, logits, g_vars, d_vars = jax.eval_shape(run)
+    assert images.shape == (4, size, size, 3) and logits.shape == (4,)
+    for variables in (g_vars, d_vars):
+        assert any("SelfAttention" in name for name in variables["params"])
+        assert any("sigma" in "/".join(map(str, path)) for path, _ in
+                   jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0])
+    assert ("projection" in d_vars["params"]) == bool(num_classes)
+
+
+def test_conditional_generator_depends_on_labels():
+    g = sagan.Generator(28, width=4, latent_dim=8, num_classes=10)
+    z = jax.random.normal(jax.random.key(0), (2, 8))
+    variables = g.init(jax.random.key(1), z, jnp.zeros(2, jnp.int32), train=False)
+    variables = jax.tree.map(lambda a: a, variables)
+    scale = variables["params"]["GBlock_0"]["norm1"]["ConditionalBatchNorm_0"]["scale"]["embedding"]
+    variables["params"]["GBlock_0"]["norm1"]["ConditionalBatchNorm_0"]["scale"]["embedding"] = (
+        scale.at[3].multiply(2.0))
+    same = g.apply(variables, z, jnp.array([1, 1]), train=False)
+    other = g.apply(variables, z, jnp.array([1, 3]), train=False)
+    np.testing.assert_array_equal(same[0], other[0])
+    assert not np.allclose(same[1], other[1])
+    with pytest.raises(ValueError, match="labels are needed exactly when num_classes > 0"):
+        g.apply(variables, z, train=False)
+
+
+def _state(seed, config):
+    return experiment.create_state(config, jax.random.key(seed))
+
+
+def test_seed_determines_the_run_and_steps_lower_both_losses(mnist):
+    config = experiment.Config(g_width=4, d_width=4, latent_dim=8, batch_size=16)
+    step_config = common.step_config(config)
+    real = {"image": jnp.asarray(mnist.images[:16], jnp.float32) / 127.5 - 1.0}
+    d_step = jax.jit(train.d_step, static_argnames="config")
+    g_step = jax.jit(train.g_step, static_argnames="config")
+
+    def run(seed, step_fn, n):
+        state, losses = _state(seed, config), []
+        for _ in range(n):
+            state, metrics = step_fn(state, real, config=step_config)
+            losses.append(float(metrics["d_loss" if step_fn is d_step else "g_loss"]))
+        return state, losses
+
+    state_a, d_losses = run(0, d_step, 8)
+    state_b, _ = run(0, d_step, 8)
+    chex.assert_trees_all_equal(state_a.d.params, state_b.d.params)
+    state_c, _ = run(1, d_step, 1)
+    assert not np.allclose(state_a.g.params["SpectralDense_0"]["Dense_0"]["kernel"],
+                           state_c.g.params["SpectralDense_0"]["Dense_0"]["kernel"])
+    assert np.mean(d_losses[-3:]) < d_losses[0]
+    _, g_losses = run(0, g_step, 8)
+    assert np.mean(g_losses[-3:]) < g_losses[0]
+
+
+def test_experiment_smoke(mnist_dir, tmp_path):
+    config = experiment.Config(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=4, batch_size=8,
+                               latent_dim=8, g_width=4, d_width=4, num_samples=4, log_every=2, sample_every=4,
+                               checkpoint_every=4)
+    state = experiment.train_and_evaluate(config)
+    assert int(state.step) == 4
+    assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
+    chex.assert_tree_all_finite(state.g.params)
