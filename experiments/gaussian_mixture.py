@@ -7,10 +7,12 @@ Run::
 
 Every ``eval_every`` steps it logs the mean train metrics, the mode metrics of
 2,500 samples (modes captured, high-quality share, mode KL) and the monitor's
-flags to ``metrics.jsonl`` and TensorBoard; every ``plot_every`` steps it draws
-the samples over the modes (``scatter/step_XXXXXX.png``); at the end
-``training.png`` plots the curves. Steps between evaluations run in one
-``lax.scan``, each drawing its data batch from ``fold_in(data_key, step)``.
+flags to ``metrics.jsonl`` and TensorBoard, and shows them beside the progress
+bar; every ``plot_every`` steps it draws the samples over the modes
+(``scatter/step_XXXXXX.png``); at the end ``training.png`` plots the curves.
+Steps between evaluations run in one ``lax.scan``, each drawing its data batch
+from ``fold_in(data_key, step)``. A NaN or Inf metric stops the run with
+:class:`ganjax.monitor.NonFiniteLossError`; a flag named in ``stop_on`` ends it early.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from jax import lax
+from tqdm import tqdm
 
 from experiments.common import Logger, parse_config
 from ganjax import data, metrics, monitor, optim, plots, train
@@ -102,6 +105,7 @@ def train_and_evaluate(config: MixtureConfig) -> dict:
     state = create_state(config)
     logger = Logger(workdir, 0)
     record: dict = {}
+    bar = tqdm(total=config.steps, dynamic_ncols=True, desc=config.mixture)
     try:
         for done in range(config.eval_every, config.steps + 1, config.eval_every):
             state, history = chunk(state, data_key)
@@ -114,6 +118,9 @@ def train_and_evaluate(config: MixtureConfig) -> dict:
             record = {**{k: float(np.mean(v)) for k, v in history.items()}, **evaluation,
                       "flags": "; ".join(f.message for f in flags)}
             logger.write(done, record)
+            bar.update(config.eval_every)
+            bar.set_postfix(modes=evaluation["modes"], hq=f"{evaluation['high_quality']:.2f}",
+                            flags=",".join(f.name for f in flags) or "-")
             if done % config.plot_every == 0 or done == config.steps:
                 plots.scatter_mixture(points, mixture.means, workdir / "scatter" / f"step_{done:06d}.png",
                                       f"{config.mixture} step {done}: {evaluation['modes']} modes, "
@@ -121,6 +128,7 @@ def train_and_evaluate(config: MixtureConfig) -> dict:
             if gate.should_stop(flags):
                 break
     finally:
+        bar.close()
         logger.close()
     plots.plot_training(logger.path, workdir / "training.png")
     return {"step": done, **record}

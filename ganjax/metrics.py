@@ -31,10 +31,16 @@ def extract_features(feature_fn: Callable, batches: Iterable) -> np.ndarray:
       batches: an iterable of image batches, e.g. :func:`array_batches` or
         :func:`generated_batches`; only one batch is held at a time.
     """
-    features = [np.asarray(feature_fn(batch), np.float64) for batch in batches]
-    if not features:
-        raise ValueError("extract_features: no batches")
-    return np.concatenate(features).reshape(sum(len(f) for f in features), -1)
+    (features,) = _extract((feature_fn,), batches)
+    return features.reshape(len(features), -1).astype(np.float64)
+
+
+def _extract(fns: tuple[Callable, ...], batches: Iterable) -> list[np.ndarray]:
+    """Every function of ``fns`` on each batch, in one pass over ``batches``, concatenated per function."""
+    outputs = [[np.asarray(fn(batch)) for fn in fns] for batch in batches]
+    if not outputs:
+        raise ValueError("no batches to extract features from")
+    return [np.concatenate(column) for column in zip(*outputs)]
 
 
 def array_batches(images, batch_size: int) -> Iterator:
@@ -205,7 +211,8 @@ def sample_diversity(samples, reference, duplicate_fraction: float = 0.1) -> dic
     mean_dist = lambda a: np.sqrt(_sq_dists(a, a)).sum() / (len(a) * (len(a) - 1))
     threshold = duplicate_fraction * np.median(knn_radii(reference, 1))
     duplicates = np.mean(knn_radii(samples, 1) < threshold)
-    return {"duplicate_share": float(duplicates), "pairwise_distance_ratio": float(mean_dist(samples) / mean_dist(reference))}
+    return {"duplicate_share": float(duplicates),
+            "pairwise_distance_ratio": float(mean_dist(samples) / mean_dist(reference))}
 
 
 # ----------------------------------------------------------------------------- classes and modes
@@ -248,3 +255,25 @@ def mixture_metrics(samples, means, std: float, quality_stds: float = 3.0) -> di
     counts = np.bincount(nearest, minlength=len(means)).astype(np.float64)
     return {"modes": int(len(np.unique(nearest[good]))), "high_quality": float(good.mean()),
             "mode_kl": _kl_to(counts, np.ones(len(means)))}
+
+
+# ----------------------------------------------------------------------------- everything at once
+
+def evaluate_images(batches: Iterable, feature_fn: Callable, real_features, key: jax.Array,
+                    class_fn: Callable | None = None, num_classes: int = 10, k: int = 3,
+                    kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict[str, float]:
+    """FID, KID (mean and std), precision/recall, density/coverage and, with ``class_fn``, class coverage and KL.
+
+    One pass over ``batches`` (e.g. :func:`generated_batches` of G) computes the
+    features and the class predictions of each batch together.
+    """
+    fns = (feature_fn,) if class_fn is None else (feature_fn, class_fn)
+    outputs = _extract(fns, batches)
+    fake = outputs[0].reshape(len(outputs[0]), -1).astype(np.float64)
+    real = np.asarray(real_features, np.float64)
+    kid, kid_std = kernel_inception_distance(real, fake, key, kid_subsets, kid_subset_size)
+    result = {"fid": fid_from_features(real, fake), "kid": kid, "kid_std": kid_std,
+              **precision_recall(real, fake, k), **density_coverage(real, fake)}
+    if class_fn is not None:
+        result.update(class_metrics(outputs[1], num_classes))
+    return result

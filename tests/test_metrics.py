@@ -131,3 +131,19 @@ def test_sample_diversity_flags_collapsed_samples():
     collapsed = metrics.sample_diversity(np.repeat(data[:4], 100, axis=0), data)
     assert healthy["duplicate_share"] < 0.05 and 0.8 < healthy["pairwise_distance_ratio"] < 1.2
     assert collapsed["duplicate_share"] == 1.0
+
+
+def test_evaluate_images_in_one_pass():
+    real = _features(16, 400, 6)
+    fake_images = _features(17, 300, 6, 0.2).reshape(300, 2, 3, 1)
+    calls = []
+    feature_fn = lambda b: calls.append(len(b)) or b.reshape(len(b), -1)
+    class_fn = lambda b: (b.reshape(len(b), -1)[:, 0] > 0).astype(np.int32)
+    got = metrics.evaluate_images(metrics.array_batches(fake_images, 128), feature_fn, real, jax.random.key(0),
+                                  class_fn, num_classes=2, kid_subsets=10, kid_subset_size=100)
+    fake = fake_images.reshape(300, -1)
+    assert calls == [128, 128, 44]
+    assert got["fid"] == pytest.approx(metrics.fid_from_features(real, fake), rel=1e-12)
+    assert got["precision"] == metrics.precision_recall(real, fake)["precision"]
+    assert got["coverage"] == metrics.density_coverage(real, fake)["coverage"]
+    assert got["class_coverage"] == 2 and got["kid_std"] > 0

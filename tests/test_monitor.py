@@ -73,7 +73,8 @@ def test_thresholds_are_configurable():
 def test_window_only_looks_at_recent_values():
     d = healthy()["d_loss"].copy()
     d[-50:] = 0.01
-    names = lambda window: [f.name for f in monitor.Monitor(monitor.MonitorConfig(window=window)).check(_with(d_loss=d))]
+    names = lambda window: [f.name for f in
+                            monitor.Monitor(monitor.MonitorConfig(window=window)).check(_with(d_loss=d))]
     assert "d_loss_zero" in names(50)
     assert "d_loss_zero" not in names(T)
 

@@ -43,7 +43,8 @@ class MNISTClassifier(nn.Module):
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         c = self.config
         if x.ndim != 4 or x.shape[1:] != (c.image_size, c.image_size, c.channels):
-            raise ValueError(f"MNISTClassifier expects (N, {c.image_size}, {c.image_size}, {c.channels}), got {x.shape}")
+            raise ValueError(f"MNISTClassifier expects (N, {c.image_size}, {c.image_size}, {c.channels}), "
+                             f"got {x.shape}")
         for width in c.conv_widths:
             x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
