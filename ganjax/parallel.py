@@ -87,7 +87,7 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> int:
     n = mesh.shape[DATA_AXIS]
     if batch_size % n:
         raise ValueError(f"the global batch size {batch_size} does not divide evenly over {n} devices; "
-                         f"use a multiple of {n} or set the number of devices")
+                         f"use a multiple of {n} or fewer devices")
     return batch_size // n
 
 
