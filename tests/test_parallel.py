@@ -126,10 +126,11 @@ def test_two_processes_train_as_one(mnist_dir, tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = tmp_path / "two"
-    finish(*[start("process", i, port, mnist_dir, out, devices=2) for i in range(2)])
+    runs = [start("process", i, port, mnist_dir, out, devices=2) for i in range(2)]
+    single = dcgan_mnist.train_and_evaluate(tiny_config(mnist_dir, tmp_path / "one"))
+    finish(*runs)
     first, second = dict(np.load(out / "process_0.npz")), dict(np.load(out / "process_1.npz"))
     chex.assert_trees_all_equal(first, second)
-    single = dcgan_mnist.train_and_evaluate(tiny_config(mnist_dir, tmp_path / "one"))
     assert_close(first, flat_params(single))
     # Process 0 alone wrote the logs and samples; the checkpoint holds the last step.
     records = (out / "run" / "metrics.jsonl").read_text().splitlines()
