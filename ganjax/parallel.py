@@ -37,8 +37,9 @@ from ganjax.train import StepConfig, jit_step
 PyTree = Any
 
 DATA_AXIS = "data"
-# Below this many examples per device, BatchNorm statistics are too noisy to keep per device (Ioffe 2017
-# and the cross-replica BatchNorm of BigGAN use 32 or more); 'auto' then averages them over the mesh.
+# Below this many examples per device, per-device BatchNorm statistics get noisy and the run drifts from the
+# one-device run, so 'auto' averages them over the mesh. 32 is the per-device batch with which Goyal et al.
+# (2017, "ImageNet in 1 hour") keep BatchNorm per device.
 CROSS_REPLICA_BN_BELOW = 32
 CROSS_REPLICA_BN_MODES = ("auto", "on", "off")
 
