@@ -118,9 +118,9 @@ def train_and_evaluate(config: MixtureConfig) -> dict:
             record = {**{k: float(np.mean(v)) for k, v in history.items()}, **evaluation,
                       "flags": "; ".join(f.message for f in flags)}
             logger.write(done, record)
-            bar.update(config.eval_every)
             bar.set_postfix(modes=evaluation["modes"], hq=f"{evaluation['high_quality']:.2f}",
-                            flags=",".join(f.name for f in flags) or "-")
+                            flags=",".join(f.name for f in flags) or "-", refresh=False)
+            bar.update(config.eval_every)
             if done % config.plot_every == 0 or done == config.steps:
                 plots.scatter_mixture(points, mixture.means, workdir / "scatter" / f"step_{done:06d}.png",
                                       f"{config.mixture} step {done}: {evaluation['modes']} modes, "
