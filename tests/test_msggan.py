@@ -1,0 +1,81 @@
+"""ganjax.models.msggan and experiments.msggan: every scale's shape, the real pyramid, seeds, learning, a smoke run."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import common
+from experiments import msggan as experiment
+from ganjax.models import msggan
+
+
+@pytest.mark.parametrize("size, sides", [(28, [7, 14, 28]), (32, [4, 8, 16, 32])])
+def test_every_scale_has_its_shape(size, sides):
+    assert msggan.scales(size) == sides
+    g = msggan.Generator(size, channels=3, width=4, latent_dim=8)
+    d = msggan.Discriminator(size, width=4)
+
+    def run():
+        packed = g.apply(g.init(jax.random.key(0), jnp.zeros((4, 8))), jnp.zeros((4, 8)))
+        return packed, d.apply(d.init(jax.random.key(1), packed), packed)
+
+    packed, logits = jax.eval_shape(run)
+    assert packed.shape == (4, size, size, 3 * len(sides))
+    assert [f.shape for f in jax.eval_shape(lambda p: msggan.unpack(p, sides), packed)] == [(4, s, s, 3) for s in sides]
+    assert logits.shape == (4,)
+    with pytest.raises(ValueError, match="expects 3 packed scales|expects 4 packed scales"):
+        jax.eval_shape(lambda: d.init(jax.random.key(1), jnp.zeros((4, size, size, 5))))
+
+
+def test_real_scales_are_average_pools_and_unpack_exactly():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+    coarse, middle, fine = msggan.pyramid(x, 3)
+    np.testing.assert_array_equal(fine, x)
+    expected = np.asarray(x).reshape(2, 4, 2, 4, 2, 1).mean(axis=(2, 4))
+    np.testing.assert_allclose(middle, expected, rtol=1e-6)
+    np.testing.assert_allclose(coarse, expected.reshape(2, 2, 2, 2, 2, 1).mean(axis=(2, 4)), rtol=1e-6)
+    chex.assert_trees_all_equal(msggan.unpack(msggan.pack([coarse, middle, fine]), [2, 4, 8]), [coarse, middle, fine])
+
+
+def test_every_scale_of_g_gets_a_gradient_from_d():
+    g, d = msggan.Generator(28, width=4, latent_dim=8), msggan.Discriminator(28, width=4)
+    z = jax.random.normal(jax.random.key(0), (4, 8))
+    g_vars, d_vars = g.init(jax.random.key(1), z), d.init(jax.random.key(2), msggan.real_scales(jnp.zeros((4, 28, 28, 1))))
+    grads = jax.grad(lambda p: jnp.sum(d.apply(d_vars, g.apply({"params": p}, z))))(g_vars["params"])
+    for i in range(3):
+        assert np.abs(grads[f"to_rgb_{i}"]["kernel"]).sum() > 0
+
+
+def test_seed_determines_the_run_and_steps_lower_d_loss(mnist):
+    config = experiment.Config(g_width=4, d_width=4, latent_dim=8, batch_size=16)
+    step_config = common.step_config(config)
+    real = {"image": jnp.asarray(mnist.images[:16], jnp.float32) / 127.5 - 1.0}
+    step = jax.jit(experiment.train_step, static_argnames="config")
+
+    def run(seed, n):
+        state, metrics = experiment.create_state(config, jax.random.key(seed)), []
+        for _ in range(n):
+            state, m = step(state, real, config=step_config)
+            metrics.append(jax.device_get(m))
+        return state, metrics
+
+    state_a, metrics = run(0, 12)
+    state_b, _ = run(0, 12)
+    chex.assert_trees_all_equal(state_a.g.params, state_b.g.params)
+    state_c, _ = run(1, 1)
+    assert not np.allclose(state_a.g.params["Dense_0"]["kernel"], state_c.g.params["Dense_0"]["kernel"])
+    d_losses = [m["d_loss"] for m in metrics]
+    assert np.mean(d_losses[-3:]) < d_losses[0]
+    assert all(np.isfinite(m["g_loss"]) for m in metrics)
+
+
+def test_experiment_smoke(mnist_dir, tmp_path):
+    config = experiment.Config(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=4, batch_size=8,
+                               latent_dim=8, g_width=4, d_width=4, num_samples=4, log_every=2, sample_every=4,
+                               checkpoint_every=4)
+    state = experiment.train_and_evaluate(config)
+    assert int(state.step) == 4
+    assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
+    assert (tmp_path / "run" / "scales.png").is_file()
