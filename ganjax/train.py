@@ -34,6 +34,7 @@ from jax import lax
 
 from ganjax import labels, latent, losses, noise, penalties
 from ganjax.optim import EMA
+from ganjax.replay import ReplayBuffer, mix
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -86,6 +87,7 @@ class GANState(struct.PyTreeNode):
       d: the discriminator.
       key: the run's base key; step ``t`` draws from ``fold_in(key, t)``.
       g_ema: an exponential moving average of G's params for sampling, or None.
+      replay: past fakes replayed to D (``ganjax.replay``), or None.
     """
 
     step: jax.Array
@@ -93,6 +95,7 @@ class GANState(struct.PyTreeNode):
     d: Player
     key: jax.Array
     g_ema: EMA | None = None
+    replay: ReplayBuffer | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +116,11 @@ class StepConfig:
       instance_noise_decay_steps: steps over which that std decays linearly to 0 (0: constant).
       n_critic: D updates per G update; ``train_step`` then takes ``n_critic`` real batches at once.
       ema_decay: decay of the moving average of G's params kept for sampling (0: none).
+      replay_capacity: size of the buffer of past fakes (0: no replay).
+      replay_share: share of D's fake batch drawn from that buffer.
+      num_classes: classes of a conditional GAN (0: unconditional); batches then carry ``'label'``.
+      aux_class_weight: weight of the AC-GAN class loss; D then returns ``(logit, class_logits)``
+        and takes no labels, else a conditional D takes them.
       axis_name: the mapped axis to average over when run per device, or None.
     """
 
@@ -127,6 +135,10 @@ class StepConfig:
     instance_noise_decay_steps: int = 0
     n_critic: int = 1
     ema_decay: float = 0.0
+    replay_capacity: int = 0
+    replay_share: float = 0.0
+    num_classes: int = 0
+    aux_class_weight: float = 0.0
     axis_name: str | None = None
 
     def __post_init__(self):
@@ -140,7 +152,8 @@ class StepConfig:
         for field in ("latent_dim", "n_critic"):
             if getattr(self, field) < 1:
                 refuse(field, f"must be at least 1, got {getattr(self, field)}")
-        for field in ("penalty_weight", "instance_noise_std", "instance_noise_decay_steps"):
+        for field in ("penalty_weight", "instance_noise_std", "instance_noise_decay_steps", "replay_capacity",
+                      "num_classes", "aux_class_weight"):
             if getattr(self, field) < 0:
                 refuse(field, f"must not be negative, got {getattr(self, field)}")
         if not 0.0 <= self.label_flip_prob <= 1.0:
@@ -154,6 +167,18 @@ class StepConfig:
                 refuse("label_flip_prob", f"flipping needs a loss that takes labels; {self.loss!r} takes none")
         if (self.penalty == "none") != (self.penalty_weight == 0):
             refuse("penalty_weight", f"is {self.penalty_weight} with penalty {self.penalty!r}: set both or neither")
+        if not 0.0 <= self.replay_share <= 1.0:
+            refuse("replay_share", f"must be in [0, 1], got {self.replay_share}")
+        if (self.replay_capacity == 0) != (self.replay_share == 0):
+            refuse("replay_share", f"is {self.replay_share} with replay_capacity {self.replay_capacity}: "
+                                   "set both or neither")
+        if self.aux_class_weight and not self.num_classes:
+            refuse("aux_class_weight", "the AC-GAN class loss needs num_classes > 0")
+
+    @property
+    def d_takes_labels(self) -> bool:
+        """Whether D is called with the class labels (a conditional GAN that is not an AC-GAN)."""
+        return bool(self.num_classes) and not self.aux_class_weight
 
 
 def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module, image_shape: tuple[int, ...],
@@ -163,8 +188,10 @@ def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
 
     Args:
       key: the run's key; it seeds both players' init and every later step.
-      generator: a module called as ``generator(z, train=...)``.
-      discriminator: a module called as ``discriminator(images, train=...)``.
+      generator: a module called as ``generator(z, train=...)`` (``generator(z, labels, train=...)``
+        when ``config.num_classes``).
+      discriminator: a module called as ``discriminator(images, train=...)`` (with labels too in a
+        conditional GAN that is not an AC-GAN).
       image_shape: the shape of one example, e.g. ``(H, W, C)``.
       config: the step config (``latent_dim``, ``ema_decay``).
       g_tx: G's optimizer.
@@ -173,10 +200,12 @@ def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
     g_tx = g_tx or optax.adam(2e-4, b1=0.5)
     d_tx = d_tx or optax.adam(2e-4, b1=0.5)
     g_key, d_key, run_key = jax.random.split(key, 3)
-    g = Player.create(generator, g_tx, g_key, jnp.zeros((2, config.latent_dim)))
-    d = Player.create(discriminator, d_tx, d_key, jnp.zeros((2, *image_shape)))
+    y = (jnp.zeros((2,), jnp.int32),) if config.num_classes else ()
+    g = Player.create(generator, g_tx, g_key, jnp.zeros((2, config.latent_dim)), *y)
+    d = Player.create(discriminator, d_tx, d_key, jnp.zeros((2, *image_shape)), *(y if config.d_takes_labels else ()))
     g_ema = EMA.create(g.params, config.ema_decay) if config.ema_decay else None
-    return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, key=run_key, g_ema=g_ema)
+    replay = ReplayBuffer.create(config.replay_capacity, image_shape) if config.replay_capacity else None
+    return GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, key=run_key, g_ema=g_ema, replay=replay)
 
 
 # ----------------------------------------------------------------------------- randomness
@@ -232,10 +261,75 @@ def _mean(tree, axis_name):
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
+# ----------------------------------------------------------------------------- the players' calls
+
+def _g_rngs(key: jax.Array, config: StepConfig) -> dict[str, jax.Array]:
+    """Keys for G's noise layers and always-on dropout (``ganjax.noise``), this device's own."""
+    noise_key, dropout_key = jax.random.split(_device_key(key, config.axis_name))
+    return {"noise": noise_key, "dropout": dropout_key}
+
+
+def _run_g(g: Player, params: PyTree, z: jax.Array, y: jax.Array | None, key: jax.Array, config: StepConfig):
+    """G in train mode on ``z`` (and class labels ``y`` when conditional): ``(images, batch_stats)``."""
+    inputs = (z,) if y is None else (z, y)
+    return g(params, *inputs, train=True, rngs=_g_rngs(key, config))
+
+
+def _run_d(d: Player, params: PyTree, images: jax.Array, y: jax.Array | None, config: StepConfig, train: bool = True):
+    """D on ``images``: ``(logits, class_logits or None, batch_stats)``.
+
+    D takes the labels ``y`` in a conditional GAN; an AC-GAN's D instead
+    returns class logits beside its real/fake logit.
+    """
+    inputs = (images, y) if config.d_takes_labels else (images,)
+    out, stats = d(params, *inputs, train=train)
+    logits, class_logits = out if config.aux_class_weight else (out, None)
+    return logits, class_logits, stats
+
+
+def _class_loss(class_logits: jax.Array, y: jax.Array) -> jax.Array:
+    """The AC-GAN auxiliary loss: cross-entropy of D's class logits against the labels."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, y))
+
+
+def _sample_labels(key: jax.Array, batch_size: int, config: StepConfig) -> jax.Array | None:
+    """Uniform class labels for a fake batch, or None for an unconditional GAN."""
+    if not config.num_classes:
+        return None
+    draw = lambda k, shape: jax.random.randint(k, shape, 0, config.num_classes)
+    return per_device(draw, key, (batch_size,), config.axis_name)
+
+
+def _fakes(g: Player, key: jax.Array, batch_size: int, config: StepConfig):
+    """A fresh fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``."""
+    z_key, y_key, g_key = jax.random.split(key, 3)
+    y = _sample_labels(y_key, batch_size, config)
+    images, stats = _run_g(g, g.params, _sample_z(z_key, batch_size, config), y, g_key, config)
+    return lax.stop_gradient(images), y, stats
+
+
+def _linearized_fakes(g: Player, key: jax.Array, batch_size: int, config: StepConfig):
+    """Like :func:`_fakes`, plus G's VJP function: ``(images, labels, vjp_fn, batch_stats)``."""
+    z_key, y_key, g_key = jax.random.split(key, 3)
+    y = _sample_labels(y_key, batch_size, config)
+    z = _sample_z(z_key, batch_size, config)
+    images, vjp_fn, stats = jax.vjp(lambda p: _run_g(g, p, z, y, g_key, config), g.params, has_aux=True)
+    return images, y, vjp_fn, stats
+
+
+def _replayed(replay: ReplayBuffer | None, key: jax.Array, fake: jax.Array, config: StepConfig):
+    """D's fake batch with replayed past fakes mixed in, and the buffer with this batch pushed (global batch)."""
+    if replay is None:
+        return fake, None
+    mixed = mix(replay, _device_key(key, config.axis_name), fake, config.replay_share)
+    pushed = fake if config.axis_name is None else lax.all_gather(fake, config.axis_name, tiled=True)
+    return mixed, replay.push(pushed)
+
+
 # ----------------------------------------------------------------------------- the two updates
 
-def _d_update(d: Player, real: jax.Array, fake: jax.Array, key: jax.Array, step: jax.Array,
-              config: StepConfig) -> tuple[Player, Metrics]:
+def _d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Array, fake_y: jax.Array | None,
+              key: jax.Array, step: jax.Array, config: StepConfig) -> tuple[Player, Metrics]:
     """One D update on an all-real and an all-fake batch, each its own BatchNorm call (ganhacks trick 4)."""
     loss = losses.LOSSES[config.loss]
     label_key, real_noise, fake_noise, penalty_key = jax.random.split(key, 4)
@@ -243,8 +337,8 @@ def _d_update(d: Player, real: jax.Array, fake: jax.Array, key: jax.Array, step:
     fake = _instance_noise(fake_noise, fake, step, config)
 
     def loss_fn(params):
-        real_logits, stats = d(params, real, train=True)
-        fake_logits, stats = d.replace(batch_stats=stats)(params, fake, train=True)
+        real_logits, real_classes, stats = _run_d(d, params, real, real_y, config)
+        fake_logits, fake_classes, stats = _run_d(d.replace(batch_stats=stats), params, fake, fake_y, config)
         if loss.uses_labels:
             draw = functools.partial(labels.d_labels, scheme=config.d_labels, flip_prob=config.label_flip_prob)
             targets = per_device(draw, label_key, real_logits.shape, config.axis_name)
@@ -254,10 +348,14 @@ def _d_update(d: Player, real: jax.Array, fake: jax.Array, key: jax.Array, step:
         parts = {"d_loss": d_loss}
         if config.penalty != "none":
             # Per-example gradients need examples scored independently: BatchNorm uses running statistics here.
-            critic = lambda x: d.replace(batch_stats=stats)(params, x, train=False)[0]
+            penalty_y = fake_y if config.penalty == "r2" else real_y
+            critic = lambda x: _run_d(d.replace(batch_stats=stats), params, x, penalty_y, config, train=False)[0]
             parts["penalty"] = penalties.PENALTIES[config.penalty](
                 critic, real, fake, _device_key(penalty_key, config.axis_name))
-        total = d_loss + config.penalty_weight * parts.get("penalty", 0.0)
+        if config.aux_class_weight:
+            parts["d_class_loss"] = _class_loss(real_classes, real_y) + _class_loss(fake_classes, fake_y)
+        total = (d_loss + config.penalty_weight * parts.get("penalty", 0.0)
+                 + config.aux_class_weight * parts.get("d_class_loss", 0.0))
         return total, (stats, real_logits, fake_logits, parts)
 
     (_, (stats, real_logits, fake_logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
@@ -267,13 +365,9 @@ def _d_update(d: Player, real: jax.Array, fake: jax.Array, key: jax.Array, step:
     return d.apply_gradients(grads, stats), metrics
 
 
-def _generate_linearized(g: Player, z: jax.Array):
-    """G's fake batch in train mode, its VJP function and its new BatchNorm statistics."""
-    return jax.vjp(lambda p: g(p, z, train=True), g.params, has_aux=True)
-
-
-def _g_update(state: GANState, d: Player, real: jax.Array, fake: jax.Array, g_vjp: Callable, g_stats: PyTree,
-              key: jax.Array, config: StepConfig) -> tuple[GANState, Metrics]:
+def _g_update(state: GANState, d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Array,
+              fake_y: jax.Array | None, g_vjp: Callable, g_stats: PyTree, key: jax.Array,
+              config: StepConfig) -> tuple[GANState, Metrics]:
     """One G update through D, from G's forward output ``fake`` and its ``jax.vjp`` function."""
     loss = losses.LOSSES[config.loss]
     real_noise, fake_noise = jax.random.split(key)
@@ -281,78 +375,96 @@ def _g_update(state: GANState, d: Player, real: jax.Array, fake: jax.Array, g_vj
 
     def loss_fn(images):
         images = _instance_noise(fake_noise, images, state.step, config)
-        fake_logits, _ = d(d.params, images, train=True)  # D's statistics are updated in D's step only.
-        real_logits = d(d.params, real, train=True)[0] if loss.g_needs_real else None
-        return loss.g(fake_logits, real_logits)
+        # D's statistics are updated in D's step only.
+        fake_logits, fake_classes, _ = _run_d(d, d.params, images, fake_y, config)
+        real_logits = _run_d(d, d.params, real, real_y, config)[0] if loss.g_needs_real else None
+        parts = {"g_loss": loss.g(fake_logits, real_logits)}
+        if config.aux_class_weight:
+            parts["g_class_loss"] = _class_loss(fake_classes, fake_y)
+        return parts["g_loss"] + config.aux_class_weight * parts.get("g_class_loss", 0.0), parts
 
-    g_loss, fake_grad = jax.value_and_grad(loss_fn)(fake)
+    (_, parts), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
     (grads,) = g_vjp(fake_grad)
     grads, g_stats = _mean((grads, g_stats), config.axis_name)
     g = state.g.apply_gradients(grads, g_stats)
     g_ema = None if state.g_ema is None else state.g_ema.update(g.params)
-    return state.replace(g=g, g_ema=g_ema), {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
+    return state.replace(g=g, g_ema=g_ema), {**parts, "g_grad_norm": optax.tree.norm(grads)}
 
 
 # ----------------------------------------------------------------------------- steps
 
+def _real(batch: dict[str, jax.Array], config: StepConfig) -> tuple[jax.Array, jax.Array | None]:
+    """The real images and, for a conditional GAN, their labels."""
+    if config.num_classes and "label" not in batch:
+        raise ValueError(f"StepConfig.num_classes={config.num_classes}: the batch needs a 'label' entry")
+    return batch["image"], batch["label"] if config.num_classes else None
+
+
 def d_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, Metrics]:
-    """Updates D once on ``batch['image']`` and a fresh fake batch of the same size (G in train mode)."""
-    keys = step_keys(state, "z", "d")
-    real = batch["image"]
-    fake, g_stats = state.g(state.g.params, _sample_z(keys["z"], real.shape[0], config), train=True)
-    d, metrics = _d_update(state.d, real, lax.stop_gradient(fake), keys["d"], state.step, config)
-    state = state.replace(step=state.step + 1, d=d, g=state.g.replace(batch_stats=g_stats))
+    """Updates D once on ``batch`` and a fresh fake batch of the same size (G in train mode)."""
+    keys = step_keys(state, "fake", "replay", "d")
+    real, real_y = _real(batch, config)
+    fake, fake_y, g_stats = _fakes(state.g, keys["fake"], real.shape[0], config)
+    fake, replay = _replayed(state.replay, keys["replay"], fake, config)
+    d, metrics = _d_update(state.d, real, real_y, fake, fake_y, keys["d"], state.step, config)
+    state = state.replace(step=state.step + 1, d=d, g=state.g.replace(batch_stats=g_stats), replay=replay)
     return state, _mean(metrics, config.axis_name)
 
 
 def g_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, Metrics]:
     """Updates G once on fresh latents, one per image of ``batch`` (whose reals only relativistic losses use)."""
-    keys = step_keys(state, "z", "g")
-    real = batch["image"]
-    fake, g_vjp, g_stats = _generate_linearized(state.g, _sample_z(keys["z"], real.shape[0], config))
-    state, metrics = _g_update(state, state.d, real, fake, g_vjp, g_stats, keys["g"], config)
+    keys = step_keys(state, "fake", "g")
+    real, real_y = _real(batch, config)
+    fake, fake_y, g_vjp, g_stats = _linearized_fakes(state.g, keys["fake"], real.shape[0], config)
+    state, metrics = _g_update(state, state.d, real, real_y, fake, fake_y, g_vjp, g_stats, keys["g"], config)
     return state.replace(step=state.step + 1), _mean(metrics, config.axis_name)
 
 
 def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, Metrics]:
     """``n_critic`` D updates, then one G update; G runs forward once for the last D update and its own.
 
-    ``batch['image']`` holds ``n_critic`` real batches stacked along the batch
-    axis. The fake batch of the last D update is the one G is trained on,
-    through the updated D (as in the PyTorch DCGAN example): G's forward pass is
-    linearised once and reused for its update.
+    ``batch`` holds ``n_critic`` real batches stacked along the batch axis. The
+    fake batch of the last D update is the one G is trained on, through the
+    updated D (as in the PyTorch DCGAN example): G's forward pass is linearised
+    once and reused for its update.
 
     Returns:
       The new state and ``{'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm',
-      'g_grad_norm'}`` (plus ``'penalty'`` when one is on), D's entries averaged
-      over its updates; ``d_real``/``d_fake`` are D's mean probabilities of
-      "real" on the real and fake batches before each update.
+      'g_grad_norm'}`` (plus ``'penalty'``, ``'d_class_loss'`` and
+      ``'g_class_loss'`` when those are on), D's entries averaged over its
+      updates; ``d_real``/``d_fake`` are D's mean probabilities of "real" on the
+      real and fake batches before each update.
     """
-    keys = step_keys(state, "critic", "z", "d", "g")
-    reals = batch["image"]
-    if reals.shape[0] % config.n_critic:
-        raise ValueError(f"train_step: batch of {reals.shape[0]} does not split into n_critic={config.n_critic} batches")
-    reals = reals.reshape(config.n_critic, -1, *reals.shape[1:])
-    batch_size = reals.shape[1]
+    keys = step_keys(state, "critic", "fake", "replay", "d", "g")
+    n = config.n_critic
+    if batch["image"].shape[0] % n:
+        raise ValueError(f"train_step: batch of {batch['image'].shape[0]} does not split into n_critic={n} batches")
+    batches = jax.tree.map(lambda a: a.reshape(n, -1, *a.shape[1:]), batch)
+    batch_size = batches["image"].shape[1]
 
     def critic_update(carry, xs):
-        d, g_stats = carry
-        real, key = xs
-        z_key, d_key = jax.random.split(key)
-        fake, g_stats = state.g.replace(batch_stats=g_stats)(state.g.params, _sample_z(z_key, batch_size, config),
-                                                            train=True)
-        d, metrics = _d_update(d, real, lax.stop_gradient(fake), d_key, state.step, config)
-        return (d, g_stats), metrics
+        d, g_stats, replay = carry
+        real_batch, key = xs
+        fake_key, replay_key, d_key = jax.random.split(key, 3)
+        real, real_y = _real(real_batch, config)
+        fake, fake_y, g_stats = _fakes(state.g.replace(batch_stats=g_stats), fake_key, batch_size, config)
+        fake, replay = _replayed(replay, replay_key, fake, config)
+        d, metrics = _d_update(d, real, real_y, fake, fake_y, d_key, state.step, config)
+        return (d, g_stats, replay), metrics
 
     # Unrolled: XLA:CPU runs convolutions inside a while loop (lax.scan) about 50 times slower.
-    critic_keys = jax.random.split(keys["critic"], config.n_critic - 1)
-    (d, g_stats), early = lax.scan(critic_update, (state.d, state.g.batch_stats), (reals[:-1], critic_keys),
-                                   unroll=True)
+    critic_keys = jax.random.split(keys["critic"], n - 1)
+    early_batches = jax.tree.map(lambda a: a[:-1], batches)
+    (d, g_stats, replay), early = lax.scan(critic_update, (state.d, state.g.batch_stats, state.replay),
+                                           (early_batches, critic_keys), unroll=True)
     g = state.g.replace(batch_stats=g_stats)
-    fake, g_vjp, g_stats = _generate_linearized(g, _sample_z(keys["z"], batch_size, config))
-    d, last = _d_update(d, reals[-1], lax.stop_gradient(fake), keys["d"], state.step, config)
-    d_metrics = jax.tree.map(lambda e, l: (jnp.sum(e) + l) / config.n_critic, early, last)
-    state, g_metrics = _g_update(state.replace(g=g, d=d), d, reals[-1], fake, g_vjp, g_stats, keys["g"], config)
+    real, real_y = _real(jax.tree.map(lambda a: a[-1], batches), config)
+    fake, fake_y, g_vjp, g_stats = _linearized_fakes(g, keys["fake"], batch_size, config)
+    d_fake, replay = _replayed(replay, keys["replay"], lax.stop_gradient(fake), config)
+    d, last = _d_update(d, real, real_y, d_fake, fake_y, keys["d"], state.step, config)
+    d_metrics = jax.tree.map(lambda e, l: (jnp.sum(e) + l) / n, early, last)
+    state = state.replace(g=g, d=d, replay=replay)
+    state, g_metrics = _g_update(state, d, real, real_y, fake, fake_y, g_vjp, g_stats, keys["g"], config)
     return state.replace(step=state.step + 1), _mean({**d_metrics, **g_metrics}, config.axis_name)
 
 
@@ -361,7 +473,18 @@ def jit_step(step_fn: Callable) -> Callable:
     return jax.jit(step_fn, static_argnames=("config",), donate_argnums=0)
 
 
-def generate(state: GANState, z: jax.Array, train: bool = False, use_ema: bool = False, rngs=None) -> jax.Array:
-    """G's images for ``z``, with BatchNorm running statistics unless ``train``; EMA params if ``use_ema``."""
+def generate(state: GANState, z: jax.Array, labels: jax.Array | None = None, train: bool = False,
+             use_ema: bool = False, rngs=None) -> jax.Array:
+    """G's images for ``z`` (and class ``labels``), with BatchNorm running statistics unless ``train``.
+
+    Args:
+      state: the train state.
+      z: latents ``(N, latent_dim)``.
+      labels: class labels ``(N,)`` for a conditional G.
+      train: use batch statistics instead of running ones.
+      use_ema: use the moving average of G's params.
+      rngs: keys for G's noise and dropout layers, if it has any.
+    """
     params = state.g_ema.params if use_ema else state.g.params
-    return state.g(params, z, train=train, rngs=rngs)[0]
+    inputs = (z,) if labels is None else (z, labels)
+    return state.g(params, *inputs, train=train, rngs=rngs)[0]

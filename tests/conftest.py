@@ -27,3 +27,11 @@ def mnist(mnist_dir):
     from ganjax import data
 
     return data.load_idx_folder(mnist_dir)
+
+
+def step_z(state, batch_size: int, latent_dim: int):
+    """The Gaussian z that ganjax.train's steps draw at ``state.step`` (from the step's 'fake' key)."""
+    from ganjax import train
+
+    z_key = jax.random.split(train.step_keys(state, "fake")["fake"], 3)[0]
+    return jax.random.normal(z_key, (batch_size, latent_dim))

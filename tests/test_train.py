@@ -11,6 +11,7 @@ import pytest
 
 from ganjax import data, losses, train
 from ganjax.models import dcgan
+from tests.conftest import step_z
 
 CONFIG = train.StepConfig(latent_dim=16)
 BATCH = 16
@@ -48,7 +49,7 @@ def test_state_holds_both_players():
 
 def test_d_step_lowers_d_loss_on_its_batch(batch):
     state = make_state()
-    z = jax.random.normal(train.step_keys(state, "z")["z"], (BATCH, CONFIG.latent_dim))
+    z = step_z(state, BATCH, CONFIG.latent_dim)
     fake = state.g(state.g.params, z, train=True)[0]
     before = d_loss_on(state, state.d.params, batch["image"], fake)
     new, metrics = d_step(state, batch, config=CONFIG)
@@ -60,7 +61,7 @@ def test_d_step_lowers_d_loss_on_its_batch(batch):
 
 def test_g_step_raises_d_of_g_z():
     state = make_state(tx=optax.adam(1e-3, b1=0.5))
-    z = jax.random.normal(train.step_keys(state, "z")["z"], (BATCH, CONFIG.latent_dim))
+    z = step_z(state, BATCH, CONFIG.latent_dim)
 
     def d_of_g(g_params):
         fake = state.g(g_params, z, train=True)[0]
@@ -75,8 +76,7 @@ def test_g_step_raises_d_of_g_z():
 def test_metrics_match_their_definitions(batch):
     state = make_state()
     step = train.jit_step(train.train_step)
-    keys = train.step_keys(state, "z")
-    z = jax.random.normal(keys["z"], (BATCH, CONFIG.latent_dim))
+    z = step_z(state, BATCH, CONFIG.latent_dim)
     fake = state.g(state.g.params, z, train=True)[0]
     real_logits, stats = state.d(state.d.params, batch["image"], train=True)
     fake_logits, _ = state.d.replace(batch_stats=stats)(state.d.params, fake, train=True)

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from ganjax import losses, optim, penalties, train
+from tests.conftest import step_z
 
 
 class TinyG(nn.Module):
@@ -67,7 +68,7 @@ def d_logits(state, params, real, fake):
 
 
 def step_fake(state, config):
-    z = jax.random.normal(train.step_keys(state, "z")["z"], (REAL["image"].shape[0], config.latent_dim))
+    z = step_z(state, REAL["image"].shape[0], config.latent_dim)
     return state.g(state.g.params, z, train=True)[0]
 
 
@@ -147,3 +148,53 @@ def test_latent_choice_changes_z(latent_name):
         assert float(z.min()) >= -1 and float(z.max()) <= 1
     else:
         np.testing.assert_allclose(jnp.linalg.norm(z, axis=-1), jnp.sqrt(3.0), rtol=1e-5)
+
+
+class ConditionalG(nn.Module):
+    @nn.compact
+    def __call__(self, z, y, train=True):
+        return jnp.tanh(nn.Dense(4)(jnp.concatenate([z, jax.nn.one_hot(y, 3)], -1)))
+
+
+class ConditionalD(nn.Module):
+    @nn.compact
+    def __call__(self, x, y, train=True):
+        return nn.Dense(1)(jnp.concatenate([x, jax.nn.one_hot(y, 3)], -1))[:, 0]
+
+
+class AuxD(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=True):
+        return nn.Dense(1)(x)[:, 0], nn.Dense(3)(x)
+
+
+LABELLED = {**REAL, "label": jnp.arange(8) % 3}
+
+
+def test_conditional_gan_feeds_labels_to_both_players():
+    config = train.StepConfig(latent_dim=2, num_classes=3)
+    state = train.create_state(jax.random.key(0), ConditionalG(), ConditionalD(), (4,), config)
+    new, metrics = train.jit_step(train.train_step)(state, LABELLED, config=config)
+    chex.assert_tree_all_finite(metrics)
+    z = jnp.zeros((3, 2))
+    images = train.generate(new, z, labels=jnp.arange(3))
+    assert not np.allclose(images[0], images[1])  # the label changes the image
+    with pytest.raises(ValueError, match="the batch needs a 'label' entry"):
+        train.train_step(new, REAL, config)
+
+
+def test_acgan_class_loss_is_cross_entropy_of_ds_class_head():
+    config = train.StepConfig(latent_dim=2, num_classes=3, aux_class_weight=1.0)
+    state = train.create_state(jax.random.key(0), ConditionalG(), AuxD(), (4,), config)
+    _, metrics = train.d_step(state, LABELLED, config)
+    fake_key = jax.random.split(train.step_keys(state, "fake")["fake"], 3)
+    fake_y = jax.random.randint(fake_key[1], (8,), 0, 3)
+    fake = state.g(state.g.params, jax.random.normal(fake_key[0], (8, 2)), fake_y, train=True)[0]
+    (_, real_classes), (_, fake_classes) = (state.d(state.d.params, x, train=True)[0] for x in (REAL["image"], fake))
+    expected = (optax.softmax_cross_entropy_with_integer_labels(real_classes, LABELLED["label"]).mean()
+                + optax.softmax_cross_entropy_with_integer_labels(fake_classes, fake_y).mean())
+    np.testing.assert_allclose(metrics["d_class_loss"], expected, rtol=1e-5)
+    _, g_metrics = train.g_step(state, LABELLED, config)
+    assert {"g_loss", "g_class_loss", "g_grad_norm"} == set(g_metrics)
+    with pytest.raises(ValueError, match="aux_class_weight: the AC-GAN class loss needs num_classes > 0"):
+        train.StepConfig(aux_class_weight=1.0)
