@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 from tqdm import tqdm
 
-from experiments.common import Logger, parse_config
+from experiments.common import Logger, parse_config, step_config
 from ganjax import data, metrics, monitor, optim, plots, train
 from ganjax.models import mlp
 
@@ -43,7 +43,10 @@ class MixtureConfig:
     steps: int = 10000
     batch_size: int = 256
     latent_dim: int = 2
-    loss: str = "non_saturating"
+    loss: str = "non_saturating"  # the StepConfig fields of the same names: ganjax.losses.LOSSES, ...
+    d_labels: str = "none"  # ... ganjax.labels.LABELS (one_sided, noisy) ...
+    penalty: str = "none"  # ... and ganjax.penalties.PENALTIES (r1, wgan_gp, ...)
+    penalty_weight: float = 0.0
     g_width: int = 128
     g_depth: int = 3
     d_width: int = 128
@@ -69,10 +72,6 @@ def create_state(config: MixtureConfig) -> train.GANState:
                               d_optimizer=config.d_optimizer, b1=config.b1, b2=config.b2, optimistic=config.optimistic)
     return train.create_state(jax.random.key(config.seed), generator, discriminator, (2,), step_config(config),
                               g_tx=tx.g, d_tx=tx.d)
-
-
-def step_config(config: MixtureConfig) -> train.StepConfig:
-    return train.StepConfig(latent_dim=config.latent_dim, loss=config.loss)
 
 
 def make_train_chunk(mixture: data.Mixture2D, config: MixtureConfig):
