@@ -15,6 +15,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import chex
 import jax
@@ -85,7 +86,7 @@ def eight_devices(mnist_dir: str, out: str) -> None:
 def tiny_config(mnist_dir, workdir, **overrides) -> dcgan_mnist.Config:
     values = dict(data_dir=str(mnist_dir), workdir=str(workdir), steps=3, batch_size=16, latent_dim=16, g_width=8,
                   d_width=8, num_samples=4, log_every=1, sample_every=3, checkpoint_every=3, g_optimizer="sgd",
-                  d_optimizer="sgd", lr_g=0.01, lr_d=0.01)
+                  d_optimizer="sgd", lr_g=0.01, lr_d=0.01, eval_every=0)
     return dcgan_mnist.Config(**{**values, **overrides})
 
 
@@ -100,23 +101,34 @@ def process(process_id: str, port: str, mnist_dir: str, out: str) -> None:
 
 # ----------------------------------------------------------------------------- tests
 
-def start(*args, devices: int) -> subprocess.Popen:
+def start(*args, devices: int, log: pathlib.Path) -> subprocess.Popen:
+    """This file run as a script with ``args`` in a process with ``devices`` CPU devices; output to ``log``."""
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
            "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
-    return subprocess.Popen([sys.executable, __file__, *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, __file__, *map(str, args)], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
-def finish(*runs: subprocess.Popen, timeout: float = 300) -> None:
-    for run in runs:
-        output, _ = run.communicate(timeout=timeout)
-        assert run.returncode == 0, output[-4000:]
+def finish(runs: dict[pathlib.Path, subprocess.Popen], timeout: float = 300) -> None:
+    """Waits for every run; the first failure, or the timeout, stops the others and shows its output."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(r.poll() is None for r in runs.values()) and not any(
+            r.returncode for r in runs.values()):
+        time.sleep(0.2)
+    for run in runs.values():
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+    for log, run in runs.items():
+        assert run.returncode == 0, f"{log.name} ended with {run.returncode}:\n{log.read_text()[-4000:]}"
 
 
 def test_eight_devices_train_as_one(mnist_dir, tmp_path):
-    finish(start("eight_devices", mnist_dir, tmp_path, devices=8))
+    log = tmp_path / "eight_devices.log"
+    finish({log: start("eight_devices", mnist_dir, tmp_path, devices=8, log=log)})
     one, eight = np.load(tmp_path / "one.npz"), np.load(tmp_path / "eight.npz")
     assert_close(dict(eight), dict(one))
 
@@ -126,9 +138,12 @@ def test_two_processes_train_as_one(mnist_dir, tmp_path):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = tmp_path / "two"
-    runs = [start("process", i, port, mnist_dir, out, devices=2) for i in range(2)]
-    single = dcgan_mnist.train_and_evaluate(tiny_config(mnist_dir, tmp_path / "one"))
-    finish(*runs)
+    logs = [tmp_path / f"process_{i}.log" for i in range(2)]
+    runs = {log: start("process", i, port, mnist_dir, out, devices=2, log=log) for i, log in enumerate(logs)}
+    try:
+        single = dcgan_mnist.train_and_evaluate(tiny_config(mnist_dir, tmp_path / "one"))
+    finally:
+        finish(runs)
     first, second = dict(np.load(out / "process_0.npz")), dict(np.load(out / "process_1.npz"))
     chex.assert_trees_all_equal(first, second)
     assert_close(first, flat_params(single))
