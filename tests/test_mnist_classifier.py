@@ -1,6 +1,6 @@
 """The MNIST feature network: a short train on real digits reaches a sane accuracy; save/load round trip."""
 
-import jax
+import chex
 import numpy as np
 import pytest
 
@@ -26,8 +26,7 @@ def test_save_load_round_trip(trained):
     classifier, test_set, path = trained
     loaded = mc.load_mnist_classifier(path)
     assert loaded.config == classifier.config
-    chex_close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
-    jax.tree.map(chex_close, loaded.params, classifier.params)
+    chex.assert_trees_all_close(loaded.params, classifier.params, rtol=1e-6)
     images = data.to_float(test_set.images[:64])
     np.testing.assert_allclose(loaded.feature_fn()(images), classifier.feature_fn()(images), rtol=1e-6)
     assert tmc.accuracy(loaded, test_set) == tmc.accuracy(classifier, test_set)
