@@ -97,7 +97,7 @@ def train_and_evaluate(config: MixtureConfig) -> dict:
     gate = monitor.Monitor(monitor.MonitorConfig(window=config.eval_every,
                                                  stop_on=tuple(s for s in config.stop_on.split(",") if s)))
     data_key, eval_key = jax.random.split(jax.random.key(config.seed + 1_000_003))
-    reference = np.asarray(mixture.sample(eval_key, config.eval_samples))
+    reference = np.asarray(mixture.sample(jax.random.fold_in(eval_key, 0), config.eval_samples))  # z: steps > 0
     sample = jax.jit(lambda state, key: train.generate(state, jax.random.normal(key, (config.eval_samples,
                                                                                        config.latent_dim))))
     chunk = make_train_chunk(mixture, config)
