@@ -1,0 +1,173 @@
+"""Class-conditional DCGAN players: label embeddings, a projection D and an AC-GAN D.
+
+G takes the class through a low-dimensional embedding concatenated with z;
+D takes it as extra image channels, the embedding broadcast (upsampled from
+1x1) to the image size (seed items 001 §16, 004 §14: "use an embedding layer,
+add it as additional channels to images, keep the embedding dimensionality low
+and upsample to match the image channel size"; Mirza and Osindero 2014,
+Conditional GANs). The alternative D adds the projection ``<embed(y), h>`` of
+its features ``h`` to its logit (Miyato and Koyama 2018, cGANs with Projection
+Discriminator), and the AC-GAN D takes no labels but predicts them with a
+class head beside its real/fake logit (Odena, Olah and Shlens 2017; seed items
+001 §12, 004 §10: "if you have labels, use them").
+
+Every :class:`Discriminator` sows its penultimate features as
+``intermediates/features``, the hidden layer that feature matching
+(:mod:`ganjax.feature_matching`) and the VAE-GAN's reconstruction loss
+(:mod:`ganjax.vaegan`) compare.
+
+The layers, norms and initialization are DCGAN's (:mod:`ganjax.models.dcgan`);
+G's body is :class:`ganjax.models.dcgan.Generator` itself.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ganjax.models import dcgan
+from ganjax.nn.conv import Conv
+from ganjax.nn.normalization import SpectralConv
+from ganjax.nn.normalization import SpectralDense
+
+CONDITIONINGS = ("none", "channels", "projection", "auxiliary")
+FEATURES = "features"  # the name D sows its hidden layer under, in the 'intermediates' collection
+
+
+def projection(features: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+    """The projection term ``<embed(y), h>`` per example (Miyato and Koyama 2018): ``(N, F), (N,) -> (N,)``."""
+    embedding = nn.Embed(num_classes, features.shape[-1], embedding_init=dcgan.weight_init, name="projection")
+    return jnp.sum(embedding(labels) * features, axis=-1)
+
+
+class Features(nn.Module):
+    """DCGAN's D without its output layer: images ``(N, S, S, C)`` -> flat features ``(N, F)``.
+
+    Stride-2 4x4 convolutions, LeakyReLU(0.2), a norm on every conv but the
+    first (spectral norm on every conv with ``norm='spectral'``).
+
+    Attributes:
+      image_size: input side S; one stride-2 conv per DCGAN G upsampling.
+      width: channels of the first conv; each later conv doubles them.
+      norm: one of :data:`ganjax.models.dcgan.D_NORMS`.
+      bn_axis_name: mapped axis for cross-replica BatchNorm, or None.
+    """
+
+    image_size: int = 28
+    width: int = 64
+    norm: str = "batch"
+    bn_axis_name: str | None = None
+
+    def __post_init__(self):
+        dcgan._check(self, "norm", dcgan.D_NORMS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
+            raise ValueError(f"{type(self).__name__} expects NHWC images of side {self.image_size}, got {x.shape}")
+        _, n_down = dcgan.layout(self.image_size)
+        for i in range(n_down):
+            norm = dcgan._norm(self.norm, train, self.bn_axis_name) if i > 0 else None
+            conv_args = (self.width * 2 ** i, (4, 4), 2, "SAME")
+            conv_kwargs = {"use_bias": norm is None, "kernel_init": dcgan.weight_init}
+            if self.norm == "spectral":
+                x = SpectralConv(*conv_args, **conv_kwargs)(x, train)
+            else:
+                x = Conv(*conv_args, **conv_kwargs)(x)
+            if norm is not None:
+                x = norm(x)
+            x = nn.leaky_relu(x, 0.2)
+        return x.reshape(x.shape[0], -1)
+
+
+class Generator(nn.Module):
+    """z ``(N, latent_dim)`` and labels ``(N,)`` -> images ``(N, S, S, channels)`` in [-1, 1].
+
+    The label's embedding (``embed_dim`` wide) is concatenated with z and the
+    result goes through :class:`ganjax.models.dcgan.Generator`.
+
+    Attributes:
+      num_classes: the number of classes.
+      embed_dim: size of the label embedding (kept low, seed 001 §16).
+      image_size, channels, width, latent_dim, norm, upsampling, activation,
+        bn_axis_name: as for :class:`ganjax.models.dcgan.Generator`.
+    """
+
+    num_classes: int = 10
+    embed_dim: int = 10
+    image_size: int = 28
+    channels: int = 1
+    width: int = 64
+    latent_dim: int = 100
+    norm: str = "batch"
+    upsampling: str = "transposed"
+    activation: str = "relu"
+    bn_axis_name: str | None = None
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
+        if labels.shape != z.shape[:1]:
+            raise ValueError(f"conditional.Generator expects labels of shape {z.shape[:1]}, got {labels.shape}")
+        embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels)
+        body = dcgan.Generator(self.image_size, self.channels, self.width, self.latent_dim + self.embed_dim,
+                               bn_axis_name=self.bn_axis_name, norm=self.norm, upsampling=self.upsampling,
+                               activation=self.activation, name="body")
+        return body(jnp.concatenate([z, embedded.astype(z.dtype)], axis=-1), train=train)
+
+
+class Discriminator(nn.Module):
+    """A DCGAN D, conditioned on the class as ``conditioning`` says; sows its features.
+
+    Calls: ``D(images, labels, train=...)`` for ``'channels'`` and
+    ``'projection'`` (returns logits ``(N,)``); ``D(images, train=...)`` for
+    ``'none'`` (logits ``(N,)``) and ``'auxiliary'`` (returns ``(logits (N,),
+    class_logits (N, num_classes))``, the AC-GAN D that
+    :class:`ganjax.train.StepConfig` ``aux_class_weight`` expects).
+
+    Attributes:
+      conditioning: one of :data:`CONDITIONINGS`: ``'none'`` (unconditional),
+        ``'channels'`` (the label embedding as extra input channels),
+        ``'projection'`` (Miyato and Koyama 2018) or ``'auxiliary'`` (AC-GAN).
+      num_classes: the number of classes (unused with ``'none'``).
+      embed_dim: channels of the label embedding with ``'channels'``.
+      image_size, width, norm, bn_axis_name: as for :class:`Features`.
+    """
+
+    conditioning: str = "channels"
+    num_classes: int = 10
+    embed_dim: int = 4
+    image_size: int = 28
+    width: int = 64
+    norm: str = "batch"
+    bn_axis_name: str | None = None
+
+    def __post_init__(self):
+        dcgan._check(self, "conditioning", CONDITIONINGS)
+        super().__post_init__()
+
+    @property
+    def takes_labels(self) -> bool:
+        """Whether the call takes labels (``'channels'`` and ``'projection'``)."""
+        return self.conditioning in ("channels", "projection")
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True):
+        if (labels is not None) != self.takes_labels:
+            raise ValueError(f"conditional.Discriminator(conditioning={self.conditioning!r}) "
+                             f"{'needs' if self.takes_labels else 'takes no'} labels")
+        if self.conditioning == "channels":
+            embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels).astype(x.dtype)
+            x = jnp.concatenate([x, jnp.broadcast_to(embedded[:, None, None, :], (*x.shape[:3], self.embed_dim))], -1)
+        h = Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
+        self.sow("intermediates", FEATURES, h)
+        if self.norm == "spectral":
+            logits = SpectralDense(1, kernel_init=dcgan.weight_init, name="logit")(h, train)[:, 0]
+        else:
+            logits = nn.Dense(1, kernel_init=dcgan.weight_init, name="logit")(h)[:, 0]
+        if self.conditioning == "projection":
+            return logits + projection(h, labels, self.num_classes)
+        if self.conditioning == "auxiliary":
+            return logits, nn.Dense(self.num_classes, kernel_init=dcgan.weight_init, name="classes")(h)
+        return logits
