@@ -76,6 +76,8 @@ class GANConfig:
     keep_checkpoints: int = 3
     resume: bool = False
     eval_every: int = 1000
+    eval_samples: int = 2000
+    classifier_dir: str = "runs/mnist_classifier"  # the MNIST feature network (trained there if missing)
     monitor_window: int = 200
     stop_on: str = ""  # flags that stop training, e.g. "d_loss_zero,grad_explosion"
     # Devices (ganjax.parallel): batch_size is the global batch, split evenly over the devices.

@@ -17,7 +17,7 @@ import pathlib
 import jax
 import numpy as np
 
-from experiments import common
+from experiments import common, evaluation
 from ganjax import images, latent, parallel, train
 from ganjax.models import dcgan
 
@@ -61,7 +61,13 @@ def train_and_evaluate(config: Config) -> train.GANState:
     fixed_z = latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim))
     fixed_z = parallel.replicate(fixed_z, mesh)
     sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
-    state = common.fit(config, state, step, dataset, common.sample_writer(config, lambda s: sample(s, fixed_z)))
+    evaluate = None
+    if config.eval_every:
+        draw = lambda s, key, use_ema: train.generate(
+            s, latent.LATENTS[config.latent](key, (config.batch_size, config.latent_dim)), use_ema=use_ema)
+        evaluate = evaluation.mnist_evaluator(config, dataset, jax.jit(draw, static_argnums=2))
+    state = common.fit(config, state, step, dataset, common.sample_writer(config, lambda s: sample(s, fixed_z)),
+                       evaluate)
     common.write_animation(config)
     paths = latent.interpolation_grid(path_key, 10, 10, config.latent_dim, anchors=3, sampler=config.latent)
     grid = np.asarray(sample(state, parallel.replicate(paths.reshape(-1, config.latent_dim), mesh)))

@@ -14,7 +14,7 @@ from ganjax import checkpoint, data, monitor
 
 def tiny(mnist_dir, tmp_path, **overrides):
     values = dict(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=6, batch_size=16, latent_dim=16,
-                  g_width=8, d_width=8, num_samples=12, log_every=2, sample_every=3, checkpoint_every=3)
+                  g_width=8, d_width=8, num_samples=12, log_every=2, sample_every=3, checkpoint_every=3, eval_every=0)
     return dcgan_mnist.Config(**{**values, **overrides})
 
 
@@ -78,3 +78,22 @@ def test_parse_config_overrides_and_refuses_unknown_fields(capsys):
 def test_config_shape_mismatch_is_named(mnist_dir):
     with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
         common.load_data(dcgan_mnist.Config(data_dir=str(mnist_dir), image_size=32))
+
+
+def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
+    from ganjax.models import mnist_classifier
+
+    classifier_dir = mnist_classifier.save_mnist_classifier(
+        mnist_classifier.init(jax.random.key(0), mnist_classifier.ClassifierConfig(conv_widths=(4, 8), feature_dim=8)),
+        tmp_path / "classifier")
+    config = tiny(mnist_dir, tmp_path, eval_every=3, eval_samples=64, classifier_dir=str(classifier_dir),
+                  ema_decay=0.9, workdir=str(tmp_path / "eval_run"))
+    dcgan_mnist.train_and_evaluate(config)
+    records = [json.loads(line) for line in (tmp_path / "eval_run" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in records if "fid" in r]
+    assert [r["step"] for r in evaluated] == [3, 6]
+    assert "fid_floor" in evaluated[0] and "fid_floor" not in evaluated[1]
+    for name in ("fid", "kid", "precision", "recall", "class_coverage", "duplicate_share", "ema_fid"):
+        assert np.isfinite(evaluated[1][name]), name
+    assert 1 <= evaluated[1]["class_coverage"] <= 10
+    assert (tmp_path / "eval_run" / "training.png").stat().st_size > 0
