@@ -7,8 +7,8 @@ loss, and TTUR: Adam with lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9. Every trick of
 ``--workdir``: ``samples/step_*.png`` (one fixed z), ``samples.gif``,
 ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 
-The models' conditional option (``num_classes``) is not used here: the train
-step draws no labels for G yet.
+``--num-classes 10`` trains the class-conditional SAGAN: conditional BatchNorm
+in G and the projection D; sample row ``r`` is then digit ``r``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 
 from experiments import common
 from ganjax import latent, parallel, train
@@ -35,6 +36,7 @@ class Config(common.GANConfig):
     lr_d: float = 4e-4
     b1: float = 0.0
     b2: float = 0.9
+    num_classes: int = 0  # > 0: class-conditional G (conditional BatchNorm) and projection D
     g_width: int = 16
     d_width: int = 16
     num_samples: int = 100
@@ -43,8 +45,8 @@ class Config(common.GANConfig):
 def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None) -> train.GANState:
     """G, D and their optimizers (TTUR Adam by default) from ``key``."""
     generator = sagan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim,
-                                bn_axis_name=bn_axis_name)
-    discriminator = sagan.Discriminator(config.image_size, config.d_width)
+                                config.num_classes, bn_axis_name)
+    discriminator = sagan.Discriminator(config.image_size, config.d_width, config.num_classes)
     init_key, noise_key = jax.random.split(key)
     tx = common.optimizers(config, noise_key)
     return train.create_state(init_key, generator, discriminator,
@@ -53,7 +55,7 @@ def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None
 
 
 def train_and_evaluate(config: Config) -> train.GANState:
-    """Trains SAGAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
+    """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
     mesh = common.start(config)
     dataset = common.load_data(config)
     init_key, sample_key = jax.random.split(jax.random.key(config.seed))
@@ -61,8 +63,10 @@ def train_and_evaluate(config: Config) -> train.GANState:
     step = parallel.data_parallel(train.train_step, mesh, common.step_config(config), stacked=config.n_critic)
     fixed_z = parallel.replicate(latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim)),
                                  mesh)
+    labels = parallel.replicate(jnp.arange(config.num_samples) * config.num_classes // config.num_samples, mesh)
     sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
-    state = common.fit(config, state, step, dataset, common.sample_writer(config, lambda s: sample(s, fixed_z)))
+    sample_fn = lambda s: sample(s, fixed_z, labels if config.num_classes else None)
+    state = common.fit(config, state, step, dataset, common.sample_writer(config, sample_fn))
     common.write_animation(config)
     return state
 

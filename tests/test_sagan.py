@@ -79,11 +79,12 @@ def test_seed_determines_the_run_and_steps_lower_both_losses(mnist):
     assert np.mean(g_losses[-3:]) < g_losses[0]
 
 
-def test_experiment_smoke(mnist_dir, tmp_path):
+def test_conditional_experiment_smoke(mnist_dir, tmp_path):
     config = experiment.Config(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=4, batch_size=8,
-                               latent_dim=8, g_width=4, d_width=4, num_samples=4, log_every=2, sample_every=4,
-                               checkpoint_every=4)
+                               latent_dim=8, g_width=4, d_width=4, num_samples=10, num_classes=10, log_every=2,
+                               sample_every=4, checkpoint_every=4)
     state = experiment.train_and_evaluate(config)
     assert int(state.step) == 4
     assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
     chex.assert_tree_all_finite(state.g.params)
+    assert state.d.params["projection"]["embedding"].shape == (10, 8)
