@@ -128,13 +128,11 @@ def seconds_per_call(fn, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def matmul_flops_per_s(n: int = 2048, steps: int = 10) -> float:
-    """Measured FLOP/s of a jitted dense f32 ``n x n`` matmul (best of a few runs)."""
+def matmul_step(n: int = 2048):
+    """A ``() -> None`` running a jitted dense f32 ``n x n`` matmul, and its FLOPs."""
     a = jax.random.normal(jax.random.key(0), (n, n))
     matmul = jax.jit(lambda x: x @ x)
-    matmul(a).block_until_ready()
-    best = min(seconds_per_call(lambda: matmul(a).block_until_ready(), steps) for _ in range(3))
-    return 2 * n ** 3 / best
+    return lambda: matmul(a).block_until_ready(), 2 * n ** 3
 
 
 def main():
@@ -148,24 +146,24 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
-    peak = matmul_flops_per_s()
+    run_matmul, matmul_flops = matmul_step()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {os.cpu_count()} cores; batch {args.batch}")
-    print(f"dense f32 matmul: {peak / 1e9:.1f} GFLOP/s")
-    print("size  ganjax img/s  torch img/s  ganjax/torch  GFLOP/step  GFLOP/s  share of matmul")
+    print("size  ganjax img/s  torch img/s  ganjax/torch  GFLOP/step  GFLOP/s  matmul GFLOP/s  share of matmul")
     for size in args.sizes:
         run_jax, flops = ganjax_step(size, args.batch)
         run_torch = torch_step(size, args.batch)
-        for fn in (run_jax, run_torch):  # warm-up: compile, allocate
+        for fn in (run_jax, run_torch, run_matmul):  # warm-up: compile, allocate
             fn(), fn()
-        times = {"ganjax": [], "torch": []}
-        for _ in range(args.repeats):
+        times = {"ganjax": [], "torch": [], "matmul": []}
+        for _ in range(args.repeats):  # alternate, so that load from elsewhere hits all three alike
             times["ganjax"].append(seconds_per_call(run_jax, args.steps))
             times["torch"].append(seconds_per_call(run_torch, args.steps))
-        t_jax, t_torch = statistics.median(times["ganjax"]), statistics.median(times["torch"])
-        achieved = flops / t_jax
+            times["matmul"].append(seconds_per_call(run_matmul, 3))
+        t_jax, t_torch, t_matmul = (statistics.median(times[name]) for name in ("ganjax", "torch", "matmul"))
+        achieved, peak = flops / t_jax, matmul_flops / t_matmul
         print(f"{size:4d}  {args.batch / t_jax:12.1f}  {args.batch / t_torch:11.1f}  {t_torch / t_jax:12.2f}"
-              f"  {flops / 1e9:10.2f}  {achieved / 1e9:7.1f}  {achieved / peak:15.1%}")
+              f"  {flops / 1e9:10.2f}  {achieved / 1e9:7.1f}  {peak / 1e9:14.1f}  {achieved / peak:15.1%}")
 
 
 if __name__ == "__main__":
