@@ -123,8 +123,9 @@ class SwapState(struct.PyTreeNode):
     @classmethod
     def create(cls, gan: GANState, config: SwapConfig) -> SwapState:
         players = {name: getattr(gan, name) for name in PLAYERS}
+        # A copy, so that the wrapped step may donate the state.
         return cls(gan=gan, snapshots=Snapshots.create({k: _weights(p) for k, p in players.items()}, config.history),
-                   stash=players, swapped=jnp.zeros((len(PLAYERS),), bool))
+                   stash=jax.tree.map(jnp.copy, players), swapped=jnp.zeros((len(PLAYERS),), bool))
 
     @property
     def step(self) -> jax.Array:
