@@ -5,6 +5,9 @@ set here unless XLA_FLAGS is already set) and share the same cores, so this
 measures the overhead of ``ganjax.parallel`` (splitting, collectives, cross-replica
 BatchNorm), not a speed-up. On GPUs or TPUs it uses the real devices it finds.
 One device runs the plain jitted step, as ``parallel.data_parallel`` does there.
+The device counts take turns within each repeat; medians are reported, with
+the CPU time the process spends per step (all its threads), which a busy
+machine disturbs less than the wall-clock rate.
 
 Run: python -m bench.scaling [--devices 1 2 4 8] [--batch 64] [--width 64] [--steps 10] [--repeats 3]
 """
@@ -27,31 +30,30 @@ from ganjax.models import dcgan  # noqa: E402
 SIZE, LATENT = 28, 100
 
 
-def measure(num_devices: int, batch: int, width: int, steps: int, repeats: int) -> dict:
-    """Compile time, and the median over ``repeats`` of ``steps`` steps' throughput, on ``num_devices``."""
+def setup(num_devices: int, batch: int, width: int) -> dict:
+    """The data-parallel step on ``num_devices``, its replicated state and split batch, and its compile time."""
     mesh = parallel.make_mesh(num_devices)
     config = train.StepConfig(latent_dim=LATENT)
     bn_axis = parallel.bn_axis_name("auto", batch, mesh)
     state = train.create_state(jax.random.key(0), dcgan.Generator(SIZE, 1, width, LATENT, bn_axis_name=bn_axis),
                                dcgan.Discriminator(SIZE, width, bn_axis_name=bn_axis), (SIZE, SIZE, 1), config)
-    state = parallel.replicate(state, mesh)
     images = np.random.default_rng(0).uniform(-1, 1, (batch, SIZE, SIZE, 1)).astype(np.float32)
-    batch_arrays = parallel.shard_batch({"image": images}, mesh)
-    step = parallel.data_parallel(train.train_step, mesh, config)
+    run = {"step": parallel.data_parallel(train.train_step, mesh, config), "state": parallel.replicate(state, mesh),
+           "batch": parallel.shard_batch({"image": images}, mesh), "sync_bn": bn_axis is not None, "rates": []}
     start = time.perf_counter()
-    state, metrics = step(state, batch_arrays)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            state, metrics = step(state, batch_arrays)
-        jax.block_until_ready((state, metrics))
-        rates.append(steps / (time.perf_counter() - start))
-    rate = statistics.median(rates)
-    return {"devices": num_devices, "per_device": batch // num_devices, "sync_bn": bn_axis is not None,
-            "compile_s": compile_s, "steps_s": rate, "images_s": rate * batch}
+    steps_per_second(run, 1)
+    run["compile_s"] = time.perf_counter() - start
+    return run
+
+
+def steps_per_second(run: dict, steps: int) -> float:
+    """Runs ``steps`` steps; returns steps per wall-clock second, and keeps the CPU seconds per step in ``run``."""
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        run["state"], metrics = run["step"](run["state"], run["batch"])
+    jax.block_until_ready((run["state"], metrics))
+    run.setdefault("cpu_s", []).append((time.process_time() - cpu) / steps)
+    return steps / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -62,16 +64,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    counts = [n for n in args.devices if n <= jax.local_device_count()]
+    runs = {n: setup(n, args.batch, args.width) for n in counts}
+    for _ in range(args.repeats):  # device counts take turns, so a change in the machine's load hits them alike
+        for n in counts:
+            runs[n]["rates"].append(steps_per_second(runs[n], args.steps))
     print(f"{jax.devices()[0].device_kind} x{jax.local_device_count()}, jax {jax.__version__}, "
-          f"DCGAN {SIZE}x{SIZE} width {args.width}, global batch {args.batch}")
-    print("| devices | per device | cross-replica BN | compile s | steps/s | images/s | vs 1 device |")
-    print("| ---: | ---: | :---: | ---: | ---: | ---: | ---: |")
-    base = None
-    for n in (n for n in args.devices if n <= jax.local_device_count()):
-        r = measure(n, args.batch, args.width, args.steps, args.repeats)
-        base = base or r["steps_s"]
-        print(f"| {n} | {r['per_device']} | {'on' if r['sync_bn'] else 'off'} | {r['compile_s']:.1f} | "
-              f"{r['steps_s']:.2f} | {r['images_s']:.0f} | {r['steps_s'] / base:.2f}x |", flush=True)
+          f"DCGAN {SIZE}x{SIZE} width {args.width}, global batch {args.batch}, "
+          f"median of {args.repeats} x {args.steps} steps")
+    print("| devices | per device | cross-replica BN | compile s | steps/s | range | images/s | vs 1 device "
+          "| CPU ms/step |")
+    print("| ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    base = statistics.median(runs[counts[0]]["rates"])
+    for n, run in runs.items():
+        rate = statistics.median(run["rates"])
+        print(f"| {n} | {args.batch // n} | {'on' if run['sync_bn'] else 'off'} | {run['compile_s']:.1f} | "
+              f"{rate:.2f} | {min(run['rates']):.2f}-{max(run['rates']):.2f} | {rate * args.batch:.0f} | "
+              f"{rate / base:.2f}x | {1e3 * statistics.median(run['cpu_s'][1:]):.0f} |")
 
 
 if __name__ == "__main__":
