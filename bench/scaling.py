@@ -9,7 +9,7 @@ The device counts take turns within each repeat; medians are reported, with
 the CPU time the process spends per step (all its threads), which a busy
 machine disturbs less than the wall-clock rate.
 
-Run: python -m bench.scaling [--devices 1 2 4 8] [--batch 64] [--width 64] [--steps 10] [--repeats 3]
+Run: python -m bench.scaling [--devices 1 2 4 8] [--batch 64] [--width 64] [--steps 5] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def setup(num_devices: int, batch: int, width: int) -> dict:
                                dcgan.Discriminator(SIZE, width, bn_axis_name=bn_axis), (SIZE, SIZE, 1), config)
     images = np.random.default_rng(0).uniform(-1, 1, (batch, SIZE, SIZE, 1)).astype(np.float32)
     run = {"step": parallel.data_parallel(train.train_step, mesh, config), "state": parallel.replicate(state, mesh),
-           "batch": parallel.shard_batch({"image": images}, mesh), "sync_bn": bn_axis is not None, "rates": []}
+           "batch": parallel.shard_batch({"image": images}, mesh), "sync_bn": bn_axis is not None,
+           "rates": [], "cpu_s": []}
     start = time.perf_counter()
     steps_per_second(run, 1)
     run["compile_s"] = time.perf_counter() - start
@@ -52,7 +53,7 @@ def steps_per_second(run: dict, steps: int) -> float:
     for _ in range(steps):
         run["state"], metrics = run["step"](run["state"], run["batch"])
     jax.block_until_ready((run["state"], metrics))
-    run.setdefault("cpu_s", []).append((time.process_time() - cpu) / steps)
+    run["cpu_s"].append((time.process_time() - cpu) / steps)
     return steps / (time.perf_counter() - start)
 
 
@@ -61,8 +62,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--batch", type=int, default=64, help="global batch")
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     counts = [n for n in args.devices if n <= jax.local_device_count()]
     runs = {n: setup(n, args.batch, args.width) for n in counts}
