@@ -18,8 +18,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import torch
 from torch import nn as tnn
 
