@@ -62,7 +62,7 @@ def train_and_evaluate(config: Config) -> train.GANState:
     fixed_z = parallel.replicate(fixed_z, mesh)
     sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
     evaluate = None
-    if config.eval_every:
+    if config.eval_every and jax.process_count() == 1:  # evaluation runs in single-process runs only
         draw = lambda s, key, use_ema: train.generate(
             s, latent.LATENTS[config.latent](key, (config.batch_size, config.latent_dim)), use_ema=use_ema)
         evaluate = evaluation.mnist_evaluator(config, dataset, jax.jit(draw, static_argnums=2))

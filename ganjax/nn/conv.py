@@ -68,44 +68,6 @@ def _bwd(strides, padding, residuals, g):
 conv_transpose.defvjp(_fwd, _bwd)
 
 
-class ConvTranspose(nn.Module):
-    """Drop-in ``flax.linen.ConvTranspose`` for NHWC images, with fast gradients.
-
-    Parameters have flax's names and shapes (``kernel``: ``(kh, kw, C_in, features)``,
-    ``bias``: ``(features,)``), so checkpoints are interchangeable.
-
-    Attributes:
-      features: output channels.
-      kernel_size: ``(kh, kw)`` or one int for both.
-      strides: upsampling factors, ``(sh, sw)`` or one int.
-      padding: ``'SAME'``, ``'VALID'`` or explicit ``((lo, hi), (lo, hi))`` pairs.
-      use_bias: add a learned bias.
-      kernel_init: kernel initializer.
-      bias_init: bias initializer.
-    """
-
-    features: int
-    kernel_size: int | Sequence[int]
-    strides: int | Sequence[int] = 1
-    padding: Padding = "SAME"
-    use_bias: bool = True
-    kernel_init: Any = nn.initializers.lecun_normal()
-    bias_init: Any = nn.initializers.zeros_init()
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim != 4:
-            raise ValueError(f"ConvTranspose expects NHWC input, got shape {x.shape}")
-        kernel_size = _pair(self.kernel_size)
-        strides = _pair(self.strides)
-        padding = self.padding if isinstance(self.padding, str) else tuple(tuple(p) for p in self.padding)
-        kernel = self.param("kernel", self.kernel_init, (*kernel_size, x.shape[-1], self.features))
-        y = conv_transpose(x, kernel.astype(x.dtype), strides, padding)
-        if self.use_bias:
-            y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
-        return y
-
-
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
@@ -161,10 +123,11 @@ def _conv_bwd(strides, padding, residuals, g):
 conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-class Conv(nn.Module):
-    """Drop-in ``flax.linen.Conv`` for NHWC images whose double gradients are fast (see :func:`conv`).
+class _ConvLayer(nn.Module):
+    """The parameters and call shared by :class:`Conv` and :class:`ConvTranspose`.
 
-    Parameters have flax's names and shapes (``kernel``: ``(kh, kw, C_in, features)``).
+    Parameters have flax's names and shapes (``kernel``: ``(kh, kw, C_in, features)``,
+    ``bias``: ``(features,)``), so checkpoints are interchangeable with flax's layers.
 
     Attributes:
       features: output channels.
@@ -184,13 +147,29 @@ class Conv(nn.Module):
     kernel_init: Any = nn.initializers.lecun_normal()
     bias_init: Any = nn.initializers.zeros_init()
 
+    @staticmethod
+    def operation(x, kernel, strides, padding):
+        raise NotImplementedError
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim != 4:
-            raise ValueError(f"Conv expects NHWC input, got shape {x.shape}")
+            raise ValueError(f"{type(self).__name__} expects NHWC input, got shape {x.shape}")
         padding = self.padding if isinstance(self.padding, str) else tuple(tuple(p) for p in self.padding)
         kernel = self.param("kernel", self.kernel_init, (*_pair(self.kernel_size), x.shape[-1], self.features))
-        y = conv(x, kernel.astype(x.dtype), _pair(self.strides), padding)
+        y = self.operation(x, kernel.astype(x.dtype), _pair(self.strides), padding)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,)).astype(y.dtype)
         return y
+
+
+class Conv(_ConvLayer):
+    """Drop-in ``flax.linen.Conv`` for NHWC images whose double gradients are fast (see :func:`conv`)."""
+
+    operation = staticmethod(conv)
+
+
+class ConvTranspose(_ConvLayer):
+    """Drop-in ``flax.linen.ConvTranspose`` for NHWC images, with fast gradients (see :func:`conv_transpose`)."""
+
+    operation = staticmethod(conv_transpose)
