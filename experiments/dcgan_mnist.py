@@ -34,6 +34,8 @@ class Config(common.GANConfig):
     d_norm: str = "batch"
     upsampling: str = "transposed"
     g_activation: str = "relu"
+    g_noise_std: float = 0.0  # Gaussian noise after every hidden layer of G in training (EBGAN)
+    g_dropout: float = 0.0  # dropout in G, kept on at generation time (pix2pix: 0.5)
     num_samples: int = 100
 
 
@@ -41,7 +43,7 @@ def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None
     """G, D and their optimizers (Adam by default) from ``key``; BatchNorm synchronized over ``bn_axis_name``."""
     generator = dcgan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim,
                                 norm=config.g_norm, upsampling=config.upsampling, activation=config.g_activation,
-                                bn_axis_name=bn_axis_name)
+                                noise_std=config.g_noise_std, dropout=config.g_dropout, bn_axis_name=bn_axis_name)
     discriminator = dcgan.Discriminator(config.image_size, config.d_width, norm=config.d_norm,
                                         bn_axis_name=bn_axis_name)
     init_key, noise_key = jax.random.split(key)
@@ -60,11 +62,14 @@ def train_and_evaluate(config: Config) -> train.GANState:
     step = parallel.data_parallel(train.train_step, mesh, common.step_config(config), stacked=config.n_critic)
     fixed_z = latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim))
     fixed_z = parallel.replicate(fixed_z, mesh)
-    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
+    # G's always-on dropout (if any) draws from fixed keys, so the grids are comparable across steps.
+    rngs = {"dropout": jax.random.fold_in(sample_key, 1)}
+    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0, rngs=rngs))
     evaluate = None
     if config.eval_every and jax.process_count() == 1:  # evaluation runs in single-process runs only
         draw = lambda s, key, use_ema: train.generate(
-            s, latent.LATENTS[config.latent](key, (config.batch_size, config.latent_dim)), use_ema=use_ema)
+            s, latent.LATENTS[config.latent](key, (config.batch_size, config.latent_dim)), use_ema=use_ema,
+            rngs={"dropout": key})
         evaluate = evaluation.mnist_evaluator(config, dataset, jax.jit(draw, static_argnums=2))
     state = common.fit(config, state, step, dataset, common.sample_writer(config, lambda s: sample(s, fixed_z)),
                        evaluate)

@@ -52,7 +52,9 @@ class Player(struct.PyTreeNode):
     @classmethod
     def create(cls, module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *inputs) -> Player:
         """Initialises ``module`` on ``inputs`` (with ``train=False``) and ``tx`` on its params."""
-        variables = module.init(key, *inputs, train=False)
+        params_key, noise_key, dropout_key = jax.random.split(key, 3)
+        variables = module.init({"params": params_key, "noise": noise_key, "dropout": dropout_key}, *inputs,
+                                train=False)
         params = variables["params"]
         return cls(params=params, batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                    apply_fn=module.apply, tx=tx)

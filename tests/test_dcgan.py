@@ -111,3 +111,20 @@ def test_spectral_discriminator_trains_through_train_step():
     stats = state.d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]
     expected_u = _power_iteration(_power_iteration(u, kernel), kernel)
     np.testing.assert_allclose(stats["Conv_0/kernel/u"], expected_u, rtol=1e-4, atol=1e-6)
+
+
+def test_generator_noise_in_training_and_dropout_always_on():
+    """EBGAN's Gaussian noise acts only in training; pix2pix's dropout also at generation time."""
+    z = jnp.ones((2, 4))
+    keys = lambda seed: {"noise": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}
+    noisy = dcgan.Generator(28, 1, 8, 4, noise_std=0.5)
+    variables = noisy.init(jax.random.key(0), z, train=False)
+    same = [noisy.apply(variables, z, train=False, rngs=keys(s)) for s in (0, 2)]
+    np.testing.assert_array_equal(same[0], same[1])
+    differ = [noisy.apply(variables, z, train=True, rngs=keys(s), mutable=["batch_stats"])[0] for s in (0, 2)]
+    assert np.abs(differ[0] - differ[1]).max() > 1e-3
+    dropped = dcgan.Generator(28, 1, 8, 4, dropout=0.5)
+    variables = dropped.init({"params": jax.random.key(0), **keys(0)}, z, train=False)
+    outs = [dropped.apply(variables, z, train=False, rngs=keys(s)) for s in (0, 0, 2)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.abs(outs[0] - outs[2]).max() > 1e-3

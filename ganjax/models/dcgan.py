@@ -27,6 +27,7 @@ from ganjax.nn.normalization import SpectralConv
 from ganjax.nn.normalization import SpectralDense
 from ganjax.nn.resample import NearestUpsampleConv
 from ganjax.nn.resample import PixelShuffle
+from ganjax.noise import DropoutAlways, GaussianNoise
 
 weight_init = nn.initializers.normal(0.02)
 
@@ -102,6 +103,10 @@ class Generator(nn.Module):
       upsampling: one of :data:`UPSAMPLINGS`: 4x4 stride-2 transposed conv,
         3x3 conv + PixelShuffle, or nearest-neighbour + 3x3 conv.
       activation: a key of :data:`ACTIVATIONS` (LeakyReLU has slope 0.2).
+      noise_std: std of the Gaussian noise added after every hidden layer in training
+        (``ganjax.noise.GaussianNoise``, rng ``'noise'``; 0: off).
+      dropout: rate of the dropout after every hidden layer, kept on at generation time
+        (``ganjax.noise.DropoutAlways``, rng ``'dropout'``; 0: off).
     """
 
     image_size: int = 28
@@ -112,6 +117,8 @@ class Generator(nn.Module):
     norm: str = "batch"
     upsampling: str = "transposed"
     activation: str = "relu"
+    noise_std: float = 0.0
+    dropout: float = 0.0
 
     def __post_init__(self):
         _check(self, "norm", G_NORMS)
@@ -128,11 +135,16 @@ class Generator(nn.Module):
         x = nn.Dense(base * base * features, use_bias=False, kernel_init=weight_init)(z)
         x = x.reshape(z.shape[0], base, base, features)
         act = ACTIVATIONS[self.activation]
-        x = act(_norm(self.norm, train, self.bn_axis_name)(x))
+
+        def hidden(x):
+            x = act(_norm(self.norm, train, self.bn_axis_name)(x))
+            x = GaussianNoise(self.noise_std)(x, deterministic=not train)
+            return DropoutAlways(self.dropout)(x) if self.dropout else x
+
+        x = hidden(x)
         for _ in range(n_up - 1):
             features //= 2
-            x = _upsample(self.upsampling, features, use_bias=self.norm == "pixel")(x)
-            x = act(_norm(self.norm, train, self.bn_axis_name)(x))
+            x = hidden(_upsample(self.upsampling, features, use_bias=self.norm == "pixel")(x))
         x = _upsample(self.upsampling, self.channels, use_bias=True)(x)
         return jnp.tanh(x)
 
