@@ -1,0 +1,108 @@
+"""Conditional players: the label embedding in G and as D's extra channels, projection D, AC-GAN D."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ganjax import train
+from ganjax.models import conditional
+
+S = 8  # image side: one stride-2 conv in D, one upsampling in G
+X = jax.random.uniform(jax.random.key(0), (6, S, S, 1), minval=-1, maxval=1)
+Y = jnp.array([0, 1, 2, 0, 1, 2])
+
+
+def d_params(conditioning, **kwargs):
+    d = conditional.Discriminator(conditioning, num_classes=3, image_size=S, width=4, norm="none", **kwargs)
+    inputs = (X, Y) if d.takes_labels else (X,)
+    return d, d.init(jax.random.key(1), *inputs, train=False)["params"], inputs
+
+
+def body_and_logit(params, x):
+    """D's features and unconditional logit, by hand from its params."""
+    h = conditional.Features(S, 4, "none").apply({"params": params["body"]}, x, train=False)
+    return h, h @ params["logit"]["kernel"][:, 0] + params["logit"]["bias"][0]
+
+
+def test_generator_concatenates_the_label_embedding_with_z():
+    g = conditional.Generator(num_classes=3, embed_dim=2, image_size=S, width=4, latent_dim=5)
+    z = jnp.ones((3, 5))
+    variables = g.init(jax.random.key(0), z, Y[:3], train=False)
+    assert variables["params"]["embed"]["embedding"].shape == (3, 2)
+    assert variables["params"]["body"]["Dense_0"]["kernel"].shape[0] == 5 + 2
+    images = g.apply(variables, z, Y[:3], train=False)
+    chex.assert_shape(images, (3, S, S, 1))
+    assert not np.allclose(images[0], images[1])  # the label changes the image
+    with pytest.raises(ValueError, match="expects labels of shape \\(3,\\)"):
+        g.apply(variables, z, Y, train=False)
+
+
+def test_channels_d_sees_the_embedding_broadcast_over_every_pixel():
+    d, params, inputs = d_params("channels", embed_dim=2)
+    embedding = params["embed"]["embedding"][Y]
+    extra = jnp.broadcast_to(embedding[:, None, None, :], (6, S, S, 2))
+    _, expected = body_and_logit(params, jnp.concatenate([X, extra], -1))
+    np.testing.assert_allclose(d.apply({"params": params}, *inputs, train=False), expected, rtol=1e-5, atol=1e-6)
+    assert params["body"]["Conv_0"]["kernel"].shape[2] == 1 + 2
+    other = d.apply({"params": params}, X, (Y + 1) % 3, train=False)
+    assert not np.allclose(other, expected)
+
+
+def test_projection_d_adds_the_inner_product_of_class_embedding_and_features():
+    d, params, inputs = d_params("projection")
+    h, unconditional = body_and_logit(params, X)
+    expected = unconditional + jnp.sum(params["projection"]["embedding"][Y] * h, axis=-1)
+    np.testing.assert_allclose(d.apply({"params": params}, *inputs, train=False), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_auxiliary_d_returns_logit_and_class_logits_and_sows_features():
+    d, params, inputs = d_params("auxiliary")
+    (logits, class_logits), sown = d.apply({"params": params}, *inputs, train=False, mutable=["intermediates"])
+    h, expected = body_and_logit(params, X)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(class_logits, h @ params["classes"]["kernel"] + params["classes"]["bias"], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(sown["intermediates"][conditional.FEATURES][0], h, rtol=1e-6)
+    with pytest.raises(ValueError, match="conditioning='auxiliary'\\) takes no labels"):
+        d.apply({"params": params}, X, Y, train=False)
+    with pytest.raises(ValueError, match="conditioning='channels'\\) needs labels"):
+        conditional.Discriminator("channels", image_size=S).init(jax.random.key(0), X, train=False)
+    with pytest.raises(ValueError, match="unknown option 'film'"):
+        conditional.Discriminator("film")
+
+
+@pytest.mark.parametrize("conditioning, aux", [("channels", 0.0), ("projection", 0.0), ("auxiliary", 1.0)])
+def test_each_conditioning_trains_in_the_train_step_and_compiles_once(conditioning, aux):
+    config = train.StepConfig(latent_dim=4, num_classes=3, aux_class_weight=aux)
+    g = conditional.Generator(num_classes=3, embed_dim=2, image_size=S, width=4, latent_dim=4)
+    d = conditional.Discriminator(conditioning, num_classes=3, image_size=S, width=4)
+    state = train.create_state(jax.random.key(0), g, d, (S, S, 1), config)
+    chex.clear_trace_counter()
+    step = jax.jit(chex.assert_max_traces(train.train_step, n=1), static_argnames="config", donate_argnums=0)
+    for _ in range(2):
+        state, metrics = step(state, {"image": X, "label": Y}, config=config)
+    chex.assert_tree_all_finite((state.g.params, state.d.params, metrics))
+    assert ("d_class_loss" in metrics) == (conditioning == "auxiliary")
+
+
+def test_acgan_class_head_learns_the_labels_of_real_digits(mnist):
+    """The AC-GAN D's class loss on real digits falls as it trains (G's fakes are still noise)."""
+    config = train.StepConfig(latent_dim=4, num_classes=10, aux_class_weight=1.0)
+    g = conditional.Generator(num_classes=10, embed_dim=2, width=4, latent_dim=4)
+    d = conditional.Discriminator("auxiliary", num_classes=10, width=8)
+    state = train.create_state(jax.random.key(0), g, d, (28, 28, 1), config, d_tx=optax.adam(2e-3))
+    images = jnp.asarray(mnist.images[:64], jnp.float32) / 127.5 - 1.0
+    batch = {"image": images, "label": jnp.asarray(mnist.labels[:64])}
+
+    def real_class_loss(state):
+        (_, class_logits), _ = state.d(state.d.params, images, train=False)
+        return float(optax.softmax_cross_entropy_with_integer_labels(class_logits, batch["label"]).mean())
+
+    before = real_class_loss(state)
+    step = train.jit_step(train.d_step)
+    for _ in range(25):
+        state, _ = step(state, batch, config=config)
+    assert before > 2.0 and real_class_loss(state) < 0.5 * before
