@@ -1,0 +1,100 @@
+"""Neural style transfer: ``python -m experiments.style_transfer --content A --style B --weights vgg19.npz``.
+
+Gatys et al. 2016 (:mod:`ganjax.style`): the content image is repainted in the
+style of the style image by optimising its pixels against VGG-19 features
+(:mod:`ganjax.models.vgg`; its docstring says how to make ``vgg19.npz`` from
+torchvision's weights). ``--optimizer lbfgs`` (default) or ``adam --lr 0.02``.
+Without ``--weights`` the network keeps random weights (for smoke tests only:
+the result is not a style transfer). Writes ``--output`` (a PNG) and, beside
+it, ``<output>.losses.json`` (every loss before each update).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from PIL import Image
+
+from experiments import common
+from ganjax import style
+from ganjax.models import vgg
+
+
+@dataclasses.dataclass
+class Config:
+    """Neural style transfer with VGG-19 features."""
+
+    content: str = ""
+    style: str = ""
+    weights: str | None = None  # .npz of VGG-19 (see ganjax.models.vgg); None: random weights
+    output: str = "runs/style_transfer/output.png"
+    size: int = 256  # the longer side of both images
+    steps: int = 200
+    optimizer: str = "lbfgs"  # 'lbfgs' or 'adam'
+    lr: float = 0.02  # Adam's learning rate
+    content_weight: float = 1.0
+    style_weight: float = 1e3
+    tv_weight: float = 1e-2
+    vgg_width: int = 64  # 64 for real weights; smaller only for tests with random weights
+    seed: int = 0
+
+
+def load_image(path: str, size: int) -> jax.Array:
+    """An RGB image file as ``(1, H, W, 3)`` in [0, 1], resized so its longer side is ``size``."""
+    image = Image.open(path).convert("RGB")
+    scale = size / max(image.size)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    return jnp.asarray(np.asarray(image, np.float32) / 255.0)[None]
+
+
+def optimizer(config: Config) -> optax.GradientTransformationExtraArgs:
+    if config.optimizer == "lbfgs":
+        return optax.lbfgs()
+    if config.optimizer == "adam":
+        return optax.adam(config.lr)
+    raise ValueError(f"style_transfer: unknown optimizer {config.optimizer!r}; choose 'lbfgs' or 'adam'")
+
+
+def run(config: Config) -> dict[str, np.ndarray]:
+    """Transfers the style; writes the output image and the losses; returns the losses."""
+    if not (config.content and config.style):
+        raise ValueError("style_transfer: give --content and --style image files")
+    style_config = style.StyleConfig(content_weight=config.content_weight, style_weight=config.style_weight,
+                                     tv_weight=config.tv_weight)
+    network = vgg.VGG19(outputs=style_config.layers, width=config.vgg_width)
+    content, style_image = load_image(config.content, config.size), load_image(config.style, config.size)
+    if config.weights:
+        params = vgg.load_npz(config.weights)
+    else:
+        print("style_transfer: no --weights, VGG-19 keeps random weights", file=sys.stderr)
+        params = network.init(jax.random.key(config.seed), content)["params"]
+    tx = optimizer(config)
+
+    @jax.jit
+    def transfer(params, content, style_image):  # the weights are an argument, not constants of the program
+        features_fn = lambda images: network.apply({"params": params}, images)
+        return style.transfer(features_fn, content, style_image, style_config, tx, config.steps)
+
+    image, history = transfer(params, content, style_image)
+    output = pathlib.Path(config.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(jnp.round(image[0] * 255.0), np.uint8)).save(output)
+    history = {name: np.asarray(values) for name, values in history.items()}
+    output.with_suffix(".losses.json").write_text(json.dumps({k: v.tolist() for k, v in history.items()}))
+    print(f"total loss {history['total'][0]:.4g} -> {history['total'][-1]:.4g}; wrote {output}")
+    return history
+
+
+def main(argv=None):
+    run(common.parse_config(Config, argv))
+
+
+if __name__ == "__main__":
+    main()
