@@ -117,14 +117,15 @@ def test_steps_lower_each_players_loss_against_a_frozen_opponent(mnist_dir, tmp_
 
 
 def test_experiment_resumes_mid_stage_at_the_same_weight(mnist_dir, tmp_path):
-    straight = experiment.train_and_evaluate(_tiny(mnist_dir, tmp_path / "a"))
+    # Stage 0 is step 0; stage 1 fades in over steps 1 and 2 (alpha 0, 0.5) and is stable at step 3.
+    straight = experiment.train_and_evaluate(_tiny(mnist_dir, tmp_path / "a", steps=4))
     run = tmp_path / "a" / "run"
-    assert int(straight.step) == 10 and (run / "samples" / "step_000010.png").is_file()
+    assert int(straight.step) == 4 and (run / "samples" / "step_000004.png").is_file()
     alphas = {r["step"]: r["alpha"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
-    assert alphas[2] == 0.0 and alphas[3] == 0.5 and alphas[4] == 1.0
+    assert alphas == {1: 1.0, 2: 0.0, 3: 0.5, 4: 1.0}
 
     experiment.train_and_evaluate(_tiny(mnist_dir, tmp_path / "b", steps=2, checkpoint_every=2))
-    resumed = experiment.train_and_evaluate(_tiny(mnist_dir, tmp_path / "b", resume=True))
+    resumed = experiment.train_and_evaluate(_tiny(mnist_dir, tmp_path / "b", steps=4, resume=True))
     records = [json.loads(line) for line in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {r["step"]: r["alpha"] for r in records} == alphas
     chex.assert_trees_all_equal(resumed.g.params, straight.g.params)
