@@ -8,7 +8,7 @@ the AC-GAN of ``experiments.acgan_mnist``); see :mod:`ganjax.models.conditional`
 Past-opponent swaps (:mod:`ganjax.swaps`) are on with ``--swap-every N --swap-duration M``.
 
 Writes under ``--workdir``: ``samples/step_*.png`` (row ``r`` is digit ``r``, one
-fixed z per column), ``samples.gif``, ``training.png``, ``metrics.jsonl``,
+fixed z per column; EMA params when ``--ema-decay`` is set), ``samples.gif``, ``training.png``, ``metrics.jsonl``,
 ``tb/``, ``checkpoints/`` and, when the MNIST classifier is found in
 ``--classifier-dir``, ``class_accuracy.json``: per class ``c``, the share of
 G's class-``c`` samples that the classifier labels ``c`` (also logged as
@@ -96,11 +96,11 @@ def class_labels(num_classes: int, per_class: int) -> jax.Array:
 
 
 def sample_accuracy(state: train.GANState, classify, key: jax.Array, num_classes: int, per_class: int,
-                    latent_dim: int, batch_size: int = 500) -> list[float]:
+                    latent_dim: int, use_ema: bool = False, batch_size: int = 500) -> list[float]:
     """The classifier's per-class accuracy on ``per_class`` samples of each class from G (running statistics)."""
     labels = class_labels(num_classes, per_class)
     z = jax.random.normal(key, (len(labels), latent_dim))
-    sample = jax.jit(train.generate)
+    sample = jax.jit(functools.partial(train.generate, use_ema=use_ema))
     predictions = [np.asarray(classify(sample(state, z[i:i + batch_size], labels[i:i + batch_size])))
                    for i in range(0, len(labels), batch_size)]
     return per_class_accuracy(np.concatenate(predictions), labels, num_classes)
@@ -129,11 +129,12 @@ def train_and_evaluate(config: Config) -> tuple[train.GANState, list[float] | No
     labels = class_labels(config.num_classes, config.samples_per_class)
     fixed_z = jax.random.normal(sample_key, (len(labels), config.latent_dim))
     fixed = parallel.replicate((fixed_z, labels), mesh)
-    sample = jax.jit(train.generate)
+    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
     writer = common.sample_writer(config, lambda s: sample(gan_state(s), *fixed), nrow=config.samples_per_class)
     classifier = load_classifier(config)
     accuracy = None if classifier is None else functools.partial(
-        sample_accuracy, classify=classifier.class_fn(), num_classes=config.num_classes, latent_dim=config.latent_dim)
+        sample_accuracy, classify=classifier.class_fn(), num_classes=config.num_classes, latent_dim=config.latent_dim,
+        use_ema=config.ema_decay > 0)
 
     def evaluate(state, step):
         shares = accuracy(gan_state(state), key=jax.random.fold_in(eval_key, step), per_class=config.eval_per_class)

@@ -34,7 +34,7 @@ def apply_with_features(player: Player, params: PyTree, *inputs, train: bool = T
     variables = {"params": params, **({"batch_stats": player.batch_stats} if player.batch_stats else {})}
     mutable = ["intermediates", "batch_stats"] if train and player.batch_stats else ["intermediates"]
     out, updates = player.apply_fn(variables, *inputs, train=train, mutable=mutable)
-    sown = updates["intermediates"].get(FEATURES)
+    sown = updates.get("intermediates", {}).get(FEATURES)
     if sown is None:
         raise ValueError(f"D sows no 'intermediates/{FEATURES}': call self.sow('intermediates', '{FEATURES}', h) "
                          "on its hidden layer (see ganjax.models.conditional.Discriminator)")
