@@ -98,7 +98,7 @@ def losses(image: jax.Array, features_fn: FeatureFn, target: Targets, config: St
 
 def transfer(features_fn: FeatureFn, content: jax.Array, style: jax.Array, config: StyleConfig,
              tx: optax.GradientTransformationExtraArgs, steps: int) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Optimises an image from ``content`` for ``steps`` updates of ``tx``; jit it with ``config``, ``tx``, ``steps`` static.
+    """Optimises an image from ``content`` by ``steps`` updates of ``tx`` (jit: ``config``, ``tx``, ``steps`` static).
 
     ``tx`` may be ``optax.adam(...)`` or ``optax.lbfgs()``: the loss's value,
     gradient and function are passed to every update, as L-BFGS's line search needs.

@@ -44,7 +44,7 @@ def pyramid(images: jax.Array, n_scales: int) -> list[jax.Array]:
 
 
 def pack(images: list[jax.Array]) -> jax.Array:
-    """Scales ``[(N, s_i, s_i, C)]``, coarsest first -> ``(N, S, S, n * C)``: each nearest-upsampled to the finest side."""
+    """Scales ``[(N, s_i, s_i, C)]``, coarsest first -> ``(N, S, S, n * C)``, each nearest-upsampled to side S."""
     side = images[-1].shape[1]
     return jnp.concatenate([nearest_upsample(x, side // x.shape[1]) for x in images], axis=-1)
 
@@ -106,7 +106,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Packed scales ``(N, S, S, n * C)`` (as :class:`Generator` emits them and :func:`real_scales` makes) -> logits ``(N,)``.
+    """Packed scales ``(N, S, S, n * C)`` (from :class:`Generator` or :func:`real_scales`) -> logits ``(N,)``.
 
     Attributes:
       image_size: the side of the finest image.

@@ -62,7 +62,10 @@ def fade(alpha: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
 
 
 class GBlock(nn.Module):
-    """Stage 0: z -> dense 4x4 -> conv3. Stage > 0: 2x nearest upsampling -> conv3 -> conv3. LReLU + pixel norm after each."""
+    """Stage 0: z -> dense 4x4 -> conv3. Stage > 0: 2x nearest upsampling -> conv3 -> conv3.
+
+    LeakyReLU(0.2) and pixel norm after each layer.
+    """
 
     features: int
     first: bool = False

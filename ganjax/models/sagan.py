@@ -53,7 +53,13 @@ class _Norm(nn.Module):
 
 
 class GBlock(nn.Module):
-    """``norm-ReLU-up-SNconv3-norm-ReLU-SNconv3`` plus the shortcut ``up-SNconv1``: ``(N, H, W, C) -> (N, 2H, 2W, F)``."""
+    """``norm-ReLU-up-SNconv3-norm-ReLU-SNconv3`` plus the shortcut ``up-SNconv1``: ``(N, H, W, C) -> (N, 2H, 2W, F)``.
+
+    Attributes:
+      features: output channels ``F``.
+      num_classes: classes of conditional BatchNorm; 0 for plain BatchNorm.
+      axis_name: mapped axis for cross-replica BatchNorm, or None.
+    """
 
     features: int
     num_classes: int = 0
@@ -72,7 +78,7 @@ class GBlock(nn.Module):
 
 
 class DBlock(nn.Module):
-    """``[ReLU]-SNconv3-ReLU-SNconv3-avgpool`` plus the shortcut ``SNconv1-avgpool``: ``(N, H, W, C) -> (N, H/2, W/2, F)``.
+    """``[ReLU]-SNconv3-ReLU-SNconv3-avgpool`` plus the shortcut ``SNconv1-avgpool``: halves H and W.
 
     Attributes:
       features: output channels.
