@@ -1,0 +1,65 @@
+"""The conditional GAN and AC-GAN experiments end to end, at tiny sizes on the real digits."""
+
+import json
+
+import chex
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import acgan_mnist, cgan_mnist
+from ganjax import images, train
+from ganjax.models import mnist_classifier
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    """An untrained classifier: the checks compare the experiment's numbers with their recomputation."""
+    return str(mnist_classifier.save_mnist_classifier(mnist_classifier.init(jax.random.key(0)),
+                                                       tmp_path_factory.mktemp("classifier")))
+
+
+def tiny(cls, mnist_dir, tmp_path, classifier_dir, **overrides):
+    values = dict(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=6, batch_size=16, latent_dim=8,
+                  g_width=4, d_width=4, samples_per_class=3, log_every=2, sample_every=3, checkpoint_every=3,
+                  eval_every=3, eval_per_class=5, final_eval_per_class=20, classifier_dir=classifier_dir)
+    return cls(**{**values, **overrides})
+
+
+def test_per_class_accuracy():
+    assert cgan_mnist.per_class_accuracy([0, 0, 1, 1, 2, 0], [0, 1, 1, 1, 2, 2], 3) == [1.0, 2 / 3, 0.5]
+
+
+def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_dir, tmp_path, classifier_dir):
+    config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, swap_every=4, swap_duration=1)
+    state, shares = cgan_mnist.train_and_evaluate(config)
+    assert int(state.step) == 6
+    run = tmp_path / "run"
+    # Row r of the last grid is digit r: G's samples for label r from the fixed z of columns 0-2.
+    _, sample_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
+    labels = np.repeat(np.arange(10), 3)
+    z = jax.random.normal(sample_key, (30, 8))
+    expected = images.make_grid(np.asarray(train.generate(state, z, labels)), nrow=3)
+    grid = np.asarray(Image.open(run / "samples" / "step_000006.png"))[::2, ::2]
+    np.testing.assert_array_equal(grid, expected[..., 0])
+    classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
+    recomputed = cgan_mnist.sample_accuracy(state, classify, eval_key, 10, 20, 8)
+    saved = json.loads((run / "class_accuracy.json").read_text())
+    assert saved["per_class"] == shares == recomputed and saved["min"] == min(shares)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "class_accuracy_min" in r] == [3, 6]
+    # Swaps: a snapshot after step 1; a window opens after 4 steps, so the 5th step plays the old D
+    # (logged at step 6 as the mean over steps 5 and 6).
+    assert [r["swapped_d"] for r in records if r["step"] in (4, 6)] == [0.0, 0.5]
+
+
+def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
+    state, shares = acgan_mnist.train_and_evaluate(tiny(acgan_mnist.Config, mnist_dir, tmp_path, classifier_dir))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["d_class_loss"] > 0 and r["g_class_loss"] > 0 for r in records if "d_loss" in r)
+    assert len(shares) == 10
+    (logits, class_logits), _ = state.d(state.d.params, np.zeros((2, 28, 28, 1), np.float32), train=False)
+    chex.assert_shape((logits, class_logits), ((2,), (2, 10)))
+    with pytest.raises(ValueError, match="conditioning='auxiliary' with aux_class_weight=0.0"):
+        cgan_mnist.create_state(cgan_mnist.Config(conditioning="auxiliary"), jax.random.key(0))
