@@ -31,7 +31,8 @@ class Config(common.GANConfig):
     """MSG-GAN on MNIST."""
 
     workdir: str = "runs/msggan"
-    steps: int = 2000
+    steps: int = 1500
+    batch_size: int = 32
     latent_dim: int = 64
     loss: str = "relativistic_average"
     lr_g: float = 3e-4
