@@ -37,8 +37,9 @@ class Config(common.GANConfig):
     """Conditional DCGAN on MNIST."""
 
     workdir: str = "runs/cgan_mnist"
-    steps: int = 3000
+    steps: int = 6000
     latent_dim: int = 64
+    ema_decay: float = 0.999  # samples and class accuracy from the moving average of G
     num_classes: int = 10
     aux_class_weight: float = 0.0
     conditioning: str = "channels"  # D: 'channels', 'projection' or 'auxiliary' (with aux_class_weight > 0)
