@@ -79,6 +79,7 @@ class GANConfig:
     eval_samples: int = 2000
     classifier_dir: str = "runs/mnist_classifier"  # the MNIST feature network (trained there if missing)
     monitor_window: int = 200
+    max_grad_norm: float = 100.0  # the seeds' "gradient norms over 100" (as a median over recent steps)
     stop_on: str = ""  # flags that stop training, e.g. "d_loss_zero,grad_explosion"
     # Devices (ganjax.parallel): batch_size is the global batch, split evenly over the devices.
     num_devices: int = 0  # devices per process; 0: all of them
@@ -271,8 +272,10 @@ PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
 
 def monitor_config(config: GANConfig) -> monitor.MonitorConfig:
     """The failure monitor's settings from the config (``stop_on`` is a comma-separated list of flag names)."""
-    return monitor.MonitorConfig(window=config.monitor_window,
-                                 stop_on=tuple(name for name in config.stop_on.split(",") if name))
+    # A Wasserstein critic's loss is unbounded below: "near 0" means nothing there.
+    floor = -np.inf if config.loss == "wasserstein" else monitor.MonitorConfig.d_loss_floor
+    return monitor.MonitorConfig(window=config.monitor_window, max_grad_norm=config.max_grad_norm,
+                                 d_loss_floor=floor, stop_on=tuple(name for name in config.stop_on.split(",") if name))
 
 
 def sample_writer(config: GANConfig, sample_fn: Callable[[GANState], Any], nrow: int = 10) -> Callable:

@@ -44,9 +44,12 @@ class MonitorConfig:
     Attributes:
       window: how many of the most recent values each check looks at.
       d_loss_floor: D's mean loss below this is "near 0".
-      max_grad_norm: a global gradient norm of G or D above this is an explosion.
+      max_grad_norm: a global gradient norm of G or D above this, as the median of
+        the last ``explosion_steps`` steps (so one spike is not an explosion), is an explosion.
+      explosion_steps: how many recent steps that median covers.
       max_d_loss_rel_std: D's loss std over its mean above this is "high variance".
       spike_ratio: a D loss above this times the window's median is a spike.
+      max_spike_share: more spikes than this share of the window is unstable.
       g_loss_fall: G's loss falling by at least this fraction over the window (on a linear fit) is "falling steadily".
       d_wins_real: D(x) at least this ...
       d_wins_fake: ... and D(G(z)) at most this mean D is winning.
@@ -58,8 +61,10 @@ class MonitorConfig:
     window: int = 200
     d_loss_floor: float = 0.05
     max_grad_norm: float = 100.0
+    explosion_steps: int = 20
     max_d_loss_rel_std: float = 0.5
     spike_ratio: float = 3.0
+    max_spike_share: float = 0.02
     g_loss_fall: float = 0.2
     d_wins_real: float = 0.8
     d_wins_fake: float = 0.2
@@ -91,15 +96,16 @@ def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
 
 
 def grad_explosion(history: History, config: MonitorConfig) -> Flag | None:
-    """The global gradient norm of G or D above ``max_grad_norm``."""
+    """The global gradient norm of G or D above ``max_grad_norm`` over the last ``explosion_steps`` (median)."""
     worst = {}
     for name in ("g_grad_norm", "d_grad_norm"):
         values = _recent(history, name, config)
-        if values is not None and values.max() > config.max_grad_norm:
-            worst[name[0].upper()] = values.max()
+        if values is not None and np.median(values[-config.explosion_steps:]) > config.max_grad_norm:
+            worst[name[0].upper()] = np.median(values[-config.explosion_steps:])
     if worst:
         which = ", ".join(f"{p} {v:.3g}" for p, v in worst.items())
-        return Flag("grad_explosion", f"gradient norm above {config.max_grad_norm:g} ({which}): training is unstable")
+        return Flag("grad_explosion", f"gradient norm above {config.max_grad_norm:g} (median {which}): "
+                                      "training is unstable")
     return None
 
 
@@ -110,7 +116,7 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
         return None
     rel_std = d.std() / max(abs(d.mean()), 1e-8)
     spikes = int(np.sum(d > config.spike_ratio * max(np.median(d), 1e-8)))
-    if rel_std > config.max_d_loss_rel_std or spikes:
+    if rel_std > config.max_d_loss_rel_std or spikes > config.max_spike_share * len(d):
         return Flag("d_loss_unstable", f"D loss unstable: std/mean {rel_std:.2f}, {spikes} spike(s) above "
                                        f"{config.spike_ratio:g}x the median")
     return None
