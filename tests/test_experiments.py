@@ -97,3 +97,19 @@ def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
         assert np.isfinite(evaluated[1][name]), name
     assert 1 <= evaluated[1]["class_coverage"] <= 10
     assert (tmp_path / "eval_run" / "training.png").stat().st_size > 0
+
+
+def test_stop_on_flag_ends_the_run_with_a_checkpoint(mnist_dir, tmp_path):
+    config = tiny(mnist_dir, tmp_path, steps=20, log_every=4, checkpoint_every=10, stop_on="d_loss_zero")
+    state = dcgan_mnist.create_state(config, jax.random.key(0))
+    step = jax.jit(lambda s, b: dcgan_mnist.train.train_step(s, b, common.step_config(config)))
+
+    def d_always_wins(state, batch):
+        state, metrics = step(state, batch)
+        return state, {**metrics, "d_loss": metrics["d_loss"] * 0.0}
+
+    final = common.fit(config, state, d_always_wins, data.load_idx_folder(mnist_dir), lambda s, t: None)
+    assert int(final.step) == 4
+    assert checkpoint.Checkpointer(tmp_path / "run" / "checkpoints").latest_step() == 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "D loss 0 is near 0" in records[0]["flags"] and "D loss" in records[-1]["stopped"]
