@@ -1,0 +1,38 @@
+"""The VAE-GAN experiment end to end, at tiny sizes on the real digits."""
+
+import json
+
+import jax
+import numpy as np
+from PIL import Image
+
+from experiments import vaegan_mnist
+from ganjax import data, images, vaegan
+from ganjax.models import mnist_classifier
+
+
+def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path):
+    classifier_dir = mnist_classifier.save_mnist_classifier(mnist_classifier.init(jax.random.key(0)),
+                                                            tmp_path / "classifier")
+    config = vaegan_mnist.Config(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=4, batch_size=16,
+                                 latent_dim=4, width=4, holdout=100, grid_columns=5, grid_pairs=2, log_every=2,
+                                 sample_every=2, checkpoint_every=2, eval_every=2, classifier_dir=str(classifier_dir))
+    state, shares = vaegan_mnist.train_and_evaluate(config)
+    run = tmp_path / "run"
+    assert int(state.step) == 4
+    held_out = mnist.split(1.0 - 100 / len(mnist))[1]
+    originals = data.to_float(held_out.images[:10])
+    # Rows: 5 held-out originals, their reconstructions, the next 5 originals, theirs.
+    expected = np.stack([originals[:5], vaegan.reconstruct(state, originals)[:5],
+                         originals[5:], vaegan.reconstruct(state, originals)[5:]]).reshape(-1, 28, 28, 1)
+    grid = np.asarray(Image.open(run / "reconstructions.png"))[::2, ::2]
+    np.testing.assert_array_equal(grid, images.make_grid(expected, nrow=5)[..., 0])
+    classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
+    saved = json.loads((run / "reconstruction_accuracy.json").read_text())
+    assert saved["per_class"] == shares == vaegan_mnist.reconstruction_accuracy(state, held_out, classify)
+    assert saved["held_out_per_class"] == np.bincount(held_out.labels, minlength=10).tolist()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"kl", "reconstruction", "d_loss", "g_loss", "reconstruction_accuracy"} <= set(records[-1])
+    assert records[-1]["reconstruction"] > 0 and records[-1]["kl"] > 0
+    # The last sample grid also holds 2 rows of samples from the prior.
+    assert Image.open(run / "samples" / "step_000004.png").size == ((5 * 30 + 2) * 2, (6 * 30 + 2) * 2)
