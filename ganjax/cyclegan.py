@@ -93,9 +93,9 @@ def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
     example = jnp.zeros((2, *image_shape))
     g_ab, g_ba = (Player.create(generator, tx, k, example) for k in keys[:2])
     d_a, d_b = (Player.create(discriminator, tx, k, example) for k in keys[2:4])
-    pool = ReplayBuffer.create(pool_size, image_shape)
-    return CycleState(step=jnp.zeros((), jnp.int32), g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, pool_a=pool,
-                      pool_b=pool, key=keys[4])
+    pool_a, pool_b = (ReplayBuffer.create(pool_size, image_shape) for _ in range(2))  # two buffers: both are donated
+    return CycleState(step=jnp.zeros((), jnp.int32), g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, pool_a=pool_a,
+                      pool_b=pool_b, key=keys[4])
 
 
 def _l1(x: jax.Array, y: jax.Array) -> jax.Array:
