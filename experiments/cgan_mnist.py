@@ -1,4 +1,4 @@
-"""Conditional DCGAN on MNIST: ``python -m experiments.cgan_mnist [--data-dir ../shared/data/mnist] [--field value ...]``.
+"""Conditional DCGAN on MNIST: ``python -m experiments.cgan_mnist [--data-dir ../shared/data/mnist] [--field v ...]``.
 
 G takes the digit through a small embedding concatenated with z; D takes it as
 extra image channels (``--conditioning channels``, the default), through the
