@@ -27,7 +27,8 @@ class Config(common.GANConfig):
     """DCGAN on MNIST."""
 
     workdir: str = "runs/dcgan_mnist"
-    steps: int = 3000
+    steps: int = 5000
+    ema_decay: float = 0.999  # samples and evaluation also from the EMA of G (training is unchanged)
     g_width: int = 64
     d_width: int = 64
     g_norm: str = "batch"

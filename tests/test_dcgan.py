@@ -128,3 +128,12 @@ def test_generator_noise_in_training_and_dropout_always_on():
     outs = [dropped.apply(variables, z, train=False, rngs=keys(s)) for s in (0, 0, 2)]
     np.testing.assert_array_equal(outs[0], outs[1])
     assert np.abs(outs[0] - outs[2]).max() > 1e-3
+
+
+def test_generator_output_is_tanh_bounded():
+    """Images in [-1, 1] (ganhacks trick 1): even a huge z saturates at, never past, the bounds."""
+    g = dcgan.Generator(28, 1, 8, 4)
+    variables = g.init(jax.random.key(0), jnp.ones((2, 4)), train=False)
+    out = g.apply(variables, 1e4 * jax.random.normal(jax.random.key(1), (8, 4)), train=False)
+    assert float(jnp.max(jnp.abs(out))) <= 1.0
+    assert float(jnp.max(jnp.abs(out))) > 0.99
