@@ -4,10 +4,11 @@ Karras et al. 2018 (:mod:`ganjax.models.pggan`, :mod:`ganjax.progressive`):
 stages 4, 8, 16 and 32 pixels, each new stage faded in over ``--fade-images``
 images then trained for ``--stable-images``; pixel norm, equalized learning
 rate, minibatch stddev; WGAN-GP (weight 10) with the drift term (0.001);
-Adam(1e-3, b1 0, b2 0.99) as in the paper; samples from an EMA of G. Each stage's step compiles once;
-``--resume`` continues mid-stage at the same fade-in weight. Writes under
-``--workdir``: ``samples/step_*.png`` (one fixed z, upsampled to the final
-size), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+Adam(1e-3, b1 0, b2 0.99) as in the paper; samples from an EMA of G (decay
+0.99). Each stage's step compiles once; ``--resume`` continues mid-stage at the
+same fade-in weight. Writes under ``--workdir``: ``samples/step_*.png`` (one
+fixed z, upsampled to the final size), ``samples.gif``, ``training.png``,
+``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Config(common.GANConfig):
     lr_d: float = 1e-3
     b1: float = 0.0
     b2: float = 0.99
-    ema_decay: float = 0.999
+    ema_decay: float = 0.99  # the paper's 0.999 averages over ~1000 steps, longer than a stage of this short run
     penalty_weight: float = 10.0
     drift: float = 0.001
     fade_images: int = 6000
