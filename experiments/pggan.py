@@ -34,6 +34,7 @@ class Config(common.GANConfig):
     steps: int = 0  # 0: until the last stage has faded in and trained stable_images
     batch_size: int = 32
     latent_dim: int = 64
+    loss: str = "wasserstein"  # the step's loss is always WGAN-GP; this tells the failure monitor so
     lr_g: float = 1e-3
     lr_d: float = 1e-3
     b1: float = 0.0
