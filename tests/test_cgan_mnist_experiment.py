@@ -36,15 +36,15 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     state, shares = cgan_mnist.train_and_evaluate(config)
     assert int(state.step) == 6
     run = tmp_path / "run"
-    # Row r of the last grid is digit r: G's samples for label r from the fixed z of columns 0-2.
+    # Row r of the last grid is digit r: G's (moving-average) samples for label r from the fixed z of columns 0-2.
     _, sample_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     labels = np.repeat(np.arange(10), 3)
     z = jax.random.normal(sample_key, (30, 8))
-    expected = images.make_grid(np.asarray(train.generate(state, z, labels)), nrow=3)
+    expected = images.make_grid(np.asarray(train.generate(state, z, labels, use_ema=True)), nrow=3)
     grid = np.asarray(Image.open(run / "samples" / "step_000006.png"))[::2, ::2]
     np.testing.assert_array_equal(grid, expected[..., 0])
     classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
-    recomputed = cgan_mnist.sample_accuracy(state, classify, eval_key, 10, 20, 8)
+    recomputed = cgan_mnist.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True)
     saved = json.loads((run / "class_accuracy.json").read_text())
     assert saved["per_class"] == shares == recomputed and saved["min"] == min(shares)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
