@@ -28,7 +28,7 @@ class Config(common.GANConfig):
 
     workdir: str = "runs/dcgan_mnist"
     steps: int = 5000
-    ema_decay: float = 0.999  # samples and evaluation also from the EMA of G (training is unchanged)
+    # ema_decay > 0 also samples and evaluates an EMA of G; at 0.999 its MNIST FID was worse than G's (105 vs 92).
     g_width: int = 64
     d_width: int = 64
     g_norm: str = "batch"
