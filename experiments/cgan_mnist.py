@@ -42,6 +42,7 @@ class Config(common.GANConfig):
     ema_decay: float = 0.999  # samples and class accuracy from the moving average of G
     num_classes: int = 10
     aux_class_weight: float = 0.0
+    aux_fake_class_weight: float = 1.0
     conditioning: str = "channels"  # D: 'channels', 'projection' or 'auxiliary' (with aux_class_weight > 0)
     g_embed_dim: int = 10
     d_embed_dim: int = 4

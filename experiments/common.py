@@ -59,6 +59,8 @@ class GANConfig:
     instance_noise_decay_steps: int = 0
     n_critic: int = 1
     ema_decay: float = 0.0
+    replay_capacity: int = 0
+    replay_share: float = 0.0
     # The optimizers (ganjax.optim.gan_optimizers).
     g_optimizer: str = "adam"
     d_optimizer: str = "adam"

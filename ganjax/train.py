@@ -123,6 +123,8 @@ class StepConfig:
       num_classes: classes of a conditional GAN (0: unconditional); batches then carry ``'label'``.
       aux_class_weight: weight of the AC-GAN class loss; D then returns ``(logit, class_logits)``
         and takes no labels, else a conditional D takes them.
+      aux_fake_class_weight: weight of the fakes' term in D's class loss (1: Odena et al.'s loss;
+        0: D learns classes from reals only, while G is still trained to make its fakes classifiable).
       axis_name: the mapped axis to average over when run per device, or None.
     """
 
@@ -141,6 +143,7 @@ class StepConfig:
     replay_share: float = 0.0
     num_classes: int = 0
     aux_class_weight: float = 0.0
+    aux_fake_class_weight: float = 1.0
     axis_name: str | None = None
 
     def __post_init__(self):
@@ -155,7 +158,7 @@ class StepConfig:
             if getattr(self, field) < 1:
                 refuse(field, f"must be at least 1, got {getattr(self, field)}")
         for field in ("penalty_weight", "instance_noise_std", "instance_noise_decay_steps", "replay_capacity",
-                      "num_classes", "aux_class_weight"):
+                      "num_classes", "aux_class_weight", "aux_fake_class_weight"):
             if getattr(self, field) < 0:
                 refuse(field, f"must not be negative, got {getattr(self, field)}")
         if not 0.0 <= self.label_flip_prob <= 1.0:
@@ -355,7 +358,8 @@ def _d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Ar
             parts["penalty"] = penalties.PENALTIES[config.penalty](
                 critic, real, fake, _device_key(penalty_key, config.axis_name))
         if config.aux_class_weight:
-            parts["d_class_loss"] = _class_loss(real_classes, real_y) + _class_loss(fake_classes, fake_y)
+            parts["d_class_loss"] = (_class_loss(real_classes, real_y)
+                                     + config.aux_fake_class_weight * _class_loss(fake_classes, fake_y))
         total = (d_loss + config.penalty_weight * parts.get("penalty", 0.0)
                  + config.aux_class_weight * parts.get("d_class_loss", 0.0))
         return total, (stats, real_logits, fake_logits, parts)

@@ -194,6 +194,10 @@ def test_acgan_class_loss_is_cross_entropy_of_ds_class_head():
     expected = (optax.softmax_cross_entropy_with_integer_labels(real_classes, LABELLED["label"]).mean()
                 + optax.softmax_cross_entropy_with_integer_labels(fake_classes, fake_y).mean())
     np.testing.assert_allclose(metrics["d_class_loss"], expected, rtol=1e-5)
+    real_only = train.StepConfig(latent_dim=2, num_classes=3, aux_class_weight=1.0, aux_fake_class_weight=0.0)
+    np.testing.assert_allclose(train.d_step(state, LABELLED, real_only)[1]["d_class_loss"],
+                               optax.softmax_cross_entropy_with_integer_labels(real_classes, LABELLED["label"]).mean(),
+                               rtol=1e-5)
     _, g_metrics = train.g_step(state, LABELLED, config)
     assert {"g_loss", "g_class_loss", "g_grad_norm"} == set(g_metrics)
     with pytest.raises(ValueError, match="aux_class_weight: the AC-GAN class loss needs num_classes > 0"):
