@@ -42,7 +42,8 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     z = jax.random.normal(sample_key, (30, 8))
     expected = images.make_grid(np.asarray(train.generate(state, z, labels, use_ema=True)), nrow=3)
     grid = np.asarray(Image.open(run / "samples" / "step_000006.png"))[::2, ::2]
-    np.testing.assert_array_equal(grid, expected[..., 0])
+    # Jitted and eager G differ in the last float bits, which can move a pixel across a rounding boundary.
+    np.testing.assert_allclose(grid, expected[..., 0], atol=1)
     classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
     recomputed = cgan_mnist.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True)
     saved = json.loads((run / "class_accuracy.json").read_text())
