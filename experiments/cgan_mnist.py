@@ -69,11 +69,7 @@ def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None
                                       config.g_width, config.latent_dim, norm=config.g_norm, bn_axis_name=bn_axis_name)
     discriminator = conditional.Discriminator(config.conditioning, config.num_classes, config.d_embed_dim,
                                               config.image_size, config.d_width, config.d_norm, bn_axis_name)
-    init_key, noise_key = jax.random.split(key)
-    tx = common.optimizers(config, noise_key)
-    return train.create_state(init_key, generator, discriminator,
-                              (config.image_size, config.image_size, config.channels), common.step_config(config),
-                              g_tx=tx.g, d_tx=tx.d)
+    return common.gan_state(config, key, generator, discriminator)
 
 
 def swap_config(config: Config) -> swaps.SwapConfig:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ganjax import data, images, monitor, optim, parallel, penalties, plots
 from ganjax.checkpoint import Checkpointer
-from ganjax.train import GANState, StepConfig
+from ganjax.train import GANState, StepConfig, create_state
 
 
 @dataclasses.dataclass
@@ -144,6 +144,18 @@ def start(config: GANConfig) -> jax.sharding.Mesh:
     mesh = parallel.make_mesh(config.num_devices)
     parallel.check_batch_size(config.batch_size, mesh)
     return mesh
+
+
+def gan_state(config: GANConfig, key: jax.Array, generator, discriminator,
+              example_shape: tuple[int, ...] | None = None) -> GANState:
+    """The train state of ``generator`` and ``discriminator`` with the config's optimizers and step config.
+
+    ``example_shape`` is one real example's shape (default: the config's square image).
+    """
+    init_key, noise_key = jax.random.split(key)
+    tx = optimizers(config, noise_key)
+    shape = example_shape or (config.image_size, config.image_size, config.channels)
+    return create_state(init_key, generator, discriminator, shape, step_config(config), g_tx=tx.g, d_tx=tx.d)
 
 
 def load_data(config: GANConfig) -> data.ImageDataset:

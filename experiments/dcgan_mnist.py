@@ -50,11 +50,7 @@ def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None
                                 noise_std=config.g_noise_std, dropout=config.g_dropout, bn_axis_name=bn_axis_name)
     discriminator = dcgan.Discriminator(config.image_size, config.d_width, norm=config.d_norm,
                                         bn_axis_name=bn_axis_name)
-    init_key, noise_key = jax.random.split(key)
-    tx = common.optimizers(config, noise_key)
-    return train.create_state(init_key, generator, discriminator,
-                              (config.image_size, config.image_size, config.channels), common.step_config(config),
-                              g_tx=tx.g, d_tx=tx.d)
+    return common.gan_state(config, key, generator, discriminator)
 
 
 def train_and_evaluate(config: Config) -> train.GANState:

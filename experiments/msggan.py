@@ -55,10 +55,7 @@ def create_state(config: Config, key: jax.Array) -> train.GANState:
     sides = msggan.scales(config.image_size)
     generator = msggan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim)
     discriminator = msggan.Discriminator(config.image_size, config.d_width)
-    init_key, noise_key = jax.random.split(key)
-    tx = common.optimizers(config, noise_key)
-    return train.create_state(init_key, generator, discriminator, (sides[-1], sides[-1], len(sides) * config.channels),
-                              common.step_config(config), g_tx=tx.g, d_tx=tx.d)
+    return common.gan_state(config, key, generator, discriminator, (sides[-1], sides[-1], len(sides) * config.channels))
 
 
 def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:

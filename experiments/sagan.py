@@ -47,11 +47,7 @@ def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None
     generator = sagan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim,
                                 config.num_classes, bn_axis_name)
     discriminator = sagan.Discriminator(config.image_size, config.d_width, config.num_classes)
-    init_key, noise_key = jax.random.split(key)
-    tx = common.optimizers(config, noise_key)
-    return train.create_state(init_key, generator, discriminator,
-                              (config.image_size, config.image_size, config.channels), common.step_config(config),
-                              g_tx=tx.g, d_tx=tx.d)
+    return common.gan_state(config, key, generator, discriminator)
 
 
 def train_and_evaluate(config: Config) -> train.GANState:

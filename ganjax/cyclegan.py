@@ -29,7 +29,7 @@ from jax import lax
 
 from ganjax import losses
 from ganjax.replay import ReplayBuffer, mix
-from ganjax.train import Metrics, Player, _device_key, _mean, step_keys
+from ganjax.train import Metrics, Player, device_key, mean_over_devices, step_keys
 
 
 class CycleState(struct.PyTreeNode):
@@ -124,12 +124,12 @@ def _d_update(d: Player, real: jax.Array, fake: jax.Array, axis_name: str | None
         return losses.least_squares_d_loss(d(params, real, train=True)[0], d(params, fake, train=True)[0])
 
     loss, grads = jax.value_and_grad(loss_fn)(d.params)
-    return d.apply_gradients(_mean(grads, axis_name), d.batch_stats), loss
+    return d.apply_gradients(mean_over_devices(grads, axis_name), d.batch_stats), loss
 
 
 def _pooled(pool: ReplayBuffer, key: jax.Array, fake: jax.Array, config: StepConfig):
     """D's fake batch with ``pool_share`` of it from the pool, and the pool with this (global) batch pushed."""
-    mixed = mix(pool, _device_key(key, config.axis_name), fake, config.pool_share)
+    mixed = mix(pool, device_key(key, config.axis_name), fake, config.pool_share)
     pushed = fake if config.axis_name is None else lax.all_gather(fake, config.axis_name, tiled=True)
     return mixed, pool.push(pushed)
 
@@ -148,7 +148,7 @@ def train_step(state: CycleState, batch: dict[str, jax.Array], config: StepConfi
     g_params = (state.g_ab.params, state.g_ba.params)
     (_, (parts, (fake_b, fake_a))), grads = jax.value_and_grad(generator_losses, has_aux=True)(
         g_params, state, a, b, config)
-    grads = _mean(grads, config.axis_name)
+    grads = mean_over_devices(grads, config.axis_name)
     g_ab = state.g_ab.apply_gradients(grads[0], state.g_ab.batch_stats)
     g_ba = state.g_ba.apply_gradients(grads[1], state.g_ba.batch_stats)
     fake_a, pool_a = _pooled(state.pool_a, keys["pool_a"], lax.stop_gradient(fake_a), config)
@@ -158,7 +158,7 @@ def train_step(state: CycleState, batch: dict[str, jax.Array], config: StepConfi
     metrics = {**parts, "d_a_loss": d_a_loss, "d_b_loss": d_b_loss, "d_loss": 0.5 * (d_a_loss + d_b_loss),
                "g_grad_norm": optax.tree.norm(grads)}
     state = state.replace(step=state.step + 1, g_ab=g_ab, g_ba=g_ba, d_a=d_a, d_b=d_b, pool_a=pool_a, pool_b=pool_b)
-    return state, _mean(metrics, config.axis_name)
+    return state, mean_over_devices(metrics, config.axis_name)
 
 
 def translate(state: CycleState, images: jax.Array, direction: str) -> jax.Array:

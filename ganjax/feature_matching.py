@@ -53,19 +53,19 @@ def g_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> 
     the new state and ``{'g_loss', 'g_grad_norm'}`` (``g_loss`` is the feature-matching loss).
     """
     keys = train.step_keys(state, "fake")
-    real, real_y = train._real(batch, config)
-    fake, fake_y, g_vjp, g_stats = train._linearized_fakes(state.g, keys["fake"], real.shape[0], config)
+    real, real_y = train.real_inputs(batch, config)
+    fake, fake_y, g_vjp, g_stats = train.linearized_fakes(state.g, keys["fake"], real.shape[0], config)
     real_features = jax.lax.stop_gradient(_d_features(state.d, real, real_y, config))
     # Each device matches its own batch's means; the gradients are averaged over devices below.
     loss_fn = lambda images: losses.feature_matching_g_loss(_d_features(state.d, images, fake_y, config),
                                                             real_features)
     g_loss, fake_grad = jax.value_and_grad(loss_fn)(fake)
     (grads,) = g_vjp(fake_grad)
-    grads, g_stats = train._mean((grads, g_stats), config.axis_name)
+    grads, g_stats = train.mean_over_devices((grads, g_stats), config.axis_name)
     g = state.g.apply_gradients(grads, g_stats)
     g_ema = None if state.g_ema is None else state.g_ema.update(g.params)
     metrics = {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(grads)}
-    return state.replace(step=state.step + 1, g=g, g_ema=g_ema), train._mean(metrics, config.axis_name)
+    return state.replace(step=state.step + 1, g=g, g_ema=g_ema), train.mean_over_devices(metrics, config.axis_name)
 
 
 def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, dict]:

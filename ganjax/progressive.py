@@ -30,7 +30,7 @@ from ganjax import losses, penalties
 from ganjax.models import pggan
 from ganjax.nn.resample import nearest_upsample
 from ganjax.optim import EMA
-from ganjax.train import GANState, Metrics, Player, _device_key, _mean, per_device_normal, step_keys
+from ganjax.train import GANState, Metrics, Player, device_key, mean_over_devices, per_device_normal, step_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +143,12 @@ def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig)
         real_scores, fake_scores = critic(real), critic(jax.lax.stop_gradient(fake))
         parts = {"d_loss": losses.wasserstein_d_loss(real_scores, fake_scores),
                  "penalty": penalties.wgan_gp(critic, real, jax.lax.stop_gradient(fake),
-                                              _device_key(keys["penalty"], config.axis_name)),
+                                              device_key(keys["penalty"], config.axis_name)),
                  "drift": jnp.mean(jnp.square(real_scores))}
         return parts["d_loss"] + config.penalty_weight * parts["penalty"] + config.drift * parts["drift"], parts
 
     (_, d_metrics), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d.params)
-    d_grads = _mean(d_grads, config.axis_name)
+    d_grads = mean_over_devices(d_grads, config.axis_name)
     d = state.d.apply_gradients(d_grads, {})
 
     def g_loss_fn(images):
@@ -156,12 +156,12 @@ def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig)
 
     g_loss, fake_grad = jax.value_and_grad(g_loss_fn)(fake)
     (g_grads,) = g_vjp(fake_grad)
-    g_grads = _mean(g_grads, config.axis_name)
+    g_grads = mean_over_devices(g_grads, config.axis_name)
     g = state.g.apply_gradients(g_grads, {})
     g_ema = None if state.g_ema is None else state.g_ema.update(g.params)
     metrics = {**d_metrics, "g_loss": g_loss, "alpha": alpha, "d_grad_norm": optax.tree.norm(d_grads),
                "g_grad_norm": optax.tree.norm(g_grads)}
-    return state.replace(step=state.step + 1, g=g, d=d, g_ema=g_ema), _mean(metrics, config.axis_name)
+    return state.replace(step=state.step + 1, g=g, d=d, g_ema=g_ema), mean_over_devices(metrics, config.axis_name)
 
 
 def staged(make_step: Callable[[int], Callable], schedule: Schedule) -> Callable:

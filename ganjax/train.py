@@ -245,16 +245,17 @@ def per_device_normal(key: jax.Array, shape: tuple[int, ...], axis_name: str | N
     return per_device(jax.random.normal, key, shape, axis_name)
 
 
-def _device_key(key: jax.Array, axis_name: str | None) -> jax.Array:
+def device_key(key: jax.Array, axis_name: str | None) -> jax.Array:
     """A key of this device's own (for draws made inside library functions, such as a penalty's)."""
     return key if axis_name is None else jax.random.fold_in(key, lax.axis_index(axis_name))
 
 
-def _sample_z(key, batch_size, config):
+def sample_z(key: jax.Array, batch_size: int, config: StepConfig) -> jax.Array:
+    """This device's latents for a batch, from ``config.latent``'s distribution (see :func:`per_device`)."""
     return per_device(latent.LATENTS[config.latent], key, (batch_size, config.latent_dim), config.axis_name)
 
 
-def _instance_noise(key, images, step, config):
+def instance_noise(key: jax.Array, images: jax.Array, step: jax.Array, config: StepConfig) -> jax.Array:
     """``images`` plus the instance noise of this step (ganhacks trick 10); unchanged when it is off."""
     if not config.instance_noise_std:
         return images
@@ -262,7 +263,8 @@ def _instance_noise(key, images, step, config):
     return images + std * per_device(jax.random.normal, key, images.shape, config.axis_name)
 
 
-def _mean(tree, axis_name):
+def mean_over_devices(tree: PyTree, axis_name: str | None) -> PyTree:
+    """``lax.pmean`` over ``axis_name`` when the step runs per device; ``tree`` itself otherwise."""
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
@@ -270,11 +272,11 @@ def _mean(tree, axis_name):
 
 def _g_rngs(key: jax.Array, config: StepConfig) -> dict[str, jax.Array]:
     """Keys for G's noise layers and always-on dropout (``ganjax.noise``), this device's own."""
-    noise_key, dropout_key = jax.random.split(_device_key(key, config.axis_name))
+    noise_key, dropout_key = jax.random.split(device_key(key, config.axis_name))
     return {"noise": noise_key, "dropout": dropout_key}
 
 
-def _run_g(g: Player, params: PyTree, z: jax.Array, y: jax.Array | None, key: jax.Array, config: StepConfig):
+def run_g(g: Player, params: PyTree, z: jax.Array, y: jax.Array | None, key: jax.Array, config: StepConfig):
     """G in train mode on ``z`` (and class labels ``y`` when conditional): ``(images, batch_stats)``."""
     inputs = (z,) if y is None else (z, y)
     return g(params, *inputs, train=True, rngs=_g_rngs(key, config))
@@ -309,16 +311,16 @@ def _fakes(g: Player, key: jax.Array, batch_size: int, config: StepConfig):
     """A fresh fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``."""
     z_key, y_key, g_key = jax.random.split(key, 3)
     y = _sample_labels(y_key, batch_size, config)
-    images, stats = _run_g(g, g.params, _sample_z(z_key, batch_size, config), y, g_key, config)
+    images, stats = run_g(g, g.params, sample_z(z_key, batch_size, config), y, g_key, config)
     return lax.stop_gradient(images), y, stats
 
 
-def _linearized_fakes(g: Player, key: jax.Array, batch_size: int, config: StepConfig):
+def linearized_fakes(g: Player, key: jax.Array, batch_size: int, config: StepConfig):
     """Like :func:`_fakes`, plus G's VJP function: ``(images, labels, vjp_fn, batch_stats)``."""
     z_key, y_key, g_key = jax.random.split(key, 3)
     y = _sample_labels(y_key, batch_size, config)
-    z = _sample_z(z_key, batch_size, config)
-    images, vjp_fn, stats = jax.vjp(lambda p: _run_g(g, p, z, y, g_key, config), g.params, has_aux=True)
+    z = sample_z(z_key, batch_size, config)
+    images, vjp_fn, stats = jax.vjp(lambda p: run_g(g, p, z, y, g_key, config), g.params, has_aux=True)
     return images, y, vjp_fn, stats
 
 
@@ -326,20 +328,20 @@ def _replayed(replay: ReplayBuffer | None, key: jax.Array, fake: jax.Array, conf
     """D's fake batch with replayed past fakes mixed in, and the buffer with this batch pushed (global batch)."""
     if replay is None:
         return fake, None
-    mixed = mix(replay, _device_key(key, config.axis_name), fake, config.replay_share)
+    mixed = mix(replay, device_key(key, config.axis_name), fake, config.replay_share)
     pushed = fake if config.axis_name is None else lax.all_gather(fake, config.axis_name, tiled=True)
     return mixed, replay.push(pushed)
 
 
 # ----------------------------------------------------------------------------- the two updates
 
-def _d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Array, fake_y: jax.Array | None,
+def d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Array, fake_y: jax.Array | None,
               key: jax.Array, step: jax.Array, config: StepConfig) -> tuple[Player, Metrics]:
     """One D update on an all-real and an all-fake batch, each its own BatchNorm call (ganhacks trick 4)."""
     loss = losses.LOSSES[config.loss]
     label_key, real_noise, fake_noise, penalty_key = jax.random.split(key, 4)
-    real = _instance_noise(real_noise, real, step, config)
-    fake = _instance_noise(fake_noise, fake, step, config)
+    real = instance_noise(real_noise, real, step, config)
+    fake = instance_noise(fake_noise, fake, step, config)
 
     def loss_fn(params):
         real_logits, real_classes, stats = _run_d(d, params, real, real_y, config)
@@ -356,7 +358,7 @@ def _d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Ar
             penalty_y = fake_y if config.penalty == "r2" else real_y
             critic = lambda x: _run_d(d.replace(batch_stats=stats), params, x, penalty_y, config, train=False)[0]
             parts["penalty"] = penalties.PENALTIES[config.penalty](
-                critic, real, fake, _device_key(penalty_key, config.axis_name))
+                critic, real, fake, device_key(penalty_key, config.axis_name))
         if config.aux_class_weight:
             parts["d_class_loss"] = (_class_loss(real_classes, real_y)
                                      + config.aux_fake_class_weight * _class_loss(fake_classes, fake_y))
@@ -365,7 +367,7 @@ def _d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Ar
         return total, (stats, real_logits, fake_logits, parts)
 
     (_, (stats, real_logits, fake_logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
-    grads, stats = _mean((grads, stats), config.axis_name)
+    grads, stats = mean_over_devices((grads, stats), config.axis_name)
     metrics = {**parts, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_grad_norm": optax.tree.norm(grads)}
     return d.apply_gradients(grads, stats), metrics
@@ -377,10 +379,10 @@ def _g_update(state: GANState, d: Player, real: jax.Array, real_y: jax.Array | N
     """One G update through D, from G's forward output ``fake`` and its ``jax.vjp`` function."""
     loss = losses.LOSSES[config.loss]
     real_noise, fake_noise = jax.random.split(key)
-    real = _instance_noise(real_noise, real, state.step, config)
+    real = instance_noise(real_noise, real, state.step, config)
 
     def loss_fn(images):
-        images = _instance_noise(fake_noise, images, state.step, config)
+        images = instance_noise(fake_noise, images, state.step, config)
         # D's statistics are updated in D's step only.
         fake_logits, fake_classes, _ = _run_d(d, d.params, images, fake_y, config)
         real_logits = _run_d(d, d.params, real, real_y, config)[0] if loss.g_needs_real else None
@@ -391,7 +393,7 @@ def _g_update(state: GANState, d: Player, real: jax.Array, real_y: jax.Array | N
 
     (_, parts), fake_grad = jax.value_and_grad(loss_fn, has_aux=True)(fake)
     (grads,) = g_vjp(fake_grad)
-    grads, g_stats = _mean((grads, g_stats), config.axis_name)
+    grads, g_stats = mean_over_devices((grads, g_stats), config.axis_name)
     g = state.g.apply_gradients(grads, g_stats)
     g_ema = None if state.g_ema is None else state.g_ema.update(g.params)
     return state.replace(g=g, g_ema=g_ema), {**parts, "g_grad_norm": optax.tree.norm(grads)}
@@ -399,7 +401,7 @@ def _g_update(state: GANState, d: Player, real: jax.Array, real_y: jax.Array | N
 
 # ----------------------------------------------------------------------------- steps
 
-def _real(batch: dict[str, jax.Array], config: StepConfig) -> tuple[jax.Array, jax.Array | None]:
+def real_inputs(batch: dict[str, jax.Array], config: StepConfig) -> tuple[jax.Array, jax.Array | None]:
     """The real images and, for a conditional GAN, their labels."""
     if config.num_classes and "label" not in batch:
         raise ValueError(f"StepConfig.num_classes={config.num_classes}: the batch needs a 'label' entry")
@@ -409,21 +411,21 @@ def _real(batch: dict[str, jax.Array], config: StepConfig) -> tuple[jax.Array, j
 def d_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, Metrics]:
     """Updates D once on ``batch`` and a fresh fake batch of the same size (G in train mode)."""
     keys = step_keys(state, "fake", "replay", "d")
-    real, real_y = _real(batch, config)
+    real, real_y = real_inputs(batch, config)
     fake, fake_y, g_stats = _fakes(state.g, keys["fake"], real.shape[0], config)
     fake, replay = _replayed(state.replay, keys["replay"], fake, config)
-    d, metrics = _d_update(state.d, real, real_y, fake, fake_y, keys["d"], state.step, config)
+    d, metrics = d_update(state.d, real, real_y, fake, fake_y, keys["d"], state.step, config)
     state = state.replace(step=state.step + 1, d=d, g=state.g.replace(batch_stats=g_stats), replay=replay)
-    return state, _mean(metrics, config.axis_name)
+    return state, mean_over_devices(metrics, config.axis_name)
 
 
 def g_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, Metrics]:
     """Updates G once on fresh latents, one per image of ``batch`` (whose reals only relativistic losses use)."""
     keys = step_keys(state, "fake", "g")
-    real, real_y = _real(batch, config)
-    fake, fake_y, g_vjp, g_stats = _linearized_fakes(state.g, keys["fake"], real.shape[0], config)
+    real, real_y = real_inputs(batch, config)
+    fake, fake_y, g_vjp, g_stats = linearized_fakes(state.g, keys["fake"], real.shape[0], config)
     state, metrics = _g_update(state, state.d, real, real_y, fake, fake_y, g_vjp, g_stats, keys["g"], config)
-    return state.replace(step=state.step + 1), _mean(metrics, config.axis_name)
+    return state.replace(step=state.step + 1), mean_over_devices(metrics, config.axis_name)
 
 
 def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig) -> tuple[GANState, Metrics]:
@@ -452,10 +454,10 @@ def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig)
         d, g_stats, replay = carry
         real_batch, key = xs
         fake_key, replay_key, d_key = jax.random.split(key, 3)
-        real, real_y = _real(real_batch, config)
+        real, real_y = real_inputs(real_batch, config)
         fake, fake_y, g_stats = _fakes(state.g.replace(batch_stats=g_stats), fake_key, batch_size, config)
         fake, replay = _replayed(replay, replay_key, fake, config)
-        d, metrics = _d_update(d, real, real_y, fake, fake_y, d_key, state.step, config)
+        d, metrics = d_update(d, real, real_y, fake, fake_y, d_key, state.step, config)
         return (d, g_stats, replay), metrics
 
     # Unrolled: XLA:CPU runs convolutions inside a while loop (lax.scan) about 50 times slower.
@@ -464,14 +466,14 @@ def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig)
     (d, g_stats, replay), early = lax.scan(critic_update, (state.d, state.g.batch_stats, state.replay),
                                            (early_batches, critic_keys), unroll=True)
     g = state.g.replace(batch_stats=g_stats)
-    real, real_y = _real(jax.tree.map(lambda a: a[-1], batches), config)
-    fake, fake_y, g_vjp, g_stats = _linearized_fakes(g, keys["fake"], batch_size, config)
+    real, real_y = real_inputs(jax.tree.map(lambda a: a[-1], batches), config)
+    fake, fake_y, g_vjp, g_stats = linearized_fakes(g, keys["fake"], batch_size, config)
     d_fake, replay = _replayed(replay, keys["replay"], lax.stop_gradient(fake), config)
-    d, last = _d_update(d, real, real_y, d_fake, fake_y, keys["d"], state.step, config)
+    d, last = d_update(d, real, real_y, d_fake, fake_y, keys["d"], state.step, config)
     d_metrics = jax.tree.map(lambda e, l: (jnp.sum(e) + l) / n, early, last)
     state = state.replace(g=g, d=d, replay=replay)
     state, g_metrics = _g_update(state, d, real, real_y, fake, fake_y, g_vjp, g_stats, keys["g"], config)
-    return state.replace(step=state.step + 1), _mean({**d_metrics, **g_metrics}, config.axis_name)
+    return state.replace(step=state.step + 1), mean_over_devices({**d_metrics, **g_metrics}, config.axis_name)
 
 
 def jit_step(step_fn: Callable) -> Callable:

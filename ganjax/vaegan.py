@@ -125,22 +125,22 @@ def train_step(state: VAEGANState, batch: dict[str, jax.Array],
     def forward(enc_params, g_params):
         (mean, log_variance), enc_stats = state.enc(enc_params, real, train=True)
         z = mean + jnp.exp(0.5 * log_variance) * eps
-        images, g_stats = train._run_g(state.g, g_params, jnp.concatenate([z, z_prior]), None, keys["g"], gan)
+        images, g_stats = train.run_g(state.g, g_params, jnp.concatenate([z, z_prior]), None, keys["g"], gan)
         return (images, jnp.mean(kl_divergence(mean, log_variance))), (enc_stats, g_stats)
 
     (images, kl), pullback, (enc_stats, g_stats) = jax.vjp(forward, state.enc.params, state.g.params, has_aux=True)
     # D sees every real twice, against the reconstruction and the sample of it: the same loss as one real batch.
     reals = jnp.concatenate([real, real])
-    d, d_metrics = train._d_update(state.d, reals, None, lax.stop_gradient(images), None, keys["d"], state.step, gan)
+    d, d_metrics = train.d_update(state.d, reals, None, lax.stop_gradient(images), None, keys["d"], state.step, gan)
 
     loss = losses.LOSSES[gan.loss]
     real_noise, fake_noise = jax.random.split(keys["noise"])
-    noisy_reals = train._instance_noise(real_noise, reals, state.step, gan)
+    noisy_reals = train.instance_noise(real_noise, reals, state.step, gan)
     real_logits, real_features, _ = apply_with_features(d, d.params, noisy_reals)
     real_features = lax.stop_gradient(real_features[:n])
 
     def image_losses(fakes):
-        logits, features, _ = apply_with_features(d, d.params, train._instance_noise(fake_noise, fakes, state.step,
+        logits, features, _ = apply_with_features(d, d.params, train.instance_noise(fake_noise, fakes, state.step,
                                                                                      gan))
         return feature_reconstruction(real_features, features[:n]), loss.g(logits, real_logits)
 
@@ -150,12 +150,12 @@ def train_step(state: VAEGANState, batch: dict[str, jax.Array],
     (g_images,) = image_pullback((config.gamma * one, one))
     enc_grads = pullback((enc_images, config.kl_weight * one))[0]
     g_grads = pullback((g_images, zero))[1]
-    enc_grads, g_grads, enc_stats, g_stats = train._mean((enc_grads, g_grads, enc_stats, g_stats), gan.axis_name)
+    enc_grads, g_grads, enc_stats, g_stats = train.mean_over_devices((enc_grads, g_grads, enc_stats, g_stats), gan.axis_name)
     metrics = {**d_metrics, "g_loss": g_loss, "kl": kl, "reconstruction": reconstruction,
                "enc_grad_norm": optax.tree.norm(enc_grads), "g_grad_norm": optax.tree.norm(g_grads)}
     state = state.replace(step=state.step + 1, d=d, enc=state.enc.apply_gradients(enc_grads, enc_stats),
                           g=state.g.apply_gradients(g_grads, g_stats))
-    return state, train._mean(metrics, gan.axis_name)
+    return state, train.mean_over_devices(metrics, gan.axis_name)
 
 
 def reconstruct(state: VAEGANState, images: jax.Array) -> jax.Array:

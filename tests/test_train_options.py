@@ -104,7 +104,7 @@ def test_instance_noise_follows_its_schedule():
     config = train.StepConfig(latent_dim=3, instance_noise_std=0.5, instance_noise_decay_steps=100)
     images = jnp.zeros((4000, 4))
     for step, std in ((0, 0.5), (50, 0.25), (100, 0.0)):
-        noisy = train._instance_noise(jax.random.key(step), images, jnp.asarray(step), config)
+        noisy = train.instance_noise(jax.random.key(step), images, jnp.asarray(step), config)
         np.testing.assert_allclose(jnp.std(noisy), std, rtol=0.03, atol=1e-7)
 
 
@@ -143,7 +143,7 @@ def test_ema_of_g_tracks_its_params():
 @pytest.mark.parametrize("latent_name", ["uniform", "spherical"])
 def test_latent_choice_changes_z(latent_name):
     config = train.StepConfig(latent_dim=3, latent=latent_name)
-    z = train._sample_z(jax.random.key(0), 500, config)
+    z = train.sample_z(jax.random.key(0), 500, config)
     if latent_name == "uniform":
         assert float(z.min()) >= -1 and float(z.max()) <= 1
     else:

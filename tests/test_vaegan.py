@@ -41,12 +41,12 @@ def test_each_player_descends_its_own_loss(norms):
     def forward(enc_params, g_params):
         mean, log_variance = state.enc(enc_params, real, train=True)[0]
         z = jnp.concatenate([mean + jnp.exp(0.5 * log_variance) * eps, z_prior])
-        images = train._run_g(state.g, g_params, z, None, keys["g"], CONFIG.gan)[0]
+        images = train.run_g(state.g, g_params, z, None, keys["g"], CONFIG.gan)[0]
         return images, jnp.mean(vaegan.kl_divergence(mean, log_variance))
 
     images, kl = forward(state.enc.params, state.g.params)
     # D: the train step's own D update, reals against reconstructions and samples.
-    expected_d, _ = train._d_update(state.d, jnp.concatenate([real, real]), None, images, None, keys["d"],
+    expected_d, _ = train.d_update(state.d, jnp.concatenate([real, real]), None, images, None, keys["d"],
                                     state.step, CONFIG.gan)
     chex.assert_trees_all_close(new.d.params, expected_d.params, rtol=1e-5, atol=1e-6)
     d = new.d  # the encoder and decoder train through the updated D
