@@ -68,6 +68,7 @@ class GANConfig:
     lr_d: float = 2e-4
     b1: float = 0.5
     b2: float = 0.999
+    lr_decay: bool = False  # constant for the first half of `steps`, then linearly to 0 (ganjax.optim.linear_decay)
     grad_clip: float | None = None
     grad_noise: float | None = None
     optimistic: bool = False
@@ -124,8 +125,17 @@ def step_config(config: GANConfig, **overrides) -> StepConfig:
 
 
 def optimizers(config: GANConfig, key: jax.Array) -> optim.GANOptimizers:
-    """G's and D's optax chains from the config (D's ends in weight clipping when ``weight_clip`` is set)."""
-    tx = optim.gan_optimizers(config.lr_g, config.lr_d, g_optimizer=config.g_optimizer,
+    """G's and D's optax chains from the config (D's ends in weight clipping when ``weight_clip`` is set).
+
+    With ``lr_decay`` both learning rates follow :func:`ganjax.optim.linear_decay` over ``steps``.
+    """
+    lr_g, lr_d = config.lr_g, config.lr_d
+    if config.lr_decay:
+        if config.steps <= 0:
+            raise ValueError(f"lr_decay needs a positive number of steps, got steps={config.steps}")
+        # D takes n_critic updates per step, each counted by its schedule.
+        lr_g, lr_d = optim.linear_decay(lr_g, config.steps), optim.linear_decay(lr_d, config.steps * config.n_critic)
+    tx = optim.gan_optimizers(lr_g, lr_d, g_optimizer=config.g_optimizer,
                               d_optimizer=config.d_optimizer, b1=config.b1, b2=config.b2, grad_clip=config.grad_clip,
                               grad_noise=config.grad_noise, optimistic=config.optimistic, key=key)
     if config.weight_clip is not None:

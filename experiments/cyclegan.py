@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from experiments import common
-from ganjax import cyclegan, data, images, parallel
+from ganjax import cyclegan, data, images, optim, parallel
 from ganjax.models import cyclegan as models
 
 
@@ -98,7 +98,7 @@ def step_config(config: Config) -> cyclegan.StepConfig:
 
 def create_state(config: Config, key: jax.Array) -> cyclegan.CycleState:
     """Both generators and discriminators with Adam and the linear decay over the second half."""
-    tx = optax.adam(cyclegan.linear_decay(config.lr, config.steps), b1=config.b1)
+    tx = optax.adam(optim.linear_decay(config.lr, config.steps), b1=config.b1)
     generator = models.ResnetGenerator(config.channels, config.g_width, config.g_blocks)
     discriminator = models.PatchDiscriminator(config.d_width, config.d_layers)
     return cyclegan.create_state(key, generator, discriminator,

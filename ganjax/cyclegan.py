@@ -12,8 +12,8 @@ One step updates both generators on
 lambda_cyc 10, lambda_id 0.5 * lambda_cyc), then each D on its real images and
 a fake batch half of which is drawn from a pool of its 50 most recent fakes
 (:mod:`ganjax.replay`, after Shrivastava et al. 2017), with the least-squares D
-loss. :func:`linear_decay` is the paper's learning rate: constant for the first
-half, then linearly to 0. Batches carry both domains: ``{'a': ..., 'b': ...}``.
+loss. :func:`ganjax.optim.linear_decay` is the paper's learning rate: constant
+for the first half, then linearly to 0. Batches carry both domains: ``{'a': ..., 'b': ...}``.
 """
 
 from __future__ import annotations
@@ -70,13 +70,6 @@ class StepConfig:
     axis_name: str | None = None
 
 
-def linear_decay(learning_rate: float, total_steps: int) -> optax.Schedule:
-    """``learning_rate`` for the first half of ``total_steps``, then linearly down to 0 at the end."""
-    half = total_steps // 2
-    return optax.join_schedules([optax.constant_schedule(learning_rate),
-                                 optax.linear_schedule(learning_rate, 0.0, max(total_steps - half, 1))], [half])
-
-
 def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module, image_shape: tuple[int, ...],
                  tx: optax.GradientTransformation, pool_size: int = 50) -> CycleState:
     """Both generators (one architecture) and both discriminators, each with its own copy of ``tx``'s state.
@@ -86,7 +79,7 @@ def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
       generator: maps a batch of either domain to the other (same image shape).
       discriminator: maps images to patch logits.
       image_shape: ``(H, W, C)`` of both domains.
-      tx: every player's optimizer (Adam(2e-4, b1=0.5) with :func:`linear_decay` in the paper).
+      tx: every player's optimizer (Adam(2e-4, b1=0.5) with :func:`ganjax.optim.linear_decay` in the paper).
       pool_size: images in each pool of past fakes.
     """
     keys = jax.random.split(key, 5)

@@ -6,7 +6,8 @@ Each player gets its own chain (DESIGN.md: never one optimizer for both)::
 
 so the monitor can read the raw gradient norm with :func:`last_global_norm`.
 :func:`gan_optimizers` builds both chains from the experiment config's
-``d_optimizer``, ``lr_g``, ``lr_d``, ``grad_clip``, ``grad_noise`` and ``optimistic``;
+``d_optimizer``, ``lr_g``, ``lr_d`` (constants or schedules such as
+:func:`linear_decay`), ``grad_clip``, ``grad_noise`` and ``optimistic``;
 :func:`sgd_d_adam_g` and :func:`ttur` are named recipes on top of it. The EMA of
 G's weights (:class:`EMA`) lives beside the optimizer, in the train state.
 """
@@ -104,6 +105,17 @@ def player_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, b1: fl
         parts.append(optax.add_noise(grad_noise, 0.55, key))
     parts.append(_base(name, learning_rate, b1, b2, optimistic))
     return optax.chain(*parts)
+
+
+def linear_decay(learning_rate: float, total_steps: int) -> optax.Schedule:
+    """``learning_rate`` for the first half of ``total_steps``, then linearly down to 0 at the end.
+
+    References:
+      Zhu et al. 2017 (CycleGAN): constant for 100 epochs, then linearly to 0 over 100 more.
+    """
+    half = total_steps // 2
+    return optax.join_schedules([optax.constant_schedule(learning_rate),
+                                 optax.linear_schedule(learning_rate, 0.0, max(total_steps - half, 1))], [half])
 
 
 class GANOptimizers(NamedTuple):

@@ -31,11 +31,6 @@ def test_mnist_domains_are_inverted_thickened_and_unpaired(mnist):
     assert sorted(map(bytes, stack.images[..., 1])) == sorted(map(bytes, b.images[..., 0]))
 
 
-def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-    schedule = cyclegan.linear_decay(2e-4, 100)
-    np.testing.assert_allclose([schedule(t) for t in (0, 49, 50, 75, 100)], [2e-4, 2e-4, 2e-4, 1e-4, 0.0], atol=1e-9)
-
-
 def _config(**overrides):
     values = dict(batch_size=4, g_width=4, g_blocks=1, d_width=4, steps=20, pool_size=6)
     return experiment.Config(**{**values, **overrides})

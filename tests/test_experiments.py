@@ -113,3 +113,25 @@ def test_stop_on_flag_ends_the_run_with_a_checkpoint(mnist_dir, tmp_path):
     assert checkpoint.Checkpointer(tmp_path / "run" / "checkpoints").latest_step() == 4
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "D loss 0 is near 0" in records[0]["flags"] and "D loss" in records[-1]["stopped"]
+
+
+def test_lr_decay_schedules_both_players_over_the_run():
+    """D's schedule spans n_critic updates per step, so both reach 0 at the last step."""
+    config = dcgan_mnist.Config(lr_decay=True, steps=10, n_critic=5, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd",
+                                g_optimizer="sgd")
+    tx = common.optimizers(config, jax.random.key(0))
+    params = {"w": np.ones(())}
+
+    def steps_taken(chain, n):
+        state, sizes = chain.init(params), []
+        for _ in range(n):
+            updates, state = chain.update({"w": np.ones(())}, state, params)
+            sizes.append(float(-updates["w"]))
+        return sizes
+
+    g_sizes, d_sizes = steps_taken(tx.g, 10), steps_taken(tx.d, 50)
+    np.testing.assert_allclose(g_sizes[:6], 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(d_sizes[:26], 1e-3, rtol=1e-6)
+    np.testing.assert_allclose([g_sizes[-1], d_sizes[-1]], [2e-4, 4e-5], rtol=1e-5)
+    with pytest.raises(ValueError, match="lr_decay needs a positive number of steps"):
+        common.optimizers(dataclasses.replace(config, steps=0), jax.random.key(0))

@@ -90,3 +90,9 @@ def test_ema_tracks_its_source():
     assert ema.params["w"] is not PARAMS["w"] and optim.EMA.create(PARAMS, 0.5).params["w"] is not PARAMS["w"]
     with pytest.raises(ValueError):
         optim.EMA.create(PARAMS, 1.0)
+
+
+def test_linear_decay_is_constant_then_falls_linearly_to_zero():
+    schedule = optim.linear_decay(2e-4, 100)
+    chex.assert_trees_all_close([schedule(t) for t in (0, 49, 50, 75, 100)], [2e-4, 2e-4, 2e-4, 1e-4, 0.0],
+                                atol=1e-9)
