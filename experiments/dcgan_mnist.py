@@ -27,7 +27,11 @@ class Config(common.GANConfig):
     """DCGAN on MNIST."""
 
     workdir: str = "runs/dcgan_mnist"
-    steps: int = 5000
+    steps: int = 6000
+    # Adam at 1e-3 rather than the paper's 2e-4: at 1000 steps MNIST FID 101 against 194 (PyTorch, same model
+    # and lr 2e-4: 188), 52 at 4000 steps. Halving the rate over the second half (lr_decay) made it worse (81 at 3000).
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
     # ema_decay > 0 also samples and evaluates an EMA of G; at 0.999 its MNIST FID was worse than G's (105 vs 92).
     g_width: int = 64
     d_width: int = 64

@@ -64,9 +64,9 @@ def test_checkpointer_refuses_non_finite_metrics(tmp_path):
 
 
 def test_parse_config_overrides_and_refuses_unknown_fields(capsys):
-    config = common.parse_config(dcgan_mnist.Config, ["--steps", "7", "--lr-g", "1e-3", "--resume", "--data-dir", "d"])
-    assert (config.steps, config.lr_g, config.resume, config.data_dir) == (7, 1e-3, True, "d")
-    assert dataclasses.replace(config, steps=dcgan_mnist.Config.steps) == dcgan_mnist.Config(lr_g=1e-3, resume=True, data_dir="d")
+    config = common.parse_config(dcgan_mnist.Config, ["--steps", "7", "--lr-g", "5e-4", "--resume", "--data-dir", "d"])
+    assert (config.steps, config.lr_g, config.resume, config.data_dir) == (7, 5e-4, True, "d")
+    assert dataclasses.replace(config, steps=dcgan_mnist.Config.steps) == dcgan_mnist.Config(lr_g=5e-4, resume=True, data_dir="d")
     with pytest.raises(SystemExit):
         common.parse_config(dcgan_mnist.Config, ["--stepz", "7"])
     assert "unrecognized arguments: --stepz" in capsys.readouterr().err
