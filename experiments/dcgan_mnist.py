@@ -32,7 +32,7 @@ class Config(common.GANConfig):
     # and lr 2e-4: 188), 52 at 4000 steps. Halving the rate over the second half (lr_decay) made it worse (81 at 3000).
     lr_g: float = 1e-3
     lr_d: float = 1e-3
-    # ema_decay > 0 also samples and evaluates an EMA of G; at 0.999 its MNIST FID was worse than G's (105 vs 92).
+    # ema_decay > 0 also samples and evaluates an EMA of G; at 0.999 its MNIST FID was worse than G's (70 vs 52 at 4000 steps).
     g_width: int = 64
     d_width: int = 64
     g_norm: str = "batch"

@@ -27,7 +27,7 @@ class Config(dcgan_mnist.Config):
     b1: float = 0.5
     b2: float = 0.9
     d_norm: str = "none"
-    steps: int = 1500
+    steps: int = 4000  # 1,500 gave MNIST FID 214 and strokes, not digits
     g_width: int = 32
     d_width: int = 32
 
