@@ -120,12 +120,12 @@ def test_lr_decay_schedules_both_players_over_the_run():
     config = dcgan_mnist.Config(lr_decay=True, steps=10, n_critic=5, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd",
                                 g_optimizer="sgd")
     tx = common.optimizers(config, jax.random.key(0))
-    params = {"w": np.ones(())}
+    params = {"w": np.ones((), np.float32)}
 
     def steps_taken(chain, n):
         state, sizes = chain.init(params), []
         for _ in range(n):
-            updates, state = chain.update({"w": np.ones(())}, state, params)
+            updates, state = chain.update({"w": np.ones((), np.float32)}, state, params)
             sizes.append(float(-updates["w"]))
         return sizes
 

@@ -56,6 +56,14 @@ def layout(image_size: int) -> tuple[int, int]:
     raise ValueError(f"DCGAN supports image sizes 4 * 2^k and 7 * 2^k (e.g. 28, 32, 64), got {image_size}")
 
 
+def downsamplings(image_size: int) -> int:
+    """D's stride-2 convs: until the feature map is at most 4x4, as in the paper. 28 -> 3; 32 -> 3; 64 -> 4."""
+    n, side = 0, image_size
+    while side > 4:
+        side, n = -(-side // 2), n + 1
+    return n
+
+
 def _check(module: nn.Module, field: str, choices) -> None:
     value = getattr(module, field)
     if value not in choices:
@@ -153,7 +161,7 @@ class Discriminator(nn.Module):
     """Images ``(N, S, S, C)`` -> logits ``(N,)``.
 
     Attributes:
-      image_size: input side S; sets the depth (one stride-2 conv per G upsampling).
+      image_size: input side S; sets the depth (stride-2 convs down to 4x4 or less, :func:`downsamplings`).
       width: channels of the first conv; each later conv doubles them.
       bn_axis_name: as for :class:`Generator`.
       norm: one of :data:`D_NORMS`: a norm after every conv but the first, or
@@ -173,9 +181,8 @@ class Discriminator(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
             raise ValueError(f"Discriminator expects NHWC images of side {self.image_size}, got {x.shape}")
-        _, n_down = layout(self.image_size)
         spectral = self.norm == "spectral"
-        for i in range(n_down):
+        for i in range(downsamplings(self.image_size)):
             norm = _norm(self.norm, train, self.bn_axis_name) if i > 0 else None
             conv_args = (self.width * 2 ** i, (4, 4), 2, "SAME")
             conv_kwargs = {"use_bias": norm is None, "kernel_init": weight_init}
