@@ -137,3 +137,11 @@ def test_generator_output_is_tanh_bounded():
     out = g.apply(variables, 1e4 * jax.random.normal(jax.random.key(1), (8, 4)), train=False)
     assert float(jnp.max(jnp.abs(out))) <= 1.0
     assert float(jnp.max(jnp.abs(out))) > 0.99
+
+
+def test_discriminator_halves_down_to_4x4():
+    """28 -> 14 -> 7 -> 4, as the paper's D ends on a 4x4 map; 32 and 64 keep their depth."""
+    assert [dcgan.downsamplings(s) for s in (28, 32, 64)] == [3, 3, 4]
+    _, d = _shapes(dcgan.Discriminator(28, width=8), jnp.zeros((2, 28, 28, 1)))
+    assert d["params"]["Conv_2"]["kernel"].shape == (4, 4, 16, 32)
+    assert d["params"]["Dense_0"]["kernel"].shape == (4 * 4 * 32, 1)
