@@ -291,7 +291,7 @@ def fit(config: GANConfig, state: GANState, step_fn: Callable, dataset: data.Ima
     return state
 
 
-PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
+PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_score", "d_fake_score", "fid")
 
 
 def monitor_config(config: GANConfig) -> monitor.MonitorConfig:

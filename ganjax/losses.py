@@ -210,17 +210,24 @@ class LossPair(NamedTuple):
       uses_labels: whether ``d`` takes ``real_labels``/``fake_labels`` (so label
         smoothing, noisy labels and flips apply).
       g_needs_real: whether ``g`` needs D's logits on a real batch.
+      probabilistic: whether ``sigmoid(logit)`` is D's probability that the
+        input is real (the cross-entropy losses). The others score on their own
+        scale (a Wasserstein critic's scores are unbounded), so only their raw
+        scores are meaningful to report.
     """
 
     d: Callable[..., Array]
     g: Callable[..., Array]
     uses_labels: bool
     g_needs_real: bool
+    probabilistic: bool = False
 
 
 LOSSES: dict[str, LossPair] = {
-    "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False),
-    "non_saturating": LossPair(minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False),
+    "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False,
+                        probabilistic=True),
+    "non_saturating": LossPair(minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False,
+                               probabilistic=True),
     "wasserstein": LossPair(wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False),
     "hinge": LossPair(hinge_d_loss, hinge_g_loss, uses_labels=False, g_needs_real=False),
     "least_squares": LossPair(least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False),

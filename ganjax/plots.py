@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 # Panels of the training plot: a title and the logged keys drawn in it.
 PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("losses", ("d_loss", "g_loss")),
-    ("D(x) and D(G(z))", ("d_real", "d_fake")),
+    ("D(x) and D(G(z))", ("d_real", "d_fake", "d_real_score", "d_fake_score")),
     ("gradient norms", ("d_grad_norm", "g_grad_norm")),
 )
 

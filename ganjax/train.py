@@ -368,9 +368,21 @@ def d_update(d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Arr
 
     (_, (stats, real_logits, fake_logits, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
     grads, stats = mean_over_devices((grads, stats), config.axis_name)
-    metrics = {**parts, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-               "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), "d_grad_norm": optax.tree.norm(grads)}
+    metrics = {**parts, **d_outputs(real_logits, fake_logits, loss), "d_grad_norm": optax.tree.norm(grads)}
     return d.apply_gradients(grads, stats), metrics
+
+
+def d_outputs(real_logits: jax.Array, fake_logits: jax.Array, loss: losses.LossPair) -> Metrics:
+    """D's mean verdict on the real and the fake batch.
+
+    ``d_real``/``d_fake``: mean probabilities of "real" for the cross-entropy
+    losses; ``d_real_score``/``d_fake_score``: mean raw scores for the others,
+    whose scores are not logits of a probability (a Wasserstein critic's sigmoid
+    sits at 0 or 1 and says nothing).
+    """
+    if loss.probabilistic:
+        return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    return {"d_real_score": jnp.mean(real_logits), "d_fake_score": jnp.mean(fake_logits)}
 
 
 def _g_update(state: GANState, d: Player, real: jax.Array, real_y: jax.Array | None, fake: jax.Array,
@@ -441,7 +453,8 @@ def train_step(state: GANState, batch: dict[str, jax.Array], config: StepConfig)
       'g_grad_norm'}`` (plus ``'penalty'``, ``'d_class_loss'`` and
       ``'g_class_loss'`` when those are on), D's entries averaged over its
       updates; ``d_real``/``d_fake`` are D's mean probabilities of "real" on the
-      real and fake batches before each update.
+      real and fake batches before each update (``d_real_score``/``d_fake_score``,
+      its mean raw scores, for losses without probabilities: see :func:`d_outputs`).
     """
     keys = step_keys(state, "critic", "fake", "replay", "d", "g")
     n = config.n_critic

@@ -117,6 +117,24 @@ def test_instance_noise_reaches_both_of_ds_inputs():
         assert abs(float(m_noisy[name] - m_clean[name])) > 1e-3, name
 
 
+@pytest.mark.parametrize("loss, probabilistic", [(name, pair.probabilistic) for name, pair in losses.LOSSES.items()])
+def test_d_verdicts_are_probabilities_only_for_cross_entropy_losses(loss, probabilistic):
+    """sigmoid(logit) is D's P(real) for the cross-entropy losses only; the others report raw scores."""
+    config = train.StepConfig(latent_dim=3, loss=loss)
+    state = make_state(config)
+    fake = state.g(state.g.params, step_z(state, 8, 3), train=True)[0]
+    real_logits, fake_logits = (state.d(state.d.params, x, train=True)[0] for x in (REAL["image"], fake))
+    _, metrics = jax.jit(train.d_step, static_argnums=2)(state, REAL, config)
+    if probabilistic:
+        expected = {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    else:
+        expected = {"d_real_score": jnp.mean(real_logits), "d_fake_score": jnp.mean(fake_logits)}
+    assert {"d_real", "d_fake", "d_real_score", "d_fake_score"} & set(metrics) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(metrics[name], value, rtol=1e-5, err_msg=name)
+    assert probabilistic == (loss in ("minimax", "non_saturating"))
+
+
 def test_n_critic_updates_d_n_times_per_g_update():
     config = train.StepConfig(latent_dim=3, n_critic=3)
     tx = optax.chain(optim.track_global_norm(), optax.scale_by_adam())
