@@ -12,10 +12,10 @@ from experiments import common, dcgan_mnist
 from ganjax import checkpoint, data, monitor
 
 
-def tiny(mnist_dir, tmp_path, **overrides):
+def tiny(mnist_dir, tmp_path, config_cls=dcgan_mnist.Config, **overrides):
     values = dict(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=6, batch_size=16, latent_dim=16,
                   g_width=8, d_width=8, num_samples=12, log_every=2, sample_every=3, checkpoint_every=3, eval_every=0)
-    return dcgan_mnist.Config(**{**values, **overrides})
+    return config_cls(**{**values, **overrides})
 
 
 def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path):
@@ -135,3 +135,18 @@ def test_lr_decay_schedules_both_players_over_the_run():
     np.testing.assert_allclose([g_sizes[-1], d_sizes[-1]], [2e-4, 4e-5], rtol=1e-5)
     with pytest.raises(ValueError, match="lr_decay needs a positive number of steps"):
         common.optimizers(dataclasses.replace(config, steps=0), jax.random.key(0))
+
+
+def test_wgan_gp_experiment_keeps_the_papers_recipe_and_logs_critic_scores(mnist_dir, tmp_path):
+    """Gulrajani et al.'s settings are the defaults; a tiny run logs the penalty and raw critic scores."""
+    from experiments import wgan_gp_mnist
+
+    defaults = wgan_gp_mnist.Config()
+    step = common.step_config(defaults)
+    assert (step.loss, step.penalty, step.penalty_weight, step.n_critic) == ("wasserstein", "wgan_gp", 10.0, 5)
+    assert (defaults.lr_g, defaults.lr_d, defaults.b1, defaults.b2, defaults.d_norm) == (1e-4, 1e-4, 0.5, 0.9, "none")
+    state = dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path, wgan_gp_mnist.Config, steps=2, batch_size=4))
+    assert int(state.step) == 2
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"penalty", "d_real_score", "d_fake_score"} <= set(records[-1]) and "d_real" not in records[-1]
+    assert records[-1]["penalty"] > 0
