@@ -123,7 +123,11 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
 
 
 def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None:
-    """G's loss falling steadily while D still wins (D(x) high, D(G(z)) low): G fools D with garbage."""
+    """G's loss falling steadily while D still wins (D(x) high, D(G(z)) low): G fools D with garbage.
+
+    Needs ``d_real``/``d_fake``, D's probabilities, which only the cross-entropy
+    losses log (``ganjax.train.d_outputs``); silent for the others.
+    """
     g, real, fake = (_recent(history, n, config) for n in ("g_loss", "d_real", "d_fake"))
     if g is None or real is None or fake is None or len(g) < 2:
         return None
