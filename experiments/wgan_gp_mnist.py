@@ -30,7 +30,7 @@ class Config(dcgan_mnist.Config):
     # The issue fixes the optimizer, so progress is bound by the G steps a minute buys. Per 2-core second a small
     # batch, a wide G and a narrow critic win (docs/results.md): batch 16 halves a step's cost and loses little per
     # step; G width 64 gains more than it costs; critic width 16 halves the cost again. MNIST FID 19.9 after 15,000
-    # such steps, against 26 for the batch-16, critic-32 run in the same time. 15,000 steps leave room for a fresh
+    # such steps, against 29 for the batch-16, critic-32 run in the same time. 15,000 steps leave room for a fresh
     # clone's first run, which trains the MNIST feature network (3 min) before the GAN.
     batch_size: int = 16
     steps: int = 15000
