@@ -38,6 +38,7 @@ class Config(dcgan_mnist.Config):
     g_width: int = 64
     d_width: int = 16
 
+
 def main(argv=None):
     dcgan_mnist.train_and_evaluate(common.parse_config(Config, argv))
 
