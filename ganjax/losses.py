@@ -220,18 +220,20 @@ class LossPair(NamedTuple):
     g: Callable[..., Array]
     uses_labels: bool
     g_needs_real: bool
-    probabilistic: bool = False
+    probabilistic: bool
 
 
 LOSSES: dict[str, LossPair] = {
-    "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False,
-                        probabilistic=True),
+    "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False, probabilistic=True),
     "non_saturating": LossPair(minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False,
                                probabilistic=True),
-    "wasserstein": LossPair(wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False),
-    "hinge": LossPair(hinge_d_loss, hinge_g_loss, uses_labels=False, g_needs_real=False),
-    "least_squares": LossPair(least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False),
-    "relativistic": LossPair(relativistic_d_loss, relativistic_g_loss, uses_labels=True, g_needs_real=True),
+    "wasserstein": LossPair(wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False,
+                            probabilistic=False),
+    "hinge": LossPair(hinge_d_loss, hinge_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False),
+    "least_squares": LossPair(least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False,
+                              probabilistic=False),
+    "relativistic": LossPair(relativistic_d_loss, relativistic_g_loss, uses_labels=True, g_needs_real=True,
+                             probabilistic=False),
     "relativistic_average": LossPair(relativistic_average_d_loss, relativistic_average_g_loss, uses_labels=True,
-                                     g_needs_real=True),
+                                     g_needs_real=True, probabilistic=False),
 }

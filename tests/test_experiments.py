@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import common, dcgan_mnist
+from experiments import common, dcgan_mnist, wgan_gp_mnist
 from ganjax import checkpoint, data, monitor
 
 
@@ -139,8 +139,6 @@ def test_lr_decay_schedules_both_players_over_the_run():
 
 def test_wgan_gp_experiment_keeps_the_papers_recipe_and_logs_critic_scores(mnist_dir, tmp_path):
     """Gulrajani et al.'s settings are the defaults; a tiny run logs the penalty and raw critic scores."""
-    from experiments import wgan_gp_mnist
-
     defaults = wgan_gp_mnist.Config()
     step = common.step_config(defaults)
     assert (step.loss, step.penalty, step.penalty_weight, step.n_critic) == ("wasserstein", "wgan_gp", 10.0, 5)
