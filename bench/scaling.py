@@ -2,7 +2,7 @@
 
 On a CPU the devices are simulated (``--xla_force_host_platform_device_count=8``,
 set here unless XLA_FLAGS is already set) and share the same cores, so this
-measures the overhead of ``ganjax.parallel`` (splitting, collectives, cross-replica
+measures the overhead of ``ganjax.training.devices`` (splitting, collectives, cross-replica
 BatchNorm), not a speed-up. On GPUs or TPUs it uses the real devices it finds.
 One device runs the plain jitted step, as ``parallel.data_parallel`` does there.
 The device counts take turns within each repeat; medians are reported, with
@@ -24,7 +24,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
-from ganjax import parallel, train  # noqa: E402
+from ganjax import train
+from ganjax.training import devices as parallel  # noqa: E402
 from ganjax.models import dcgan  # noqa: E402
 
 SIZE, LATENT = 28, 100

@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
-from ganjax import parallel, swaps, train
+from ganjax import swaps, train
+from ganjax.training import devices as parallel
 from ganjax.models import conditional
-from ganjax.models import mnist_classifier
+from ganjax.evaluation import mnist_classifier
 
 
 @dataclasses.dataclass

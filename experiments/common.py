@@ -25,7 +25,9 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from ganjax import data, images, monitor, optim, parallel, penalties, plots
+from ganjax import data, images, optim, penalties, plots
+from ganjax.evaluation import monitor
+from ganjax.training import devices as parallel
 from ganjax.checkpoint import Checkpointer
 from ganjax.train import GANState, StepConfig, create_state
 
@@ -84,7 +86,7 @@ class GANConfig:
     monitor_window: int = 200
     max_grad_norm: float = 100.0  # the seeds' "gradient norms over 100" (as a median over recent steps)
     stop_on: str = ""  # flags that stop training, e.g. "d_loss_zero,grad_explosion"
-    # Devices (ganjax.parallel): batch_size is the global batch, split evenly over the devices.
+    # Devices (ganjax.training.devices): batch_size is the global batch, split evenly over the devices.
     num_devices: int = 0  # devices per process; 0: all of them
     cross_replica_bn: str = "auto"  # BatchNorm over all devices: 'on', 'off', 'auto' (on below 32 per device)
     # Several hosts: set any of these on every process; JAX detects the others where it can (TPU, SLURM).

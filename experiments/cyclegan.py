@@ -28,7 +28,8 @@ import numpy as np
 import optax
 
 from experiments import common
-from ganjax import cyclegan, data, images, optim, parallel
+from ganjax import cyclegan, data, images, optim
+from ganjax.training import devices as parallel
 from ganjax.models import cyclegan as models
 
 

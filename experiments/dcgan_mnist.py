@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from experiments import common, evaluation
-from ganjax import images, latent, parallel, train
+from ganjax import images, latent, train
+from ganjax.training import devices as parallel
 from ganjax.models import dcgan
 
 

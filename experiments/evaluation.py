@@ -17,8 +17,9 @@ import jax
 import numpy as np
 
 from experiments import common, train_mnist_classifier
-from ganjax import data, metrics
-from ganjax.models import mnist_classifier
+from ganjax import data
+from ganjax.evaluation import metrics
+from ganjax.evaluation import mnist_classifier
 from ganjax.train import GANState
 
 CACHE_DIR = "runs/cache"

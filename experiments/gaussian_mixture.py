@@ -12,7 +12,7 @@ bar; every ``plot_every`` steps it draws the samples over the modes
 (``scatter/step_XXXXXX.png``); at the end ``training.png`` plots the curves.
 Steps between evaluations run in one ``lax.scan``, each drawing its data batch
 from ``fold_in(data_key, step)``. A NaN or Inf metric stops the run with
-:class:`ganjax.monitor.NonFiniteLossError`; a flag named in ``stop_on`` ends it early.
+:class:`ganjax.evaluation.monitor.NonFiniteLossError`; a flag named in ``stop_on`` ends it early.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from jax import lax
 from tqdm import tqdm
 
 from experiments.common import Logger, parse_config, step_config
-from ganjax import data, metrics, monitor, optim, plots, train
+from ganjax import data, optim, plots, train
+from ganjax.evaluation import metrics
+from ganjax.evaluation import monitor
 from ganjax.models import mlp
 
 

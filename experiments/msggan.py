@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
-from ganjax import images, latent, parallel, train
+from ganjax import images, latent, train
+from ganjax.training import devices as parallel
 from ganjax.models import msggan
 from ganjax.nn.resample import nearest_upsample
 

@@ -20,7 +20,8 @@ import jax
 import numpy as np
 
 from experiments import common
-from ganjax import data, parallel, progressive, train
+from ganjax import data, progressive, train
+from ganjax.training import devices as parallel
 from ganjax.models import pggan
 from ganjax.nn.resample import nearest_upsample
 

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from experiments import common
-from ganjax import latent, parallel, train
+from ganjax import latent, train
+from ganjax.training import devices as parallel
 from ganjax.models import sagan
 
 

@@ -2,7 +2,7 @@
 
 Gatys et al. 2016 (:mod:`ganjax.style`): the content image is repainted in the
 style of the style image by optimising its pixels against VGG-19 features
-(:mod:`ganjax.models.vgg`; its docstring says how to make ``vgg19.npz`` from
+(:mod:`ganjax.style.vgg`; its docstring says how to make ``vgg19.npz`` from
 torchvision's weights). ``--optimizer lbfgs`` (default) or ``adam --lr 0.02``.
 Without ``--weights`` the network keeps random weights (for smoke tests only:
 the result is not a style transfer). Writes ``--output`` (a PNG) and, beside
@@ -23,8 +23,8 @@ import optax
 from PIL import Image
 
 from experiments import common
-from ganjax import style
-from ganjax.models import vgg
+from ganjax.style import transfer
+from ganjax.style import vgg
 
 
 @dataclasses.dataclass
@@ -33,7 +33,7 @@ class Config:
 
     content: str = ""
     style: str = ""
-    weights: str | None = None  # .npz of VGG-19 (see ganjax.models.vgg); None: random weights
+    weights: str | None = None  # .npz of VGG-19 (see ganjax.style.vgg); None: random weights
     output: str = "runs/style_transfer/output.png"
     size: int = 256  # the longer side of both images
     steps: int = 200
@@ -66,7 +66,7 @@ def run(config: Config) -> dict[str, np.ndarray]:
     """Transfers the style; writes the output image and the losses; returns the losses."""
     if not (config.content and config.style):
         raise ValueError("style_transfer: give --content and --style image files")
-    style_config = style.StyleConfig(content_weight=config.content_weight, style_weight=config.style_weight,
+    style_config = transfer.StyleConfig(content_weight=config.content_weight, style_weight=config.style_weight,
                                      tv_weight=config.tv_weight)
     network = vgg.VGG19(outputs=style_config.layers, width=config.vgg_width)
     content, style_image = load_image(config.content, config.size), load_image(config.style, config.size)
@@ -80,7 +80,7 @@ def run(config: Config) -> dict[str, np.ndarray]:
     @jax.jit
     def transfer(params, content, style_image):  # the weights are an argument, not constants of the program
         features_fn = lambda images: network.apply({"params": params}, images)
-        return style.transfer(features_fn, content, style_image, style_config, tx, config.steps)
+        return transfer.transfer(features_fn, content, style_image, style_config, tx, config.steps)
 
     image, history = transfer(params, content, style_image)
     output = pathlib.Path(config.output)

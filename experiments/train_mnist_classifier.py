@@ -24,7 +24,7 @@ from jax import lax
 
 from experiments.common import parse_config
 from ganjax import data
-from ganjax.models import mnist_classifier as mc
+from ganjax.evaluation import mnist_classifier as mc
 
 
 @dataclasses.dataclass

@@ -1,53 +1,64 @@
 """ganjax: GAN training tricks as pure JAX functions, optax transforms and Flax modules.
 
-The modules hold the pieces (``ganjax.losses``, ``labels``, ``latent``,
-``noise``, ``penalties``, ``optim``, ``replay``, ``monitor``, ``metrics``,
-``data``, ``parallel``, ``nn``, ``models``); the train state and steps are
-re-exported here.
+The tricks are small modules at the top (``losses``, ``penalties``, ``labels``,
+``latent``, ``noise``, ``optim``, ``replay``, ``swaps``); ``ganjax.training``
+is the core every model trains on (players, phases, the one update, keys,
+devices); ``ganjax.evaluation`` judges generators; ``ganjax.models`` and
+``ganjax.nn`` hold the networks and layers. The core's names are re-exported here.
 """
 
 from ganjax import data
 from ganjax import labels
 from ganjax import latent
 from ganjax import losses
-from ganjax import metrics
-from ganjax import monitor
 from ganjax import noise
 from ganjax import optim
 from ganjax import penalties
 from ganjax import replay
 from ganjax.checkpoint import Checkpointer
-from ganjax.train import GANState
-from ganjax.train import Player
-from ganjax.train import StepConfig
-from ganjax.train import create_state
-from ganjax.train import d_step
-from ganjax.train import g_step
-from ganjax.train import generate
-from ganjax.train import jit_step
-from ganjax.train import train_step
+from ganjax.training import devices
+from ganjax.training import rng
+from ganjax.training.gan import GAN
+from ganjax.training.gan import Conditioning
+from ganjax.training.gan import InputNoise
+from ganjax.training.gan import Latent
+from ganjax.training.gan import Objective
+from ganjax.training.gan import create_state
+from ganjax.training.gan import generate
+from ganjax.training.phases import Phase
+from ganjax.training.phases import PhaseInputs
+from ganjax.training.phases import PhaseOutput
+from ganjax.training.phases import batches_per_step
+from ganjax.training.phases import make_step
+from ganjax.training.state import Player
+from ganjax.training.state import TrainState
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GAN",
     "Checkpointer",
-    "GANState",
+    "Conditioning",
+    "InputNoise",
+    "Latent",
+    "Objective",
+    "Phase",
+    "PhaseInputs",
+    "PhaseOutput",
     "Player",
-    "StepConfig",
+    "TrainState",
+    "batches_per_step",
     "create_state",
-    "d_step",
     "data",
-    "g_step",
+    "devices",
     "generate",
-    "jit_step",
     "labels",
     "latent",
     "losses",
-    "metrics",
-    "monitor",
+    "make_step",
     "noise",
     "optim",
     "penalties",
     "replay",
-    "train_step",
+    "rng",
 ]

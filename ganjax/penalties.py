@@ -13,6 +13,7 @@ weight is ``gamma / 2`` in the notation of Mescheder et al. 2018.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,12 +104,25 @@ def r2(d_fn: DFn, real: Array, fake: Array, key: Array) -> Array:
     return jnp.mean(_grad_sq_norms(d_fn, fake))
 
 
-PENALTIES: dict[str, Callable[[DFn, Array, Array, Array], Array]] = {
-    "wgan_gp": wgan_gp,
-    "one_sided_gp": one_sided_gp,
-    "dragan": dragan,
-    "r1": r1,
-    "r2": r2,
+class Penalty(NamedTuple):
+    """A named penalty and the batches it reads.
+
+    Attributes:
+      fn: ``(d_fn, real, fake, key) -> scalar``.
+      reads: ``'real'``, ``'fake'`` or ``'both'``; a conditional D scores the
+        penalty's inputs with the labels of the batch it reads (the reals' for ``'both'``).
+    """
+
+    fn: Callable[[DFn, Array, Array, Array], Array]
+    reads: str
+
+
+PENALTIES: dict[str, Penalty] = {
+    "wgan_gp": Penalty(wgan_gp, reads="both"),
+    "one_sided_gp": Penalty(one_sided_gp, reads="both"),
+    "dragan": Penalty(dragan, reads="real"),
+    "r1": Penalty(r1, reads="real"),
+    "r2": Penalty(r2, reads="fake"),
 }
 
 

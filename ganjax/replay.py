@@ -10,6 +10,8 @@ capacity 50 and share 0.5.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -18,52 +20,76 @@ Array = jax.Array
 
 
 class ReplayBuffer(struct.PyTreeNode):
-    """A FIFO ring buffer of ``capacity`` examples living in the train state.
+    """A FIFO ring buffer of ``capacity`` examples (arrays or pytrees) living in the train state.
+
+    The one ring buffer of ganjax: replayed fakes, CycleGAN's pools and the
+    past snapshots of the players (:mod:`ganjax.swaps`) are all this.
 
     Attributes:
-      items: ``(capacity, *example_shape)`` storage; slot ``i % capacity`` holds the ``i``-th pushed example.
+      items: the storage, every leaf ``(capacity, *example_shape)``; slot ``i % capacity``
+        holds the ``i``-th pushed example.
       count: how many examples were pushed in all (int32 scalar).
+      share: the share of a fake batch that :func:`mix` replays from it (static).
     """
 
-    items: Array
+    items: Any
     count: Array
+    share: float = struct.field(pytree_node=False, default=0.0)
 
     @classmethod
-    def create(cls, capacity: int, example_shape: tuple[int, ...], dtype=jnp.float32) -> ReplayBuffer:
-        """An empty buffer."""
+    def create(cls, capacity: int, example_shape: tuple[int, ...], dtype=jnp.float32,
+               share: float = 0.0) -> ReplayBuffer:
+        """An empty buffer of array examples."""
+        return cls.like(jax.ShapeDtypeStruct(example_shape, dtype), capacity, share)
+
+    @classmethod
+    def like(cls, example: Any, capacity: int, share: float = 0.0) -> ReplayBuffer:
+        """An empty buffer for examples shaped like the pytree ``example``."""
         if capacity < 1:
             raise ValueError(f"ReplayBuffer: capacity must be at least 1, got {capacity}")
-        return cls(items=jnp.zeros((capacity, *example_shape), dtype), count=jnp.zeros((), jnp.int32))
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"ReplayBuffer: share must be in [0, 1], got {share}")
+        items = jax.tree.map(lambda a: jnp.zeros((capacity, *jnp.shape(a)), a.dtype), example)
+        return cls(items=items, count=jnp.zeros((), jnp.int32), share=share)
 
     @property
     def capacity(self) -> int:
-        return self.items.shape[0]
+        return jax.tree.leaves(self.items)[0].shape[0]
 
     @property
     def size(self) -> Array:
         """How many examples are stored (at most ``capacity``)."""
         return jnp.minimum(self.count, self.capacity)
 
-    def push(self, examples: Array) -> ReplayBuffer:
-        """Stores ``examples`` (a batch), overwriting the oldest once full; keeps the newest if more than fit."""
-        n = examples.shape[0]
-        kept = examples[-self.capacity:]
-        slots = (self.count + n - kept.shape[0] + jnp.arange(kept.shape[0])) % self.capacity
-        return self.replace(items=self.items.at[slots].set(kept.astype(self.items.dtype)), count=self.count + n)
+    def push(self, examples: Any) -> ReplayBuffer:
+        """Stores a batch of examples, overwriting the oldest once full; keeps the newest if more than fit."""
+        n = jax.tree.leaves(examples)[0].shape[0]
+        kept = min(n, self.capacity)
+        slots = (self.count + n - kept + jnp.arange(kept)) % self.capacity
+        items = jax.tree.map(lambda s, a: s.at[slots].set(a[n - kept:].astype(s.dtype)), self.items, examples)
+        return self.replace(items=items, count=self.count + n)
 
-    def sample(self, key: Array, n: int) -> Array:
+    def push_one(self, example: Any) -> ReplayBuffer:
+        """Stores one example (a pytree without the batch axis)."""
+        return self.push(jax.tree.map(lambda a: jnp.asarray(a)[None], example))
+
+    def get(self, index: Array) -> Any:
+        """The example in slot ``index``."""
+        return jax.tree.map(lambda s: s[index], self.items)
+
+    def sample(self, key: Array, n: int) -> Any:
         """``n`` stored examples drawn uniformly with replacement (zeros while the buffer is empty)."""
-        index = jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1))
-        return self.items[index]
+        return self.get(jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1)))
 
 
-def mix(buffer: ReplayBuffer, key: Array, fresh: Array, share: float) -> Array:
+def mix(buffer: ReplayBuffer, key: Array, fresh: Array, share: float | None = None) -> Array:
     """``fresh`` with its first ``round(share * batch)`` examples replaced by replayed ones.
 
-    The replaced count is exact every step, so the share holds; while the
-    buffer is empty the fresh examples are kept. Fakes are i.i.d., so which
-    positions are replaced does not matter.
+    ``share`` defaults to the buffer's own. The replaced count is exact every
+    step, so the share holds; while the buffer is empty the fresh examples are
+    kept. Fakes are i.i.d., so which positions are replaced does not matter.
     """
+    share = buffer.share if share is None else share
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"replay share must be in [0, 1], got {share}")
     n = int(round(share * fresh.shape[0]))

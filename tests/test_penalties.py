@@ -21,7 +21,7 @@ def linear_critic(w):
 @jax.jit
 @chex.assert_max_traces(n=1)
 def all_penalties(w, real, fake, key):
-    return {name: fn(linear_critic(w), real, fake, key) for name, fn in penalties.PENALTIES.items()}
+    return {name: p.fn(linear_critic(w), real, fake, key) for name, p in penalties.PENALTIES.items()}
 
 
 @settings(max_examples=20, deadline=None)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from ganjax.models import conditional, dcgan
+from ganjax.models import conditional
+from ganjax.models import dcgan
 
 
 class Encoder(nn.Module):

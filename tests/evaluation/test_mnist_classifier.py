@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from experiments import train_mnist_classifier as tmc
-from ganjax import data, metrics
-from ganjax.models import mnist_classifier as mc
+from ganjax import data
+from ganjax.evaluation import metrics
+from ganjax.evaluation import mnist_classifier as mc
 
 
 @pytest.fixture(scope="module")

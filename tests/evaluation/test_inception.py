@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from ganjax.models import inception
+from ganjax.evaluation import inception
 
 SMALL = inception.InceptionV3(resize=None)
 

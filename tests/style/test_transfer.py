@@ -1,4 +1,4 @@
-"""ganjax.style, ganjax.models.vgg and experiments.style_transfer, with small random VGG weights (no network access)."""
+"""ganjax.style, ganjax.style.vgg and experiments.style_transfer, with small random VGG weights (no network access)."""
 
 import json
 
@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from experiments import style_transfer as experiment
-from ganjax import style
-from ganjax.models import vgg
+from ganjax.style import transfer
+from ganjax.style import vgg
 
-CONFIG = style.StyleConfig(content_layers=("conv2_2",), style_layers=("conv1_1", "conv2_1", "conv3_1"),
+CONFIG = transfer.StyleConfig(content_layers=("conv2_2",), style_layers=("conv1_1", "conv2_1", "conv3_1"),
                            style_weight=10.0)
 NETWORK = vgg.VGG19(outputs=CONFIG.layers, width=8)
 
@@ -32,9 +32,9 @@ def test_style_loss_equals_a_numpy_gram_reference():
         return flat.T @ flat / flat.shape[0]
 
     expected = np.mean([np.mean((np_gram(features[l]) - np_gram(style_features[l])) ** 2) for l in "ab"])
-    grams = {l: style.gram(style_features[l]) for l in "ab"}
-    np.testing.assert_allclose(style.style_loss(features, grams), expected, rtol=1e-5)
-    np.testing.assert_allclose(style.gram(features["a"])[0], np_gram(features["a"]), rtol=1e-5)
+    grams = {l: transfer.gram(style_features[l]) for l in "ab"}
+    np.testing.assert_allclose(transfer.style_loss(features, grams), expected, rtol=1e-5)
+    np.testing.assert_allclose(transfer.gram(features["a"])[0], np_gram(features["a"]), rtol=1e-5)
 
 
 def test_vgg_layers_shapes_and_torchvision_conversion(tmp_path):
@@ -62,12 +62,12 @@ def test_optimising_the_image_lowers_the_total_loss(tx):
     content, style_image = _images(jax.random.key(0)), _images(jax.random.key(1), (1, 20, 20, 3))
     params = NETWORK.init(jax.random.key(2), content)["params"]
     features_fn = lambda images: NETWORK.apply({"params": params}, images)
-    run = jax.jit(style.transfer, static_argnums=(0, 3, 4, 5))
+    run = jax.jit(transfer.transfer, static_argnums=(0, 3, 4, 5))
     image, history = run(features_fn, content, style_image, CONFIG, tx, 10)
     assert history["total"].shape == (10,) and float(history["total"][-1]) < float(history["total"][0])
     assert float(history["content"][0]) == 0.0  # it starts at the content image
     assert image.shape == content.shape and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
-    final = style.losses(image, features_fn, style.targets(features_fn, content, style_image, CONFIG), CONFIG)
+    final = transfer.losses(image, features_fn, transfer.targets(features_fn, content, style_image, CONFIG), CONFIG)
     assert float(final["total"]) < float(history["total"][0])
 
 
@@ -76,7 +76,7 @@ def test_experiment_writes_the_image_and_losses(tmp_path):
     for name in ("content", "style"):
         Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     output = tmp_path / "out" / "styled.png"
-    experiment.main(["--content", str(tmp_path / "content.png"), "--style", str(tmp_path / "style.png"),
+    experiment.main(["--content", str(tmp_path / "content.png"), "--style", str(tmp_path / "transfer.png"),
                      "--output", str(output), "--size", "16", "--steps", "4", "--vgg-width", "8",
                      "--optimizer", "adam"])
     assert Image.open(output).size == (13, 16)

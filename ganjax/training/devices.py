@@ -1,6 +1,6 @@
 """Data parallelism over a 1-D ``'data'`` mesh, and multi-host start-up.
 
-A train step of :mod:`ganjax.train` runs unchanged on every device under
+A train step of :func:`ganjax.training.phases.make_step` runs unchanged on every device under
 ``jax.shard_map``: the state is replicated, the batch is split along its first
 axis, and the step averages gradients, metrics and BatchNorm statistics over
 the ``'data'`` axis. Its random draws are made for the global batch and sliced
@@ -14,16 +14,14 @@ devices (:func:`shard_batch`).
 
 Example::
 
-    mesh = parallel.make_mesh()
-    step = parallel.data_parallel(train.train_step, mesh, StepConfig())
-    state = parallel.replicate(state, mesh)
-    state, metrics = step(state, parallel.shard_batch(batcher.batch(0), mesh))
+    mesh = devices.make_mesh()
+    step = devices.data_parallel(make_step(phases), mesh, batches_per_step(phases))
+    state = devices.replicate(state, mesh)
+    state, metrics = step(state, devices.shard_batch(batcher.batch(0), mesh))
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +29,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-from ganjax.train import StepConfig, jit_step
 
 PyTree = Any
 
@@ -144,20 +140,19 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     return jax.tree.map(put, batch)
 
 
-def data_parallel(step_fn: Callable, mesh: Mesh, config: StepConfig, stacked: int = 1) -> Callable:
-    """``step_fn(state, batch, config)`` on every device of ``mesh``, jitted once with the state donated.
+def data_parallel(step_fn: Callable, mesh: Mesh, batches: int = 1) -> Callable:
+    """``step_fn(state, batch, axis_name)`` on every device of ``mesh``, jitted once with the state donated.
 
     The state is replicated and every array of the batch is split along its
-    first axis; ``config.axis_name`` is set to ``'data'``, so gradients, metrics
-    and BatchNorm statistics are averaged over the devices. For cross-replica
+    first axis; the step gets ``axis_name='data'``, so gradients, metrics and
+    BatchNorm statistics are averaged over the devices. For cross-replica
     BatchNorm, build the models with ``bn_axis_name='data'`` (see :func:`bn_axis_name`).
 
     Args:
-      step_fn: a step of :mod:`ganjax.train`, e.g. ``train.train_step``.
+      step_fn: a step of :func:`ganjax.training.phases.make_step`.
       mesh: a mesh with a ``'data'`` axis (:func:`make_mesh`).
-      config: the step config.
-      stacked: how many batches the batch holds one after another (``config.n_critic``
-        for ``train.train_step``); each is split over the devices on its own.
+      batches: how many real batches the batch holds one after another
+        (:func:`ganjax.training.phases.batches_per_step`); each is split over the devices on its own.
 
     Returns:
       ``step(state, batch) -> (state, metrics)``, with the replicated state and
@@ -166,12 +161,11 @@ def data_parallel(step_fn: Callable, mesh: Mesh, config: StepConfig, stacked: in
       device is bit-for-bit what it is without this wrapper.
     """
     if mesh.size == 1:
-        return functools.partial(jit_step(step_fn), config=config)
-    config = dataclasses.replace(config, axis_name=DATA_AXIS)
+        return jax.jit(lambda state, batch: step_fn(state, batch, None), donate_argnums=0)
 
     def per_device(state, batch):
         batch = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
-        return step_fn(state, batch, config)
+        return step_fn(state, batch, DATA_AXIS)
 
     # The pmap model: without check_vma, gradients with respect to the replicated params stay per device
     # until the step's pmean (with it, their transpose would already sum them over devices).
@@ -180,7 +174,7 @@ def data_parallel(step_fn: Callable, mesh: Mesh, config: StepConfig, stacked: in
 
     def step(state, batch):
         for x in jax.tree.leaves(batch):
-            check_batch_size(x.shape[0] // stacked, mesh)
-        return mapped(state, jax.tree.map(lambda x: x.reshape(stacked, -1, *x.shape[1:]), batch))
+            check_batch_size(x.shape[0] // batches, mesh)
+        return mapped(state, jax.tree.map(lambda x: x.reshape(batches, -1, *x.shape[1:]), batch))
 
     return jax.jit(step, donate_argnums=0)

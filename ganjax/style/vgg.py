@@ -11,7 +11,7 @@ Source: torchvision's ImageNet VGG-19 (``IMAGENET1K_V1``), converted once with
 :func:`from_torchvision` where torch is installed::
 
     import numpy as np, torchvision
-    from ganjax.models import vgg
+    from ganjax.style import vgg
     features = torchvision.models.vgg19(weights="IMAGENET1K_V1").features.state_dict()
     np.savez("vgg19.npz", **vgg.from_torchvision({k: v.numpy() for k, v in features.items()}))
 
@@ -104,5 +104,5 @@ def load_npz(path: str | pathlib.Path) -> dict:
     with np.load(path) as arrays:
         missing = [f"{name}/{part}" for name in LAYERS for part in ("kernel", "bias") if f"{name}/{part}" not in arrays]
         if missing:
-            raise KeyError(f"{path}: missing {missing[0]} (and {len(missing) - 1} more); see ganjax.models.vgg")
+            raise KeyError(f"{path}: missing {missing[0]} (and {len(missing) - 1} more); see ganjax.style.vgg")
         return {name: {part: jnp.asarray(arrays[f"{name}/{part}"]) for part in ("kernel", "bias")} for name in LAYERS}

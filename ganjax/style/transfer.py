@@ -7,7 +7,7 @@ Networks): the output image ``x`` minimises
   + style_weight * sum_l mean((G_l(x) - G_l(s))^2) / L_s
   + tv_weight * TV(x)``
 
-where ``F_l`` are VGG-19 features (:class:`ganjax.models.vgg.VGG19`) of the
+where ``F_l`` are VGG-19 features (:class:`ganjax.style.vgg.VGG19`) of the
 content image ``c``, ``G_l`` their Gram matrices (:func:`gram`) for the style
 image ``s``, averaged over the ``L_s`` style layers, and ``TV`` the mean absolute
 difference of neighbouring pixels (Mahendran and Vedaldi 2015). The image, in

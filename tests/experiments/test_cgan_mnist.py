@@ -10,7 +10,7 @@ from PIL import Image
 
 from experiments import acgan_mnist, cgan_mnist
 from ganjax import images, train
-from ganjax.models import mnist_classifier
+from ganjax.evaluation import mnist_classifier
 
 
 @pytest.fixture(scope="module")

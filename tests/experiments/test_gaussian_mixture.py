@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from experiments import gaussian_mixture as gm
-from ganjax import monitor
+from ganjax.evaluation import monitor
 
 TINY = ["--steps", "40", "--eval-every", "20", "--plot-every", "20", "--batch-size", "32", "--g-width", "16",
         "--d-width", "16", "--g-depth", "2", "--d-depth", "2", "--eval-samples", "200"]

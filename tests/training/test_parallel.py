@@ -1,4 +1,4 @@
-"""ganjax.parallel: 8 simulated devices, and 2 processes, train as one device does.
+"""ganjax.training.devices: 8 simulated devices, and 2 processes, train as one device does.
 
 A JAX process fixes its device count when it starts, so each test runs this
 file as a script in fresh processes (``python tests/test_parallel.py MODE ...``)
@@ -25,7 +25,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from experiments import dcgan_mnist
-from ganjax import data, latent, parallel, train
+from ganjax import data, latent, train
+from ganjax.training import devices as parallel
 from ganjax.models import dcgan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 import scipy.linalg
 from scipy.spatial.distance import cdist
 
-from ganjax import metrics
+from ganjax.evaluation import metrics
 
 
 def _features(seed, n, d, shift=0.0, scale=1.0):

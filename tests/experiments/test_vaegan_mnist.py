@@ -8,7 +8,7 @@ from PIL import Image
 
 from experiments import vaegan_mnist
 from ganjax import data, images, vaegan
-from ganjax.models import mnist_classifier
+from ganjax.evaluation import mnist_classifier
 
 
 def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path):

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from ganjax import data, metrics
+from ganjax import data
+from ganjax.evaluation import metrics
 from ganjax.models import mlp
 
 

@@ -23,7 +23,7 @@ PyTorch installed elsewhere, download pytorch-fid's
 and run::
 
   import numpy as np, torch
-  from ganjax.models import inception
+  from ganjax.evaluation import inception
   state = {k: v.numpy() for k, v in torch.load("pt_inception-2015-12-05-6726825d.pth").items()}
   np.savez("inception_fid.npz", **inception.convert_torch_state_dict(state))
 
@@ -263,7 +263,7 @@ def convert_torch_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, 
 
 
 def feature_fn(variables: Mapping, module: InceptionV3 = InceptionV3()) -> Callable[[jax.Array], jax.Array]:
-    """A jitted ``images in [-1, 1] -> (N, 2048)`` pool3 features, for :func:`ganjax.metrics.extract_features`."""
+    """A jitted ``images in [-1, 1] -> (N, 2048)`` pool3 features, for :func:`ganjax.evaluation.metrics.extract_features`."""
     apply = jax.jit(module.apply)
     return lambda images: apply(variables, images)
 

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from ganjax import monitor
+from ganjax.evaluation import monitor
 
 T = 200
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from experiments import common, dcgan_mnist, wgan_gp_mnist
-from ganjax import checkpoint, data, monitor
+from ganjax import checkpoint, data
+from ganjax.evaluation import monitor
 
 
 def tiny(mnist_dir, tmp_path, config_cls=dcgan_mnist.Config, **overrides):
@@ -81,7 +82,7 @@ def test_config_shape_mismatch_is_named(mnist_dir):
 
 
 def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
-    from ganjax.models import mnist_classifier
+    from ganjax.evaluation import mnist_classifier
 
     classifier_dir = mnist_classifier.save_mnist_classifier(
         mnist_classifier.init(jax.random.key(0), mnist_classifier.ClassifierConfig(conv_widths=(4, 8), feature_dim=8)),

@@ -1,0 +1,396 @@
+"""The phases of an (optionally class-conditional) GAN: D's update, its lazy penalty, G's update.
+
+A :class:`GAN` is four small values, one per concern: z's :class:`Latent`
+distribution, the :class:`Objective` (loss pair, D's labels, penalty and how
+often it runs, G's target), the :class:`Conditioning` on classes and the
+:class:`InputNoise` on D's inputs. :meth:`GAN.phases` turns them into
+:class:`ganjax.training.phases.Phase` values for
+:func:`ganjax.training.phases.make_step`; the defaults are DCGAN's
+(non-saturating loss, hard labels, Gaussian z, no penalty, no noise).
+
+What the state holds is the state's option, not the step's: an EMA of G when
+``state.ema`` has ``'g'``, replayed fakes when ``state.buffers`` has
+``'replay'`` (:func:`create_state`).
+
+Example::
+
+    gan = GAN(Latent(dim=100), Objective(loss="wasserstein", penalty="wgan_gp", penalty_weight=10.0))
+    state = create_state(key, gan, Generator(), Critic(), (28, 28, 1))
+    step = jax.jit(make_step(gan.phases(n_critic=5)), donate_argnums=0)
+    state, metrics = step(state, {"image": five_real_batches})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from ganjax import labels, latent, losses, noise, penalties
+from ganjax.replay import ReplayBuffer, mix
+from ganjax.training import rng
+from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
+from ganjax.training.state import Player, TrainState
+
+Metrics = dict[str, jax.Array]
+G_OBJECTIVES = ("adversarial", "feature_matching")
+
+
+def _refuse(value: object, field: str, problem: str):
+    raise ValueError(f"{type(value).__name__}.{field}: {problem}")
+
+
+def _check_choice(value: object, field: str, table) -> None:
+    if getattr(value, field) not in table:
+        _refuse(value, field, f"unknown name {getattr(value, field)!r}; choose one of {sorted(table)}")
+
+
+def _check_range(value: object, field: str, low: float, high: float = float("inf")) -> None:
+    if not low <= getattr(value, field) <= high:
+        _refuse(value, field, f"must be in [{low}, {high}], got {getattr(value, field)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent:
+    """G's input z: its size and distribution (a key of :data:`ganjax.latent.LATENTS`)."""
+
+    dim: int = 100
+    distribution: str = "gaussian"
+
+    def __post_init__(self):
+        _check_range(self, "dim", 1)
+        _check_choice(self, "distribution", latent.LATENTS)
+
+    def sample(self, key: jax.Array, batch_size: int, axis_name: str | None = None) -> jax.Array:
+        """This device's latents for a batch (see :func:`ganjax.training.rng.per_device`)."""
+        return rng.per_device(latent.LATENTS[self.distribution], key, (batch_size, self.dim), axis_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What D and G minimise.
+
+    Attributes:
+      loss: the loss pair, a key of :data:`ganjax.losses.LOSSES`.
+      d_labels: D's targets, a key of :data:`ganjax.labels.LABELS` (only for losses that take labels).
+      label_flip_prob: probability of flipping each of D's targets.
+      penalty: ``'none'`` or a key of :data:`ganjax.penalties.PENALTIES`.
+      penalty_weight: the penalty's weight in D's loss.
+      penalty_every: lazy regularization (Karras et al. 2020, StyleGAN2): the penalty
+        is its own phase every ``penalty_every`` steps, its weight times ``penalty_every``;
+        1 adds it to D's main loss.
+      g_objective: ``'adversarial'`` (G fools D through ``loss``) or ``'feature_matching'``
+        (G matches D's mean hidden features on reals, Salimans et al. 2016; D must sow them).
+    """
+
+    loss: str = "non_saturating"
+    d_labels: str = "none"
+    label_flip_prob: float = 0.0
+    penalty: str = "none"
+    penalty_weight: float = 0.0
+    penalty_every: int = 1
+    g_objective: str = "adversarial"
+
+    def __post_init__(self):
+        _check_choice(self, "loss", losses.LOSSES)
+        _check_choice(self, "d_labels", labels.LABELS)
+        _check_choice(self, "penalty", {"none": None, **penalties.PENALTIES})
+        _check_choice(self, "g_objective", G_OBJECTIVES)
+        _check_range(self, "label_flip_prob", 0.0, 1.0)
+        _check_range(self, "penalty_weight", 0.0)
+        _check_range(self, "penalty_every", 1)
+        if not self.pair.uses_labels:
+            if self.d_labels != "none":
+                _refuse(self, "d_labels", f"{self.d_labels!r} needs a loss that takes labels; {self.loss!r} takes none")
+            if self.label_flip_prob:
+                _refuse(self, "label_flip_prob", f"flipping needs a loss that takes labels; {self.loss!r} takes none")
+        if (self.penalty == "none") != (self.penalty_weight == 0):
+            _refuse(self, "penalty_weight", f"is {self.penalty_weight} with penalty {self.penalty!r}: set both or "
+                                            "neither")
+        if self.penalty == "none" and self.penalty_every != 1:
+            _refuse(self, "penalty_every", f"is {self.penalty_every} with no penalty")
+
+    @property
+    def pair(self) -> losses.LossPair:
+        return losses.LOSSES[self.loss]
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+    """Class conditioning: batches then carry ``'label'`` and G takes ``(z, labels)``.
+
+    Attributes:
+      num_classes: 0 for an unconditional GAN.
+      aux_class_weight: weight of the AC-GAN class loss (Odena et al. 2017): D then
+        returns ``(logit, class_logits)`` and takes no labels; at 0 a conditional D takes the labels.
+      aux_fake_class_weight: weight of the fakes' term in D's class loss (1: Odena et
+        al.'s loss; 0: D learns classes from reals only).
+    """
+
+    num_classes: int = 0
+    aux_class_weight: float = 0.0
+    aux_fake_class_weight: float = 1.0
+
+    def __post_init__(self):
+        for field in ("num_classes", "aux_class_weight", "aux_fake_class_weight"):
+            _check_range(self, field, 0.0)
+        if self.aux_class_weight and not self.num_classes:
+            _refuse(self, "aux_class_weight", "the AC-GAN class loss needs num_classes > 0")
+
+    @property
+    def d_takes_labels(self) -> bool:
+        """Whether D is called with the class labels (a conditional GAN that is not an AC-GAN)."""
+        return bool(self.num_classes) and not self.aux_class_weight
+
+
+@dataclasses.dataclass(frozen=True)
+class InputNoise:
+    """Gaussian instance noise on D's inputs, real and fake (ganhacks trick 10; Sønderby et al. 2016).
+
+    Attributes:
+      std: its standard deviation at step 0 (0: off).
+      decay_steps: steps over which it decays linearly to 0 (0: constant).
+    """
+
+    std: float = 0.0
+    decay_steps: int = 0
+
+    def __post_init__(self):
+        _check_range(self, "std", 0.0)
+        _check_range(self, "decay_steps", 0)
+
+    def __call__(self, key: jax.Array, images: jax.Array, step: jax.Array, axis_name: str | None) -> jax.Array:
+        """``images`` plus this step's noise; unchanged when off."""
+        if not self.std:
+            return images
+        std = noise.instance_noise_schedule(self.std, self.decay_steps)(step)
+        return images + std * rng.per_device(jax.random.normal, key, images.shape, axis_name)
+
+
+def _class_loss(class_logits: jax.Array, y: jax.Array) -> jax.Array:
+    """The AC-GAN auxiliary loss: cross-entropy of D's class logits against the labels."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, y))
+
+
+def d_outputs(real_logits: jax.Array, fake_logits: jax.Array, loss: losses.LossPair) -> Metrics:
+    """D's mean verdict on the real and the fake batch.
+
+    ``d_real``/``d_fake``: mean probabilities of "real" for the cross-entropy
+    losses; ``d_real_score``/``d_fake_score``: mean raw scores for the others,
+    whose scores are not logits of a probability (a Wasserstein critic's sigmoid
+    sits at 0 or 1 and says nothing).
+    """
+    if loss.probabilistic:
+        return {"d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    return {"d_real_score": jnp.mean(real_logits), "d_fake_score": jnp.mean(fake_logits)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GAN:
+    """An image GAN's objective, by concern; static under jit (hashable, compared by value)."""
+
+    latent: Latent = Latent()
+    objective: Objective = Objective()
+    conditioning: Conditioning = Conditioning()
+    noise: InputNoise = InputNoise()
+
+    def __post_init__(self):
+        if self.objective.g_objective == "feature_matching" and self.conditioning.aux_class_weight:
+            _refuse(self.objective, "g_objective", "feature matching has no AC-GAN class loss for G")
+
+    # ------------------------------------------------------------------ the players' calls
+
+    def real_inputs(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array | None]:
+        """The real images and, for a conditional GAN, their labels."""
+        if self.conditioning.num_classes and "label" not in batch:
+            raise ValueError(f"Conditioning.num_classes={self.conditioning.num_classes}: the batch needs a "
+                             "'label' entry")
+        return batch["image"], batch["label"] if self.conditioning.num_classes else None
+
+    def generate(self, g: Player, params, key: jax.Array, batch_size: int,
+                 axis_name: str | None) -> tuple[jax.Array, jax.Array | None, dict]:
+        """A fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``."""
+        z_key, y_key, g_key = jax.random.split(key, 3)
+        y = None
+        if self.conditioning.num_classes:
+            draw = lambda k, shape: jax.random.randint(k, shape, 0, self.conditioning.num_classes)
+            y = rng.per_device(draw, y_key, (batch_size,), axis_name)
+        noise_key, dropout_key = jax.random.split(rng.device_key(g_key, axis_name))
+        inputs = (self.latent.sample(z_key, batch_size, axis_name),) + (() if y is None else (y,))
+        images, stats = g(params, *inputs, train=True, rngs={"noise": noise_key, "dropout": dropout_key})
+        return images, y, stats
+
+    def discriminate(self, d: Player, params, images: jax.Array, y: jax.Array | None, train: bool = True):
+        """D on ``images``: ``(logits, class_logits or None, batch_stats)``."""
+        inputs = (images, y) if self.conditioning.d_takes_labels else (images,)
+        out, stats = d(params, *inputs, train=train)
+        logits, class_logits = out if self.conditioning.aux_class_weight else (out, None)
+        return logits, class_logits, stats
+
+    def d_features(self, d: Player, images: jax.Array, y: jax.Array | None) -> jax.Array:
+        """D's sown hidden features of ``images`` (train mode)."""
+        inputs = (images, y) if self.conditioning.d_takes_labels else (images,)
+        return d.with_features(d.params, *inputs)[1]
+
+    # ------------------------------------------------------------------ the losses
+
+    def d_loss(self, params, inputs: PhaseInputs, real: jax.Array, real_y: jax.Array | None, fake: jax.Array,
+               fake_y: jax.Array | None) -> tuple[jax.Array, PhaseOutput]:
+        """D's loss on an all-real and an all-fake batch, each its own BatchNorm call (ganhacks trick 4).
+
+        With the objective's labels, flips and (unless lazy) penalty, the
+        conditioning's class loss and the input noise. Other models' D phases
+        (VAE-GAN's) call it with their own fakes.
+        """
+        d, objective, pair, axis = inputs.state.players["d"], self.objective, self.objective.pair, inputs.axis_name
+        label_key, real_noise, fake_noise, penalty_key = jax.random.split(rng.named(inputs.key, "d"), 4)
+        step = inputs.state.step
+        real, fake = self.noise(real_noise, real, step, axis), self.noise(fake_noise, fake, step, axis)
+        real_logits, real_classes, stats = self.discriminate(d, params, real, real_y)
+        fake_logits, fake_classes, stats = self.discriminate(d.replace(batch_stats=stats), params, fake, fake_y)
+        if pair.uses_labels:
+            draw = functools.partial(labels.d_labels, scheme=objective.d_labels, flip_prob=objective.label_flip_prob)
+            targets = rng.per_device(draw, label_key, real_logits.shape, axis)
+            d_loss = pair.d(real_logits, fake_logits, targets.real, targets.fake)
+        else:
+            d_loss = pair.d(real_logits, fake_logits)
+        parts = {"d_loss": d_loss}
+        total = d_loss
+        if objective.penalty != "none" and objective.penalty_every == 1:
+            parts["penalty"] = self.penalty(d.replace(batch_stats=stats), params, real, real_y, fake, fake_y,
+                                            rng.device_key(penalty_key, axis))
+            total = total + objective.penalty_weight * parts["penalty"]
+        if self.conditioning.aux_class_weight:
+            parts["d_class_loss"] = (_class_loss(real_classes, real_y) + self.conditioning.aux_fake_class_weight
+                                     * _class_loss(fake_classes, fake_y))
+            total = total + self.conditioning.aux_class_weight * parts["d_class_loss"]
+        metrics = {**parts, **d_outputs(real_logits, fake_logits, pair)}
+        return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats})
+
+    def penalty(self, d: Player, params, real, real_y, fake, fake_y, key: jax.Array) -> jax.Array:
+        """The objective's penalty on D; D scores examples independently (BatchNorm's running statistics)."""
+        penalty = penalties.PENALTIES[self.objective.penalty]
+        y = fake_y if penalty.reads == "fake" else real_y
+        critic = lambda x: self.discriminate(d, params, x, y, train=False)[0]
+        return penalty.fn(critic, real, fake, key)
+
+    def _fresh_fakes(self, inputs: PhaseInputs, batch_size: int):
+        g = inputs.state.players["g"]
+        images, y, _ = self.generate(g, g.params, rng.named(inputs.key, "fake"), batch_size, inputs.axis_name)
+        return lax.stop_gradient(images), y
+
+    def _d_main(self, params, inputs: PhaseInputs):
+        real, real_y = self.real_inputs(inputs.batch)
+        fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
+        buffers = {}
+        if "replay" in inputs.state.buffers:
+            pool = inputs.state.buffers["replay"]
+            fake, buffers["replay"] = mix_and_push(pool, rng.named(inputs.key, "replay"), fake, inputs.axis_name)
+        loss, output = self.d_loss(params["d"], inputs, real, real_y, fake, fake_y)
+        return loss, output._replace(buffers=buffers)
+
+    def _d_penalty(self, params, inputs: PhaseInputs):
+        """The lazy penalty phase: weight times ``penalty_every``, on this step's reals and fresh fakes."""
+        real, real_y = self.real_inputs(inputs.batch)
+        fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
+        key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
+        value = self.penalty(inputs.state.players["d"], params["d"], real, real_y, fake, fake_y, key)
+        weight = self.objective.penalty_weight * self.objective.penalty_every
+        return weight * value, PhaseOutput(metrics={"penalty": value})
+
+    def _g_main(self, params, inputs: PhaseInputs):
+        d, g = inputs.state.players["d"], inputs.state.players["g"]
+        real, real_y = self.real_inputs(inputs.batch)
+        fake, fake_y, g_stats = self.generate(g, params["g"], rng.named(inputs.key, "fake"), real.shape[0],
+                                              inputs.axis_name)
+        if self.objective.g_objective == "feature_matching":
+            # Each device matches its own batch's means; gradients are averaged over devices.
+            real_features = lax.stop_gradient(self.d_features(d, real, real_y))
+            g_loss = losses.feature_matching_g_loss(self.d_features(d, fake, fake_y), real_features)
+            return g_loss, PhaseOutput(metrics={"g_loss": g_loss}, batch_stats={"g": g_stats})
+        pair, axis, step = self.objective.pair, inputs.axis_name, inputs.state.step
+        real_noise, fake_noise = jax.random.split(rng.named(inputs.key, "g"))
+        # D's statistics are updated in D's phase only.
+        fake_logits, fake_classes, _ = self.discriminate(d, d.params, self.noise(fake_noise, fake, step, axis), fake_y)
+        real_logits = None
+        if pair.g_needs_real:
+            real_logits = self.discriminate(d, d.params, self.noise(real_noise, real, step, axis), real_y)[0]
+        parts = {"g_loss": pair.g(fake_logits, real_logits)}
+        total = parts["g_loss"]
+        if self.conditioning.aux_class_weight:
+            parts["g_class_loss"] = _class_loss(fake_classes, fake_y)
+            total = total + self.conditioning.aux_class_weight * parts["g_class_loss"]
+        return total, PhaseOutput(metrics=parts, batch_stats={"g": g_stats})
+
+    def phases(self, n_critic: int = 1) -> tuple[Phase, ...]:
+        """D's update (``n_critic`` times per step), its lazy penalty (if any), then G's through the new D."""
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be at least 1, got {n_critic}")
+        phases = [Phase("d", ("d",), self._d_main, repeat=n_critic)]
+        if self.objective.penalty != "none" and self.objective.penalty_every > 1:
+            phases.append(Phase("d_penalty", ("d",), self._d_penalty, every=self.objective.penalty_every))
+        phases.append(Phase("g", ("g",), self._g_main))
+        return tuple(phases)
+
+
+def mix_and_push(pool: ReplayBuffer, key: jax.Array, fake: jax.Array,
+                 axis_name: str | None) -> tuple[jax.Array, ReplayBuffer]:
+    """D's fake batch with ``pool.share`` of it replayed, and the pool with this (global) batch pushed."""
+    mixed = mix(pool, rng.device_key(key, axis_name), fake)
+    pushed = fake if axis_name is None else lax.all_gather(fake, axis_name, tiled=True)
+    return mixed, pool.push(pushed)
+
+
+def create_state(key: jax.Array, gan: GAN, generator: nn.Module, discriminator: nn.Module,
+                 image_shape: tuple[int, ...], g_tx: optax.GradientTransformation | None = None,
+                 d_tx: optax.GradientTransformation | None = None, ema_decay: float = 0.0, replay_capacity: int = 0,
+                 replay_share: float = 0.0) -> TrainState:
+    """Both players (optimizers default to Adam(2e-4, b1=0.5), as in DCGAN) and the state's options.
+
+    Args:
+      key: the run's key; it seeds both players' init and every later step.
+      gan: the objective (``latent.dim`` and the conditioning shape the players' inputs).
+      generator: called as ``generator(z, train=...)`` (``generator(z, labels, train=...)`` when conditional).
+      discriminator: called as ``discriminator(images, train=...)`` (with labels too when
+        ``gan.conditioning.d_takes_labels``).
+      image_shape: the shape of one example, e.g. ``(H, W, C)``.
+      g_tx: G's optimizer.
+      d_tx: D's optimizer.
+      ema_decay: keep a moving average of G's params with this decay (0: none).
+      replay_capacity: keep a ring of this many past fakes (0: none), of which D's fake
+        batch replays ``replay_share`` (ganhacks trick 7).
+      replay_share: see ``replay_capacity``.
+    """
+    if (replay_capacity == 0) != (replay_share == 0):
+        raise ValueError(f"replay_share is {replay_share} with replay_capacity {replay_capacity}: set both or neither")
+    g_tx = g_tx or optax.adam(2e-4, b1=0.5)
+    d_tx = d_tx or optax.adam(2e-4, b1=0.5)
+    g_key, d_key, run_key = jax.random.split(key, 3)
+    y = (jnp.zeros((2,), jnp.int32),) if gan.conditioning.num_classes else ()
+    g = Player.create(generator, g_tx, g_key, jnp.zeros((2, gan.latent.dim)), *y)
+    d = Player.create(discriminator, d_tx, d_key, jnp.zeros((2, *image_shape)),
+                      *(y if gan.conditioning.d_takes_labels else ()))
+    buffers = {"replay": ReplayBuffer.create(replay_capacity, image_shape, share=replay_share)} if replay_capacity else {}
+    return TrainState.create(run_key, {"g": g, "d": d}, ema_decay={"g": ema_decay}, buffers=buffers)
+
+
+def generate(state: TrainState, z: jax.Array, labels: jax.Array | None = None, train: bool = False,
+             use_ema: bool = False, rngs=None) -> jax.Array:
+    """G's images for ``z`` (and class ``labels``), with BatchNorm running statistics unless ``train``.
+
+    Args:
+      state: the train state.
+      z: latents ``(N, latent_dim)``.
+      labels: class labels ``(N,)`` for a conditional G.
+      train: use batch statistics instead of running ones.
+      use_ema: use the moving average of G's params.
+      rngs: keys for G's noise and dropout layers, if it has any.
+    """
+    inputs = (z,) if labels is None else (z, labels)
+    return state.players["g"](state.params("g", use_ema), *inputs, train=train, rngs=rngs)[0]
