@@ -21,8 +21,8 @@ import jax
 import torch
 from torch import nn as tnn
 
-from ganjax import train
 from ganjax.models import dcgan
+from ganjax.training import gan, make_step
 
 CHANNELS, WIDTH, LATENT = 3, 64, 100
 
@@ -31,16 +31,16 @@ CHANNELS, WIDTH, LATENT = 3, 64, 100
 
 def ganjax_step(size: int, batch: int):
     """A ``() -> None`` running one jitted ganjax train step, and that step's FLOPs."""
-    config = train.StepConfig(latent_dim=LATENT)
-    state = train.create_state(jax.random.key(0), dcgan.Generator(size, CHANNELS, WIDTH, LATENT),
-                               dcgan.Discriminator(size, WIDTH), (size, size, CHANNELS), config)
+    objective = gan.GAN(gan.Latent(dim=LATENT))
+    state = gan.create_state(jax.random.key(0), objective, dcgan.Generator(size, CHANNELS, WIDTH, LATENT),
+                             dcgan.Discriminator(size, WIDTH), (size, size, CHANNELS))
     images = {"image": jax.random.uniform(jax.random.key(1), (batch, size, size, CHANNELS), minval=-1, maxval=1)}
-    step = train.jit_step(train.train_step)
-    flops = step.lower(state, images, config=config).compile().cost_analysis()["flops"]
+    step = jax.jit(make_step(objective.phases()), donate_argnums=0)
+    flops = step.lower(state, images).compile().cost_analysis()["flops"]
     holder = [state]
 
     def run():
-        holder[0], metrics = step(holder[0], images, config=config)
+        holder[0], metrics = step(holder[0], images)
         jax.block_until_ready(metrics)
 
     return run, flops

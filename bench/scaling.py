@@ -4,7 +4,7 @@ On a CPU the devices are simulated (``--xla_force_host_platform_device_count=8``
 set here unless XLA_FLAGS is already set) and share the same cores, so this
 measures the overhead of ``ganjax.training.devices`` (splitting, collectives, cross-replica
 BatchNorm), not a speed-up. On GPUs or TPUs it uses the real devices it finds.
-One device runs the plain jitted step, as ``parallel.data_parallel`` does there.
+One device runs the plain jitted step, as ``devices.data_parallel`` does there.
 The device counts take turns within each repeat; medians are reported, with
 the CPU time the process spends per step (all its threads), which a busy
 machine disturbs less than the wall-clock rate.
@@ -24,23 +24,22 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 import jax  # noqa: E402  (after XLA_FLAGS)
 import numpy as np  # noqa: E402
 
-from ganjax import train
-from ganjax.training import devices as parallel  # noqa: E402
 from ganjax.models import dcgan  # noqa: E402
+from ganjax.training import devices, gan, make_step  # noqa: E402
 
 SIZE, LATENT = 28, 100
 
 
 def setup(num_devices: int, batch: int, width: int) -> dict:
     """The data-parallel step on ``num_devices``, its replicated state and split batch, and its compile time."""
-    mesh = parallel.make_mesh(num_devices)
-    config = train.StepConfig(latent_dim=LATENT)
-    bn_axis = parallel.bn_axis_name("auto", batch, mesh)
-    state = train.create_state(jax.random.key(0), dcgan.Generator(SIZE, 1, width, LATENT, bn_axis_name=bn_axis),
-                               dcgan.Discriminator(SIZE, width, bn_axis_name=bn_axis), (SIZE, SIZE, 1), config)
+    mesh = devices.make_mesh(num_devices)
+    objective = gan.GAN(gan.Latent(dim=LATENT))
+    bn_axis = devices.bn_axis_name("auto", batch, mesh)
+    state = gan.create_state(jax.random.key(0), objective, dcgan.Generator(SIZE, 1, width, LATENT, bn_axis_name=bn_axis),
+                             dcgan.Discriminator(SIZE, width, bn_axis_name=bn_axis), (SIZE, SIZE, 1))
     images = np.random.default_rng(0).uniform(-1, 1, (batch, SIZE, SIZE, 1)).astype(np.float32)
-    run = {"step": parallel.data_parallel(train.train_step, mesh, config), "state": parallel.replicate(state, mesh),
-           "batch": parallel.shard_batch({"image": images}, mesh), "sync_bn": bn_axis is not None,
+    run = {"step": devices.data_parallel(make_step(objective.phases()), mesh), "state": devices.replicate(state, mesh),
+           "batch": devices.shard_batch({"image": images}, mesh), "sync_bn": bn_axis is not None,
            "rates": [], "cpu_s": []}
     start = time.perf_counter()
     steps_per_second(run, 1)

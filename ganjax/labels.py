@@ -84,8 +84,12 @@ def d_labels(key: Array, shape: Shape, scheme: str = "none", flip_prob: float = 
     """D's targets from the config: the ``scheme`` of :data:`LABELS`, then flips with ``flip_prob`` (if > 0).
 
     Example:
-      >>> real_y, fake_y = d_labels(key, real_logits.shape, "noisy", flip_prob=0.05)
+      >>> from ganjax import losses
+      >>> real_logits, fake_logits = jnp.full((64,), 2.0), jnp.full((64,), -2.0)
+      >>> real_y, fake_y = d_labels(jax.random.key(0), real_logits.shape, "noisy", flip_prob=0.05)
       >>> d_loss = losses.minimax_d_loss(real_logits, fake_logits, real_y, fake_y)
+      >>> bool(0.0 <= fake_y.min()) and real_y.shape
+      (64,)
     """
     scheme_key, flip_key = jax.random.split(key)
     labels = LABELS[scheme](scheme_key, shape)

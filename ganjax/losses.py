@@ -5,8 +5,9 @@ fake_labels=0.0) -> scalar`` (the labelled ones; the others take only the
 logits) and every G loss ``(fake_logits, real_logits=None) -> scalar`` (only the
 relativistic ones read ``real_logits``), so a config can swap them by name (see
 :data:`LOSSES`). Logits are D's raw outputs; probabilities are never
-formed, so no loss takes ``log(sigmoid(x))`` (it uses ``log_sigmoid``, which is
-exact where ``sigmoid`` underflows).
+formed, so no loss takes ``log(sigmoid(x))``: the cross-entropies are
+``optax.sigmoid_binary_cross_entropy``, which uses ``log_sigmoid`` (exact where
+``sigmoid`` underflows) and takes soft labels.
 """
 
 from __future__ import annotations
@@ -16,18 +17,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Array = jax.Array
-
-
-def sigmoid_cross_entropy(logits: Array, labels: Array | float) -> Array:
-    """Elementwise ``-[y log sigmoid(l) + (1 - y) log(1 - sigmoid(l))]``, stable for any logit.
-
-    Uses ``log(1 - sigmoid(l)) = log_sigmoid(-l)``. ``labels`` may be soft
-    (any real values, as label smoothing and noisy labels produce).
-    """
-    labels = jnp.asarray(labels, logits.dtype)
-    return -(labels * jax.nn.log_sigmoid(logits) + (1.0 - labels) * jax.nn.log_sigmoid(-logits))
 
 
 def minimax_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
@@ -41,8 +33,8 @@ def minimax_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | 
     References:
       Goodfellow et al. 2014, Generative Adversarial Nets.
     """
-    return (jnp.mean(sigmoid_cross_entropy(real_logits, real_labels))
-            + jnp.mean(sigmoid_cross_entropy(fake_logits, fake_labels)))
+    return (jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits, real_labels))
+            + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, fake_labels)))
 
 
 def minimax_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
@@ -69,7 +61,7 @@ def non_saturating_g_loss(fake_logits: Array, real_logits: Array | None = None) 
       Goodfellow et al. 2014, section 3; ganhacks trick 2 ("max log D").
     """
     del real_logits
-    return jnp.mean(sigmoid_cross_entropy(fake_logits, 1.0))
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, 1.0))
 
 
 def wasserstein_d_loss(real_logits: Array, fake_logits: Array) -> Array:
@@ -151,7 +143,7 @@ def relativistic_d_loss(real_logits: Array, fake_logits: Array, real_labels: Arr
       Jolicoeur-Martineau 2019, The relativistic discriminator.
     """
     diff = real_logits - fake_logits
-    return 0.5 * jnp.mean(sigmoid_cross_entropy(diff, real_labels) + sigmoid_cross_entropy(-diff, fake_labels))
+    return 0.5 * jnp.mean(optax.sigmoid_binary_cross_entropy(diff, real_labels) + optax.sigmoid_binary_cross_entropy(-diff, fake_labels))
 
 
 def relativistic_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
@@ -161,7 +153,7 @@ def relativistic_g_loss(fake_logits: Array, real_logits: Array | None = None) ->
       Jolicoeur-Martineau 2019, The relativistic discriminator.
     """
     real_logits = _required(real_logits, "relativistic_g_loss")
-    return jnp.mean(sigmoid_cross_entropy(fake_logits - real_logits, 1.0))
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits - real_logits, 1.0))
 
 
 def relativistic_average_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
@@ -174,8 +166,8 @@ def relativistic_average_d_loss(real_logits: Array, fake_logits: Array, real_lab
     References:
       Jolicoeur-Martineau 2019, The relativistic discriminator.
     """
-    return (jnp.mean(sigmoid_cross_entropy(real_logits - jnp.mean(fake_logits), real_labels))
-            + jnp.mean(sigmoid_cross_entropy(fake_logits - jnp.mean(real_logits), fake_labels)))
+    return (jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits - jnp.mean(fake_logits), real_labels))
+            + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits - jnp.mean(real_logits), fake_labels)))
 
 
 def relativistic_average_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:

@@ -29,7 +29,10 @@ def add_instance_noise(key: Array, real: Array, fake: Array, std: Array | float)
 
     Example:
       >>> schedule = instance_noise_schedule(0.1, 10_000)
-      >>> real, fake = add_instance_noise(key, real, fake, schedule(state.step))
+      >>> real, fake = jax.numpy.zeros((4, 2)), jax.numpy.ones((4, 2))
+      >>> noisy_real, noisy_fake = add_instance_noise(jax.random.key(0), real, fake, schedule(5_000))
+      >>> round(float(schedule(5_000)), 6), noisy_real.shape
+      (0.05, (4, 2))
 
     References:
       Arjovsky & Bottou 2017, Towards Principled Methods for Training GANs;

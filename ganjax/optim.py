@@ -2,9 +2,11 @@
 
 Each player gets its own chain (DESIGN.md: never one optimizer for both)::
 
-    track_global_norm() -> [clip_by_global_norm] -> [add_noise] -> adam | optimistic adam | sgd | rmsprop
+    [clip_by_global_norm] -> [add_noise] -> adam | optimistic adam | sgd | rmsprop
 
-so the monitor can read the raw gradient norm with :func:`last_global_norm`.
+The raw gradient norm, before clipping, is a metric of every player update
+(``{phase}_grad_norm``, :func:`ganjax.training.phases.update_players`) that the
+monitor watches (ganhacks trick 9: "check norms of gradients").
 :func:`gan_optimizers` builds both chains from the experiment config's
 ``d_optimizer``, ``lr_g``, ``lr_d`` (constants or schedules such as
 :func:`linear_decay`), ``grad_clip``, ``grad_noise`` and ``optimistic``;
@@ -24,46 +26,6 @@ from flax import struct
 PyTree = Any
 
 
-class TrackGlobalNormState(NamedTuple):
-    """The global norm of the last gradient that passed through :func:`track_global_norm`."""
-
-    global_norm: jax.Array
-
-
-def track_global_norm() -> optax.GradientTransformation:
-    """Passes updates through unchanged and keeps their global L2 norm in its state.
-
-    First in a chain, it records the raw gradient norm, before clipping.
-
-    Example:
-      >>> tx = optax.chain(track_global_norm(), optax.adam(2e-4))
-      >>> updates, opt_state = tx.update(grads, opt_state)
-      >>> last_global_norm(opt_state)  # == optax.global_norm(grads)
-
-    References:
-      ganhacks trick 9 "check norms of gradients: if they are over 100 things
-      are screwing up" (seeds 000, 003, 004).
-    """
-
-    def init_fn(params):
-        del params
-        return TrackGlobalNormState(jnp.zeros([], jnp.float32))
-
-    def update_fn(updates, state, params=None):
-        del state, params
-        return updates, TrackGlobalNormState(optax.tree.norm(updates).astype(jnp.float32))
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def last_global_norm(opt_state: optax.OptState) -> jax.Array:
-    """The norm kept by the one :func:`track_global_norm` inside a (chained) ``opt_state``."""
-    state = optax.tree_utils.tree_get(opt_state, "TrackGlobalNormState")
-    if state is None:
-        raise KeyError("last_global_norm: opt_state holds no TrackGlobalNormState; chain track_global_norm() in")
-    return state.global_norm
-
-
 def _base(name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
           optimistic: bool) -> optax.GradientTransformation:
     """The update rule of one player: optimistic variants where asked (Daskalakis et al. 2018)."""
@@ -80,7 +42,7 @@ def _base(name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float
 def player_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, b1: float = 0.5, b2: float = 0.999,
                      grad_clip: float | None = None, grad_noise: float | None = None, key: jax.Array | None = None,
                      optimistic: bool = False) -> optax.GradientTransformation:
-    """One player's chain: norm tracking, optional clipping and gradient noise, then the update rule.
+    """One player's chain: optional clipping and gradient noise, then the update rule.
 
     Args:
       name: ``'adam'`` (Radford et al. 2015: lr 2e-4, b1 0.5), ``'sgd'`` or
@@ -96,7 +58,7 @@ def player_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, b1: fl
         al. 2018, Training GANs with Optimism), which damps the rotation of
         the game.
     """
-    parts = [track_global_norm()]
+    parts = []
     if grad_clip is not None:
         parts.append(optax.clip_by_global_norm(grad_clip))
     if grad_noise is not None:
@@ -136,7 +98,10 @@ def gan_optimizers(lr_g: optax.ScalarOrSchedule = 2e-4, lr_d: optax.ScalarOrSche
 
     Example:
       >>> tx = gan_optimizers(lr_g=1e-4, lr_d=4e-4, grad_clip=10.0)
-      >>> state = train.create_state(key, g, d, (28, 28, 1), config, g_tx=tx.g, d_tx=tx.d)
+      >>> params = {"w": jnp.ones(3)}
+      >>> updates, _ = tx.d.update({"w": jnp.full(3, 100.0)}, tx.d.init(params), params)
+      >>> round(float(updates["w"][0]), 6)  # Adam's first step: -lr whatever the clipped size
+      -0.0004
     """
     g_key, d_key = jax.random.split(key) if key is not None else (None, None)
     common = dict(b1=b1, b2=b2, grad_clip=grad_clip, grad_noise=grad_noise, optimistic=optimistic)
@@ -186,9 +151,10 @@ class EMA(struct.PyTreeNode):
     statistics in step with its averaged weights.
 
     Example:
-      >>> ema = EMA.create(state.g.params, decay=0.999)
-      >>> ema = ema.update(state.g.params)  # after every G step
-      >>> images = state.g(ema.params, z, train=False)[0]
+      >>> ema = EMA.create({"w": jnp.zeros(2)}, decay=0.9)
+      >>> ema = ema.update({"w": jnp.ones(2)})  # after every G step
+      >>> [round(w, 6) for w in ema.params["w"].tolist()]
+      [0.1, 0.1]
     """
 
     params: PyTree

@@ -143,6 +143,10 @@ def weight_clipping(clip: float) -> optax.GradientTransformation:
 
     Example:
       >>> d_tx = optax.chain(optax.rmsprop(5e-5), weight_clipping(0.01))
+      >>> params = {"w": jnp.array([0.005, 0.5])}
+      >>> updates, _ = d_tx.update({"w": jnp.array([-1.0, -1.0])}, d_tx.init(params), params)
+      >>> float(optax.apply_updates(params, updates)["w"][1])  # 0.5 lands on the clip
+      0.009999990463256836
 
     References:
       Arjovsky et al. 2017, Wasserstein GAN, algorithm 1.

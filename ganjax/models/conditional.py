@@ -14,7 +14,7 @@ class head beside its real/fake logit (Odena, Olah and Shlens 2017; seed items
 Every :class:`Discriminator` sows its penultimate features as
 ``intermediates/features``, the hidden layer that feature matching
 (:mod:`ganjax.feature_matching`) and the VAE-GAN's reconstruction loss
-(:mod:`ganjax.vaegan`) compare.
+(:mod:`ganjax.models.vaegan`) compare.
 
 The layers, norms and initialization are DCGAN's (:mod:`ganjax.models.dcgan`);
 G's body is :class:`ganjax.models.dcgan.Generator` itself.
@@ -30,9 +30,9 @@ from ganjax.models import dcgan
 from ganjax.nn.conv import Conv
 from ganjax.nn.normalization import SpectralConv
 from ganjax.nn.normalization import SpectralDense
+from ganjax.training.state import FEATURES
 
 CONDITIONINGS = ("none", "channels", "projection", "auxiliary")
-FEATURES = "features"  # the name D sows its hidden layer under, in the 'intermediates' collection
 
 
 def projection(features: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:

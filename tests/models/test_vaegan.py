@@ -1,4 +1,4 @@
-"""The VAE-GAN step: each player gets the gradient of its own loss (Larsen et al. 2016, Algorithm 1)."""
+"""ganjax.models.vaegan: each player gets the gradient of its own loss (Larsen et al. 2016, Algorithm 1)."""
 
 import chex
 import jax
@@ -7,20 +7,28 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import losses, train, vaegan
-from ganjax.feature_matching import apply_with_features
-from ganjax.models import vaegan as models
+from ganjax import losses
+from ganjax.models import vaegan
+from ganjax.training import devices, rng
+from ganjax.training.gan import GAN, Latent, Objective
+from ganjax.training.phases import PhaseInputs, make_step
 
 S, LATENT = 8, 3  # image side, z size
-CONFIG = vaegan.VAEGANConfig(gan=train.StepConfig(latent_dim=LATENT), gamma=0.5, kl_weight=2.0)
+MODEL = vaegan.VAEGAN(GAN(Latent(dim=LATENT)), gamma=0.5, kl_weight=2.0)
 REAL = {"image": jax.random.uniform(jax.random.key(9), (6, S, S, 1), minval=-1, maxval=1)}
+METRICS = {"d_loss", "d_real", "d_fake", "d_grad_norm", "g_loss", "kl", "reconstruction", "enc_grad_norm",
+           "g_grad_norm"}
 
 
-def make_state(config=CONFIG, **norms):
-    encoder, decoder, discriminator = models.players(S, 1, LATENT, width=4, **norms)
-    sgd = optax.sgd(1.0)
-    return vaegan.create_state(jax.random.key(0), encoder, decoder, discriminator, (S, S, 1), config,
-                               enc_tx=sgd, g_tx=sgd, d_tx=sgd)
+def make_state(model=MODEL, tx=optax.sgd(1.0), d_tx=None, seed=0, **norms):
+    encoder, decoder, discriminator = vaegan.players(S, 1, LATENT, width=4, **norms)
+    return vaegan.create_state(jax.random.key(seed), model, encoder, decoder, discriminator, (S, S, 1),
+                               enc_tx=tx, g_tx=tx, d_tx=d_tx or tx)
+
+
+def one_step(model=MODEL, state=None):
+    state = make_state(model) if state is None else state
+    return jax.jit(make_step(model.phases()))(state, REAL)
 
 
 def test_kl_divergence_closed_form():
@@ -29,59 +37,114 @@ def test_kl_divergence_closed_form():
     np.testing.assert_allclose(vaegan.kl_divergence(jnp.ones((1, 2)), jnp.ones((1, 2))), [np.e - 1.0], rtol=1e-6)
 
 
+def test_feature_reconstruction_is_half_the_mean_squared_distance():
+    real, fake = jnp.zeros((2, 3)), jnp.array([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(vaegan.feature_reconstruction(real, fake), 0.5 * (1.0 + 3.0) / 2)
+
+
 @pytest.mark.parametrize("norms", [{}, {"d_norm": "batch"}])
 def test_each_player_descends_its_own_loss(norms):
+    """One SGD(1) step against the losses of the paper written out by hand."""
     state = make_state(**norms)
-    new, metrics = vaegan.train_step(state, REAL, CONFIG)
-    keys = train.step_keys(state, "posterior", "prior", "g", "d", "noise")
-    real = REAL["image"]
-    eps = jax.random.normal(keys["posterior"], (6, LATENT))
-    z_prior = jax.random.normal(keys["prior"], (6, LATENT))
+    new, metrics = one_step(state=state)
+    assert set(metrics) == METRICS and int(new.step) == 1
+    inputs = PhaseInputs(state, REAL, rng.step_key(state.key, state.step), None, {})
+    real2 = jnp.concatenate([REAL["image"]] * 2)
 
     def forward(enc_params, g_params):
-        mean, log_variance = state.enc(enc_params, real, train=True)[0]
-        z = jnp.concatenate([mean + jnp.exp(0.5 * log_variance) * eps, z_prior])
-        images = train.run_g(state.g, g_params, z, None, keys["g"], CONFIG.gan)[0]
-        return images, jnp.mean(vaegan.kl_divergence(mean, log_variance))
+        return MODEL.forward(enc_params, g_params, inputs)[:2]
 
-    images, kl = forward(state.enc.params, state.g.params)
-    # D: the train step's own D update, reals against reconstructions and samples.
-    expected_d, _ = train.d_update(state.d, jnp.concatenate([real, real]), None, images, None, keys["d"],
-                                    state.step, CONFIG.gan)
-    chex.assert_trees_all_close(new.d.params, expected_d.params, rtol=1e-5, atol=1e-6)
-    d = new.d  # the encoder and decoder train through the updated D
+    images, _ = forward(state.players["enc"].params, state.players["g"].params)
+    # D: reals twice against reconstructions and samples, nothing from the encoder's or decoder's losses.
+    d_grads = jax.grad(lambda p: MODEL.gan.d_loss(p, inputs, real2, None, images, None)[0])(state.params("d"))
+    expected_d = jax.tree.map(lambda p, g: p - g, state.params("d"), d_grads)
+    chex.assert_trees_all_close(new.params("d"), expected_d, rtol=1e-5, atol=1e-6)
+    d = new.players["d"]  # the encoder and decoder train through the updated D
 
     def parts(enc_params, g_params):
         images, kl = forward(enc_params, g_params)
-        real_logits, real_features, _ = apply_with_features(d, d.params, jnp.concatenate([real, real]))
-        logits, features, _ = apply_with_features(d, d.params, images)
+        _, real_features, _ = d.with_features(d.params, real2)
+        logits, features, _ = d.with_features(d.params, images)
         like = 0.5 * jnp.mean(jnp.sum(jnp.square(features[:6] - real_features[:6]), axis=-1))
         return kl, like, losses.non_saturating_g_loss(logits)
 
-    kl, like, gan = parts(state.enc.params, state.g.params)
+    enc0, g0 = state.params("enc"), state.params("g")
+    kl, like, gan = parts(enc0, g0)
     np.testing.assert_allclose([metrics["kl"], metrics["reconstruction"], metrics["g_loss"]], [kl, like, gan],
                                rtol=1e-5)
-    enc_loss = lambda p: (lambda kl, like, gan: 2.0 * kl + like)(*parts(p, state.g.params))
-    g_loss = lambda p: (lambda kl, like, gan: 0.5 * like + gan)(*parts(state.enc.params, p))
+    enc_loss = lambda p: (lambda kl, like, gan: 2.0 * kl + like)(*parts(p, g0))
+    g_loss = lambda p: (lambda kl, like, gan: 0.5 * like + gan)(*parts(enc0, p))
     sgd = lambda params, loss: jax.tree.map(lambda p, g: p - g, params, jax.grad(loss)(params))
-    chex.assert_trees_all_close(new.enc.params, sgd(state.enc.params, enc_loss), rtol=1e-4, atol=1e-6)
-    chex.assert_trees_all_close(new.g.params, sgd(state.g.params, g_loss), rtol=1e-4, atol=1e-6)
-    assert int(new.step) == 1
+    chex.assert_trees_all_close(new.params("enc"), sgd(enc0, enc_loss), rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_close(new.params("g"), sgd(g0, g_loss), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(metrics["enc_grad_norm"], optax.tree.norm(jax.grad(enc_loss)(enc0)), rtol=1e-4)
 
 
-def test_step_compiles_once_and_reconstructs_images_of_the_input_shape():
-    state = make_state()
+def _changed(a, b):
+    return not all(np.allclose(x, y, rtol=0, atol=0) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_each_weight_reaches_only_its_own_player():
+    """kl_weight moves the encoder alone, gamma the decoder alone, and neither reaches D (Algorithm 1)."""
+    base, _ = one_step()
+    no_kl, _ = one_step(vaegan.VAEGAN(MODEL.gan, gamma=0.5, kl_weight=0.0))
+    no_like, _ = one_step(vaegan.VAEGAN(MODEL.gan, gamma=0.0, kl_weight=2.0))
+    assert _changed(base.params("enc"), no_kl.params("enc"))
+    chex.assert_trees_all_close(base.params("g"), no_kl.params("g"), rtol=1e-6, atol=1e-7)
+    assert _changed(base.params("g"), no_like.params("g"))
+    chex.assert_trees_all_close(base.params("enc"), no_like.params("enc"), rtol=1e-6, atol=1e-7)
+    for other in (no_kl, no_like):
+        chex.assert_trees_all_close(base.params("d"), other.params("d"), rtol=1e-6, atol=1e-7)
+
+
+def test_compiles_once_is_deterministic_and_keeps_shapes():
+    step = jax.jit(chex.assert_max_traces(make_step(MODEL.phases()), n=1))
     chex.clear_trace_counter()
-    step = jax.jit(chex.assert_max_traces(vaegan.train_step, n=1), static_argnames="config", donate_argnums=0)
-    for _ in range(3):
-        state, metrics = step(state, REAL, config=CONFIG)
+    adam = optax.adam(1e-3)  # one optimizer object for both runs: it is a static field of the state
+
+    def run(seed):
+        state = make_state(tx=adam, seed=seed)
+        for _ in range(3):
+            state, metrics = step(state, REAL)
+        return state, metrics
+
+    state, metrics = run(0)
+    again, _ = run(0)
     chex.assert_tree_all_finite(metrics)
+    chex.assert_trees_all_equal(state.players, again.players)
+    assert int(state.step) == 3
+    other, _ = step(make_state(tx=adam, seed=1), REAL)
+    assert _changed(state.params("enc"), other.params("enc"))
     chex.assert_shape(vaegan.reconstruct(state, REAL["image"]), REAL["image"].shape)
     chex.assert_shape(vaegan.generate(state, jnp.zeros((2, LATENT))), (2, S, S, 1))
 
 
-def test_unsupported_gan_options_are_refused():
-    with pytest.raises(ValueError, match="VAEGANConfig.gan.n_critic: not supported"):
-        vaegan.VAEGANConfig(gan=train.StepConfig(n_critic=2))
+def test_one_device_mesh_runs_the_same_step():
+    state = make_state()
+    expected, metrics = one_step(state=state)
+    step = devices.data_parallel(make_step(MODEL.phases()), devices.make_mesh(1))
+    got, parallel_metrics = step(devices.replicate(state, devices.make_mesh(1)), REAL)
+    chex.assert_trees_all_close(got.players, expected.players, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(parallel_metrics, metrics, rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_and_decoder_lower_their_losses_against_a_frozen_d():
+    """With D frozen, L_like is a fixed metric: the VAE's own objective falls on a tiny batch."""
+    state = make_state(tx=optax.adam(1e-2), d_tx=optax.sgd(0.0))
+    step = jax.jit(make_step(MODEL.phases()))
+    values = []
+    for _ in range(15):
+        state, metrics = step(state, REAL)
+        values.append(float(MODEL.kl_weight * metrics["kl"] + metrics["reconstruction"]))
+    assert np.mean(values[-3:]) < 0.7 * values[0], values
+
+
+def test_unsupported_options_are_refused():
+    with pytest.raises(ValueError, match="VAEGAN.gan.objective.g_objective: not supported"):
+        vaegan.VAEGAN(GAN(objective=Objective(g_objective="feature_matching")))
+    with pytest.raises(ValueError, match="VAEGAN.gan.latent.distribution: not supported"):
+        vaegan.VAEGAN(GAN(Latent(distribution="uniform")))
     with pytest.raises(ValueError, match="gamma and kl_weight must not be negative"):
-        vaegan.VAEGANConfig(gamma=-1.0)
+        vaegan.VAEGAN(gamma=-1.0)
+    with pytest.raises(ValueError, match="n_critic must be at least 1"):
+        MODEL.phases(0)
