@@ -2,137 +2,128 @@
 
 Run::
 
-  python -m experiments.gaussian_mixture --mixture ring --seed 0 --workdir runs/gm/ring_ns_0
+  python -m experiments.gaussian_mixture --mixture ring --run.seed 0 --run.workdir runs/gm/ring_ns_0
   python -m experiments.gaussian_mixture table runs/gm   # markdown table of every run under runs/gm
 
-Every ``eval_every`` steps it logs the mean train metrics, the mode metrics of
-2,500 samples (modes captured, high-quality share, mode KL) and the monitor's
-flags to ``metrics.jsonl`` and TensorBoard, and shows them beside the progress
-bar; every ``plot_every`` steps it draws the samples over the modes
-(``scatter/step_XXXXXX.png``); at the end ``training.png`` plots the curves.
-Steps between evaluations run in one ``lax.scan``, each drawing its data batch
-from ``fold_in(data_key, step)``. A NaN or Inf metric stops the run with
-:class:`ganjax.evaluation.monitor.NonFiniteLossError`; a flag named in ``stop_on`` ends it early.
+Every ``--evaluation.eval-every`` steps it adds the mode metrics of
+``eval_samples`` samples (modes captured, high-quality share, mode KL) to the
+log; every ``--run.log-every`` steps it logs them with the mean train metrics
+and the monitor's flags to ``metrics.jsonl`` and TensorBoard, and shows them
+beside the progress bar; every ``--run.sample-every`` steps it draws the
+samples over the modes (``scatter/step_XXXXXX.png``); at the end
+``training.png`` plots the curves. Each step draws its data batch from
+``fold_in(data_key, step)``. A NaN or Inf metric stops the run with
+:class:`ganjax.evaluation.monitor.NonFiniteLossError`; a flag named in
+``--monitor.stop-on`` ends it early.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import pathlib
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 import jax
 import numpy as np
-from jax import lax
-from tqdm import tqdm
 
-from experiments.common import Logger, parse_config, step_config
-from ganjax import data, optim, plots, train
+from experiments import config as configs
+from experiments import runner
+from ganjax import data, plots
 from ganjax.evaluation import metrics
-from ganjax.evaluation import monitor
 from ganjax.models import mlp
+from ganjax.training import gan as gans
+from ganjax.training.phases import batches_per_step, make_step
 
 
-@dataclasses.dataclass
-class MixtureConfig:
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """MLP G and D (ganjax.models.mlp)."""
+
+    g_width: int = 128
+    """units of each of G's hidden layers."""
+    g_depth: int = 3
+    """G's hidden layers."""
+    d_width: int = 128
+    """units of each of D's hidden layers."""
+    d_depth: int = 3
+    """D's hidden layers."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The mode metrics of G's samples (ganjax.evaluation.metrics.mixture_metrics)."""
+
+    eval_every: int = 500
+    """steps between evaluations."""
+    eval_samples: int = 2500
+    """samples per evaluation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
     """A GAN on a 2D Gaussian mixture."""
 
-    mixture: str = "ring"  # a key of ganjax.data.MIXTURES: ring, grid
-    workdir: str = "runs/gaussian_mixture"
-    seed: int = 0
-    steps: int = 10000
-    batch_size: int = 256
-    latent_dim: int = 2
-    loss: str = "non_saturating"  # the StepConfig fields of the same names: ganjax.losses.LOSSES, ...
-    d_labels: str = "none"  # ... ganjax.labels.LABELS (one_sided, noisy) ...
-    penalty: str = "none"  # ... and ganjax.penalties.PENALTIES (r1, wgan_gp, ...)
-    penalty_weight: float = 0.0
-    g_width: int = 128
-    g_depth: int = 3
-    d_width: int = 128
-    d_depth: int = 3
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    b1: float = 0.5
-    b2: float = 0.999
-    g_optimizer: str = "adam"  # adam, sgd, rmsprop (ganjax.optim.player_optimizer)
-    d_optimizer: str = "adam"
-    optimistic: bool = False  # optimistic Adam / gradient descent (Daskalakis et al. 2018)
-    eval_every: int = 500
-    eval_samples: int = 2500
-    plot_every: int = 2500
-    stop_on: str = ""  # comma-separated monitor flags that stop the run, e.g. "grad_explosion"
+    mixture: Literal[tuple(data.MIXTURES)] = "ring"
+    """the mixture: 8 Gaussians on a ring or 25 on a grid."""
+    model: Model = Model()
+    latent: configs.Latent = configs.Latent(dim=2)
+    objective: configs.Objective = configs.Objective()
+    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3)
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=10000, batch_size=256)
+    run: configs.Run = configs.Run(workdir="runs/gaussian_mixture", log_every=500, sample_every=2500,
+                                   checkpoint_every=2500)
+    evaluation: Evaluation = Evaluation()
+    monitor: configs.Monitor = configs.Monitor(window=500)
 
 
-def create_state(config: MixtureConfig) -> train.GANState:
-    """MLP G and D, each with its own optimizer from :func:`ganjax.optim.gan_optimizers`."""
-    generator = mlp.Generator(config.latent_dim, 2, (config.g_width,) * config.g_depth)
-    discriminator = mlp.Discriminator(2, (config.d_width,) * config.d_depth)
-    tx = optim.gan_optimizers(config.lr_g, config.lr_d, g_optimizer=config.g_optimizer,
-                              d_optimizer=config.d_optimizer, b1=config.b1, b2=config.b2, optimistic=config.optimistic)
-    return train.create_state(jax.random.key(config.seed), generator, discriminator, (2,), step_config(config),
-                              g_tx=tx.g, d_tx=tx.d)
+def create_state(config: Config, gan: gans.GAN):
+    """MLP G and D with the config's optimizers."""
+    generator = mlp.Generator(config.latent.dim, 2, (config.model.g_width,) * config.model.g_depth)
+    discriminator = mlp.Discriminator(2, (config.model.d_width,) * config.model.d_depth)
+    key = jax.random.key(config.run.seed)
+    tx = config.optim.build(jax.random.fold_in(key, 1), config.schedule.steps, config.schedule.n_critic)
+    return gans.create_state(key, gan, generator, discriminator, (2,), g_tx=tx.g, d_tx=tx.d)
 
 
-def make_train_chunk(mixture: data.Mixture2D, config: MixtureConfig):
-    """A jitted ``(state, data_key) -> (state, metrics over eval_every steps)``."""
-    step = step_config(config)
-
-    def body(state, data_key):
-        batch = {"image": mixture.sample(jax.random.fold_in(data_key, state.step), config.batch_size)}
-        return train.train_step(state, batch, step)
-
-    def chunk(state, data_key):
-        return lax.scan(lambda s, _: body(s, data_key), state, length=config.eval_every)
-
-    return jax.jit(chunk, donate_argnums=0)
-
-
-def train_and_evaluate(config: MixtureConfig) -> dict:
-    """Trains, evaluates and plots; returns the last evaluation record."""
-    if config.steps < config.eval_every or config.steps % config.eval_every:
-        raise ValueError(f"steps ({config.steps}) must be a positive multiple of eval_every ({config.eval_every})")
-    workdir = pathlib.Path(config.workdir)
+def train_and_evaluate(config: Config) -> dict:
+    """Trains, evaluates and plots; returns the last log record."""
+    gan = gans.GAN(config.latent, config.objective)
+    phases = gan.phases(config.schedule.n_critic)
+    runner.start(config, batches_per_step(phases))
+    workdir = pathlib.Path(config.run.workdir)
     mixture = data.MIXTURES[config.mixture]()
-    gate = monitor.Monitor(monitor.MonitorConfig(window=config.eval_every,
-                                                 stop_on=tuple(s for s in config.stop_on.split(",") if s)))
-    data_key, eval_key = jax.random.split(jax.random.key(config.seed + 1_000_003))
-    reference = np.asarray(mixture.sample(jax.random.fold_in(eval_key, 0), config.eval_samples))  # z: steps > 0
-    sample = jax.jit(lambda state, key: train.generate(state, jax.random.normal(key, (config.eval_samples,
-                                                                                       config.latent_dim))))
-    chunk = make_train_chunk(mixture, config)
-    state = create_state(config)
-    logger = Logger(workdir, 0)
-    record: dict = {}
-    bar = tqdm(total=config.steps, dynamic_ncols=True, desc=config.mixture)
-    try:
-        for done in range(config.eval_every, config.steps + 1, config.eval_every):
-            state, history = chunk(state, data_key)
-            history = jax.device_get(history)
-            monitor.check_finite(history, done)
-            points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
-            evaluation = {**metrics.mixture_metrics(points, mixture.means, mixture.std),
-                          **metrics.sample_diversity(points[:1000], reference[:1000])}
-            flags = gate.check({**history, **evaluation})
-            record = {**{k: float(np.mean(v)) for k, v in history.items()}, **evaluation,
-                      "flags": "; ".join(f.message for f in flags)}
-            logger.write(done, record)
-            bar.set_postfix(modes=evaluation["modes"], hq=f"{evaluation['high_quality']:.2f}",
-                            flags=",".join(f.name for f in flags) or "-", refresh=False)
-            bar.update(config.eval_every)
-            if done % config.plot_every == 0 or done == config.steps:
-                plots.scatter_mixture(points, mixture.means, workdir / "scatter" / f"step_{done:06d}.png",
-                                      f"{config.mixture} step {done}: {evaluation['modes']} modes, "
-                                      f"{evaluation['high_quality']:.0%} high quality")
-            if gate.should_stop(flags):
-                break
-    finally:
-        bar.close()
-        logger.close()
-    plots.plot_training(logger.path, workdir / "training.png")
-    return {"step": done, **record}
+    data_key, eval_key = jax.random.split(jax.random.key(config.run.seed + 1_000_003))
+    n = config.evaluation.eval_samples
+    reference = np.asarray(mixture.sample(jax.random.fold_in(eval_key, 0), n))  # z: steps > 0
+    sample = jax.jit(lambda state, key: gans.generate(state, config.latent.sample(key, n)))
+    rows = config.schedule.batch_size * batches_per_step(phases)
+    inner = make_step(phases)
+    step = jax.jit(lambda state, key: inner(state, {"image": mixture.sample(jax.random.fold_in(key, state.step),
+                                                                            rows)}), donate_argnums=0)
+
+    def evaluate(state, done: int) -> dict:
+        points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
+        return {**metrics.mixture_metrics(points, mixture.means, mixture.std),
+                **metrics.sample_diversity(points[:1000], reference[:1000])}
+
+    def plot(state, done: int) -> None:
+        points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
+        found = metrics.mixture_metrics(points, mixture.means, mixture.std)
+        plots.scatter_mixture(points, mixture.means, workdir / "scatter" / f"step_{done:06d}.png",
+                              f"{config.mixture} step {done}: {found['modes']} modes, "
+                              f"{found['high_quality']:.0%} high quality")
+
+    hooks = runner.run_hooks(config.run, configs.to_dict(config),
+                             [runner.Evaluate(config.evaluation.eval_every, evaluate)],
+                             config.monitor.build(config.objective), plot)
+    log = next(hook for hook in hooks if isinstance(hook, runner.Log))
+    state = runner.train(create_state(config, gan), step, lambda start: itertools.repeat(data_key),
+                         config.schedule.steps, hooks, desc=config.mixture)
+    return {"step": int(state.step), **log.last}
 
 
 def table(root: str | pathlib.Path) -> str:
@@ -157,8 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv[:1] == ["table"]:
         print(table(argv[1]))
         return
-    config = parse_config(MixtureConfig, argv)
-    print(json.dumps(train_and_evaluate(config)))
+    print(json.dumps(train_and_evaluate(configs.parse(Config, argv))))
 
 
 if __name__ == "__main__":

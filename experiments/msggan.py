@@ -1,62 +1,55 @@
-"""MSG-GAN on MNIST: ``python -m experiments.msggan [--data-dir ../shared/data/mnist] [--field value ...]``.
+"""MSG-GAN on MNIST: ``python -m experiments.msggan --data.data-dir ../shared/data/mnist [--part.field value ...]``.
 
 Karnewar and Wang 2020 (:mod:`ganjax.models.msggan`): G emits 7, 14 and 28
 pixel images (4 to 32 for 32x32 data), D reads each at its own depth; reals
-are average-pooled to the same scales inside the step. The relativistic
-average loss and Adam(3e-4, b1 0, b2 0.99) by default; every trick of
-``ganjax.train.StepConfig`` and ``ganjax.optim`` is a flag. Writes under
-``--workdir``: ``samples/step_*.png`` (the finest scale of one fixed z),
-``scales.png`` (every scale of a few z, one row each), ``samples.gif``,
-``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+are average-pooled to the same scales inside the step (packed along channels).
+The relativistic average loss and Adam(3e-4, b1 0, b2 0.99) by default.
+Writes under ``--run.workdir``: ``config.json``, ``samples/step_*.png`` (the
+finest scale of one fixed z), ``scales.png`` (every scale of a few z, one row
+each), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common
-from ganjax import images, latent, train
-from ganjax.training import devices as parallel
+from experiments import config as configs
+from experiments import runner
+from ganjax import images
 from ganjax.models import msggan
 from ganjax.nn.resample import nearest_upsample
+from ganjax.training.state import TrainState
 
 
-@dataclasses.dataclass
-class Config(common.GANConfig):
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """MSG-GAN's G and D (ganjax.models.msggan)."""
+
+    g_width: int = 16
+    """G's base channels."""
+    d_width: int = 16
+    """D's base channels."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(configs.ImageGAN):
     """MSG-GAN on MNIST."""
 
-    workdir: str = "runs/msggan"
-    steps: int = 1500
-    batch_size: int = 32
-    latent_dim: int = 64
-    loss: str = "relativistic_average"
-    lr_g: float = 3e-4
-    lr_d: float = 3e-4
-    b1: float = 0.0
-    b2: float = 0.99
-    g_width: int = 16
-    d_width: int = 16
+    model: Model = Model()
+    latent: configs.Latent = configs.Latent(dim=64)
+    objective: configs.Objective = configs.Objective(loss="relativistic_average")
+    optim: configs.Optimizers = configs.Optimizers(lr_g=3e-4, lr_d=3e-4, b1=0.0, b2=0.99)
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=1500, batch_size=32)
+    run: configs.Run = configs.Run(workdir="runs/msggan")
+    devices: configs.Devices = configs.Devices()
+    """The devices a run uses (the models have no BatchNorm to synchronize)."""
     num_samples: int = 100
-
-
-def train_step(state: train.GANState, batch: dict[str, jax.Array],
-               config: train.StepConfig) -> tuple[train.GANState, train.Metrics]:
-    """:func:`ganjax.train.train_step` on the reals of ``batch['image']`` brought to every scale (packed)."""
-    return train.train_step(state, {**batch, "image": msggan.real_scales(batch["image"])}, config)
-
-
-def create_state(config: Config, key: jax.Array) -> train.GANState:
-    """G, D and their optimizers from ``key``; D's input is the packed scales."""
-    sides = msggan.scales(config.image_size)
-    generator = msggan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim)
-    discriminator = msggan.Discriminator(config.image_size, config.d_width)
-    return common.gan_state(config, key, generator, discriminator, (sides[-1], sides[-1], len(sides) * config.channels))
+    """images in each sample grid (rows of 10)."""
 
 
 def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:
@@ -66,28 +59,27 @@ def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:
     return stacked.reshape(-1, *stacked.shape[2:])
 
 
-def train_and_evaluate(config: Config) -> train.GANState:
+def train_and_evaluate(config: Config) -> TrainState:
     """Trains MSG-GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
-    mesh = common.start(config)
-    dataset = common.load_data(config)
-    sides = msggan.scales(config.image_size)
-    init_key, sample_key = jax.random.split(jax.random.key(config.seed))
-    state = create_state(config, init_key)
-    step = parallel.data_parallel(train_step, mesh, common.step_config(config), stacked=config.n_critic)
-    fixed_z = parallel.replicate(latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim)),
-                                 mesh)
-    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
-    finest = lambda s: msggan.unpack(sample(s, fixed_z), sides)[-1]
-    state = common.fit(config, state, step, dataset, common.sample_writer(config, finest))
-    common.write_animation(config)
-    grid = np.asarray(all_scales(sample(state, fixed_z[:8]), sides))
+    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
+    sides = msggan.scales(config.data.image_size)
+    models = lambda _: (msggan.Generator(config.data.image_size, config.data.channels, config.model.g_width,
+                                         config.latent.dim),
+                        msggan.Discriminator(config.data.image_size, config.model.d_width))
+    fixed_z = config.latent.sample(sample_key, config.num_samples)
+    state, sample = runner.train_image_gan(
+        config, config.make_gan(), models, init_key, (fixed_z,),
+        example_shape=(sides[-1], sides[-1], len(sides) * config.data.channels),
+        view=lambda packed: msggan.unpack(packed, sides)[-1],
+        inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])})
+    grid = np.asarray(all_scales(sample(state, np.asarray(fixed_z[:8])), sides))
     if jax.process_index() == 0:
-        images.save_grid(grid, pathlib.Path(config.workdir) / "scales.png", nrow=len(sides), scale=2)
+        images.save_grid(grid, pathlib.Path(config.run.workdir) / "scales.png", nrow=len(sides), scale=2)
     return state
 
 
 def main(argv=None):
-    train_and_evaluate(common.parse_config(Config, argv))
+    train_and_evaluate(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

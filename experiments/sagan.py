@@ -1,75 +1,75 @@
-"""SAGAN on MNIST: ``python -m experiments.sagan [--data-dir ../shared/data/mnist] [--field value ...]``.
+"""SAGAN on MNIST: ``python -m experiments.sagan --data.data-dir ../shared/data/mnist [--part.field value ...]``.
 
 Zhang et al. 2019: residual G and D with spectral norm everywhere and
 self-attention at a middle resolution (:mod:`ganjax.models.sagan`), the hinge
-loss, and TTUR: Adam with lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9. Every trick of
-``ganjax.train.StepConfig`` and ``ganjax.optim`` is a flag. Writes under
-``--workdir``: ``samples/step_*.png`` (one fixed z), ``samples.gif``,
-``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+loss, and TTUR: Adam with lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9. Writes under
+``--run.workdir``: ``config.json``, ``samples/step_*.png`` (one fixed z),
+``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 
-``--num-classes 10`` trains the class-conditional SAGAN: conditional BatchNorm
-in G and the projection D; sample row ``r`` is then digit ``r``.
+``--model.num-classes 10`` trains the class-conditional SAGAN: conditional
+BatchNorm in G and the projection D; sample row ``r`` is then digit ``r``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 
-from experiments import common
-from ganjax import latent, train
-from ganjax.training import devices as parallel
+from experiments import config as configs
+from experiments import runner
 from ganjax.models import sagan
+from ganjax.training.state import TrainState
 
 
-@dataclasses.dataclass
-class Config(common.GANConfig):
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """SAGAN's G and D (ganjax.models.sagan)."""
+
+    g_width: int = 16
+    """G's base channels."""
+    d_width: int = 16
+    """D's base channels."""
+    num_classes: int = 0
+    """> 0: class-conditional G (conditional BatchNorm) and projection D; batches then need labels."""
+
+    def __post_init__(self):
+        for field in ("g_width", "d_width", "num_classes"):
+            if getattr(self, field) < (0 if field == "num_classes" else 1):
+                configs.refuse(self, field, f"must be at least {0 if field == 'num_classes' else 1}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(configs.ImageGAN):
     """SAGAN on MNIST."""
 
-    workdir: str = "runs/sagan"
-    steps: int = 1500
-    latent_dim: int = 128
-    loss: str = "hinge"
-    lr_g: float = 1e-4
-    lr_d: float = 4e-4
-    b1: float = 0.0
-    b2: float = 0.9
-    num_classes: int = 0  # > 0: class-conditional G (conditional BatchNorm) and projection D
-    g_width: int = 16
-    d_width: int = 16
+    model: Model = Model()
+    latent: configs.Latent = configs.Latent(dim=128)
+    objective: configs.Objective = configs.Objective(loss="hinge")
+    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-4, lr_d=4e-4, b1=0.0, b2=0.9)
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=1500)
+    run: configs.Run = configs.Run(workdir="runs/sagan")
     num_samples: int = 100
+    """images in each sample grid (rows of 10; row r is class r when conditional)."""
 
 
-def create_state(config: Config, key: jax.Array, bn_axis_name: str | None = None) -> train.GANState:
-    """G, D and their optimizers (TTUR Adam by default) from ``key``."""
-    generator = sagan.Generator(config.image_size, config.channels, config.g_width, config.latent_dim,
-                                config.num_classes, bn_axis_name)
-    discriminator = sagan.Discriminator(config.image_size, config.d_width, config.num_classes)
-    return common.gan_state(config, key, generator, discriminator)
-
-
-def train_and_evaluate(config: Config) -> train.GANState:
+def train_and_evaluate(config: Config) -> TrainState:
     """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
-    mesh = common.start(config)
-    dataset = common.load_data(config)
-    init_key, sample_key = jax.random.split(jax.random.key(config.seed))
-    state = create_state(config, init_key, parallel.bn_axis_name(config.cross_replica_bn, config.batch_size, mesh))
-    step = parallel.data_parallel(train.train_step, mesh, common.step_config(config), stacked=config.n_critic)
-    fixed_z = parallel.replicate(latent.LATENTS[config.latent](sample_key, (config.num_samples, config.latent_dim)),
-                                 mesh)
-    labels = parallel.replicate(jnp.arange(config.num_samples) * config.num_classes // config.num_samples, mesh)
-    sample = jax.jit(functools.partial(train.generate, use_ema=config.ema_decay > 0))
-    sample_fn = lambda s: sample(s, fixed_z, labels if config.num_classes else None)
-    state = common.fit(config, state, step, dataset, common.sample_writer(config, sample_fn))
-    common.write_animation(config)
-    return state
+    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
+    image, m = config.data, config.model
+    models = lambda bn: (sagan.Generator(image.image_size, image.channels, m.g_width, config.latent.dim,
+                                         m.num_classes, bn),
+                         sagan.Discriminator(image.image_size, m.d_width, m.num_classes))
+    fixed = (config.latent.sample(sample_key, config.num_samples),)
+    if m.num_classes:
+        fixed += (jnp.arange(config.num_samples) * m.num_classes // config.num_samples,)
+    gan = config.make_gan(configs.Conditioning(num_classes=m.num_classes))
+    return runner.train_image_gan(config, gan, models, init_key, fixed)[0]
 
 
 def main(argv=None):
-    train_and_evaluate(common.parse_config(Config, argv))
+    train_and_evaluate(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import pathlib
 import sys
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -22,28 +23,48 @@ import numpy as np
 import optax
 from PIL import Image
 
-from experiments import common
+from experiments import config as configs
 from ganjax.style import transfer
 from ganjax.style import vgg
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Neural style transfer with VGG-19 features."""
 
-    content: str = ""
-    style: str = ""
-    weights: str | None = None  # .npz of VGG-19 (see ganjax.style.vgg); None: random weights
+    content: str
+    """the image to repaint."""
+    style: str
+    """the image whose style it takes."""
+    weights: str | None = None
+    """.npz of VGG-19 (see ganjax.style.vgg); None: random weights (smoke tests only)."""
     output: str = "runs/style_transfer/output.png"
-    size: int = 256  # the longer side of both images
+    """the PNG written; its losses go beside it."""
+    size: int = 256
+    """the longer side of both images."""
     steps: int = 200
-    optimizer: str = "lbfgs"  # 'lbfgs' or 'adam'
-    lr: float = 0.02  # Adam's learning rate
+    """optimizer updates of the pixels."""
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    """L-BFGS or Adam."""
+    lr: float | None = None
+    """Adam's learning rate (None: 0.02); only with --optimizer adam."""
     content_weight: float = 1.0
+    """weight of the content loss."""
     style_weight: float = 1e3
+    """weight of the Gram style loss."""
     tv_weight: float = 1e-2
-    vgg_width: int = 64  # 64 for real weights; smaller only for tests with random weights
+    """weight of the total-variation loss."""
+    vgg_width: int = 64
+    """VGG's base channels: 64 for real weights; smaller only for tests with random weights."""
     seed: int = 0
+    """seeds the random weights when there are none."""
+
+    def __post_init__(self):
+        if self.lr is not None and self.optimizer != "adam":
+            configs.refuse(self, "lr", f"is Adam's learning rate; the optimizer is {self.optimizer!r}")
+        for field in ("size", "steps", "vgg_width"):
+            if getattr(self, field) < 1:
+                configs.refuse(self, field, f"must be at least 1, got {getattr(self, field)}")
 
 
 def load_image(path: str, size: int) -> jax.Array:
@@ -55,17 +76,11 @@ def load_image(path: str, size: int) -> jax.Array:
 
 
 def optimizer(config: Config) -> optax.GradientTransformationExtraArgs:
-    if config.optimizer == "lbfgs":
-        return optax.lbfgs()
-    if config.optimizer == "adam":
-        return optax.adam(config.lr)
-    raise ValueError(f"style_transfer: unknown optimizer {config.optimizer!r}; choose 'lbfgs' or 'adam'")
+    return optax.lbfgs() if config.optimizer == "lbfgs" else optax.adam(0.02 if config.lr is None else config.lr)
 
 
 def run(config: Config) -> dict[str, np.ndarray]:
     """Transfers the style; writes the output image and the losses; returns the losses."""
-    if not (config.content and config.style):
-        raise ValueError("style_transfer: give --content and --style image files")
     style_config = transfer.StyleConfig(content_weight=config.content_weight, style_weight=config.style_weight,
                                      tv_weight=config.tv_weight)
     network = vgg.VGG19(outputs=style_config.layers, width=config.vgg_width)
@@ -93,7 +108,7 @@ def run(config: Config) -> dict[str, np.ndarray]:
 
 
 def main(argv=None):
-    run(common.parse_config(Config, argv))
+    run(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

@@ -1,46 +1,53 @@
-"""WGAN-GP on MNIST: ``python -m experiments.wgan_gp_mnist [--data-dir ../shared/data/mnist]``.
+"""WGAN-GP on MNIST: ``python -m experiments.wgan_gp_mnist --data.data-dir ../shared/data/mnist``.
 
 Gulrajani et al. 2017: the Wasserstein loss with a two-sided gradient penalty
-of weight 10 on random interpolates, 5 critic updates per G update, Adam(1e-4,
-b1=0.5, b2=0.9), and no BatchNorm in the critic (the penalty is per example).
-The DCGAN architecture and every flag of ``experiments.dcgan_mnist`` apply.
+of weight 10 on random interpolates, 5 critic updates per G update (each on
+its own batch), Adam(1e-4, b1=0.5, b2=0.9), and no BatchNorm in the critic
+(the penalty is per example). The DCGAN architecture; writes what
+``experiments.dcgan_mnist`` writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from experiments import common, dcgan_mnist
+import jax
+
+from experiments import config as configs
+from experiments import evaluation, runner
+from ganjax.training.state import TrainState
 
 
-@dataclasses.dataclass
-class Config(dcgan_mnist.Config):
+@dataclasses.dataclass(frozen=True)
+class Config(configs.ImageGAN):
     """WGAN-GP on MNIST."""
 
-    workdir: str = "runs/wgan_gp_mnist"
-    loss: str = "wasserstein"
-    penalty: str = "wgan_gp"
-    penalty_weight: float = 10.0
-    n_critic: int = 5
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    b1: float = 0.5
-    b2: float = 0.9
-    d_norm: str = "none"
-    # The issue fixes the optimizer, so progress is bound by the G steps a minute buys. Per 2-core second a small
-    # batch, a wide G and a narrow critic win (docs/results.md): batch 16 halves a step's cost and loses little per
-    # step; G width 64 gains more than it costs; critic width 16 halves the cost again. MNIST FID 19.9 after 15,000
-    # such steps, against 29 for the batch-16, critic-32 run in the same time. 15,000 steps leave room for a fresh
-    # clone's first run, which trains the MNIST feature network (3 min) before the GAN.
-    batch_size: int = 16
-    steps: int = 15000
-    eval_every: int = 5000
-    g_width: int = 64
-    d_width: int = 16
+    model: configs.DCGANModel = configs.DCGANModel(g_width=64, d_width=16, d_norm="none")
+    """The DCGAN G and a critic without BatchNorm; a narrow critic buys more G steps a minute (docs/results.md)."""
+    objective: configs.Objective = configs.Objective(loss="wasserstein", penalty="wgan_gp", penalty_weight=10.0)
+    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-4, lr_d=1e-4, b1=0.5, b2=0.9)
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=15000, batch_size=16, n_critic=5)
+    """How long and on how much data each step trains; a small batch buys more G steps a minute (docs/results.md)."""
+    run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist")
+    evaluation: configs.Evaluation = configs.Evaluation(eval_every=5000)
+    num_samples: int = 100
+    """images in each sample grid (rows of 10)."""
+
+
+def train_and_evaluate(config: Config) -> TrainState:
+    """Trains the critic and G; returns the final state. Samples come from one fixed z throughout."""
+    init_key, sample_key, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
+    models = lambda bn: config.model.build(config.data, config.latent.dim, bn)
+    fixed_z = config.latent.sample(sample_key, config.num_samples)
+    state, sample = runner.train_image_gan(config, config.make_gan(), models, init_key, (fixed_z,),
+                                           rngs={"dropout": jax.random.fold_in(sample_key, 1)},
+                                           evaluations=evaluation.quality_hooks(config))
+    runner.write_interpolation(config.run.workdir, state, sample, path_key, config.latent)
+    return state
 
 
 def main(argv=None):
-    dcgan_mnist.train_and_evaluate(common.parse_config(Config, argv))
+    train_and_evaluate(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

@@ -94,14 +94,11 @@ def r1(d_fn: DFn, real: Array, fake: Array, key: Array) -> Array:
 
 
 def r2(d_fn: DFn, real: Array, fake: Array, key: Array) -> Array:
-    """Zero-centred penalty on the fakes: ``E||grad D(G(z))||^2`` (weight ``gamma / 2``).
+    """:func:`r1` on the fakes: ``E||grad D(G(z))||^2`` (Mescheder et al. 2018, eq. 10).
 
-    References:
-      Mescheder et al. 2018, Which Training Methods for GANs do actually
-      Converge?, eq. 10.
+    With R1 it is the zero-centred pair of R3GAN (Huang et al. 2024, The GAN is dead; long live the GAN!).
     """
-    del real, key
-    return jnp.mean(_grad_sq_norms(d_fn, fake))
+    return r1(d_fn, fake, real, key)
 
 
 class Penalty(NamedTuple):

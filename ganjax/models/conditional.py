@@ -28,8 +28,7 @@ import jax.numpy as jnp
 
 from ganjax.models import dcgan
 from ganjax.nn.conv import Conv
-from ganjax.nn.normalization import SpectralConv
-from ganjax.nn.normalization import SpectralDense
+from ganjax.nn.normalization import SpectralConv, SpectralDense
 from ganjax.training.state import FEATURES
 
 CONDITIONINGS = ("none", "channels", "projection", "auxiliary")

@@ -157,43 +157,61 @@ class Generator(nn.Module):
         return jnp.tanh(x)
 
 
-class Discriminator(nn.Module):
-    """Images ``(N, S, S, C)`` -> logits ``(N,)``.
+class Features(nn.Module):
+    """DCGAN's D without its output layer: images ``(N, S, S, C)`` -> flat features ``(N, F)``.
+
+    Stride-2 4x4 convolutions down to 4x4 or less (:func:`downsamplings`),
+    LeakyReLU(0.2), a norm after every conv but the first (spectral
+    normalization of every conv with ``norm='spectral'``). The conditional D and
+    the VAE-GAN's encoder are this body with other heads.
 
     Attributes:
-      image_size: input side S; sets the depth (stride-2 convs down to 4x4 or less, :func:`downsamplings`).
+      image_size: input side S.
       width: channels of the first conv; each later conv doubles them.
-      bn_axis_name: as for :class:`Generator`.
-      norm: one of :data:`D_NORMS`: a norm after every conv but the first, or
-        spectral normalization of every conv and the output layer.
+      norm: one of :data:`D_NORMS`.
+      bn_axis_name: mapped axis for cross-replica BatchNorm, or None.
     """
 
     image_size: int = 28
     width: int = 64
-    bn_axis_name: str | None = None
     norm: str = "batch"
+    bn_axis_name: str | None = None
 
     def __post_init__(self):
         _check(self, "norm", D_NORMS)
         super().__post_init__()
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def body(self, x: jax.Array, train: bool) -> jax.Array:
+        """The conv stack, its layers made in the calling compact method's scope."""
         if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
-            raise ValueError(f"Discriminator expects NHWC images of side {self.image_size}, got {x.shape}")
-        spectral = self.norm == "spectral"
+            raise ValueError(f"{type(self).__name__} expects NHWC images of side {self.image_size}, got {x.shape}")
         for i in range(downsamplings(self.image_size)):
             norm = _norm(self.norm, train, self.bn_axis_name) if i > 0 else None
-            conv_args = (self.width * 2 ** i, (4, 4), 2, "SAME")
+            conv_args = (self.width * 2**i, (4, 4), 2, "SAME")
             conv_kwargs = {"use_bias": norm is None, "kernel_init": weight_init}
-            if spectral:
+            if self.norm == "spectral":
                 x = SpectralConv(*conv_args, **conv_kwargs)(x, train)
             else:
                 x = Conv(*conv_args, **conv_kwargs)(x)
             if norm is not None:
                 x = norm(x)
             x = nn.leaky_relu(x, 0.2)
-        x = x.reshape(x.shape[0], -1)
-        if spectral:
+        return x.reshape(x.shape[0], -1)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        return self.body(x, train)
+
+
+class Discriminator(Features):
+    """Images ``(N, S, S, C)`` -> logits ``(N,)``: :class:`Features` and one output unit.
+
+    With ``norm='spectral'`` the output layer is spectrally normalized too.
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        x = self.body(x, train)
+        if self.norm == "spectral":
             return SpectralDense(1, kernel_init=weight_init)(x, train)[:, 0]
         return nn.Dense(1, kernel_init=weight_init)(x)[:, 0]

@@ -46,8 +46,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax.models import conditional
-from ganjax.models import dcgan
+from ganjax.models import conditional, dcgan
 from ganjax.training import gan as gan_phases
 from ganjax.training import rng
 from ganjax.training.gan import GAN
@@ -115,7 +114,7 @@ class VAEGAN:
       kl_weight: weight of the KL term in the encoder's loss.
     """
 
-    gan: GAN = GAN()
+    gan: GAN = dataclasses.field(default_factory=GAN)
     gamma: float = 1.0
     kl_weight: float = 1.0
 

@@ -30,12 +30,12 @@ def nearest_upsample(x: jax.Array, scale: int) -> jax.Array:
     return jnp.broadcast_to(x[:, :, None, :, None], (n, h, scale, w, scale, c)).reshape(n, h * scale, w * scale, c)
 
 
-class PixelShuffle(nn.Module):
-    """Sub-pixel convolution: a conv to ``scale**2 * features`` channels, then depth to space (Shi et al. 2016).
+class _ResampleConv(nn.Module):
+    """A conv and a change of resolution by ``scale``; the subclasses say in which order and how.
 
     Attributes:
       features: output channels.
-      scale: upsampling factor.
+      scale: the resampling factor.
       kernel_size: of the conv.
       use_bias: add a learned bias.
       kernel_init: kernel initializer.
@@ -47,78 +47,43 @@ class PixelShuffle(nn.Module):
     use_bias: bool = True
     kernel_init: Any = nn.initializers.lecun_normal()
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = Conv(self.features * self.scale ** 2, self.kernel_size, use_bias=self.use_bias,
-                    kernel_init=self.kernel_init)(x)
-        return pixel_shuffle(x, self.scale)
+    def conv(self, features: int, strides: int = 1) -> Conv:
+        return Conv(features, self.kernel_size, strides, use_bias=self.use_bias, kernel_init=self.kernel_init)
 
 
-class NearestUpsampleConv(nn.Module):
-    """Nearest-neighbour upsampling then a stride-1 conv, free of checkerboard artifacts (Odena et al. 2016).
-
-    Attributes:
-      features: output channels.
-      scale: upsampling factor.
-      kernel_size: of the conv.
-      use_bias: add a learned bias.
-      kernel_init: kernel initializer.
-    """
-
-    features: int
-    scale: int = 2
-    kernel_size: Sequence[int] = (3, 3)
-    use_bias: bool = True
-    kernel_init: Any = nn.initializers.lecun_normal()
+class PixelShuffle(_ResampleConv):
+    """Sub-pixel convolution: a conv to ``scale**2 * features`` channels, then depth to space (Shi et al. 2016)."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return Conv(self.features, self.kernel_size, use_bias=self.use_bias,
-                       kernel_init=self.kernel_init)(nearest_upsample(x, self.scale))
+        return pixel_shuffle(self.conv(self.features * self.scale**2)(x), self.scale)
 
 
-class AvgPoolDown(nn.Module):
-    """A stride-1 conv then ``scale x scale`` average pooling, as in the residual D of Gulrajani et al. 2017.
-
-    Attributes:
-      features: output channels.
-      scale: downsampling factor.
-      kernel_size: of the conv.
-      use_bias: add a learned bias.
-      kernel_init: kernel initializer.
-    """
-
-    features: int
-    scale: int = 2
-    kernel_size: Sequence[int] = (3, 3)
-    use_bias: bool = True
-    kernel_init: Any = nn.initializers.lecun_normal()
+class NearestUpsampleConv(_ResampleConv):
+    """Nearest-neighbour upsampling then a stride-1 conv, free of checkerboard artifacts (Odena et al. 2016)."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = Conv(self.features, self.kernel_size, use_bias=self.use_bias, kernel_init=self.kernel_init)(x)
+        return self.conv(self.features)(nearest_upsample(x, self.scale))
+
+
+class AvgPoolDown(_ResampleConv):
+    """A stride-1 conv then ``scale x scale`` average pooling, as in the residual D of Gulrajani et al. 2017."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
         window = (self.scale, self.scale)
-        return nn.avg_pool(x, window, strides=window)
+        return nn.avg_pool(self.conv(self.features)(x), window, strides=window)
 
 
-class StridedConvDown(nn.Module):
+class StridedConvDown(_ResampleConv):
     """A strided conv in place of pooling (Springenberg et al. 2015; DCGAN, Radford et al. 2015).
 
-    Attributes:
-      features: output channels.
-      scale: downsampling factor (the stride).
-      kernel_size: of the conv (4 x 4 for stride 2, as in DCGAN).
-      use_bias: add a learned bias.
-      kernel_init: kernel initializer.
+    ``scale`` is the stride; the kernel is 4 x 4 for stride 2, as in DCGAN.
     """
 
-    features: int
-    scale: int = 2
     kernel_size: Sequence[int] = (4, 4)
-    use_bias: bool = True
-    kernel_init: Any = nn.initializers.lecun_normal()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return Conv(self.features, self.kernel_size, strides=self.scale, use_bias=self.use_bias,
-                       kernel_init=self.kernel_init)(x)
+        return self.conv(self.features, strides=self.scale)(x)

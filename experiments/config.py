@@ -1,0 +1,441 @@
+"""The parts an experiment's config is made of, one per concern, parsed from the command line by tyro.
+
+An experiment's config is a frozen dataclass of these parts (and its own
+model part), each with defaults; it declares only the parts it uses, so a
+flag that would change nothing does not exist. Flags are ``--part.field``
+(``--schedule.steps 100 --optim.lr-g 1e-3``); ``--help`` lists every field with
+its description, default and choices. A value that cannot apply is refused by
+the part's ``__post_init__`` with a message naming the field, which tyro
+prints as a usage error.
+
+The GAN objective's parts are the library's own values
+(:class:`ganjax.training.gan.Latent`, :class:`Objective`,
+:class:`ganjax.training.gan.Conditioning`, :class:`ganjax.training.gan.InputNoise`);
+``Latent`` and ``Objective`` are re-declared here only so that their name
+fields are ``Literal`` choices on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Literal, TypeVar
+
+import jax
+import optax
+import tyro
+
+from ganjax import data, labels, latent, losses, optim, penalties
+from ganjax.evaluation import monitor
+from ganjax.models import conditional, dcgan
+from ganjax.training import gan
+from ganjax.training.gan import Conditioning, InputNoise
+
+__all__ = ["BatchNormDevices", "ClassAccuracy", "Conditioning", "ConditionalGAN", "ConditionalModel", "Data", "DCGANModel", "Devices", "Evaluation", "GANSchedule", "ImageGAN",
+           "InputNoise", "Latent", "Monitor", "Objective", "Optimizers", "Run", "Schedule", "StateOptions", "parse", "to_dict"]
+
+Config = TypeVar("Config")
+
+
+def refuse(part: object, field: str, problem: str):
+    """Raises the ValueError naming ``Part.field`` that tyro shows as a usage error."""
+    raise ValueError(f"{type(part).__name__}.{field}: {problem}")
+
+
+def _at_least(part: object, field: str, low: float) -> None:
+    if getattr(part, field) < low:
+        refuse(part, field, f"must be at least {low}, got {getattr(part, field)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent(gan.Latent):
+    """G's input z."""
+
+    dim: int = 100
+    """size of z."""
+    distribution: Literal[tuple(latent.LATENTS)] = "gaussian"
+    """z's distribution (ganjax.latent.LATENTS)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective(gan.Objective):
+    """What D and G minimise (docs/tricks.md says what each option does)."""
+
+    loss: Literal[tuple(losses.LOSSES)] = "non_saturating"
+    """the loss pair (ganjax.losses.LOSSES)."""
+    d_labels: Literal[tuple(labels.LABELS)] = "none"
+    """D's targets (only for losses that take labels)."""
+    penalty: Literal[("none", *penalties.PENALTIES)] = "none"
+    """a penalty on D (ganjax.penalties.PENALTIES); set penalty_weight with it."""
+    g_objective: Literal[gan.G_OBJECTIVES] = "adversarial"
+    """'adversarial' (G fools D through the loss) or 'feature_matching' (G matches D's mean hidden features on
+    reals, Salimans et al. 2016)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The image dataset: a folder of IDX files or images, or a TFDS dataset."""
+
+    data_dir: str | None = None
+    """folder of MNIST-format IDX files or of images; None: TFDS `tfds_name`."""
+    tfds_name: str = "mnist"
+    """the TFDS dataset read when data_dir is None."""
+    split: str = "train"
+    """the split (a file prefix such as 'train' or 't10k' in an IDX folder)."""
+    image_size: int = 28
+    """side of the square images."""
+    channels: int = 1
+    """1 (grey) or 3 (RGB)."""
+
+    def __post_init__(self):
+        _at_least(self, "image_size", 1)
+        if self.channels not in (1, 3):
+            refuse(self, "channels", f"must be 1 or 3, got {self.channels}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.image_size, self.image_size, self.channels
+
+    def load(self) -> data.ImageDataset:
+        """The dataset, checked against ``image_size`` and ``channels``."""
+        source = self.data_dir or f"tfds:{self.tfds_name}"
+        dataset = data.load(source, image_size=self.image_size, channels=self.channels, split=self.split)
+        if dataset.images.shape[1:] != self.shape:
+            raise data.DataError(f"{dataset.name}: images are {dataset.images.shape[1:]}, but the config asks for "
+                                 f"image_size={self.image_size}, channels={self.channels}")
+        return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How long and on how much data each step trains."""
+
+    steps: int = 3000
+    """train steps (each updates every player)."""
+    batch_size: int = 64
+    """the global batch of real examples per update, split evenly over the devices."""
+
+    def __post_init__(self):
+        _at_least(self, "steps", 1)
+        _at_least(self, "batch_size", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GANSchedule(Schedule):
+    """How long and on how much data each step trains; D may take several updates per step."""
+
+    n_critic: int = 1
+    """D updates per G update; each takes its own batch of batch_size reals."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _at_least(self, "n_critic", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizers:
+    """G's and D's optimizers (ganjax.optim.gan_optimizers); both share b1, b2 and the options below."""
+
+    g_optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    """G's update rule."""
+    d_optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    """D's update rule."""
+    lr_g: float = 2e-4
+    """G's learning rate."""
+    lr_d: float = 2e-4
+    """D's learning rate."""
+    b1: float = 0.5
+    """Adam's first-moment decay."""
+    b2: float = 0.999
+    """Adam's second-moment decay."""
+    lr_decay: bool = False
+    """constant learning rates for the first half of the steps, then linearly to 0 (ganjax.optim.linear_decay)."""
+    grad_clip: float | None = None
+    """clip each player's gradient to this global norm."""
+    grad_noise: float | None = None
+    """Gaussian gradient noise of this variance, annealed (Neelakantan et al. 2015)."""
+    optimistic: bool = False
+    """optimistic Adam / gradient descent (Daskalakis et al. 2018); not with rmsprop."""
+    weight_clip: float | None = None
+    """clip D's weights to [-c, c] after each update (the original WGAN)."""
+
+    def __post_init__(self):
+        for field in ("lr_g", "lr_d"):
+            _at_least(self, field, 0.0)
+        for field in ("grad_clip", "grad_noise", "weight_clip"):
+            if getattr(self, field) is not None and getattr(self, field) <= 0:
+                refuse(self, field, f"must be positive (or unset), got {getattr(self, field)}")
+        if self.optimistic and "rmsprop" in (self.g_optimizer, self.d_optimizer):
+            refuse(self, "optimistic", "there is no optimistic RMSprop; use adam or sgd")
+
+    def build(self, key: jax.Array, steps: int, n_critic: int = 1) -> optim.GANOptimizers:
+        """G's and D's chains; ``key`` seeds the gradient noise, ``steps`` and ``n_critic`` span the decay.
+
+        D takes ``n_critic`` updates per step, each counted by its schedule, so both rates reach 0 at the last step.
+        """
+        lr_g, lr_d = self.lr_g, self.lr_d
+        if self.lr_decay:
+            lr_g, lr_d = optim.linear_decay(lr_g, steps), optim.linear_decay(lr_d, steps * n_critic)
+        tx = optim.gan_optimizers(lr_g, lr_d, g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer, b1=self.b1,
+                                  b2=self.b2, grad_clip=self.grad_clip, grad_noise=self.grad_noise,
+                                  optimistic=self.optimistic, key=key)
+        if self.weight_clip is not None:
+            tx = tx._replace(d=optax.chain(tx.d, penalties.weight_clipping(self.weight_clip)))
+        return tx
+
+
+@dataclasses.dataclass(frozen=True)
+class StateOptions:
+    """What the train state keeps beside the players (ganjax.training.gan.create_state)."""
+
+    ema_decay: float = 0.0
+    """keep a moving average of G's params with this decay, and sample and evaluate it (0: none)."""
+    replay_capacity: int = 0
+    """keep a ring of this many past fakes for D (0: none; ganhacks trick 7)."""
+    replay_share: float = 0.0
+    """the share of D's fake batch replayed from that ring."""
+
+    def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        _at_least(self, "replay_capacity", 0)
+        if not 0.0 <= self.replay_share <= 1.0:
+            refuse(self, "replay_share", f"must be in [0, 1], got {self.replay_share}")
+        if (self.replay_capacity == 0) != (self.replay_share == 0):
+            refuse(self, "replay_share", f"is {self.replay_share} with replay_capacity {self.replay_capacity}: set "
+                                         "both or neither")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """Where the run writes, its seed, and how often it logs, samples and checkpoints."""
+
+    workdir: str = "runs/experiment"
+    """the run's folder; one that holds another run is refused unless --run.resume or --run.overwrite."""
+    seed: int = 0
+    """seeds the players' init, every step's draws and the batch order."""
+    log_every: int = 50
+    """steps between logged means of the train metrics (and the failure monitor's checks)."""
+    sample_every: int = 250
+    """steps between sample grids."""
+    checkpoint_every: int = 500
+    """steps between checkpoints."""
+    keep_checkpoints: int = 3
+    """how many recent checkpoints are kept."""
+    resume: bool = False
+    """continue the run in workdir from its last checkpoint."""
+    overwrite: bool = False
+    """delete whatever workdir holds and start afresh."""
+
+    def __post_init__(self):
+        for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            _at_least(self, field, 1)
+        if self.resume and self.overwrite:
+            refuse(self, "overwrite", "resume continues the run in workdir, overwrite deletes it: choose one")
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """The devices a run uses; several hosts set any of the last three on every process (JAX detects the rest)."""
+
+    num_devices: int = 0
+    """devices per process; 0: all of them."""
+    coordinator_address: str | None = None
+    """host:port of process 0, for a multi-host run."""
+    num_processes: int | None = None
+    """processes in a multi-host run."""
+    process_id: int | None = None
+    """this process's index in a multi-host run."""
+
+    def __post_init__(self):
+        _at_least(self, "num_devices", 0)
+
+    @property
+    def multi_host(self) -> bool:
+        return (self.coordinator_address, self.num_processes, self.process_id) != (None, None, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchNormDevices(Devices):
+    """The devices a run uses, and whether BatchNorm averages its statistics over them."""
+
+    cross_replica_bn: Literal["auto", "on", "off"] = "auto"
+    """BatchNorm statistics over all devices: on, off, or auto (on below 32 examples per device)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Monitor:
+    """The failure monitor (ganjax.evaluation.monitor): its flags are logged; NaN or Inf always stops the run."""
+
+    window: int = 200
+    """recent steps each check reads."""
+    max_grad_norm: float = 100.0
+    """a median gradient norm above this is an explosion."""
+    stop_on: tuple[Literal[tuple(monitor.CHECKS)], ...] = ()
+    """flags that stop the run early (after a last sample and checkpoint)."""
+
+    def __post_init__(self):
+        _at_least(self, "window", 1)
+
+    def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
+        """The monitor's settings; a Wasserstein critic's loss is unbounded below, so "near 0" is off there."""
+        floor = -float("inf") if objective is not None and objective.loss == "wasserstein" else \
+            monitor.MonitorConfig.d_loss_floor
+        return monitor.MonitorConfig(window=self.window, max_grad_norm=self.max_grad_norm, d_loss_floor=floor,
+                                     stop_on=tuple(self.stop_on))
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """Periodic MNIST evaluation of G (experiments.evaluation): FID, KID, precision/recall, classes, collapse."""
+
+    eval_every: int = 1000
+    """steps between evaluations (0: none)."""
+    eval_samples: int = 2000
+    """samples per evaluation."""
+    classifier_dir: str = "runs/mnist_classifier"
+    """the MNIST feature network (trained there on first use if missing)."""
+
+    def __post_init__(self):
+        _at_least(self, "eval_every", 0)
+        _at_least(self, "eval_samples", 2)
+
+
+def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
+    """``cls`` from its defaults and ``argv`` (the command line when None); exits with a usage error on a bad value."""
+    return tyro.cli(cls, args=argv, description=(cls.__doc__ or "").strip().split("\n")[0])
+
+
+def to_dict(config) -> dict:
+    """The config as plain JSON values."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+@dataclasses.dataclass(frozen=True)
+class DCGANModel:
+    """The DCGAN G and D (ganjax.models.dcgan) and their options."""
+
+    g_width: int = 64
+    """channels of G's last hidden layer (doubling towards its input)."""
+    d_width: int = 64
+    """channels of D's first layer (doubling with depth)."""
+    g_norm: Literal[dcgan.G_NORMS] = "batch"
+    """G's normalization."""
+    d_norm: Literal[dcgan.D_NORMS] = "batch"
+    """D's normalization ('none' for a critic with a per-example penalty)."""
+    upsampling: Literal[dcgan.UPSAMPLINGS] = "transposed"
+    """G's 2x upsampling layers."""
+    g_activation: Literal[tuple(dcgan.ACTIVATIONS)] = "relu"
+    """G's hidden activation."""
+    g_noise_std: float = 0.0
+    """Gaussian noise after every hidden layer of G in training (EBGAN)."""
+    g_dropout: float = 0.0
+    """dropout in G, kept on at generation time (pix2pix: 0.5)."""
+
+    def __post_init__(self):
+        for field in ("g_width", "d_width"):
+            _at_least(self, field, 1)
+        _at_least(self, "g_noise_std", 0.0)
+        if not 0.0 <= self.g_dropout < 1.0:
+            refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
+
+    def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None):
+        """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``."""
+        generator = dcgan.Generator(data.image_size, data.channels, self.g_width, latent_dim, norm=self.g_norm,
+                                    upsampling=self.upsampling, activation=self.g_activation,
+                                    noise_std=self.g_noise_std, dropout=self.g_dropout, bn_axis_name=bn_axis_name)
+        discriminator = dcgan.Discriminator(data.image_size, self.d_width, norm=self.d_norm,
+                                            bn_axis_name=bn_axis_name)
+        return generator, discriminator
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageGAN:
+    """The parts every image GAN experiment uses; an experiment adds its model (and changes defaults)."""
+
+    data: Data = Data()
+    latent: Latent = Latent()
+    objective: Objective = Objective()
+    noise: InputNoise = InputNoise()
+    optim: Optimizers = Optimizers()
+    state: StateOptions = StateOptions()
+    schedule: GANSchedule = GANSchedule()
+    run: Run = Run()
+    devices: BatchNormDevices = BatchNormDevices()
+    monitor: Monitor = Monitor()
+
+    def make_gan(self, conditioning: Conditioning = Conditioning()) -> gan.GAN:
+        """The objective these parts make (with ``conditioning`` for a class-conditional GAN)."""
+        return gan.GAN(self.latent, self.objective, conditioning, self.noise)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionalModel:
+    """The conditional DCGAN G and D (ganjax.models.conditional): G embeds the class beside z."""
+
+    d_conditioning: Literal["channels", "projection", "auxiliary"] = "channels"
+    """how D sees the class: extra image channels, the projection of Miyato and Koyama 2018, or an AC-GAN class
+    head ('auxiliary', with conditioning.aux_class_weight > 0)."""
+    g_embed_dim: int = 10
+    """size of G's class embedding."""
+    d_embed_dim: int = 4
+    """size of D's class embedding (channels)."""
+    g_width: int = 32
+    """channels of G's last hidden layer."""
+    d_width: int = 32
+    """channels of D's first layer."""
+    g_norm: Literal[dcgan.G_NORMS] = "batch"
+    """G's normalization."""
+    d_norm: Literal[dcgan.D_NORMS] = "batch"
+    """D's normalization."""
+
+    def build(self, data: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None):
+        """``(G, D)`` for ``data``'s images and ``num_classes`` classes."""
+        generator = conditional.Generator(num_classes, self.g_embed_dim, data.image_size, data.channels, self.g_width,
+                                          latent_dim, norm=self.g_norm, bn_axis_name=bn_axis_name)
+        discriminator = conditional.Discriminator(self.d_conditioning, num_classes, self.d_embed_dim, data.image_size,
+                                                  self.d_width, self.d_norm, bn_axis_name)
+        return generator, discriminator
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassAccuracy:
+    """How often the MNIST classifier labels G's class-c samples c (skipped when classifier_dir holds none)."""
+
+    classifier_dir: str = "runs/mnist_classifier"
+    """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no class accuracy."""
+    eval_every: int = 1000
+    """steps between checks, logged as class_accuracy_min and _mean (0: none)."""
+    eval_per_class: int = 100
+    """samples per class for each check."""
+    final_eval_per_class: int = 1000
+    """samples per class for class_accuracy.json at the end."""
+
+    def __post_init__(self):
+        for field in ("eval_every", "eval_per_class", "final_eval_per_class"):
+            _at_least(self, field, 0 if field == "eval_every" else 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionalGAN(ImageGAN):
+    """The parts of a class-conditional image GAN."""
+
+    model: ConditionalModel = ConditionalModel()
+    conditioning: Conditioning = Conditioning(num_classes=10)
+    class_accuracy: ClassAccuracy = ClassAccuracy()
+    samples_per_class: int = 10
+    """columns of the sample grid (row c is class c)."""
+
+    def __post_init__(self):
+        if (self.model.d_conditioning == "auxiliary") != (self.conditioning.aux_class_weight > 0):
+            refuse(self.model, "d_conditioning", f"is {self.model.d_conditioning!r} with conditioning.aux_class_weight="
+                                                 f"{self.conditioning.aux_class_weight}: the AC-GAN D ('auxiliary') "
+                                                 "goes with a positive class-loss weight, and only it")
+        if not self.conditioning.num_classes:
+            refuse(self.conditioning, "num_classes", "a conditional GAN needs classes")
+        _at_least(self, "samples_per_class", 1)
+
+    def models(self, bn_axis_name: str | None = None):
+        """``(G, D)`` of the model part."""
+        return self.model.build(self.data, self.latent.dim, self.conditioning.num_classes, bn_axis_name)

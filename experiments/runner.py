@@ -1,0 +1,525 @@
+"""The one train loop every experiment runs, its periodic hooks, and the set-up image GANs share.
+
+:func:`train` runs ``step_fn(state, batch) -> (state, metrics)`` from the
+state's step to ``steps``, with a progress bar. Metrics stay on device between
+the steps where a hook that reads them runs (no host sync in the hot loop).
+Everything else is a :class:`Hook` the experiment lists, run in list order at
+every multiple of its ``every`` (and, unless ``at_end=False``, at the last step
+and when a hook stops the run):
+
+- :class:`Evaluate` adds ``evaluate(state, step)``'s values to the next log record;
+- :class:`Watch` is the failure monitor: NaN/Inf stops the run with
+  :class:`ganjax.evaluation.monitor.NonFiniteLossError`, its flags are logged,
+  and a flag in ``stop_on`` ends the run early;
+- :class:`Log` writes the window's mean metrics to ``metrics.jsonl`` and TensorBoard
+  (``tb/``), and ``training.png`` at the end;
+- :class:`Periodic` calls ``fn(state, step)`` (sample grids: :func:`grid_writer`);
+- :class:`Checkpoint` saves the state, and restores the latest one on resume.
+
+A run starts with :func:`start`: it joins the other processes, prepares the
+workdir (a folder that holds another run is refused unless resumed or
+overwritten; the resolved config is written to ``config.json``), makes the
+device mesh and prints one line with the backend, the devices and the batch.
+
+The second half is what the image GAN experiments share: :func:`train_image_gan`
+runs one from start to end out of :func:`gan_state`, :func:`run_hooks` and :func:`fit_gan`. Other models fit the same loop with
+their own step (several players, their own phases, two-domain batches) and
+their own batches: ``train`` takes any ``batches(start_step) -> iterator``,
+and a stage-wise model can call it once per stage with ``steps`` the stage's
+end and the same hooks.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import json
+import pathlib
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from experiments import config as configs
+from ganjax import data, images, plots
+from ganjax import latent as latent_paths
+from ganjax.checkpoint import Checkpointer
+from ganjax.evaluation import monitor
+from ganjax.training import devices
+from ganjax.training.gan import GAN, create_state, generate
+from ganjax.training.phases import Phase, batches_per_step, make_step
+from ganjax.training.state import TrainState
+
+PyTree = Any
+CONFIG_FILE = "config.json"
+# Config fields a resumed run may change: where and how often it reports, and how long it goes on.
+RESUMABLE_CHANGES = ("run.", "monitor.", "schedule.steps", "evaluation.eval_every")
+PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_score", "d_fake_score", "fid")
+
+
+class WorkdirError(ValueError):
+    """The workdir holds another run (or the resumed run's config differs)."""
+
+
+# ----------------------------------------------------------------------------- start
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def prepare_workdir(run: configs.Run, resolved: dict) -> pathlib.Path:
+    """Makes ``run.workdir`` ready and writes ``resolved`` (the whole config) to its ``config.json``.
+
+    A folder holding anything is refused unless ``run.resume`` (continue it: its
+    config may differ only in :data:`RESUMABLE_CHANGES`) or ``run.overwrite``
+    (delete it first). Only process 0 touches the folder.
+
+    Raises:
+      WorkdirError: naming the folder, or the fields a resumed run would change.
+    """
+    workdir = pathlib.Path(run.workdir)
+    if jax.process_index() != 0:
+        return workdir
+    if workdir.exists() and any(workdir.iterdir()):
+        if run.overwrite:
+            shutil.rmtree(workdir)
+        elif not run.resume:
+            raise WorkdirError(f"{workdir} already holds a run: pass --run.resume to continue it, --run.overwrite "
+                               "to replace it, or another --run.workdir")
+        elif (workdir / CONFIG_FILE).is_file():
+            before = _flatten(json.loads((workdir / CONFIG_FILE).read_text()))
+            now = _flatten(resolved)
+            changed = sorted(k for k in before.keys() | now.keys()
+                             if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES))
+            if changed:
+                raise WorkdirError(f"{workdir}: resuming with a different config would mix two runs; changed: "
+                                   + ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
+    return workdir
+
+
+def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
+    """Starts a run of ``config`` (with ``schedule``, ``run`` and ``devices`` parts); returns the device mesh.
+
+    A config without a ``devices`` part runs on one device.
+
+    Joins the other processes first when ``config.devices`` names any, prepares
+    the workdir (:func:`prepare_workdir`) and prints one line: the backend, the
+    device count and the global and per-device batch.
+
+    Raises:
+      ValueError: if the global batch does not divide evenly over the devices.
+    """
+    parts = getattr(config, "devices", None)
+    if parts is not None and parts.multi_host:
+        devices.initialize_distributed(parts.coordinator_address, parts.num_processes, parts.process_id)
+    mesh = devices.make_mesh(parts.num_devices if parts is not None else 1)
+    batch_size = config.schedule.batch_size
+    per_device = devices.check_batch_size(batch_size, mesh)
+    prepare_workdir(config.run, configs.to_dict(config))
+    if jax.process_index() == 0:
+        batches = f" x {batches_per_step} batches per step" if batches_per_step > 1 else ""
+        print(f"{jax.default_backend()}: {mesh.size} devices in {jax.process_count()} processes, global batch "
+              f"{batch_size}{batches}, {per_device} per device", flush=True)
+    return mesh
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+@dataclasses.dataclass
+class Context:
+    """What hooks see and share at one step.
+
+    Attributes:
+      step: the number of completed steps.
+      state: the state after that step.
+      last: whether it is the run's last step.
+      window: the host metrics of every step since this hook last ran (hooks with ``reads_metrics``).
+      record: values for the next log record (evaluations, flags); :class:`Log` writes and clears them.
+      stop: reasons to end the run after this step; a hook appends one to stop it.
+      postfix: what the progress bar shows beside it.
+    """
+
+    step: int
+    state: PyTree
+    last: bool
+    window: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stop: list[str] = dataclasses.field(default_factory=list)
+    postfix: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Hook:
+    """Something done every ``every`` steps; subclasses set ``every`` and override ``__call__``.
+
+    Attributes:
+      every: runs at multiples of ``every``.
+      at_end: also runs at the last step and at the step a hook stops the run.
+      reads_metrics: gets the train metrics since its last run in ``context.window``.
+    """
+
+    every: int
+    at_end = True
+    reads_metrics = False
+
+    def restore(self, state: PyTree) -> PyTree:
+        """Before the loop: the state to start from (a checkpoint's, on resume)."""
+        return state
+
+    def begin(self, step: int) -> None:
+        """Before the loop, once every hook has restored: the run goes on from ``step``."""
+
+    def __call__(self, context: Context) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """After the loop, also when it fails."""
+
+    def due(self, context: Context) -> bool:
+        return context.step % self.every == 0 or (self.at_end and (context.last or bool(context.stop)))
+
+
+@dataclasses.dataclass
+class Periodic(Hook):
+    """Calls ``fn(state, step)`` every ``every`` steps (e.g. a sample grid, a plot)."""
+
+    every: int
+    fn: Callable[[PyTree, int], None]
+    at_end: bool = True
+
+    def __call__(self, context: Context) -> None:
+        self.fn(context.state, context.step)
+
+
+@dataclasses.dataclass
+class Evaluate(Hook):
+    """Adds ``evaluate(state, step)``'s values to the next log record (the monitor also reads them)."""
+
+    every: int
+    evaluate: Callable[[PyTree, int], Mapping[str, float]]
+
+    def __call__(self, context: Context) -> None:
+        context.record.update(self.evaluate(context.state, context.step))
+
+
+@dataclasses.dataclass
+class Watch(Hook):
+    """The failure monitor: NaN/Inf in any metric stops the run; flags are logged, those in ``stop_on`` stop it.
+
+    Raises (when called):
+      ganjax.evaluation.monitor.NonFiniteLossError: naming the metric and its step. The last
+      checkpoint written is then the last good state.
+    """
+
+    every: int
+    config: monitor.MonitorConfig
+    reads_metrics = True
+
+    def __post_init__(self):
+        self._monitor = monitor.Monitor(self.config)
+        self._history: collections.deque = collections.deque(maxlen=self.config.window)
+
+    def __call__(self, context: Context) -> None:
+        monitor.check_finite(monitor.stack_history(context.window), context.step)
+        self._history.extend(context.window)
+        evaluated = {k: np.array([v]) for k, v in context.record.items() if isinstance(v, (int, float))}
+        flags = self._monitor.check({**monitor.stack_history(list(self._history)), **evaluated})
+        if flags:
+            context.record["flags"] = "; ".join(flag.message for flag in flags)
+        context.postfix["flags"] = ",".join(flag.name for flag in flags) or "-"
+        stop = self._monitor.should_stop(flags)
+        if stop:
+            context.record["stopped"] = "; ".join(flag.message for flag in stop)
+            context.stop.append(context.record["stopped"])
+
+
+class Log(Hook):
+    """Mean metrics since the last record, plus the record's values, to ``metrics.jsonl`` and TensorBoard.
+
+    Only process 0 writes. On resume, records after the resumed step are dropped.
+    At the end it plots ``training.png`` from the records.
+    """
+
+    reads_metrics = True
+
+    def __init__(self, every: int, workdir: str | pathlib.Path, progress: Sequence[str] = PROGRESS_METRICS):
+        self.every, self.workdir, self.progress = every, pathlib.Path(workdir), tuple(progress)
+        self.path = self.workdir / "metrics.jsonl"
+        self.active = jax.process_index() == 0
+        self._tb = None
+        self.last: dict[str, Any] = {}  # the last record written
+
+    def begin(self, step: int) -> None:
+        if not self.active:
+            return
+        from tensorboardX import SummaryWriter
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        self._tb = SummaryWriter(str(self.workdir / "tb"))
+
+    def __call__(self, context: Context) -> None:
+        record = {name: float(np.mean([m[name] for m in context.window])) for name in
+                  (context.window[0] if context.window else {})}
+        record.update(context.record)
+        context.record.clear()
+        context.postfix.update({k: f"{v:.3g}" for k, v in record.items() if k in self.progress})
+        self.last = record
+        if self.active:
+            self.write(context.step, record)
+
+    def write(self, step: int, values: Mapping[str, Any]) -> None:
+        record = {"step": step, **{k: _jsonable(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for name, value in record.items():
+            if isinstance(value, (int, float)) and name != "step":
+                self._tb.add_scalar(name, value, step)
+            elif isinstance(value, str):
+                self._tb.add_text(name, value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            if self.path.exists() and self.path.stat().st_size:
+                plots.plot_training(self.path, self.workdir / "training.png")
+
+
+def _jsonable(value):
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value.tolist()
+
+
+class Checkpoint(Hook):
+    """Saves the state (and the config) under ``{workdir}/checkpoints``; on resume starts from the latest.
+
+    It refuses to save a state whose metrics since the last save are not finite.
+    """
+
+    reads_metrics = True
+
+    def __init__(self, every: int, workdir: str | pathlib.Path, keep: int, resume: bool, config: dict | None = None):
+        self.every, self.resume, self.config = every, resume, config
+        self.checkpointer = Checkpointer(pathlib.Path(workdir) / "checkpoints", max_to_keep=keep)
+
+    def restore(self, state: PyTree) -> PyTree:
+        if self.resume and self.checkpointer.latest_step() is not None:
+            state, _ = self.checkpointer.restore(state)
+        return state
+
+    def __call__(self, context: Context) -> None:
+        monitor.check_finite(monitor.stack_history(context.window), context.step)
+        self.checkpointer.save(context.step, context.state, self.config)
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
+def run_hooks(run: configs.Run, resolved: dict, extra: Sequence[Hook] = (), watch: monitor.MonitorConfig | None = None,
+              sample: Callable[[PyTree, int], None] | None = None) -> list[Hook]:
+    """The usual hooks of a run, in order: ``extra`` (evaluations), the monitor, logging, samples, checkpoints."""
+    hooks = list(extra)
+    if watch is not None:
+        hooks.append(Watch(run.log_every, watch))
+    hooks.append(Log(run.log_every, run.workdir))
+    if sample is not None:
+        hooks.append(Periodic(run.sample_every, sample))
+    hooks.append(Checkpoint(run.checkpoint_every, run.workdir, run.keep_checkpoints, run.resume, resolved))
+    return hooks
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(state: PyTree, step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
+          batches: Callable[[int], Iterator[Any]], steps: int, hooks: Sequence[Hook], desc: str | None = None,
+          step_of: Callable[[PyTree], int] = lambda s: int(s.step)) -> PyTree:
+    """Runs ``step_fn`` until ``steps`` steps are done; returns the last state.
+
+    Args:
+      state: the state to start from (hooks may replace it, e.g. with a checkpoint's).
+      step_fn: ``(state, batch) -> (state, metrics)``, usually jitted with the state donated.
+      batches: ``start_step -> iterator`` of the batches of steps ``start_step + 1, ...``.
+      steps: the step to stop at.
+      hooks: run in order at their steps.
+      desc: the progress bar's label.
+      step_of: the number of steps ``state`` has completed.
+    """
+    for hook in hooks:
+        state = hook.restore(state)
+    start_step = step_of(state)
+    for hook in hooks:
+        hook.begin(start_step)
+    since = {id(hook): start_step for hook in hooks if hook.reads_metrics}
+    pending: list[dict] = []  # device metrics not fetched yet
+    fetched: list[dict] = []  # host metrics of steps first_fetched + 1, ...
+    first_fetched = start_step
+    record: dict[str, Any] = {}
+    postfix: dict[str, str] = {}
+    iterator = batches(start_step)
+    try:
+        with tqdm(initial=start_step, total=steps, disable=jax.process_index() != 0, dynamic_ncols=True,
+                  desc=desc) as bar:
+            for done in range(start_step + 1, steps + 1):
+                state, metrics = step_fn(state, next(iterator))
+                pending.append(metrics)
+                context = Context(done, state, done == steps, record=record, postfix=postfix)
+                for hook in hooks:
+                    if not hook.due(context):
+                        continue
+                    if hook.reads_metrics:
+                        fetched.extend(jax.device_get(pending))
+                        pending = []
+                        context.window = fetched[since[id(hook)] - first_fetched:]
+                        since[id(hook)] = done
+                    hook(context)
+                if since:
+                    drop = min(since.values()) - first_fetched
+                    fetched, first_fetched = fetched[drop:], first_fetched + drop
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
+                if context.stop:
+                    break
+    finally:
+        for hook in hooks:
+            hook.close()
+    return state
+
+
+# ----------------------------------------------------------------------------- image GANs
+
+
+def gan_state(key: jax.Array, gan: GAN, generator: nn.Module, discriminator: nn.Module,
+              example_shape: tuple[int, ...], config) -> TrainState:
+    """G and D with ``config.optim``'s optimizers and ``config.state``'s options, at step 0.
+
+    ``key`` is split into the players' key (which also seeds every step) and the optimizers' noise key.
+    """
+    init_key, noise_key = jax.random.split(key)
+    tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
+    options = config.state
+    return create_state(init_key, gan, generator, discriminator, example_shape, g_tx=tx.g, d_tx=tx.d,
+                        ema_decay=options.ema_decay, replay_capacity=options.replay_capacity,
+                        replay_share=options.replay_share)
+
+
+def grid_writer(workdir: str | pathlib.Path, sample: Callable[[PyTree], Any], nrow: int = 10) -> Callable:
+    """``(state, step) ->`` writes ``{workdir}/samples/step_XXXXXX.png`` from ``sample(state)`` (process 0 writes)."""
+    folder = pathlib.Path(workdir) / "samples"
+
+    def write(state: PyTree, step: int) -> None:
+        grid = np.asarray(sample(state))  # every process takes part in the computation
+        if jax.process_index() == 0:
+            images.save_grid(grid, folder / f"step_{step:06d}.png", nrow=nrow, scale=2)
+
+    return write
+
+
+def write_animation(workdir: str | pathlib.Path) -> pathlib.Path | None:
+    """``{workdir}/samples.gif`` from every sample grid written so far (process 0 only)."""
+    frames = sorted((pathlib.Path(workdir) / "samples").glob("step_*.png"))
+    if jax.process_index() != 0 or not frames:
+        return None
+    return images.save_gif(frames, pathlib.Path(workdir) / "samples.gif")
+
+
+def fit_gan(config, state: TrainState, phases: tuple[Phase, ...], dataset: data.ImageDataset,
+            mesh: jax.sharding.Mesh, hooks: Sequence[Hook],
+            wrap_step: Callable[[Callable], Callable] | None = None,
+            inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None) -> TrainState:
+    """Trains ``state`` with ``phases`` on ``dataset``'s shuffled batches over ``mesh``; returns the last state.
+
+    Each step takes ``schedule.batch_size`` rows per real batch it needs
+    (:func:`ganjax.training.phases.batches_per_step`), from
+    ``data.Batcher(dataset, rows, run.seed)``; each process puts its rows on its
+    own devices. ``inputs`` maps each device's batch inside the step (e.g. to
+    several scales); ``wrap_step`` wraps the parallel step (e.g. opponent swaps).
+    Writes ``samples.gif`` at the end.
+    """
+    step_fn = make_step(phases)
+    if inputs is not None:
+        inner = step_fn
+        step_fn = lambda state, batch, axis_name=None: inner(state, inputs(batch), axis_name)
+    per_step = batches_per_step(phases)
+    step = devices.data_parallel(step_fn, mesh, per_step)
+    if wrap_step is not None:
+        step = wrap_step(step)
+    batcher = data.Batcher(dataset, config.schedule.batch_size * per_step, config.run.seed)
+    state = train(devices.replicate(state, mesh), step,
+                  lambda start: batcher.iterate(start, put=lambda batch: devices.shard_batch(batch, mesh)),
+                  config.schedule.steps, hooks)
+    write_animation(config.run.workdir)
+    return state
+
+
+def train_image_gan(config, gan: GAN, models: Callable[[str | None], tuple[nn.Module, nn.Module]],
+                    init_key: jax.Array, fixed: tuple, *, example_shape: tuple[int, ...] | None = None,
+                    view: Callable[[jax.Array], jax.Array] | None = None, nrow: int = 10, rngs: dict | None = None,
+                    evaluations: Callable[[data.ImageDataset], Sequence[Hook]] | None = None,
+                    prepare: Callable[[TrainState], TrainState] | None = None,
+                    wrap_step: Callable[[Callable], Callable] | None = None,
+                    inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None):
+    """An image GAN experiment from start to end; returns ``(final state, sample)``.
+
+    Starts the run (:func:`start`), loads ``config.data``, builds G and D with
+    ``models(bn_axis_name)`` and the state (:func:`gan_state`, then ``prepare``),
+    and trains (:func:`fit_gan`) with the hooks of ``evaluations(dataset)``, the
+    monitor, logging, sample grids and checkpoints.
+
+    Args:
+      config: with ``data``, ``optim``, ``state``, ``schedule``, ``run``, ``devices`` and ``monitor`` parts.
+      gan: the objective.
+      models: ``bn_axis_name -> (G, D)``; the axis is None unless ``config.devices`` has cross-replica BatchNorm on.
+      init_key: the players' and the steps' key.
+      fixed: G's inputs for every sample grid (``(z,)`` or ``(z, labels)``).
+      example_shape: D's input shape (default: ``config.data``'s images).
+      view: maps G's output to the grid's images.
+      nrow: images per grid row.
+      rngs: G's keys for its noise and dropout layers when sampling.
+      evaluations: ``dataset -> hooks`` run before the others.
+      prepare, wrap_step, inputs: see :func:`fit_gan` (``prepare`` maps the new state, e.g. to add buffers).
+
+    Returns:
+      The last state and ``sample(state, *inputs)``, G's jitted images (its moving average when kept).
+    """
+    phases = gan.phases(config.schedule.n_critic)
+    mesh = start(config, batches_per_step(phases))
+    dataset = config.data.load()
+    if gan.conditioning.num_classes and dataset.labels is None:
+        raise data.DataError(f"{dataset.name}: a conditional GAN needs labelled data")
+    mode = getattr(config.devices, "cross_replica_bn", "off")
+    generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
+    state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
+    state = prepare(state) if prepare is not None else state
+    sample = jax.jit(functools.partial(generate, use_ema=config.state.ema_decay > 0, rngs=rngs))
+    fixed = devices.replicate(fixed, mesh)
+    view = view or (lambda x: x)
+    writer = grid_writer(config.run.workdir, lambda s: view(sample(s, *fixed)), nrow)
+    extra = list(evaluations(dataset)) if evaluations is not None else []
+    hooks = run_hooks(config.run, configs.to_dict(config), extra, config.monitor.build(gan.objective), writer)
+    return fit_gan(config, state, phases, dataset, mesh, hooks, wrap_step, inputs), sample
+
+
+def write_interpolation(workdir: str | pathlib.Path, state: TrainState, sample: Callable, key: jax.Array,
+                        latent: configs.Latent, rows: int = 10, anchors: int = 3) -> None:
+    """``{workdir}/interpolation.png``: rows of G's images along great-circle paths between ``anchors`` codes."""
+    paths = latent_paths.interpolation_grid(key, rows, 10, latent.dim, anchors=anchors, sampler=latent.distribution)
+    grid = np.asarray(sample(state, np.asarray(paths.reshape(-1, latent.dim))))
+    if jax.process_index() == 0:
+        images.save_grid(grid, pathlib.Path(workdir) / "interpolation.png", nrow=10, scale=2)
