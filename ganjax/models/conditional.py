@@ -16,8 +16,8 @@ Every :class:`Discriminator` sows its penultimate features as
 (:mod:`ganjax.feature_matching`) and the VAE-GAN's reconstruction loss
 (:mod:`ganjax.models.vaegan`) compare.
 
-The layers, norms and initialization are DCGAN's (:mod:`ganjax.models.dcgan`);
-G's body is :class:`ganjax.models.dcgan.Generator` itself.
+D's body is :class:`ganjax.models.dcgan.Features` and G's body is
+:class:`ganjax.models.dcgan.Generator` itself.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import dcgan
-from ganjax.nn.conv import Conv
-from ganjax.nn.normalization import SpectralConv, SpectralDense
+from ganjax.nn.normalization import SpectralDense
 from ganjax.training.state import FEATURES
 
 CONDITIONINGS = ("none", "channels", "projection", "auxiliary")
@@ -38,47 +37,6 @@ def projection(features: jax.Array, labels: jax.Array, num_classes: int) -> jax.
     """The projection term ``<embed(y), h>`` per example (Miyato and Koyama 2018): ``(N, F), (N,) -> (N,)``."""
     embedding = nn.Embed(num_classes, features.shape[-1], embedding_init=dcgan.weight_init, name="projection")
     return jnp.sum(embedding(labels) * features, axis=-1)
-
-
-class Features(nn.Module):
-    """DCGAN's D without its output layer: images ``(N, S, S, C)`` -> flat features ``(N, F)``.
-
-    Stride-2 4x4 convolutions, LeakyReLU(0.2), a norm on every conv but the
-    first (spectral norm on every conv with ``norm='spectral'``).
-
-    Attributes:
-      image_size: input side S; one stride-2 conv per DCGAN G upsampling.
-      width: channels of the first conv; each later conv doubles them.
-      norm: one of :data:`ganjax.models.dcgan.D_NORMS`.
-      bn_axis_name: mapped axis for cross-replica BatchNorm, or None.
-    """
-
-    image_size: int = 28
-    width: int = 64
-    norm: str = "batch"
-    bn_axis_name: str | None = None
-
-    def __post_init__(self):
-        dcgan._check(self, "norm", dcgan.D_NORMS)
-        super().__post_init__()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
-            raise ValueError(f"{type(self).__name__} expects NHWC images of side {self.image_size}, got {x.shape}")
-        _, n_down = dcgan.layout(self.image_size)
-        for i in range(n_down):
-            norm = dcgan._norm(self.norm, train, self.bn_axis_name) if i > 0 else None
-            conv_args = (self.width * 2 ** i, (4, 4), 2, "SAME")
-            conv_kwargs = {"use_bias": norm is None, "kernel_init": dcgan.weight_init}
-            if self.norm == "spectral":
-                x = SpectralConv(*conv_args, **conv_kwargs)(x, train)
-            else:
-                x = Conv(*conv_args, **conv_kwargs)(x)
-            if norm is not None:
-                x = norm(x)
-            x = nn.leaky_relu(x, 0.2)
-        return x.reshape(x.shape[0], -1)
 
 
 class Generator(nn.Module):
@@ -131,7 +89,7 @@ class Discriminator(nn.Module):
         ``'projection'`` (Miyato and Koyama 2018) or ``'auxiliary'`` (AC-GAN).
       num_classes: the number of classes (unused with ``'none'``).
       embed_dim: channels of the label embedding with ``'channels'``.
-      image_size, width, norm, bn_axis_name: as for :class:`Features`.
+      image_size, width, norm, bn_axis_name: as for :class:`ganjax.models.dcgan.Features`.
     """
 
     conditioning: str = "channels"
@@ -159,7 +117,7 @@ class Discriminator(nn.Module):
         if self.conditioning == "channels":
             embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels).astype(x.dtype)
             x = jnp.concatenate([x, jnp.broadcast_to(embedded[:, None, None, :], (*x.shape[:3], self.embed_dim))], -1)
-        h = Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
+        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
         self.sow("intermediates", FEATURES, h)
         if self.norm == "spectral":
             logits = SpectralDense(1, kernel_init=dcgan.weight_init, name="logit")(h, train)[:, 0]

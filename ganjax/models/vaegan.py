@@ -11,7 +11,7 @@ players minimise::
   D:        L_GAN(D)                            (reals against reconstructions and samples)
   L_like = E_x 1/2 ||f(G(z)) - f(x)||^2          (a Gaussian likelihood in D's feature space)
 
-The players: the encoder is DCGAN's D body (:class:`ganjax.models.conditional.Features`)
+The players: the encoder is DCGAN's D body (:class:`ganjax.models.dcgan.Features`)
 with a dense head giving the mean and log-variance of ``q(z | x)``; the decoder
 is the DCGAN generator (:class:`ganjax.models.dcgan.Generator`); D is
 :class:`ganjax.models.conditional.Discriminator` with ``conditioning='none'``.
@@ -59,7 +59,7 @@ class Encoder(nn.Module):
 
     Attributes:
       latent_dim: size of z.
-      image_size, width, norm, bn_axis_name: as for :class:`ganjax.models.conditional.Features`.
+      image_size, width, norm, bn_axis_name: as for :class:`ganjax.models.dcgan.Features`.
     """
 
     latent_dim: int = 100
@@ -70,7 +70,7 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
-        h = conditional.Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
+        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
         out = nn.Dense(2 * self.latent_dim, kernel_init=dcgan.weight_init, name="posterior")(h)
         mean, log_variance = out[:, :self.latent_dim], out[:, self.latent_dim:]
         return mean, log_variance

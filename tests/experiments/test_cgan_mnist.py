@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import acgan_mnist, cgan_mnist
-from ganjax import images, train
+from experiments import acgan_mnist, cgan_mnist, evaluation
+from experiments import config as configs
+from ganjax import images
 from ganjax.evaluation import mnist_classifier
+from ganjax.training.gan import generate
 
 
 @pytest.fixture(scope="module")
@@ -20,39 +22,44 @@ def classifier_dir(tmp_path_factory):
                                                        tmp_path_factory.mktemp("classifier")))
 
 
-def tiny(cls, mnist_dir, tmp_path, classifier_dir, **overrides):
-    values = dict(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=6, batch_size=16, latent_dim=8,
-                  g_width=4, d_width=4, samples_per_class=3, log_every=2, sample_every=3, checkpoint_every=3,
-                  eval_every=3, eval_per_class=5, final_eval_per_class=20, classifier_dir=classifier_dir)
-    return cls(**{**values, **overrides})
+def tiny(cls, mnist_dir, tmp_path, classifier_dir, *extra):
+    argv = ["--data.data-dir", str(mnist_dir), "--run.workdir", str(tmp_path / "run"), "--schedule.steps", "6",
+            "--schedule.batch-size", "16", "--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4",
+            "--samples-per-class", "3", "--run.log-every", "2", "--run.sample-every", "3",
+            "--run.checkpoint-every", "3", "--class-accuracy.eval-every", "3", "--class-accuracy.eval-per-class", "5",
+            "--class-accuracy.final-eval-per-class", "20", "--class-accuracy.classifier-dir", classifier_dir, *extra]
+    return configs.parse(cls, argv)
 
 
 def test_per_class_accuracy():
-    assert cgan_mnist.per_class_accuracy([0, 0, 1, 1, 2, 0], [0, 1, 1, 1, 2, 2], 3) == [1.0, 2 / 3, 0.5]
+    assert evaluation.per_class_accuracy([0, 0, 1, 1, 2, 0], [0, 1, 1, 1, 2, 2], 3) == [1.0, 2 / 3, 0.5]
 
 
 def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_dir, tmp_path, classifier_dir):
-    config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, swap_every=4, swap_duration=1)
+    config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, "--swaps.every", "4", "--swaps.duration",
+                  "1")
     state, shares = cgan_mnist.train_and_evaluate(config)
     assert int(state.step) == 6
     run = tmp_path / "run"
     # Row r of the last grid is digit r: G's (moving-average) samples for label r from the fixed z of columns 0-2.
-    _, sample_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
+    _, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
     labels = np.repeat(np.arange(10), 3)
     z = jax.random.normal(sample_key, (30, 8))
-    expected = images.make_grid(np.asarray(train.generate(state, z, labels, use_ema=True)), nrow=3)
+    expected = images.make_grid(np.asarray(generate(state, z, labels, use_ema=True)), nrow=3)
     grid = np.asarray(Image.open(run / "samples" / "step_000006.png"))[::2, ::2]
     # Jitted and eager G differ in the last float bits, which can move a pixel across a rounding boundary.
     np.testing.assert_allclose(grid, expected[..., 0], atol=1)
     classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
-    recomputed = cgan_mnist.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True)
+    recomputed = evaluation.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True)
     saved = json.loads((run / "class_accuracy.json").read_text())
     assert saved["per_class"] == shares == recomputed and saved["min"] == min(shares)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "class_accuracy_min" in r] == [3, 6]
+    # Computed at steps 3 and 6, logged with the records of steps 4 and 6.
+    assert [r["step"] for r in records if "class_accuracy_min" in r] == [4, 6]
     # Swaps: a snapshot after step 1; a window opens after 4 steps, so the 5th step plays the old D
     # (logged at step 6 as the mean over steps 5 and 6).
     assert [r["swapped_d"] for r in records if r["step"] in (4, 6)] == [0.0, 0.5]
+    assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in records)
 
 
 def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
@@ -60,7 +67,9 @@ def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["d_class_loss"] > 0 and r["g_class_loss"] > 0 for r in records if "d_loss" in r)
     assert len(shares) == 10
-    (logits, class_logits), _ = state.d(state.d.params, np.zeros((2, 28, 28, 1), np.float32), train=False)
+    d = state.players["d"]
+    (logits, class_logits), _ = d(d.params, np.zeros((2, 28, 28, 1), np.float32), train=False)
     chex.assert_shape((logits, class_logits), ((2,), (2, 10)))
-    with pytest.raises(ValueError, match="conditioning='auxiliary' with aux_class_weight=0.0"):
-        cgan_mnist.create_state(cgan_mnist.Config(conditioning="auxiliary"), jax.random.key(0))
+    with pytest.raises(ValueError, match="ConditionalModel.d_conditioning: is 'auxiliary' with "
+                                         "conditioning.aux_class_weight=0.0"):
+        cgan_mnist.Config(model=configs.ConditionalModel(d_conditioning="auxiliary"))

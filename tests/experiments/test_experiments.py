@@ -1,126 +1,91 @@
-"""Experiment plumbing and the DCGAN experiment end to end, at tiny sizes on the real digits."""
+"""The configs, the runner and the image GAN experiments end to end, at tiny sizes on the real digits."""
 
-import dataclasses
 import json
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import common, dcgan_mnist, wgan_gp_mnist
+from experiments import acgan_mnist, cgan_mnist, dcgan_mnist, gaussian_mixture, msggan, runner, sagan
+from experiments import config as configs
+from experiments import style_transfer, train_mnist_classifier, wgan_gp_mnist
 from ganjax import checkpoint, data
 from ganjax.evaluation import monitor
 
-
-def tiny(mnist_dir, tmp_path, config_cls=dcgan_mnist.Config, **overrides):
-    values = dict(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=6, batch_size=16, latent_dim=16,
-                  g_width=8, d_width=8, num_samples=12, log_every=2, sample_every=3, checkpoint_every=3, eval_every=0)
-    return config_cls(**{**values, **overrides})
+EXPERIMENTS = (dcgan_mnist, wgan_gp_mnist, cgan_mnist, acgan_mnist, sagan, msggan, gaussian_mixture,
+               train_mnist_classifier, style_transfer)
 
 
-def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path):
-    straight = dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path / "a"))
-    run = tmp_path / "a" / "run"
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
-    assert (run / "samples.gif").stat().st_size > 0 and any((run / "tb").iterdir())
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [2, 3, 4, 6]
-    assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"} <= set(records[0])
-    assert checkpoint.Checkpointer(run / "checkpoints").latest_step() == 6
-
-    dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path / "b", steps=3))
-    resumed = dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path / "b", resume=True))
-    assert int(resumed.step) == 6
-    chex.assert_trees_all_equal(resumed.g.params, straight.g.params)
-    chex.assert_trees_all_equal(resumed.d.params, straight.d.params)
-    chex.assert_trees_all_equal(resumed.g.opt_state, straight.g.opt_state)
+def tiny(mnist_dir, workdir, *extra):
+    """Arguments of a tiny DCGAN-family run."""
+    return ["--data.data-dir", str(mnist_dir), "--run.workdir", str(workdir), "--schedule.steps", "6",
+            "--schedule.batch-size", "16", "--latent.dim", "16", "--model.g-width", "8", "--model.d-width", "8",
+            "--run.log-every", "2", "--run.sample-every", "3", "--run.checkpoint-every", "3", *extra]
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_path):
-    config = tiny(mnist_dir, tmp_path, steps=10, log_every=1, checkpoint_every=2)
-    state = dcgan_mnist.create_state(config, jax.random.key(0))
-    step = jax.jit(lambda s, b: dcgan_mnist.train.train_step(s, b, common.step_config(config)))
-
-    def poisoned(state, batch):
-        state, metrics = step(state, batch)
-        return state, {**metrics, "d_loss": jax.numpy.where(state.step == 5, jax.numpy.nan, metrics["d_loss"])}
-
-    with pytest.raises(monitor.NonFiniteLossError, match="d_loss = nan at step 5"):
-        common.fit(config, state, poisoned, data.load_idx_folder(mnist_dir), lambda s, t: None)
-    saved = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints")
-    assert saved.latest_step() == 4
-    restored, saved_config = saved.restore(state)
-    assert int(restored.step) == 4 and saved_config["steps"] == 10
-    chex.assert_tree_all_finite(restored.g.params)
+def records(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_checkpointer_refuses_non_finite_metrics(tmp_path):
-    saver = checkpoint.Checkpointer(tmp_path)
-    with pytest.raises(ValueError, match="non-finite metrics \\['g_loss'\\]"):
-        saver.save(1, {"x": np.ones(2)}, metrics={"g_loss": np.nan, "d_loss": 1.0})
-    assert saver.latest_step() is None
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        saver.restore({"x": np.ones(2)})
+def assert_finite(rows):
+    for row in rows:
+        for name, value in row.items():
+            if isinstance(value, float):
+                assert np.isfinite(value), (row["step"], name)
 
 
-def test_parse_config_overrides_and_refuses_unknown_fields(capsys):
-    config = common.parse_config(dcgan_mnist.Config, ["--steps", "7", "--lr-g", "5e-4", "--resume", "--data-dir", "d"])
-    assert (config.steps, config.lr_g, config.resume, config.data_dir) == (7, 5e-4, True, "d")
-    assert dataclasses.replace(config, steps=dcgan_mnist.Config.steps) == dcgan_mnist.Config(lr_g=5e-4, resume=True, data_dir="d")
-    with pytest.raises(SystemExit):
-        common.parse_config(dcgan_mnist.Config, ["--stepz", "7"])
-    assert "unrecognized arguments: --stepz" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        common.parse_config(dcgan_mnist.Config, ["--steps", "many"])
-    assert "--steps: invalid int value: 'many'" in capsys.readouterr().err
+# ----------------------------------------------------------------------------- configs
 
 
-def test_config_shape_mismatch_is_named(mnist_dir):
-    with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
-        common.load_data(dcgan_mnist.Config(data_dir=str(mnist_dir), image_size=32))
+@pytest.mark.parametrize("module", EXPERIMENTS, ids=lambda m: m.__name__.split(".")[-1])
+def test_help_lists_every_field_with_its_description(module, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    if module in (train_mnist_classifier, style_transfer):
+        assert "--steps INT" in text and "(default:" in text
+        return
+    assert "--run.workdir STR" in text and "the run's folder" in text
+    assert "--schedule.steps INT" in text and "train steps" in text
+    assert "{minimax,non_saturating,wasserstein" in text  # choices show
+    assert "--optim.lr-g FLOAT G's learning rate." in text
 
 
-def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
-    from ganjax.evaluation import mnist_classifier
+@pytest.mark.parametrize("module, argv, message", [
+    (dcgan_mnist, ["--swaps.every", "3"], "Unrecognized options: --swaps.every"),
+    (msggan, ["--devices.cross-replica-bn", "on"], "Unrecognized options: --devices.cross-replica-bn"),
+    (gaussian_mixture, ["--data.data-dir", "x"], "Unrecognized options: --data.data-dir"),
+    (sagan, ["--evaluation.eval-every", "3"], "Unrecognized options: --evaluation.eval-every"),
+    (dcgan_mnist, ["--objective.loss", "wasserstein", "--objective.d-labels", "one_sided"], "Objective.d_labels"),
+    (dcgan_mnist, ["--objective.loss", "hingee"], "Invalid choice"),
+    (dcgan_mnist, ["--schedule.n-critic", "0"], "GANSchedule.n_critic: must be at least 1"),
+    (dcgan_mnist, ["--run.resume", "--run.overwrite"], "Run.overwrite"),
+    (cgan_mnist, ["--model.d-conditioning", "auxiliary"], "ConditionalModel.d_conditioning"),
+    (cgan_mnist, ["--swaps.every", "3", "--swaps.duration", "5"], "SwapConfig.duration"),
+    (style_transfer, ["--content", "a", "--style", "b", "--lr", "0.1"], "Config.lr"),
+])
+def test_a_flag_that_cannot_apply_is_refused_naming_it(module, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        module.main(argv)
+    assert exit_.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
 
-    classifier_dir = mnist_classifier.save_mnist_classifier(
-        mnist_classifier.init(jax.random.key(0), mnist_classifier.ClassifierConfig(conv_widths=(4, 8), feature_dim=8)),
-        tmp_path / "classifier")
-    config = tiny(mnist_dir, tmp_path, eval_every=3, eval_samples=64, classifier_dir=str(classifier_dir),
-                  ema_decay=0.9, workdir=str(tmp_path / "eval_run"))
-    dcgan_mnist.train_and_evaluate(config)
-    records = [json.loads(line) for line in (tmp_path / "eval_run" / "metrics.jsonl").read_text().splitlines()]
-    evaluated = [r for r in records if "fid" in r]
-    assert [r["step"] for r in evaluated] == [3, 6]
-    assert "fid_floor" in evaluated[0] and "fid_floor" not in evaluated[1]
-    for name in ("fid", "kid", "precision", "recall", "class_coverage", "duplicate_share", "ema_fid"):
-        assert np.isfinite(evaluated[1][name]), name
-    assert 1 <= evaluated[1]["class_coverage"] <= 10
-    assert (tmp_path / "eval_run" / "training.png").stat().st_size > 0
 
-
-def test_stop_on_flag_ends_the_run_with_a_checkpoint(mnist_dir, tmp_path):
-    config = tiny(mnist_dir, tmp_path, steps=20, log_every=4, checkpoint_every=10, stop_on="d_loss_zero")
-    state = dcgan_mnist.create_state(config, jax.random.key(0))
-    step = jax.jit(lambda s, b: dcgan_mnist.train.train_step(s, b, common.step_config(config)))
-
-    def d_always_wins(state, batch):
-        state, metrics = step(state, batch)
-        return state, {**metrics, "d_loss": metrics["d_loss"] * 0.0}
-
-    final = common.fit(config, state, d_always_wins, data.load_idx_folder(mnist_dir), lambda s, t: None)
-    assert int(final.step) == 4
-    assert checkpoint.Checkpointer(tmp_path / "run" / "checkpoints").latest_step() == 4
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "D loss 0 is near 0" in records[0]["flags"] and "D loss" in records[-1]["stopped"]
+def test_parse_gives_nested_typed_parts():
+    config = configs.parse(dcgan_mnist.Config, ["--schedule.steps", "7", "--optim.lr-g", "5e-4", "--run.resume",
+                                                "--monitor.stop-on", "d_loss_zero", "grad_explosion"])
+    assert (config.schedule.steps, config.optim.lr_g, config.run.resume) == (7, 5e-4, True)
+    assert config.monitor.stop_on == ("d_loss_zero", "grad_explosion")
+    assert config.optim.lr_d == dcgan_mnist.Config().optim.lr_d and config.run.workdir == "runs/dcgan_mnist"
 
 
 def test_lr_decay_schedules_both_players_over_the_run():
     """D's schedule spans n_critic updates per step, so both reach 0 at the last step."""
-    config = dcgan_mnist.Config(lr_decay=True, steps=10, n_critic=5, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd",
-                                g_optimizer="sgd")
-    tx = common.optimizers(config, jax.random.key(0))
+    optimizers = configs.Optimizers(lr_decay=True, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd", g_optimizer="sgd")
+    tx = optimizers.build(jax.random.key(0), steps=10, n_critic=5)
     params = {"w": np.ones((), np.float32)}
 
     def steps_taken(chain, n):
@@ -134,18 +99,151 @@ def test_lr_decay_schedules_both_players_over_the_run():
     np.testing.assert_allclose(g_sizes[:6], 1e-3, rtol=1e-6)
     np.testing.assert_allclose(d_sizes[:26], 1e-3, rtol=1e-6)
     np.testing.assert_allclose([g_sizes[-1], d_sizes[-1]], [2e-4, 4e-5], rtol=1e-5)
-    with pytest.raises(ValueError, match="lr_decay needs a positive number of steps"):
-        common.optimizers(dataclasses.replace(config, steps=0), jax.random.key(0))
 
 
-def test_wgan_gp_experiment_keeps_the_papers_recipe_and_logs_critic_scores(mnist_dir, tmp_path):
-    """Gulrajani et al.'s settings are the defaults; a tiny run logs the penalty and raw critic scores."""
+def test_config_shape_mismatch_is_named(mnist_dir):
+    with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
+        configs.Data(data_dir=str(mnist_dir), image_size=32).load()
+
+
+# ----------------------------------------------------------------------------- the runner on a toy state
+
+
+def toy(bad_step=None, zero_loss=False):
+    """A jitted step of a toy state whose d_loss is NaN at ``bad_step`` (or always 0)."""
+
+    def step(state, batch):
+        loss = jnp.where(state["step"] + 1 == (bad_step or -1), jnp.nan, 0.0 if zero_loss else 1.0 + batch)
+        return {"step": state["step"] + 1, "w": state["w"] + batch}, {"d_loss": loss, "g_loss": loss}
+
+    return {"step": jnp.int32(0), "w": jnp.zeros(2)}, jax.jit(step), lambda start: iter(np.arange(start, 100.0))
+
+
+def toy_hooks(workdir, **monitor_settings):
+    run = configs.Run(workdir=str(workdir), log_every=1, checkpoint_every=2)
+    return runner.run_hooks(run, {}, watch=monitor.MonitorConfig(**monitor_settings))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    state, step, batches = toy(bad_step=5)
+    with pytest.raises(monitor.NonFiniteLossError, match="d_loss = nan at step 5"):
+        runner.train(state, step, batches, 10, toy_hooks(tmp_path), step_of=lambda s: int(s["step"]))
+    saved = checkpoint.Checkpointer(tmp_path / "checkpoints")
+    assert saved.latest_step() == 4
+    assert int(saved.restore(state)[0]["step"]) == 4
+
+
+def test_stop_on_flag_ends_the_run_with_a_sample_and_checkpoint(tmp_path):
+    state, step, batches = toy(zero_loss=True)
+    samples = []
+    hooks = toy_hooks(tmp_path, window=4, stop_on=("d_loss_zero",))
+    hooks.insert(-1, runner.Periodic(100, lambda s, t: samples.append(t)))
+    final = runner.train(state, step, batches, 20, hooks, step_of=lambda s: int(s["step"]))
+    assert int(final["step"]) == 1 and samples == [1]
+    assert checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step() == 1
+    (record,) = records(tmp_path)
+    assert "D loss 0 is near 0" in record["flags"] and "D loss" in record["stopped"]
+
+
+def test_metrics_are_fetched_only_on_hook_steps_and_averaged_per_hook(tmp_path):
+    state, step, batches = toy()
+    run = configs.Run(workdir=str(tmp_path), log_every=3, checkpoint_every=2)
+    runner.train(state, step, batches, 7, runner.run_hooks(run, {}), step_of=lambda s: int(s["step"]))
+    # batch t (t = 0, 1, ...) gives d_loss 1 + t at step t + 1; each record is the mean since the last one.
+    assert [(r["step"], r["d_loss"]) for r in records(tmp_path)] == [(3, 2.0), (6, 5.0), (7, 7.0)]
+
+
+def test_workdir_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
+    run = configs.Run(workdir=str(tmp_path / "w"))
+    runner.prepare_workdir(run, {"model": {"width": 8}, "schedule": {"steps": 4}})
+    assert json.loads((tmp_path / "w" / "config.json").read_text())["model"] == {"width": 8}
+    with pytest.raises(runner.WorkdirError, match=f"{tmp_path / 'w'} already holds a run: pass --run.resume"):
+        runner.prepare_workdir(run, {"model": {"width": 8}})
+    resume = configs.Run(workdir=str(tmp_path / "w"), resume=True)
+    runner.prepare_workdir(resume, {"model": {"width": 8}, "schedule": {"steps": 9}})  # a longer run is fine
+    with pytest.raises(runner.WorkdirError, match="changed: model.width \\(8 -> 16\\)"):
+        runner.prepare_workdir(resume, {"model": {"width": 16}, "schedule": {"steps": 9}})
+    (tmp_path / "w" / "stale.txt").write_text("old")
+    runner.prepare_workdir(configs.Run(workdir=str(tmp_path / "w"), overwrite=True), {"model": {"width": 16}})
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["config.json"]
+
+
+# ----------------------------------------------------------------------------- experiments end to end
+
+
+def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, capsys):
+    run = tmp_path / "a"
+    straight = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny(mnist_dir, run)))
+    started = capsys.readouterr().out.splitlines()
+    assert started[0] == "cpu: 1 devices in 1 processes, global batch 16, 16 per device"
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    for name in ("samples.gif", "interpolation.png", "training.png"):
+        assert (run / name).stat().st_size > 0
+    assert any((run / "tb").iterdir())
+    rows = records(run)
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"} <= set(rows[0])
+    assert_finite(rows)
+    assert checkpoint.Checkpointer(run / "checkpoints").latest_step() == 6
+    resolved = json.loads((run / "config.json").read_text())
+    assert resolved["model"]["g_width"] == 8 and resolved["optim"]["lr_g"] == 1e-3
+
+    half = tmp_path / "b"
+    dcgan_mnist.main(tiny(mnist_dir, half, "--schedule.steps", "3"))
+    with pytest.raises(SystemExit):  # the folder holds a run
+        dcgan_mnist.main(tiny(mnist_dir, half))
+    resumed = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny(mnist_dir, half, "--run.resume")))
+    assert int(resumed.step) == 6
+    chex.assert_trees_all_equal(resumed.players, straight.players)
+    assert records(half) == rows
+
+
+def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp_path, capsys):
+    """Gulrajani et al.'s settings are the defaults; each step takes n_critic batches of batch_size."""
     defaults = wgan_gp_mnist.Config()
-    step = common.step_config(defaults)
-    assert (step.loss, step.penalty, step.penalty_weight, step.n_critic) == ("wasserstein", "wgan_gp", 10.0, 5)
-    assert (defaults.lr_g, defaults.lr_d, defaults.b1, defaults.b2, defaults.d_norm) == (1e-4, 1e-4, 0.5, 0.9, "none")
-    state = dcgan_mnist.train_and_evaluate(tiny(mnist_dir, tmp_path, wgan_gp_mnist.Config, steps=2, batch_size=4))
+    assert (defaults.objective.loss, defaults.objective.penalty, defaults.schedule.n_critic) == ("wasserstein",
+                                                                                                 "wgan_gp", 5)
+    assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (1e-4, 0.9, "none")
+    argv = tiny(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
+    state = wgan_gp_mnist.train_and_evaluate(configs.parse(wgan_gp_mnist.Config, argv))
+    assert "global batch 4 x 5 batches per step, 4 per device" in capsys.readouterr().out
     assert int(state.step) == 2
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert {"penalty", "d_real_score", "d_fake_score"} <= set(records[-1]) and "d_real" not in records[-1]
-    assert records[-1]["penalty"] > 0
+    (row,) = records(tmp_path)
+    assert {"penalty", "d_real_score", "d_fake_score"} <= set(row) and "d_real" not in row and row["penalty"] > 0
+    assert_finite([row])
+
+
+def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
+    from ganjax.evaluation import mnist_classifier
+
+    classifier_dir = mnist_classifier.save_mnist_classifier(
+        mnist_classifier.init(jax.random.key(0), mnist_classifier.ClassifierConfig(conv_widths=(4, 8), feature_dim=8)),
+        tmp_path / "classifier")
+    dcgan_mnist.main(tiny(mnist_dir, tmp_path / "run", "--evaluation.eval-every", "3", "--evaluation.eval-samples",
+                          "64", "--evaluation.classifier-dir", str(classifier_dir), "--state.ema-decay", "0.9"))
+    evaluated = [r for r in records(tmp_path / "run") if "fid" in r]
+    assert [r["step"] for r in evaluated] == [4, 6]  # computed at steps 3 and 6, logged with the next record
+    assert "fid_floor" in evaluated[0] and "fid_floor" not in evaluated[1]
+    for name in ("fid", "kid", "precision", "recall", "class_coverage", "duplicate_share", "ema_fid"):
+        assert np.isfinite(evaluated[1][name]), name
+    assert 1 <= evaluated[1]["class_coverage"] <= 10
+
+
+@pytest.mark.parametrize("module", [sagan, msggan], ids=["sagan", "msggan"])
+def test_sagan_and_msggan_train_and_write_samples(module, mnist_dir, tmp_path):
+    argv = tiny(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "8", "--run.sample-every",
+                "2", "--num-samples", "10")
+    state = module.train_and_evaluate(configs.parse(module.Config, argv))
+    assert int(state.step) == 2
+    assert (tmp_path / "samples" / "step_000002.png").stat().st_size > 0
+    assert_finite(records(tmp_path))
+    if module is msggan:
+        assert (tmp_path / "scales.png").stat().st_size > 0
+
+
+def test_classifier_trains_and_reports_its_accuracy(mnist_dir, tmp_path, capsys):
+    result = train_mnist_classifier.main(["--data-dir", str(mnist_dir), "--out", str(tmp_path / "c"),
+                                          "--training.steps", "3", "--training.width", "4",
+                                          "--training.feature-dim", "8", "--training.test-size", "500"])
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_size"] == 500
+    assert json.loads((tmp_path / "c" / "result.json").read_text())["training"]["steps"] == 3

@@ -7,8 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import train
-from ganjax.models import conditional
+from ganjax.models import conditional, dcgan
+from ganjax.training import make_step
+from ganjax.training.gan import GAN, Conditioning, Latent, create_state
 
 S = 8  # image side: one stride-2 conv in D, one upsampling in G
 X = jax.random.uniform(jax.random.key(0), (6, S, S, 1), minval=-1, maxval=1)
@@ -23,7 +24,7 @@ def d_params(conditioning, **kwargs):
 
 def body_and_logit(params, x):
     """D's features and unconditional logit, by hand from its params."""
-    h = conditional.Features(S, 4, "none").apply({"params": params["body"]}, x, train=False)
+    h = dcgan.Features(S, 4, "none").apply({"params": params["body"]}, x, train=False)
     return h, h @ params["logit"]["kernel"][:, 0] + params["logit"]["bias"][0]
 
 
@@ -75,34 +76,36 @@ def test_auxiliary_d_returns_logit_and_class_logits_and_sows_features():
 
 
 @pytest.mark.parametrize("conditioning, aux", [("channels", 0.0), ("projection", 0.0), ("auxiliary", 1.0)])
-def test_each_conditioning_trains_in_the_train_step_and_compiles_once(conditioning, aux):
-    config = train.StepConfig(latent_dim=4, num_classes=3, aux_class_weight=aux)
+def test_each_conditioning_trains_in_the_gan_step_and_compiles_once(conditioning, aux):
+    gan = GAN(Latent(dim=4), conditioning=Conditioning(num_classes=3, aux_class_weight=aux))
     g = conditional.Generator(num_classes=3, embed_dim=2, image_size=S, width=4, latent_dim=4)
     d = conditional.Discriminator(conditioning, num_classes=3, image_size=S, width=4)
-    state = train.create_state(jax.random.key(0), g, d, (S, S, 1), config)
+    state = create_state(jax.random.key(0), gan, g, d, (S, S, 1))
     chex.clear_trace_counter()
-    step = jax.jit(chex.assert_max_traces(train.train_step, n=1), static_argnames="config", donate_argnums=0)
+    step = jax.jit(chex.assert_max_traces(make_step(gan.phases()), n=1), donate_argnums=0)
     for _ in range(2):
-        state, metrics = step(state, {"image": X, "label": Y}, config=config)
-    chex.assert_tree_all_finite((state.g.params, state.d.params, metrics))
+        state, metrics = step(state, {"image": X, "label": Y})
+    chex.assert_tree_all_finite((state.players, metrics))
     assert ("d_class_loss" in metrics) == (conditioning == "auxiliary")
 
 
 def test_acgan_class_head_learns_the_labels_of_real_digits(mnist):
     """The AC-GAN D's class loss on real digits falls as it trains (G's fakes are still noise)."""
-    config = train.StepConfig(latent_dim=4, num_classes=10, aux_class_weight=1.0)
+    gan = GAN(Latent(dim=4), conditioning=Conditioning(num_classes=10, aux_class_weight=1.0))
     g = conditional.Generator(num_classes=10, embed_dim=2, width=4, latent_dim=4)
     d = conditional.Discriminator("auxiliary", num_classes=10, width=8)
-    state = train.create_state(jax.random.key(0), g, d, (28, 28, 1), config, d_tx=optax.adam(2e-3))
+    state = create_state(jax.random.key(0), gan, g, d, (28, 28, 1), d_tx=optax.adam(2e-3))
     images = jnp.asarray(mnist.images[:64], jnp.float32) / 127.5 - 1.0
     batch = {"image": images, "label": jnp.asarray(mnist.labels[:64])}
 
     def real_class_loss(state):
-        (_, class_logits), _ = state.d(state.d.params, images, train=False)
+        d = state.players["d"]
+        (_, class_logits), _ = d(d.params, images, train=False)
         return float(optax.softmax_cross_entropy_with_integer_labels(class_logits, batch["label"]).mean())
 
     before = real_class_loss(state)
-    step = train.jit_step(train.d_step)
-    for _ in range(25):
-        state, _ = step(state, batch, config=config)
+    d_phase = tuple(phase for phase in gan.phases() if phase.name == "d")
+    step = jax.jit(make_step(d_phase), donate_argnums=0)
+    for _ in range(50):
+        state, _ = step(state, batch)
     assert before > 2.0 and real_class_loss(state) < 0.5 * before

@@ -17,6 +17,7 @@ G = cyclegan.ResnetGenerator(channels=1, width=4, n_blocks=1)
 D = cyclegan.PatchDiscriminator(width=4, n_layers=2)
 MODEL = cyclegan.CycleGAN(cycle_weight=10.0, identity_weight=5.0)
 SGD = optax.sgd(1.0)
+STEP = jax.jit(make_step(MODEL.phases()))  # one compilation for every state of the same structure
 _A = jnp.tanh(2.0 * jax.random.normal(jax.random.key(7), (4, S, S, 1)))
 BATCH = {"a": _A, "b": -_A[::-1]}  # unpaired: B is A inverted, in another order
 METRICS = {"g_loss", "cycle_loss", "identity_loss", "g_ab_grad_norm", "g_ba_grad_norm", "d_a_loss", "d_b_loss",
@@ -53,7 +54,7 @@ def _d_loss(state, name, real, fake):
 def test_one_step_is_the_papers_losses_by_hand():
     """SGD(1): both Gs on the joint loss; each D on its reals against the fakes of the Gs before their update."""
     state = make_state()
-    new, metrics = jax.jit(make_step(MODEL.phases()))(state, BATCH)
+    new, metrics = STEP(state, BATCH)
     assert set(metrics) == METRICS and int(new.step) == 1
     a, b = BATCH["a"], BATCH["b"]
     l1 = lambda x, y: jnp.mean(jnp.abs(x - y))
@@ -86,7 +87,7 @@ def test_each_d_replays_half_its_fakes_from_its_pool():
     stored = jnp.full((6, S, S, 1), 0.75)
     pools = {name: pool.push(stored) for name, pool in state.buffers.items()}
     state = state.replace(buffers=pools)
-    new, _ = jax.jit(make_step(MODEL.phases()))(state, BATCH)
+    new, _ = STEP(state, BATCH)
     fakes = {"d_a": _apply(state, "g_ba")(BATCH["b"]), "d_b": _apply(state, "g_ab")(BATCH["a"])}
     for name, real in (("d_a", BATCH["a"]), ("d_b", BATCH["b"])):
         mixed = fakes[name].at[:2].set(0.75)
@@ -103,7 +104,7 @@ def test_without_identity_weight_there_is_no_identity_loss():
 
 
 def test_seed_determines_the_run_and_the_losses_fall():
-    step = jax.jit(make_step(MODEL.phases()))
+    step = STEP
     adam = optax.adam(2e-3, b1=0.5)
 
     def run(seed, n=12):
@@ -129,7 +130,7 @@ def test_one_device_mesh_runs_the_same_step():
     state = make_state()
     state = state.replace(buffers={name: pool.push(jnp.full((6, S, S, 1), 0.5)) for name, pool in
                                    state.buffers.items()})
-    expected, metrics = jax.jit(make_step(MODEL.phases()))(state, BATCH)
+    expected, metrics = STEP(state, BATCH)
     mesh = devices.make_mesh(1)
     got, parallel_metrics = devices.data_parallel(make_step(MODEL.phases()), mesh)(devices.replicate(state, mesh),
                                                                                    BATCH)

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ganjax import train
 from ganjax.models import dcgan
+from ganjax.training import make_step
+from ganjax.training.gan import GAN, Latent, create_state
 
 SIZES = [28, 32, 64]
 G_OPTIONS = ([{"norm": n} for n in dcgan.G_NORMS] + [{"upsampling": u} for u in dcgan.UPSAMPLINGS]
@@ -94,21 +95,22 @@ def _power_iteration(u, matrix):
     return normalize(normalize(u @ matrix.T) @ matrix)
 
 
-def test_spectral_discriminator_trains_through_train_step():
+def test_spectral_discriminator_trains_through_the_gan_step():
     """Spectral norm's vectors live in batch_stats, which Player threads through the step unchanged.
 
-    D's step calls D in train mode twice (real, then fake), so each ``u`` moves
+    D's phase calls D in train mode twice (real, then fake), so each ``u`` moves
     by two power iterations on the kernel from before the update.
     """
-    config = train.StepConfig(latent_dim=8)
-    state = train.create_state(jax.random.key(0), dcgan.Generator(28, width=4, latent_dim=8),
-                               dcgan.Discriminator(28, width=4, norm="spectral"), (28, 28, 1), config)
-    kernel = np.asarray(state.d.params["SpectralConv_1"]["Conv_0"]["kernel"]).reshape(-1, 8)
-    u = np.asarray(state.d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]["Conv_0/kernel/u"])
+    gan = GAN(Latent(dim=8))
+    state = create_state(jax.random.key(0), gan, dcgan.Generator(28, width=4, latent_dim=8),
+                         dcgan.Discriminator(28, width=4, norm="spectral"), (28, 28, 1))
+    d = state.players["d"]
+    kernel = np.asarray(d.params["SpectralConv_1"]["Conv_0"]["kernel"]).reshape(-1, 8)
+    u = np.asarray(d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]["Conv_0/kernel/u"])
     batch = {"image": jax.random.uniform(jax.random.key(1), (4, 28, 28, 1), minval=-1, maxval=1)}
-    state, metrics = train.jit_step(train.train_step)(state, batch, config=config)
+    state, metrics = jax.jit(make_step(gan.phases()))(state, batch)
     assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
-    stats = state.d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]
+    stats = state.players["d"].batch_stats["SpectralConv_1"]["SpectralNorm_0"]
     expected_u = _power_iteration(_power_iteration(u, kernel), kernel)
     np.testing.assert_allclose(stats["Conv_0/kernel/u"], expected_u, rtol=1e-4, atol=1e-6)
 
@@ -145,3 +147,10 @@ def test_discriminator_halves_down_to_4x4():
     _, d = _shapes(dcgan.Discriminator(28, width=8), jnp.zeros((2, 28, 28, 1)))
     assert d["params"]["Conv_2"]["kernel"].shape == (4, 4, 16, 32)
     assert d["params"]["Dense_0"]["kernel"].shape == (4 * 4 * 32, 1)
+
+
+def test_weights_start_as_in_the_paper():
+    """DCGAN init: every conv weight ~ N(0, 0.02)."""
+    d = dcgan.Discriminator(28, width=8)
+    kernel = d.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False)["params"]["Conv_1"]["kernel"]
+    assert abs(float(jnp.std(kernel)) - 0.02) < 0.003

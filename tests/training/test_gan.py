@@ -40,7 +40,7 @@ def g_params(state):
 
 # ----------------------------------------------------------------------------- refusals
 
-@pytest.mark.parametrize("make, message", [
+REFUSALS = [
     (lambda: Latent(dim=0), "Latent.dim: must be in [1, inf], got 0"),
     (lambda: Latent(distribution="cauchy"), "Latent.distribution: unknown name 'cauchy'"),
     (lambda: Objective(loss="wgan"), "Objective.loss: unknown name 'wgan'"),
@@ -63,7 +63,10 @@ def g_params(state):
     (lambda: tiny_gan().phases(n_critic=0), "n_critic must be at least 1, got 0"),
     (lambda: make_state(replay_share=0.5), "replay_share is 0.5 with replay_capacity 0: set both or neither"),
     (lambda: make_state(ema_decay=1.0), "EMA decay must be in [0, 1), got 1.0"),
-])
+]
+
+
+@pytest.mark.parametrize("make, message", REFUSALS, ids=[message.split(":")[0] for _, message in REFUSALS])
 def test_inconsistent_values_are_refused_naming_the_field(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         make()

@@ -22,13 +22,13 @@ LABELLED = {**REAL, "label": jnp.arange(8) % CLASSES}
 
 
 class TinyG(nn.Module):
-    """z -> Dense -> BatchNorm -> ReLU -> Dense -> tanh: 4 values."""
+    """z -> Dense -> BatchNorm -> ReLU -> Dense -> tanh: 4 values (no bias before BatchNorm, which removes it)."""
 
     bn_axis_name: str | None = None
 
     @nn.compact
     def __call__(self, z, train=True):
-        x = nn.BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name)(nn.Dense(12)(z))
+        x = nn.BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name)(nn.Dense(12, use_bias=False)(z))
         return jnp.tanh(nn.Dense(4)(nn.relu(x)))
 
 
