@@ -32,8 +32,29 @@ from ganjax.models import conditional, dcgan
 from ganjax.training import gan
 from ganjax.training.gan import Conditioning, InputNoise
 
-__all__ = ["BatchNormDevices", "ClassAccuracy", "Conditioning", "ConditionalGAN", "ConditionalModel", "Data", "DCGANModel", "Devices", "Evaluation", "GANSchedule", "ImageGAN",
-           "InputNoise", "Latent", "Monitor", "Objective", "Optimizers", "Run", "Schedule", "StateOptions", "parse", "to_dict"]
+__all__ = [
+    "BatchNormDevices",
+    "ClassAccuracy",
+    "ConditionalGAN",
+    "ConditionalModel",
+    "Conditioning",
+    "DCGANModel",
+    "Data",
+    "Devices",
+    "Evaluation",
+    "GANSchedule",
+    "ImageGAN",
+    "InputNoise",
+    "Latent",
+    "Monitor",
+    "Objective",
+    "Optimizers",
+    "Run",
+    "Schedule",
+    "StateOptions",
+    "parse",
+    "to_dict",
+]
 
 Config = TypeVar("Config")
 
@@ -365,9 +386,9 @@ class ImageGAN:
     devices: BatchNormDevices = BatchNormDevices()
     monitor: Monitor = Monitor()
 
-    def make_gan(self, conditioning: Conditioning = Conditioning()) -> gan.GAN:
+    def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
         """The objective these parts make (with ``conditioning`` for a class-conditional GAN)."""
-        return gan.GAN(self.latent, self.objective, conditioning, self.noise)
+        return gan.GAN(self.latent, self.objective, conditioning or Conditioning(), self.noise)
 
 
 @dataclasses.dataclass(frozen=True)

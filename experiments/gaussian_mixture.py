@@ -137,7 +137,9 @@ def table(root: str | pathlib.Path) -> str:
         groups.setdefault((mixture, "_".join(variant)), []).append(plots.read_jsonl(path.parent / "metrics.jsonl")[-1])
     lines = ["| mixture | variant | seeds | modes | high-quality share | mode KL |", "|---|---|---|---|---|---|"]
     for (mixture, variant), records in sorted(groups.items()):
-        stat = lambda k, f: f"{np.mean([r[k] for r in records]):{f}} ± {np.std([r[k] for r in records]):{f}}"
+        def stat(key: str, spec: str, records=records) -> str:
+            values = [r[key] for r in records]
+            return f"{np.mean(values):{spec}} ± {np.std(values):{spec}}"
         lines.append(f"| {mixture} | {variant} | {len(records)} | {stat('modes', '.1f')} "
                      f"| {stat('high_quality', '.3f')} | {stat('mode_kl', '.3f')} |")
     return "\n".join(lines)

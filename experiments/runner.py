@@ -22,7 +22,8 @@ overwritten; the resolved config is written to ``config.json``), makes the
 device mesh and prints one line with the backend, the devices and the batch.
 
 The second half is what the image GAN experiments share: :func:`train_image_gan`
-runs one from start to end out of :func:`gan_state`, :func:`run_hooks` and :func:`fit_gan`. Other models fit the same loop with
+runs one from start to end out of :func:`gan_state`, :func:`run_hooks` and
+:func:`fit_gan`. Other models fit the same loop with
 their own step (several players, their own phases, two-domain batches) and
 their own batches: ``train`` takes any ``batches(start_step) -> iterator``,
 and a stage-wise model can call it once per stage with ``steps`` the stage's

@@ -24,8 +24,7 @@ import optax
 from PIL import Image
 
 from experiments import config as configs
-from ganjax.style import transfer
-from ganjax.style import vgg
+from ganjax.style import transfer, vgg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +92,11 @@ def run(config: Config) -> dict[str, np.ndarray]:
     tx = optimizer(config)
 
     @jax.jit
-    def transfer(params, content, style_image):  # the weights are an argument, not constants of the program
+    def repaint(params, content, style_image):  # the weights are an argument, not constants of the program
         features_fn = lambda images: network.apply({"params": params}, images)
         return transfer.transfer(features_fn, content, style_image, style_config, tx, config.steps)
 
-    image, history = transfer(params, content, style_image)
+    image, history = repaint(params, content, style_image)
     output = pathlib.Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(jnp.round(image[0] * 255.0), np.uint8)).save(output)

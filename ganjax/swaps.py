@@ -142,8 +142,9 @@ def _close_window(state: TrainState, config: SwapConfig) -> TrainState:
     return state.replace(players=players, buffers={**state.buffers, SNAPSHOTS: snapshots, STASH: stash})
 
 
-def with_opponent_swaps(step_fn: Callable[[TrainState, Any], tuple[TrainState, dict]],
-                        config: SwapConfig) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
+def with_opponent_swaps(
+    step_fn: Callable[[TrainState, Any], tuple[TrainState, dict]], config: SwapConfig
+) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """``step_fn(state, batch)`` with past-opponent swap windows around it; jitted, state donated.
 
     Args:
@@ -162,8 +163,9 @@ def with_opponent_swaps(step_fn: Callable[[TrainState, Any], tuple[TrainState, d
             state, metrics = step_fn(state, batch)
             return state, {**metrics, "swapped_g": jnp.float32(0), "swapped_d": jnp.float32(0)}
         if SNAPSHOTS not in state.buffers:
-            raise ValueError("with_opponent_swaps: the state keeps no snapshots; start it with swaps.init(state, "
-                             "config)")
+            raise ValueError(
+                "with_opponent_swaps: the state keeps no snapshots; start it with swaps.init(state, config)"
+            )
         state = _open_window(state, config)
         swapped = state.buffers[STASH].swapped.astype(jnp.float32)
         state, metrics = step_fn(state, batch)

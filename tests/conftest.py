@@ -27,11 +27,3 @@ def mnist(mnist_dir):
     from ganjax import data
 
     return data.load_idx_folder(mnist_dir)
-
-
-def step_z(state, batch_size: int, latent_dim: int):
-    """The Gaussian z that a GAN step (ganjax.training.gan) draws at ``state.step``, from the step's 'fake' key."""
-    from ganjax.training import rng
-
-    z_key = jax.random.split(rng.named(rng.step_key(state.key, state.step), "fake"), 3)[0]
-    return jax.random.normal(z_key, (batch_size, latent_dim))

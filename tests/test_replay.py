@@ -60,12 +60,20 @@ def test_mix_share_holds_over_many_jitted_steps_with_donated_state():
     assert replayed[0] == 0.0  # an empty buffer replays nothing
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: replay.mix(replay.ReplayBuffer.create(4, (2,)), jax.random.key(0), numbered(0, 4), 1.5),
-     "replay share must be in \\[0, 1\\], got 1.5"),
-    (lambda: replay.ReplayBuffer.create(0, (2,)), "ReplayBuffer: capacity must be at least 1, got 0"),
-    (lambda: replay.ReplayBuffer.create(4, (2,), share=-0.1), "ReplayBuffer: share must be in \\[0, 1\\], got -0.1"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: replay.mix(replay.ReplayBuffer.create(4, (2,)), jax.random.key(0), numbered(0, 4), 1.5),
+            "replay share must be in \\[0, 1\\], got 1.5",
+        ),
+        (lambda: replay.ReplayBuffer.create(0, (2,)), "ReplayBuffer: capacity must be at least 1, got 0"),
+        (
+            lambda: replay.ReplayBuffer.create(4, (2,), share=-0.1),
+            "ReplayBuffer: share must be in \\[0, 1\\], got -0.1",
+        ),
+    ],
+)
 def test_bad_shares_and_capacities_are_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()

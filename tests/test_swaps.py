@@ -105,13 +105,16 @@ def test_swaps_refuse_a_state_without_snapshots():
         step(make_state(), REAL)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"swapped": "both"}, "SwapConfig.swapped: unknown player 'both'"),
-    ({"every": 4, "duration": 4}, "SwapConfig.duration: must be in \\[1, every=4\\)"),
-    ({"every": 4, "duration": 0}, "SwapConfig.duration"),
-    ({"every": -1}, "SwapConfig.every: must be >= 0"),
-    ({"history": 0}, "SwapConfig.history: must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"swapped": "both"}, "SwapConfig.swapped: unknown player 'both'"),
+        ({"every": 4, "duration": 4}, "SwapConfig.duration: must be in \\[1, every=4\\)"),
+        ({"every": 4, "duration": 0}, "SwapConfig.duration"),
+        ({"every": -1}, "SwapConfig.every: must be >= 0"),
+        ({"history": 0}, "SwapConfig.history: must be >= 1"),
+    ],
+)
 def test_bad_swap_configs_are_refused_naming_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         swaps.SwapConfig(**kwargs)

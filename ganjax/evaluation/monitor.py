@@ -2,7 +2,7 @@
 
 Every check is a pure function ``(history, config) -> Flag | None`` over a
 history ``{name: values over recent steps}`` (the metrics dicts of
-:func:`ganjax.train.train_step`, stacked; NumPy or JAX arrays). The signs are
+:func:`ganjax.training.phases.make_step`'s step, stacked; NumPy or JAX arrays). The signs are
 those of the GAN training folklore (ganhacks, Chintala et al. 2016, tips 10
 and 13): D's loss going to 0, exploding gradients, a D loss that jumps about
 instead of settling, G's loss falling while D still wins (G fooling D with
@@ -126,7 +126,7 @@ def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None
     """G's loss falling steadily while D still wins (D(x) high, D(G(z)) low): G fools D with garbage.
 
     Needs ``d_real``/``d_fake``, D's probabilities, which only the cross-entropy
-    losses log (``ganjax.train.d_outputs``); silent for the others.
+    losses log (``ganjax.training.gan.d_outputs``); silent for the others.
     """
     g, real, fake = (_recent(history, n, config) for n in ("g_loss", "d_real", "d_fake"))
     if g is None or real is None or fake is None or len(g) < 2:

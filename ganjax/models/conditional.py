@@ -13,7 +13,7 @@ class head beside its real/fake logit (Odena, Olah and Shlens 2017; seed items
 
 Every :class:`Discriminator` sows its penultimate features as
 ``intermediates/features``, the hidden layer that feature matching
-(:mod:`ganjax.feature_matching`) and the VAE-GAN's reconstruction loss
+(``Objective(g_objective='feature_matching')``) and the VAE-GAN's reconstruction loss
 (:mod:`ganjax.models.vaegan`) compare.
 
 D's body is :class:`ganjax.models.dcgan.Features` and G's body is
@@ -81,7 +81,7 @@ class Discriminator(nn.Module):
     ``'projection'`` (returns logits ``(N,)``); ``D(images, train=...)`` for
     ``'none'`` (logits ``(N,)``) and ``'auxiliary'`` (returns ``(logits (N,),
     class_logits (N, num_classes))``, the AC-GAN D that
-    :class:`ganjax.train.StepConfig` ``aux_class_weight`` expects).
+    :class:`ganjax.training.gan.Conditioning` ``aux_class_weight`` expects).
 
     Attributes:
       conditioning: one of :data:`CONDITIONINGS`: ``'none'`` (unconditional),

@@ -11,9 +11,9 @@ ProGAN (LeakyReLU(0.2), pixel norm in G, minibatch stddev at the end of D).
 Between G and D the scales travel packed into one array (:func:`pack`: each
 scale nearest-upsampled to the finest side, stacked along channels;
 :func:`unpack` undoes it exactly by strided slicing). So fakes and reals are
-ordinary ``(N, S, S, n_scales * C)`` batches, and :func:`ganjax.train.train_step`
-with all its options (critic updates, penalties, instance noise, replay,
-labels) trains MSG-GAN unchanged.
+ordinary ``(N, S, S, n_scales * C)`` batches, and the GAN phases
+(:mod:`ganjax.training.gan`) with all their options (critic updates, penalties, instance noise, replay,
+labels) train MSG-GAN unchanged.
 """
 
 from __future__ import annotations

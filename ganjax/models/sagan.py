@@ -5,7 +5,7 @@ every convolution and dense layer spectrally normalized, and a
 :class:`ganjax.nn.SelfAttention` block at a middle resolution: after G's
 middle upsampling block and after D's first downsampling block. Spectral norm
 keeps its power-iteration vectors in ``batch_stats``, so both players train
-through ``mutable=['batch_stats']`` (as :class:`ganjax.train.Player` does).
+through ``mutable=['batch_stats']`` (as :class:`ganjax.training.state.Player` does).
 
 With ``num_classes > 0`` the model is class-conditional: G's BatchNorms become
 :class:`ganjax.nn.ConditionalBatchNorm` and D adds the projection term

@@ -8,9 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import acgan_mnist, cgan_mnist, dcgan_mnist, gaussian_mixture, msggan, runner, sagan
+from experiments import (
+    acgan_mnist,
+    cgan_mnist,
+    dcgan_mnist,
+    gaussian_mixture,
+    msggan,
+    runner,
+    sagan,
+    style_transfer,
+    train_mnist_classifier,
+    wgan_gp_mnist,
+)
 from experiments import config as configs
-from experiments import style_transfer, train_mnist_classifier, wgan_gp_mnist
 from ganjax import checkpoint, data
 from ganjax.evaluation import monitor
 
@@ -23,6 +33,11 @@ def tiny(mnist_dir, workdir, *extra):
     return ["--data.data-dir", str(mnist_dir), "--run.workdir", str(workdir), "--schedule.steps", "6",
             "--schedule.batch-size", "16", "--latent.dim", "16", "--model.g-width", "8", "--model.d-width", "8",
             "--run.log-every", "2", "--run.sample-every", "3", "--run.checkpoint-every", "3", *extra]
+
+
+def tiny_unevaluated(mnist_dir, workdir, *extra):
+    """Arguments of a tiny DCGAN or WGAN-GP run without MNIST evaluation."""
+    return tiny(mnist_dir, workdir, "--evaluation.eval-every", "0", *extra)
 
 
 def records(workdir):
@@ -45,8 +60,11 @@ def test_help_lists_every_field_with_its_description(module, capsys):
         module.main(["--help"])
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    if module in (train_mnist_classifier, style_transfer):
-        assert "--steps INT" in text and "(default:" in text
+    if module is train_mnist_classifier:
+        assert "--training.steps INT train steps. (default: 1500)" in text
+        return
+    if module is style_transfer:
+        assert "--steps INT optimizer updates of the pixels. (default: 200)" in text and "{lbfgs,adam}" in text
         return
     assert "--run.workdir STR" in text and "the run's folder" in text
     assert "--schedule.steps INT" in text and "train steps" in text
@@ -173,7 +191,7 @@ def test_workdir_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path
 
 def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, capsys):
     run = tmp_path / "a"
-    straight = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny(mnist_dir, run)))
+    straight = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, run)))
     started = capsys.readouterr().out.splitlines()
     assert started[0] == "cpu: 1 devices in 1 processes, global batch 16, 16 per device"
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
@@ -189,13 +207,17 @@ def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, ca
     assert resolved["model"]["g_width"] == 8 and resolved["optim"]["lr_g"] == 1e-3
 
     half = tmp_path / "b"
-    dcgan_mnist.main(tiny(mnist_dir, half, "--schedule.steps", "3"))
-    with pytest.raises(SystemExit):  # the folder holds a run
-        dcgan_mnist.main(tiny(mnist_dir, half))
-    resumed = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny(mnist_dir, half, "--run.resume")))
+    dcgan_mnist.main(tiny_unevaluated(mnist_dir, half, "--schedule.steps", "3"))
+    with pytest.raises(runner.WorkdirError, match="already holds a run"):
+        dcgan_mnist.main(tiny_unevaluated(mnist_dir, half))
+    resumed = dcgan_mnist.train_and_evaluate(
+        configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half, "--run.resume")))
     assert int(resumed.step) == 6
-    chex.assert_trees_all_equal(resumed.players, straight.players)
-    assert records(half) == rows
+    chex.assert_trees_all_equal(jax.tree.leaves(resumed.players), jax.tree.leaves(straight.players))
+    # The first run logged its end (step 3); the resumed run logs step 4 alone, then as the straight run.
+    resumed_rows = records(half)
+    assert [r["step"] for r in resumed_rows] == [2, 3, 4, 6]
+    assert resumed_rows[0] == rows[0] and resumed_rows[-1] == rows[-1]
 
 
 def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp_path, capsys):
@@ -204,7 +226,7 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     assert (defaults.objective.loss, defaults.objective.penalty, defaults.schedule.n_critic) == ("wasserstein",
                                                                                                  "wgan_gp", 5)
     assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (1e-4, 0.9, "none")
-    argv = tiny(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
+    argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
     state = wgan_gp_mnist.train_and_evaluate(configs.parse(wgan_gp_mnist.Config, argv))
     assert "global batch 4 x 5 batches per step, 4 per device" in capsys.readouterr().out
     assert int(state.step) == 2

@@ -64,8 +64,9 @@ def test_auxiliary_d_returns_logit_and_class_logits_and_sows_features():
     (logits, class_logits), sown = d.apply({"params": params}, *inputs, train=False, mutable=["intermediates"])
     h, expected = body_and_logit(params, X)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(class_logits, h @ params["classes"]["kernel"] + params["classes"]["bias"], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        class_logits, h @ params["classes"]["kernel"] + params["classes"]["bias"], rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(sown["intermediates"][conditional.FEATURES][0], h, rtol=1e-6)
     with pytest.raises(ValueError, match="conditioning='auxiliary'\\) takes no labels"):
         d.apply({"params": params}, X, Y, train=False)

@@ -10,13 +10,17 @@ from ganjax.training import make_step
 from ganjax.training.gan import GAN, Latent, create_state
 
 SIZES = [28, 32, 64]
-G_OPTIONS = ([{"norm": n} for n in dcgan.G_NORMS] + [{"upsampling": u} for u in dcgan.UPSAMPLINGS]
-             + [{"activation": a} for a in dcgan.ACTIVATIONS])
+G_OPTIONS = (
+    [{"norm": n} for n in dcgan.G_NORMS]
+    + [{"upsampling": u} for u in dcgan.UPSAMPLINGS]
+    + [{"activation": a} for a in dcgan.ACTIVATIONS]
+)
 D_OPTIONS = [{"norm": n} for n in dcgan.D_NORMS]
 
 
 def _shapes(module, inputs):
     """Output and variable shapes of init then a train-mode call, traced only (nothing is computed)."""
+
     def run():
         variables = module.init(jax.random.key(0), inputs, train=False)
         out, _ = module.apply(variables, inputs, train=True, mutable=["batch_stats"])
@@ -63,8 +67,15 @@ def test_default_layout_is_unchanged():
     }
 
 
-@pytest.mark.parametrize("module,field", [(dcgan.Generator, "norm"), (dcgan.Generator, "upsampling"),
-                                          (dcgan.Generator, "activation"), (dcgan.Discriminator, "norm")])
+@pytest.mark.parametrize(
+    "module,field",
+    [
+        (dcgan.Generator, "norm"),
+        (dcgan.Generator, "upsampling"),
+        (dcgan.Generator, "activation"),
+        (dcgan.Discriminator, "norm"),
+    ],
+)
 def test_unknown_option_names_the_field(module, field):
     with pytest.raises(ValueError, match=f"{module.__name__}.{field}"):
         module(**{field: "nope"})
@@ -74,8 +85,13 @@ def test_pixel_norm_generator_hidden_features_have_unit_rms():
     g = dcgan.Generator(28, width=4, latent_dim=8, norm="pixel")
     z = jax.random.normal(jax.random.key(1), (3, 8))
     variables = g.init(jax.random.key(0), z, train=False)
-    _, state = g.apply(variables, z, train=True, capture_intermediates=lambda m, _: isinstance(m, dcgan.PixelNorm),
-                       mutable=["intermediates"])
+    _, state = g.apply(
+        variables,
+        z,
+        train=True,
+        capture_intermediates=lambda m, _: isinstance(m, dcgan.PixelNorm),
+        mutable=["intermediates"],
+    )
     for (out,) in jax.tree.leaves(state["intermediates"], is_leaf=lambda x: isinstance(x, tuple)):
         np.testing.assert_allclose(np.sqrt(np.mean(np.square(out), axis=-1)), 1.0, rtol=1e-4)
 
@@ -102,8 +118,13 @@ def test_spectral_discriminator_trains_through_the_gan_step():
     by two power iterations on the kernel from before the update.
     """
     gan = GAN(Latent(dim=8))
-    state = create_state(jax.random.key(0), gan, dcgan.Generator(28, width=4, latent_dim=8),
-                         dcgan.Discriminator(28, width=4, norm="spectral"), (28, 28, 1))
+    state = create_state(
+        jax.random.key(0),
+        gan,
+        dcgan.Generator(28, width=4, latent_dim=8),
+        dcgan.Discriminator(28, width=4, norm="spectral"),
+        (28, 28, 1),
+    )
     d = state.players["d"]
     kernel = np.asarray(d.params["SpectralConv_1"]["Conv_0"]["kernel"]).reshape(-1, 8)
     u = np.asarray(d.batch_stats["SpectralConv_1"]["SpectralNorm_0"]["Conv_0/kernel/u"])

@@ -37,8 +37,10 @@ from ganjax.training import batches_per_step, devices, make_step, rng  # noqa: E
 from ganjax.training.gan import InputNoise, Objective  # noqa: E402
 from tests.training.tiny import TinyG, make_state, tiny_gan  # noqa: E402
 
-GAN = tiny_gan(Objective(d_labels="noisy", label_flip_prob=0.1, penalty="r1", penalty_weight=1.0, penalty_every=2),
-               noise=InputNoise(std=0.1, decay_steps=100))
+GAN = tiny_gan(
+    Objective(d_labels="noisy", label_flip_prob=0.1, penalty="r1", penalty_weight=1.0, penalty_every=2),
+    noise=InputNoise(std=0.1, decay_steps=100),
+)
 PHASES = GAN.phases(n_critic=2)
 BATCH, STEPS = 64, 5
 
@@ -75,6 +77,7 @@ def assert_close(actual: dict, expected: dict, rtol: float = 1e-5) -> None:
 
 # ----------------------------------------------------------------------------- scripts run in subprocesses
 
+
 def eight_devices(out: str) -> None:
     """STEPS steps on 1 device and on 8; saves both runs' states; checks z, compilation and refusals."""
     assert jax.device_count() == 8
@@ -109,22 +112,31 @@ def process(process_id: str, port: str, out: str) -> None:
 
 # ----------------------------------------------------------------------------- tests
 
+
 def start(*args, devices: int, log: pathlib.Path) -> subprocess.Popen:
     """This file run as a script with ``args`` in a process with ``devices`` CPU devices; output to ``log``."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-           "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "PYTHONPATH": str(ROOT),
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+    }
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, __file__, *map(str, args)], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, __file__, *map(str, args)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def finish(runs: dict[pathlib.Path, subprocess.Popen], timeout: float = 300) -> None:
     """Waits for every run; the first failure, or the timeout, stops the others and shows its output."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(r.poll() is None for r in runs.values()) and not any(
-            r.returncode for r in runs.values()):
+    while (
+        time.monotonic() < deadline
+        and any(r.poll() is None for r in runs.values())
+        and not any(r.returncode for r in runs.values())
+    ):
         time.sleep(0.2)
     for run in runs.values():
         if run.poll() is None:

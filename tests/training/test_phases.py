@@ -14,8 +14,17 @@ import optax
 import pytest
 
 from ganjax.replay import ReplayBuffer
-from ganjax.training import Phase, PhaseInputs, PhaseOutput, Player, TrainState, batches_per_step, make_step
-from ganjax.training import rng, update_players
+from ganjax.training import (
+    Phase,
+    PhaseInputs,
+    PhaseOutput,
+    Player,
+    TrainState,
+    batches_per_step,
+    make_step,
+    rng,
+    update_players,
+)
 from tests.training.tiny import REAL, gan_step, make_state, tiny_gan
 
 ONES = jnp.ones(2)
@@ -30,8 +39,7 @@ class Vector(nn.Module):
 
 
 def toy_state(ema_decay=None, **buffers) -> TrainState:
-    players = {name: Player.create(Vector(), optax.sgd(1.0), jax.random.key(i), ONES)
-               for i, name in enumerate("ab")}
+    players = {name: Player.create(Vector(), optax.sgd(1.0), jax.random.key(i), ONES) for i, name in enumerate("ab")}
     return TrainState.create(jax.random.key(0), players, ema_decay, buffers)
 
 
@@ -54,11 +62,15 @@ def step(phases, state, batch):
 
 # ----------------------------------------------------------------------------- refusals
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"players": ()}, "Phase 'p': names no player to update"),
-    ({"every": 0}, "Phase 'p': every and repeat must be at least 1, got 0, 1"),
-    ({"repeat": 0}, "Phase 'p': every and repeat must be at least 1, got 1, 0"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"players": ()}, "Phase 'p': names no player to update"),
+        ({"every": 0}, "Phase 'p': every and repeat must be at least 1, got 0, 1"),
+        ({"repeat": 0}, "Phase 'p': every and repeat must be at least 1, got 1, 0"),
+    ],
+)
 def test_phase_refuses_no_player_and_counts_below_one(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Phase(**{"name": "p", "players": ("a",), "loss": linear_loss("a"), **kwargs})
@@ -72,6 +84,7 @@ def test_a_step_takes_the_most_repetitions_of_real_batches_and_refuses_others():
 
 
 # ----------------------------------------------------------------------------- repeat and every
+
 
 def recording_loss(name):
     """A linear loss of player ``name`` that pushes its batch's mean and a draw from its key to ``'seen'``."""
@@ -104,8 +117,10 @@ def test_repeat_updates_once_per_chunk_in_order_and_later_phases_see_the_last():
 
 
 def test_every_runs_a_lazy_phase_only_at_multiples_and_reports_zeros_between():
-    phases = (Phase("lazy", ("a",), linear_loss("a", {"ran": jnp.float32(1)}), every=3),
-              Phase("main", ("b",), linear_loss("b")))
+    phases = (
+        Phase("lazy", ("a",), linear_loss("a", {"ran": jnp.float32(1)}), every=3),
+        Phase("main", ("b",), linear_loss("b")),
+    )
     state, batch = toy_state(), {"x": jnp.ones((2, 2))}
     run = jax.jit(make_step(phases))
     for t in range(7):
@@ -120,12 +135,13 @@ def test_every_runs_a_lazy_phase_only_at_multiples_and_reports_zeros_between():
 
 # ----------------------------------------------------------------------------- several players, what flows
 
+
 def test_per_player_losses_give_each_player_the_gradient_of_its_own_scalar():
     """``{a: f, b: h}``: a descends f only, b descends h only; one scalar: both descend it."""
 
     def f_and_h(params):
         wa, wb = params["a"]["w"], params["b"]["w"]
-        return jnp.sum(wa ** 2 * wb), jnp.sum(wa * wb ** 3)  # at ones: df/da = 2, dh/db = 3, dh/da = 1, df/db = 1
+        return jnp.sum(wa**2 * wb), jnp.sum(wa * wb**3)  # at ones: df/da = 2, dh/db = 3, dh/da = 1, df/db = 1
 
     per_player = Phase("joint", ("a", "b"), lambda p, _: (dict(zip("ab", f_and_h(p))), PhaseOutput()))
     one_scalar = Phase("joint", ("a", "b"), lambda p, _: (sum(f_and_h(p)), PhaseOutput()))
@@ -135,8 +151,9 @@ def test_per_player_losses_give_each_player_the_gradient_of_its_own_scalar():
         np.testing.assert_allclose(w(new, "a"), 1 - grad_a)
         np.testing.assert_allclose(w(new, "b"), 1 - grad_b)
         # A phase of several players names each gradient norm after its player.
-        np.testing.assert_allclose([metrics["a_grad_norm"], metrics["b_grad_norm"]],
-                                   np.sqrt(2) * np.array([grad_a, grad_b]), rtol=1e-6)
+        np.testing.assert_allclose(
+            [metrics["a_grad_norm"], metrics["b_grad_norm"]], np.sqrt(2) * np.array([grad_a, grad_b]), rtol=1e-6
+        )
 
 
 def test_shared_values_reach_the_later_phases_of_the_same_step_only():
@@ -158,7 +175,8 @@ def test_shared_values_reach_the_later_phases_of_the_same_step_only():
 
 def test_ema_is_updated_right_after_its_players_update():
     def watch(params, inputs):
-        seen = {"ema_a": jnp.sum(inputs.state.ema["a"].params["w"]), "a": jnp.sum(inputs.state.players["a"].params["w"])}
+        state = inputs.state
+        seen = {"ema_a": jnp.sum(state.ema["a"].params["w"]), "a": jnp.sum(state.players["a"].params["w"])}
         return jnp.sum(params["b"]["w"]), PhaseOutput(metrics=seen)
 
     phases = (Phase("a", ("a",), linear_loss("a")), Phase("watch", ("b",), watch))
@@ -183,13 +201,17 @@ def test_update_players_takes_new_statistics_and_the_gradient_norm_and_averages_
     chex.assert_trees_all_equal((new.players["a"].batch_stats, new.players["b"].batch_stats), (stats, {}))
     np.testing.assert_allclose(metrics["a_grad_norm"], optax.tree.norm(x.mean(0)), rtol=1e-6)
     # Four devices of one row each: the mean of their gradients is the gradient of the whole batch.
-    per_device = jax.vmap(lambda rows: update_players(phase, PhaseInputs(state, {"x": rows}, jax.random.key(0), "i",
-                                                                         {}))[0].players["a"].params,
-                          axis_name="i")(x[:, None])
+    per_device = jax.vmap(
+        lambda rows: (
+            update_players(phase, PhaseInputs(state, {"x": rows}, jax.random.key(0), "i", {}))[0].players["a"].params
+        ),
+        axis_name="i",
+    )(x[:, None])
     chex.assert_trees_all_close(jax.tree.map(lambda a: a[0], per_device), new.players["a"].params, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- the GAN step as a whole
+
 
 def test_same_seed_gives_bit_identical_players_and_another_seed_differs():
     run = jax.jit(gan_step(tiny_gan()))

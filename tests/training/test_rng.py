@@ -19,8 +19,9 @@ def key_data(key):
 
 def test_step_and_named_keys_are_fold_ins():
     np.testing.assert_array_equal(key_data(rng.step_key(KEY, 5)), key_data(jax.random.fold_in(KEY, 5)))
-    np.testing.assert_array_equal(key_data(rng.named(KEY, "fake")),
-                                  key_data(jax.random.fold_in(KEY, zlib.crc32(b"fake"))))
+    np.testing.assert_array_equal(
+        key_data(rng.named(KEY, "fake")), key_data(jax.random.fold_in(KEY, zlib.crc32(b"fake")))
+    )
     names = ["fake", "d", "g", "replay", "penalty"]
     assert len({key_data(rng.named(KEY, name)).tobytes() for name in names}) == len(names)
     assert len({key_data(rng.step_key(KEY, t)).tobytes() for t in range(4)}) == 4

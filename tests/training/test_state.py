@@ -16,8 +16,8 @@ Z = jax.random.normal(jax.random.key(1), (8, 3))
 X = jax.random.normal(jax.random.key(2), (8, 4))
 
 
-def tiny_g(tx=optax.adam(1e-3)) -> Player:
-    return Player.create(TinyG(), tx, jax.random.key(0), Z[:2])
+def tiny_g(tx=None) -> Player:
+    return Player.create(TinyG(), tx or optax.adam(1e-3), jax.random.key(0), Z[:2])
 
 
 def test_create_initialises_params_statistics_and_optimizer():

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import optax
 
 from ganjax import latent
-from ganjax.training.gan import GAN, Latent, Objective, create_state
 from ganjax.training import make_step, rng
+from ganjax.training.gan import GAN, Latent, Objective, create_state
 
 LATENT = 3
 CLASSES = 3
@@ -70,9 +70,9 @@ class AuxD(nn.Module):
         return nn.Dense(1)(x)[:, 0], nn.Dense(CLASSES)(x)
 
 
-def tiny_gan(objective=Objective(), **parts) -> GAN:
-    """A GAN on :data:`LATENT`-dimensional z."""
-    return GAN(parts.pop("latent", Latent(dim=LATENT)), objective, **parts)
+def tiny_gan(objective=None, **parts) -> GAN:
+    """A GAN on :data:`LATENT`-dimensional z (DCGAN's objective unless ``objective``)."""
+    return GAN(parts.pop("latent", Latent(dim=LATENT)), objective or Objective(), **parts)
 
 
 def make_state(gan=None, g=None, d=None, tx=None, seed=0, **options):
