@@ -125,7 +125,7 @@ def test_measured_healthy_dcgan_trace_is_quiet():
     Made with experiments.dcgan_mnist's step; D's global gradient norm (BatchNorm in D)
     has a median of 66-114 and 90th percentiles up to 254, so the experiment's threshold is 250.
     """
-    with np.load(pathlib.Path(__file__).parent / "data" / "dcgan_mnist_trace.npz") as stored:
+    with np.load(pathlib.Path(__file__).parents[1] / "data" / "dcgan_mnist_trace.npz") as stored:
         trace = dict(stored)
     config = monitor.MonitorConfig(max_grad_norm=250.0)
     for end in range(200, len(trace["d_loss"]) + 1, 100):

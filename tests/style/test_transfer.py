@@ -76,7 +76,7 @@ def test_experiment_writes_the_image_and_losses(tmp_path):
     for name in ("content", "style"):
         Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     output = tmp_path / "out" / "styled.png"
-    experiment.main(["--content", str(tmp_path / "content.png"), "--style", str(tmp_path / "transfer.png"),
+    experiment.main(["--content", str(tmp_path / "content.png"), "--style", str(tmp_path / "style.png"),
                      "--output", str(output), "--size", "16", "--steps", "4", "--vgg-width", "8",
                      "--optimizer", "adam"])
     assert Image.open(output).size == (13, 16)
