@@ -52,7 +52,9 @@ __all__ = [
     "Run",
     "Schedule",
     "StateOptions",
+    "at_least",
     "parse",
+    "refuse",
     "to_dict",
 ]
 
@@ -64,7 +66,8 @@ def refuse(part: object, field: str, problem: str):
     raise ValueError(f"{type(part).__name__}.{field}: {problem}")
 
 
-def _at_least(part: object, field: str, low: float) -> None:
+def at_least(part: object, field: str, low: float) -> None:
+    """Refuses ``part.field`` below ``low``."""
     if getattr(part, field) < low:
         refuse(part, field, f"must be at least {low}, got {getattr(part, field)}")
 
@@ -98,10 +101,10 @@ class Objective(gan.Objective):
 class Data:
     """The image dataset: a folder of IDX files or images, or a TFDS dataset."""
 
-    data_dir: str | None = None
+    dir: str | None = None
     """folder of MNIST-format IDX files or of images; None: TFDS `tfds_name`."""
     tfds_name: str = "mnist"
-    """the TFDS dataset read when data_dir is None."""
+    """the TFDS dataset read when dir is None."""
     split: str = "train"
     """the split (a file prefix such as 'train' or 't10k' in an IDX folder)."""
     image_size: int = 28
@@ -110,7 +113,7 @@ class Data:
     """1 (grey) or 3 (RGB)."""
 
     def __post_init__(self):
-        _at_least(self, "image_size", 1)
+        at_least(self, "image_size", 1)
         if self.channels not in (1, 3):
             refuse(self, "channels", f"must be 1 or 3, got {self.channels}")
 
@@ -120,7 +123,7 @@ class Data:
 
     def load(self) -> data.ImageDataset:
         """The dataset, checked against ``image_size`` and ``channels``."""
-        source = self.data_dir or f"tfds:{self.tfds_name}"
+        source = self.dir or f"tfds:{self.tfds_name}"
         dataset = data.load(source, image_size=self.image_size, channels=self.channels, split=self.split)
         if dataset.images.shape[1:] != self.shape:
             raise data.DataError(f"{dataset.name}: images are {dataset.images.shape[1:]}, but the config asks for "
@@ -138,8 +141,8 @@ class Schedule:
     """the global batch of real examples per update, split evenly over the devices."""
 
     def __post_init__(self):
-        _at_least(self, "steps", 1)
-        _at_least(self, "batch_size", 1)
+        at_least(self, "steps", 1)
+        at_least(self, "batch_size", 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +154,7 @@ class GANSchedule(Schedule):
 
     def __post_init__(self):
         super().__post_init__()
-        _at_least(self, "n_critic", 1)
+        at_least(self, "n_critic", 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +186,7 @@ class Optimizers:
 
     def __post_init__(self):
         for field in ("lr_g", "lr_d"):
-            _at_least(self, field, 0.0)
+            at_least(self, field, 0.0)
         for field in ("grad_clip", "grad_noise", "weight_clip"):
             if getattr(self, field) is not None and getattr(self, field) <= 0:
                 refuse(self, field, f"must be positive (or unset), got {getattr(self, field)}")
@@ -220,7 +223,7 @@ class StateOptions:
     def __post_init__(self):
         if not 0.0 <= self.ema_decay < 1.0:
             refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
-        _at_least(self, "replay_capacity", 0)
+        at_least(self, "replay_capacity", 0)
         if not 0.0 <= self.replay_share <= 1.0:
             refuse(self, "replay_share", f"must be in [0, 1], got {self.replay_share}")
         if (self.replay_capacity == 0) != (self.replay_share == 0):
@@ -251,7 +254,7 @@ class Run:
 
     def __post_init__(self):
         for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
-            _at_least(self, field, 1)
+            at_least(self, field, 1)
         if self.resume and self.overwrite:
             refuse(self, "overwrite", "resume continues the run in workdir, overwrite deletes it: choose one")
 
@@ -270,7 +273,7 @@ class Devices:
     """this process's index in a multi-host run."""
 
     def __post_init__(self):
-        _at_least(self, "num_devices", 0)
+        at_least(self, "num_devices", 0)
 
     @property
     def multi_host(self) -> bool:
@@ -297,7 +300,7 @@ class Monitor:
     """flags that stop the run early (after a last sample and checkpoint)."""
 
     def __post_init__(self):
-        _at_least(self, "window", 1)
+        at_least(self, "window", 1)
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
         """The monitor's settings; a Wasserstein critic's loss is unbounded below, so "near 0" is off there."""
@@ -319,8 +322,8 @@ class Evaluation:
     """the MNIST feature network (trained there on first use if missing)."""
 
     def __post_init__(self):
-        _at_least(self, "eval_every", 0)
-        _at_least(self, "eval_samples", 2)
+        at_least(self, "eval_every", 0)
+        at_least(self, "eval_samples", 2)
 
 
 def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
@@ -356,8 +359,8 @@ class DCGANModel:
 
     def __post_init__(self):
         for field in ("g_width", "d_width"):
-            _at_least(self, field, 1)
-        _at_least(self, "g_noise_std", 0.0)
+            at_least(self, field, 1)
+        at_least(self, "g_noise_std", 0.0)
         if not 0.0 <= self.g_dropout < 1.0:
             refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
 
@@ -435,7 +438,7 @@ class ClassAccuracy:
 
     def __post_init__(self):
         for field in ("eval_every", "eval_per_class", "final_eval_per_class"):
-            _at_least(self, field, 0 if field == "eval_every" else 1)
+            at_least(self, field, 0 if field == "eval_every" else 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,7 +458,7 @@ class ConditionalGAN(ImageGAN):
                                                  "goes with a positive class-loss weight, and only it")
         if not self.conditioning.num_classes:
             refuse(self.conditioning, "num_classes", "a conditional GAN needs classes")
-        _at_least(self, "samples_per_class", 1)
+        at_least(self, "samples_per_class", 1)
 
     def models(self, bn_axis_name: str | None = None):
         """``(G, D)`` of the model part."""

@@ -1,20 +1,21 @@
 """CycleGAN between two unpaired image domains: ``python -m experiments.cyclegan [--data-a DIR --data-b DIR]``.
 
-Zhu et al. 2017 (:mod:`ganjax.cyclegan`, :mod:`ganjax.models.cyclegan`): two
-ResNet generators, two PatchGAN discriminators, least-squares losses,
-cycle-consistency (10) and identity (5) L1 losses, a 50-image pool of past
-fakes per D, Adam(2e-4, b1 0.5) constant for the first half of the run and
-then decaying linearly to 0. ``--data-a``/``--data-b`` name two image folders;
-without them the domains are made from MNIST (``--data-dir``, or TFDS): A is
-the digits of the first half, B the colour-inverted, thickened digits of the
-second half, so no image of A has its counterpart in B.
+Zhu et al. 2017 (:mod:`ganjax.models.cyclegan`): two ResNet generators, two
+PatchGAN discriminators, least-squares losses, cycle-consistency (10) and
+identity (5) L1 losses, a 50-image pool of past fakes per D, Adam(2e-4, b1 0.5)
+constant for the first half of the run and then decaying linearly to 0.
+``--data-a``/``--data-b`` name two image folders (read at ``--data.image-size``
+and ``--data.channels``); without them the domains are made from MNIST
+(``--data.dir``, or TFDS): A is the digits of the first half, B the
+colour-inverted, thickened digits of the second half, so no image of A has its
+counterpart in B.
 
 The two domains travel as one dataset whose examples stack an image of A and
 one of B along channels (a fixed, random pairing: the losses never compare
-them); the shorter domain is cycled. Writes under ``--workdir``:
-``samples/step_*.png`` (rows: a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b))),
-``reconstructions.png`` (A -> B -> A of the last step), ``samples.gif``,
-``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+them); the shorter domain is cycled. Writes under ``--run.workdir``:
+``config.json``, ``samples/step_*.png`` (rows: a, G_ab(a), G_ba(G_ab(a)), b,
+G_ba(b), G_ab(G_ba(b))), ``reconstructions.png`` (A -> B -> A of the last
+step), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -27,34 +28,109 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import common
-from ganjax import cyclegan, data, images, optim
-from ganjax.training import devices as parallel
-from ganjax.models import cyclegan as models
+from experiments import config as configs
+from experiments import runner
+from ganjax import data, images, optim
+from ganjax.models import cyclegan
+from ganjax.training import devices
+from ganjax.training.state import TrainState
 
 
-@dataclasses.dataclass
-class Config(common.GANConfig):
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The ResNet generators and PatchGAN discriminators (ganjax.models.cyclegan)."""
+
+    g_width: int = 8
+    """channels of G's first conv (doubling with each of its two downsamplings)."""
+    g_blocks: int = 3
+    """G's residual blocks (9 at 256 pixels in the paper)."""
+    d_width: int = 16
+    """channels of D's first conv (doubling with depth, up to 8 times as many)."""
+    d_layers: int = 3
+    """D's stride-2 convs (3: the paper's 70x70 PatchGAN)."""
+
+    def __post_init__(self):
+        for field in ("g_width", "g_blocks", "d_width", "d_layers"):
+            configs.at_least(self, field, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The weights of the L1 terms beside the least-squares GAN losses (ganjax.models.cyclegan.CycleGAN)."""
+
+    cycle_weight: float = 10.0
+    """lambda_cyc: |G_ba(G_ab(a)) - a| + |G_ab(G_ba(b)) - b|."""
+    identity_weight: float = 5.0
+    """lambda_id: |G_ba(a) - a| + |G_ab(b) - b| (0: none)."""
+
+    def __post_init__(self):
+        configs.at_least(self, "cycle_weight", 0.0)
+        configs.at_least(self, "identity_weight", 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """Every player's Adam: constant for the first half of the steps, then linearly to 0 (ganjax.optim.linear_decay)."""
+
+    lr: float = 2e-4
+    """the learning rate of the first half."""
+    b1: float = 0.5
+    """Adam's first-moment decay."""
+
+    def __post_init__(self):
+        configs.at_least(self, "lr", 0.0)
+
+    def build(self, steps: int) -> optax.GradientTransformation:
+        return optax.adam(optim.linear_decay(self.lr, steps), b1=self.b1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """Each D's pool of past fakes (Shrivastava et al. 2017)."""
+
+    size: int = 50
+    """images in each pool."""
+    share: float = 0.5
+    """the share of D's fake batch drawn from its pool (0: fresh fakes only)."""
+
+    def __post_init__(self):
+        configs.at_least(self, "size", 1)
+        if not 0.0 <= self.share <= 1.0:
+            configs.refuse(self, "share", f"must be in [0, 1], got {self.share}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
     """CycleGAN between two unpaired image domains (default: MNIST digits and inverted, thickened digits)."""
 
-    workdir: str = "runs/cyclegan"
-    data_a: str | None = None  # image folder of domain A; None: MNIST digits
-    data_b: str | None = None  # image folder of domain B; None: inverted, thickened MNIST digits
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 2e-4
-    b1: float = 0.5
-    cycle_weight: float = 10.0
-    identity_weight: float = 5.0
-    pool_size: int = 50
-    pool_share: float = 0.5
-    g_width: int = 8
-    g_blocks: int = 3
-    d_width: int = 16
-    d_layers: int = 3
+    data_a: str | None = None
+    """image folder of domain A; None: MNIST digits from --data.*."""
+    data_b: str | None = None
+    """image folder of domain B; None: inverted, thickened MNIST digits from --data.*."""
+    data: configs.Data = configs.Data()
+    """The MNIST digits both default domains are made of; with --data-a and --data-b only the image size and
+    channels apply."""
+    model: Model = Model()
+    objective: Objective = Objective()
+    optim: Optimizer = Optimizer()
+    pool: Pool = Pool()
+    schedule: configs.Schedule = configs.Schedule(steps=1000, batch_size=8)
+    run: configs.Run = configs.Run(workdir="runs/cyclegan", log_every=25)
+    devices: configs.Devices = configs.Devices()
+    """The devices a run uses (instance norm has no statistics to synchronize)."""
+    monitor: configs.Monitor = configs.Monitor()
     num_samples: int = 8
-    log_every: int = 25
-    sample_every: int = 250
+    """images of each domain in the sample grids (the columns)."""
+
+    def __post_init__(self):
+        if (self.data_a is None) != (self.data_b is None):
+            configs.refuse(self, "data_b" if self.data_b is None else "data_a",
+                           "give both --data-a and --data-b, or neither (the MNIST domains)")
+        if self.data_a is not None:
+            for field in ("dir", "tfds_name", "split"):
+                if getattr(self.data, field) != getattr(configs.Data(), field):
+                    configs.refuse(self.data, field, "the domains come from --data-a and --data-b")
+        configs.at_least(self, "num_samples", 1)
 
 
 def thicken_and_invert(digits: np.ndarray) -> np.ndarray:
@@ -85,61 +161,53 @@ def stacked(domain_a: data.ImageDataset, domain_b: data.ImageDataset, seed: int)
 
 def load_domains(config: Config) -> tuple[data.ImageDataset, data.ImageDataset]:
     """The two image folders the config names, or the MNIST domains."""
-    if (config.data_a is None) != (config.data_b is None):
-        raise ValueError("cyclegan: give both --data-a and --data-b, or neither (MNIST domains)")
     if config.data_a is None:
-        return mnist_domains(common.load_data(config))
-    return tuple(data.load(folder, image_size=config.image_size, channels=config.channels)
+        return mnist_domains(config.data.load())
+    return tuple(data.load(folder, image_size=config.data.image_size, channels=config.data.channels)
                  for folder in (config.data_a, config.data_b))
 
 
-def step_config(config: Config) -> cyclegan.StepConfig:
-    return cyclegan.StepConfig(config.cycle_weight, config.identity_weight, config.pool_share)
+def split_domains(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """A batch of the stacked dataset as the step's two domains, ``{'a': ..., 'b': ...}``."""
+    a, b = jnp.split(batch["image"], 2, axis=-1)
+    return {"a": a, "b": b}
 
 
-def create_state(config: Config, key: jax.Array) -> cyclegan.CycleState:
-    """Both generators and discriminators with Adam and the linear decay over the second half."""
-    tx = optax.adam(optim.linear_decay(config.lr, config.steps), b1=config.b1)
-    generator = models.ResnetGenerator(config.channels, config.g_width, config.g_blocks)
-    discriminator = models.PatchDiscriminator(config.d_width, config.d_layers)
-    return cyclegan.create_state(key, generator, discriminator,
-                                 (config.image_size, config.image_size, config.channels), tx, config.pool_size)
-
-
-def train_step(state: cyclegan.CycleState, batch: dict[str, jax.Array], config: cyclegan.StepConfig):
-    """:func:`ganjax.cyclegan.train_step` on a batch of the stacked dataset, split back into its two domains."""
-    stack = batch["image"]
-    channels = stack.shape[-1] // 2
-    return cyclegan.train_step(state, {"a": stack[..., :channels], "b": stack[..., channels:]}, config)
+def create_state(config: Config, key: jax.Array) -> TrainState:
+    """Both generators and discriminators with the decaying Adam, and both pools."""
+    generator = cyclegan.ResnetGenerator(config.data.channels, config.model.g_width, config.model.g_blocks)
+    discriminator = cyclegan.PatchDiscriminator(config.model.d_width, config.model.d_layers)
+    return cyclegan.create_state(key, generator, discriminator, config.data.shape,
+                                 config.optim.build(config.schedule.steps), config.pool.size, config.pool.share)
 
 
 @jax.jit
-def round_trips(state: cyclegan.CycleState, a: jax.Array, b: jax.Array) -> jax.Array:
+def round_trips(state: TrainState, a: jax.Array, b: jax.Array) -> jax.Array:
     """Rows a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b)), stacked ``(6 * N, H, W, C)``."""
     ab, ba = cyclegan.translate(state, a, "ab"), cyclegan.translate(state, b, "ba")
     return jnp.concatenate([a, ab, cyclegan.translate(state, ab, "ba"), b, ba, cyclegan.translate(state, ba, "ab")])
 
 
-def train_and_evaluate(config: Config) -> cyclegan.CycleState:
+def train_and_evaluate(config: Config) -> TrainState:
     """Trains CycleGAN; returns the final state."""
-    mesh = common.start(config)
-    domain_a, domain_b = load_domains(config)
-    dataset = stacked(domain_a, domain_b, config.seed)
-    state = create_state(config, jax.random.key(config.seed))
-    step = parallel.data_parallel(train_step, mesh, step_config(config))
-    fixed = data.to_float(dataset.images[-config.num_samples:])
-    a, b = (parallel.replicate(x, mesh) for x in np.split(fixed, 2, axis=-1))
-    state = common.fit(config, state, step, dataset,
-                       common.sample_writer(config, lambda s: round_trips(s, a, b), nrow=config.num_samples))
-    common.write_animation(config)
+    mesh = runner.start(config)
+    dataset = stacked(*load_domains(config), config.run.seed)
+    model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
+    state = create_state(config, jax.random.key(config.run.seed))
+    fixed = split_domains({"image": data.to_float(dataset.images[-config.num_samples:])})
+    a, b = devices.replicate((fixed["a"], fixed["b"]), mesh)
+    writer = runner.grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
+    hooks = runner.run_hooks(config.run, configs.to_dict(config), watch=config.monitor.build(), sample=writer)
+    state = runner.fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)
     grid = np.asarray(round_trips(state, a, b))[:3 * config.num_samples]
     if jax.process_index() == 0:
-        images.save_grid(grid, pathlib.Path(config.workdir) / "reconstructions.png", nrow=config.num_samples, scale=2)
+        images.save_grid(grid, pathlib.Path(config.run.workdir) / "reconstructions.png", nrow=config.num_samples,
+                         scale=2)
     return state
 
 
 def main(argv=None):
-    train_and_evaluate(common.parse_config(Config, argv))
+    train_and_evaluate(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

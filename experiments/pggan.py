@@ -1,14 +1,14 @@
-"""Progressive growing GAN on MNIST padded to 32x32: ``python -m experiments.pggan [--data-dir ../shared/data/mnist]``.
+"""Progressive growing GAN on MNIST padded to 32x32: ``python -m experiments.pggan --data.dir ../shared/data/mnist``.
 
-Karras et al. 2018 (:mod:`ganjax.models.pggan`, :mod:`ganjax.progressive`):
-stages 4, 8, 16 and 32 pixels, each new stage faded in over ``--fade-images``
-images then trained for ``--stable-images``; pixel norm, equalized learning
-rate, minibatch stddev; WGAN-GP (weight 10) with the drift term (0.001);
+Karras et al. 2018 (:mod:`ganjax.models.pggan`): stages 4, 8, 16 and 32
+pixels, each new stage faded in over ``--schedule.fade-images`` images then
+trained for ``--schedule.stable-images``; pixel norm, equalized learning rate,
+minibatch stddev; WGAN-GP (weight 10) with the drift term (0.001);
 Adam(1e-3, b1 0, b2 0.99) as in the paper; samples from an EMA of G (decay
-0.99). Each stage's step compiles once; ``--resume`` continues mid-stage at the
-same fade-in weight. Writes under ``--workdir``: ``samples/step_*.png`` (one
-fixed z, upsampled to the final size), ``samples.gif``, ``training.png``,
-``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+0.99). Each stage's step compiles once; ``--run.resume`` continues mid-stage at
+the same fade-in weight. Writes under ``--run.workdir``: ``config.json``,
+``samples/step_*.png`` (one fixed z, upsampled to the final size),
+``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -19,106 +19,176 @@ import math
 import jax
 import numpy as np
 
-from experiments import common
-from ganjax import data, progressive, train
-from ganjax.training import devices as parallel
+from experiments import config as configs
+from experiments import runner
+from ganjax import data
 from ganjax.models import pggan
 from ganjax.nn.resample import nearest_upsample
+from ganjax.training import devices
+from ganjax.training.gan import Objective
+from ganjax.training.phases import make_step
+from ganjax.training.state import TrainState
 
 
-@dataclasses.dataclass
-class Config(common.GANConfig):
-    """Progressive growing GAN on MNIST padded to 32x32."""
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The stages, their fade-ins and the batch (ganjax.models.pggan.Schedule)."""
 
-    workdir: str = "runs/pggan"
-    image_size: int = 32
-    steps: int = 0  # 0: until the last stage has faded in and trained stable_images
+    steps: int = 0
+    """train steps; 0: until the last stage has faded in and trained stable_images."""
     batch_size: int = 32
-    latent_dim: int = 64
-    loss: str = "wasserstein"  # the step's loss is always WGAN-GP; this tells the failure monitor so
-    lr_g: float = 1e-3
-    lr_d: float = 1e-3
-    b1: float = 0.0
-    b2: float = 0.99
-    ema_decay: float = 0.99  # the paper's 0.999 averages over ~1000 steps, longer than a stage of this short run
-    penalty_weight: float = 10.0
-    drift: float = 0.001
+    """the global batch of real images per step, split evenly over the devices."""
     # 500 steps per fade-in and per stable period: at 6,000 images (188 steps) the 16x16 and 32x32 stages
     # ended in noise; at 16,000 they end in clean strokes, most of them readable digits.
     fade_images: int = 16000
+    """images over which each new stage's layers fade in (0: switched in at once)."""
     stable_images: int = 16000
+    """images each stage trains after its fade-in."""
+
+    def __post_init__(self):
+        configs.at_least(self, "steps", 0)
+        configs.at_least(self, "batch_size", 1)
+        configs.at_least(self, "fade_images", 0)
+        configs.at_least(self, "stable_images", 1)
+
+    def plan(self, image_size: int) -> pggan.Schedule:
+        """The stages from 4x4 up to ``image_size``."""
+        return pggan.Schedule(num_stages(image_size), self.batch_size, self.fade_images, self.stable_images)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """PGGAN's G and D (ganjax.models.pggan)."""
+
+    latent_dim: int = 64
+    """size of z (Gaussian)."""
     g_width: int = 16
+    """G's channels at the finest stage (doubling towards 4x4, up to max_width)."""
     d_width: int = 16
+    """D's channels at the finest stage (doubling towards 4x4, up to max_width)."""
     max_width: int = 64
+    """the most channels of any stage."""
+
+    def __post_init__(self):
+        for field in ("latent_dim", "g_width", "d_width", "max_width"):
+            configs.at_least(self, field, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Critic:
+    """The critic's WGAN-GP loss with the drift term (ganjax.models.pggan.PGGAN)."""
+
+    penalty_weight: float = 10.0
+    """the gradient penalty's weight (lambda)."""
+    drift: float = 0.001
+    """the weight of E[D(x)^2], which keeps the critic's scores near 0."""
+
+    def __post_init__(self):
+        configs.at_least(self, "penalty_weight", 0.0)
+        configs.at_least(self, "drift", 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Progressive growing GAN on MNIST padded to 32x32."""
+
+    data: configs.Data = configs.Data(image_size=32)
+    """The images, padded with black to image_size (a power of two times 4) when smaller."""
+    model: Model = Model()
+    critic: Critic = Critic()
+    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3, b1=0.0, b2=0.99)
+    schedule: Schedule = Schedule()
+    run: configs.Run = configs.Run(workdir="runs/pggan")
+    devices: configs.Devices = configs.Devices()
+    """The devices a run uses (the models have no BatchNorm to synchronize)."""
+    monitor: configs.Monitor = configs.Monitor()
+    ema_decay: float = 0.99
+    """samples come from a moving average of G's params with this decay (0: G itself); the paper's 0.999
+    averages over ~1000 steps, longer than a stage of this short run."""
     num_samples: int = 64
+    """images in each sample grid (rows of 8)."""
+
+    def __post_init__(self):
+        if pggan.resolution(num_stages(self.data.image_size) - 1) != self.data.image_size:
+            configs.refuse(self.data, "image_size", f"must be 4 * 2^k, got {self.data.image_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            configs.refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        configs.at_least(self, "num_samples", 1)
+
+    @property
+    def plan(self) -> pggan.Schedule:
+        return self.schedule.plan(self.data.image_size)
+
+    @property
+    def steps(self) -> int:
+        """The run's steps: ``schedule.steps``, or every stage's when 0."""
+        return self.schedule.steps or self.plan.total_steps()
+
+    def make_model(self) -> pggan.PGGAN:
+        return pggan.PGGAN(self.plan, self.model.latent_dim, self.critic.penalty_weight, self.critic.drift)
 
 
-def schedule(config: Config) -> progressive.Schedule:
-    """The stages from 4x4 up to ``image_size`` (a power of two times 4)."""
-    num_stages = int(math.log2(config.image_size // 4)) + 1
-    if pggan.resolution(num_stages - 1) != config.image_size:
-        raise ValueError(f"pggan: image_size must be 4 * 2^k, got {config.image_size}")
-    return progressive.Schedule(num_stages, config.batch_size, config.fade_images, config.stable_images)
-
-
-def step_config(config: Config, stage: int) -> progressive.StepConfig:
-    return progressive.StepConfig(schedule(config), stage, config.latent_dim, config.penalty_weight, config.drift)
+def num_stages(image_size: int) -> int:
+    """Stages from 4x4 up to ``image_size`` (rounded down to a power of two times 4)."""
+    return int(math.log2(max(image_size, 4) // 4)) + 1
 
 
 def load_data(config: Config) -> data.ImageDataset:
     """The dataset, with smaller images (MNIST's 28x28) padded with black to ``image_size``."""
-    dataset = data.load(config.data_dir or f"tfds:{config.tfds_name}", image_size=config.image_size,
-                        channels=config.channels, split=config.split)
-    pad = config.image_size - dataset.images.shape[1]
-    if pad < 0 or pad % 2 or dataset.images.shape[1:] != (dataset.images.shape[1],) * 2 + (config.channels,):
+    part = config.data
+    dataset = data.load(part.dir or f"tfds:{part.tfds_name}", image_size=part.image_size, channels=part.channels,
+                        split=part.split)
+    pad = part.image_size - dataset.images.shape[1]
+    if pad < 0 or pad % 2 or dataset.images.shape[1:] != (dataset.images.shape[1],) * 2 + (part.channels,):
         raise data.DataError(f"{dataset.name}: images {dataset.images.shape[1:]} do not pad to "
-                             f"{config.image_size}x{config.image_size}x{config.channels}")
+                             f"{part.image_size}x{part.image_size}x{part.channels}")
     padded = np.pad(dataset.images, ((0, 0), (pad // 2,) * 2, (pad // 2,) * 2, (0, 0)))
-    return data.ImageDataset(padded, dataset.labels, f"{dataset.name} padded to {config.image_size}")
+    return data.ImageDataset(padded, dataset.labels, f"{dataset.name} padded to {part.image_size}")
 
 
-def create_state(config: Config, key: jax.Array) -> train.GANState:
+def create_state(config: Config, key: jax.Array) -> TrainState:
     """G and D with the params of every stage, their optimizers and G's EMA."""
-    num_stages = schedule(config).num_stages
-    generator = pggan.Generator(num_stages, config.channels, config.g_width, config.max_width, config.latent_dim)
-    discriminator = pggan.Discriminator(num_stages, config.d_width, config.max_width)
+    stages, m = config.plan.num_stages, config.model
+    generator = pggan.Generator(stages, config.data.channels, m.g_width, m.max_width, m.latent_dim)
+    discriminator = pggan.Discriminator(stages, m.d_width, m.max_width)
     init_key, noise_key = jax.random.split(key)
-    tx = common.optimizers(config, noise_key)
-    return progressive.create_state(init_key, generator, discriminator, config.channels, tx.g, tx.d,
-                                    config.ema_decay)
+    tx = config.optim.build(noise_key, config.steps)
+    return pggan.create_state(init_key, generator, discriminator, config.data.channels, tx.g, tx.d, config.ema_decay)
 
 
 def sampler(config: Config, z: jax.Array):
     """``state -> images`` at the stage and fade-in weight of the state's last step, upsampled to full size."""
-    plan = schedule(config)
-    generate = jax.jit(progressive.generate, static_argnames=("stage", "use_ema"))
+    plan = config.plan
+    generate = jax.jit(pggan.generate, static_argnames=("stage", "use_ema"))
 
-    def sample(state: train.GANState) -> jax.Array:
+    def sample(state: TrainState) -> jax.Array:
         step = max(int(state.step) - 1, 0)
         stage = plan.stage(step)
         images = generate(state, z, stage, plan.alpha(step, stage), use_ema=config.ema_decay > 0)
-        return nearest_upsample(images, config.image_size // images.shape[1])
+        return nearest_upsample(images, config.data.image_size // images.shape[1])
 
     return sample
 
 
-def train_and_evaluate(config: Config) -> train.GANState:
+def train_and_evaluate(config: Config) -> TrainState:
     """Trains through every stage; returns the final state."""
-    config = dataclasses.replace(config, steps=config.steps or schedule(config).total_steps())
-    mesh = common.start(config)
+    config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, steps=config.steps))
+    mesh = runner.start(config)
     dataset = load_data(config)
-    init_key, sample_key = jax.random.split(jax.random.key(config.seed))
+    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     state = create_state(config, init_key)
-    step = progressive.staged(lambda stage: parallel.data_parallel(progressive.train_step, mesh,
-                                                                   step_config(config, stage)), schedule(config))
-    fixed_z = parallel.replicate(jax.random.normal(sample_key, (config.num_samples, config.latent_dim)), mesh)
-    state = common.fit(config, state, step, dataset, common.sample_writer(config, sampler(config, fixed_z), nrow=8))
-    common.write_animation(config)
-    return state
+    model = config.make_model()
+    step = pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
+    fixed_z = devices.replicate(jax.random.normal(sample_key, (config.num_samples, config.model.latent_dim)), mesh)
+    # The step's loss is always WGAN-GP: the monitor reads the critic's unbounded Wasserstein loss.
+    watch = config.monitor.build(Objective(loss="wasserstein"))
+    hooks = runner.run_hooks(config.run, configs.to_dict(config), watch=watch,
+                             sample=runner.grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8))
+    return runner.fit(config, state, step, dataset, mesh, hooks)
 
 
 def main(argv=None):
-    train_and_evaluate(common.parse_config(Config, argv))
+    train_and_evaluate(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ device mesh and prints one line with the backend, the devices and the batch.
 
 The second half is what the image GAN experiments share: :func:`train_image_gan`
 runs one from start to end out of :func:`gan_state`, :func:`run_hooks` and
-:func:`fit_gan`. Other models fit the same loop with
-their own step (several players, their own phases, two-domain batches) and
-their own batches: ``train`` takes any ``batches(start_step) -> iterator``,
-and a stage-wise model can call it once per stage with ``steps`` the stage's
-end and the same hooks.
+:func:`fit_gan`. Other models fit the same loop with their own players and
+phases (:func:`fit_gan` trains any phases on an image dataset, e.g. VAE-GAN's
+three players or CycleGAN's two-domain batches), or with their own step
+(:func:`fit` takes any parallel step, e.g. PGGAN's, compiled once per stage),
+or with their own batches: ``train`` takes any ``batches(start_step) -> iterator``.
 """
 
 from __future__ import annotations
@@ -440,18 +440,32 @@ def write_animation(workdir: str | pathlib.Path) -> pathlib.Path | None:
     return images.save_gif(frames, pathlib.Path(workdir) / "samples.gif")
 
 
+def fit(config, state: PyTree, step: Callable, dataset: data.ImageDataset, mesh: jax.sharding.Mesh,
+        hooks: Sequence[Hook], batches: int = 1) -> PyTree:
+    """Trains ``state`` with the parallel ``step`` on ``dataset``'s shuffled batches over ``mesh``; returns the last state.
+
+    Each step takes ``batches`` real batches of ``schedule.batch_size`` rows, one
+    after another, from ``data.Batcher(dataset, rows, run.seed)``; each process
+    puts its rows on its own devices. Writes ``samples.gif`` at the end.
+    """
+    batcher = data.Batcher(dataset, config.schedule.batch_size * batches, config.run.seed)
+    state = train(devices.replicate(state, mesh), step,
+                  lambda start: batcher.iterate(start, put=lambda batch: devices.shard_batch(batch, mesh)),
+                  config.schedule.steps, hooks)
+    write_animation(config.run.workdir)
+    return state
+
+
 def fit_gan(config, state: TrainState, phases: tuple[Phase, ...], dataset: data.ImageDataset,
             mesh: jax.sharding.Mesh, hooks: Sequence[Hook],
             wrap_step: Callable[[Callable], Callable] | None = None,
             inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None) -> TrainState:
-    """Trains ``state`` with ``phases`` on ``dataset``'s shuffled batches over ``mesh``; returns the last state.
+    """Trains ``state`` with ``phases`` on ``dataset``'s shuffled batches over ``mesh`` (:func:`fit`).
 
-    Each step takes ``schedule.batch_size`` rows per real batch it needs
-    (:func:`ganjax.training.phases.batches_per_step`), from
-    ``data.Batcher(dataset, rows, run.seed)``; each process puts its rows on its
-    own devices. ``inputs`` maps each device's batch inside the step (e.g. to
-    several scales); ``wrap_step`` wraps the parallel step (e.g. opponent swaps).
-    Writes ``samples.gif`` at the end.
+    Each step takes as many real batches as its phases need
+    (:func:`ganjax.training.phases.batches_per_step`). ``inputs`` maps each
+    device's batch inside the step (e.g. to several scales); ``wrap_step`` wraps
+    the parallel step (e.g. opponent swaps).
     """
     step_fn = make_step(phases)
     if inputs is not None:
@@ -461,12 +475,7 @@ def fit_gan(config, state: TrainState, phases: tuple[Phase, ...], dataset: data.
     step = devices.data_parallel(step_fn, mesh, per_step)
     if wrap_step is not None:
         step = wrap_step(step)
-    batcher = data.Batcher(dataset, config.schedule.batch_size * per_step, config.run.seed)
-    state = train(devices.replicate(state, mesh), step,
-                  lambda start: batcher.iterate(start, put=lambda batch: devices.shard_batch(batch, mesh)),
-                  config.schedule.steps, hooks)
-    write_animation(config.run.workdir)
-    return state
+    return fit(config, state, step, dataset, mesh, hooks, per_step)
 
 
 def train_image_gan(config, gan: GAN, models: Callable[[str | None], tuple[nn.Module, nn.Module]],

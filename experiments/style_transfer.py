@@ -1,6 +1,6 @@
 """Neural style transfer: ``python -m experiments.style_transfer --content A --style B --weights vgg19.npz``.
 
-Gatys et al. 2016 (:mod:`ganjax.style`): the content image is repainted in the
+Gatys et al. 2016 (:mod:`ganjax.style.transfer`): the content image is repainted in the
 style of the style image by optimising its pixels against VGG-19 features
 (:mod:`ganjax.style.vgg`; its docstring says how to make ``vgg19.npz`` from
 torchvision's weights). ``--optimizer lbfgs`` (default) or ``adam --lr 0.02``.

@@ -1,18 +1,21 @@
-"""VAE-GAN on MNIST: ``python -m experiments.vaegan_mnist [--data-dir ../shared/data/mnist] [--field value ...]``.
+"""VAE-GAN on MNIST: ``python -m experiments.vaegan_mnist --data.dir ../shared/data/mnist [--part.field value ...]``.
 
-Larsen et al. 2016 (:mod:`ganjax.vaegan`): a DCGAN-shaped encoder, G as the
-decoder and D (LayerNorm by default) whose hidden layer measures the
-reconstruction. The last ``holdout`` digits are held out (the MNIST
-classifier's test digits, with the default of both); the rest train it.
+Larsen et al. 2016 (:mod:`ganjax.models.vaegan`): a DCGAN-shaped encoder, G as
+the decoder and D (LayerNorm by default) whose hidden layer measures the
+reconstruction. The GAN side takes the objective's flags (``--objective.*``,
+``--noise.*``; z is Gaussian, the VAE's prior) and D may take several updates
+per step (``--schedule.n-critic``). The last ``--holdout`` digits are held out
+(the MNIST classifier's test digits, with the default of both); the rest train it.
 
-Writes under ``--workdir``: ``samples/step_*.png`` (held-out originals on odd
-rows, their reconstructions below them, then samples from the prior on the last
-two rows), ``reconstructions.png`` (the final such grid of originals and
-reconstructions), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/``,
-``checkpoints/`` and, when the MNIST classifier is found in
-``--classifier-dir``, ``reconstruction_accuracy.json``: per digit, the share of
-held-out digits whose reconstruction the classifier labels as the source digit
-(also logged as ``reconstruction_accuracy`` every ``eval_every`` steps).
+Writes under ``--run.workdir``: ``config.json``, ``samples/step_*.png``
+(held-out originals on odd rows, their reconstructions below them, then
+samples from the prior on the last two rows), ``reconstructions.png`` (the
+final such grid of originals and reconstructions), ``samples.gif``,
+``training.png``, ``metrics.jsonl``, ``tb/``, ``checkpoints/`` and, when the
+MNIST classifier is found in ``--reconstruction.classifier-dir``,
+``reconstruction_accuracy.json``: per digit, the share of held-out digits whose
+reconstruction the classifier labels as the source digit (also logged as
+``reconstruction_accuracy`` every ``--reconstruction.eval-every`` steps).
 """
 
 from __future__ import annotations
@@ -21,106 +24,164 @@ import dataclasses
 import functools
 import json
 import pathlib
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cgan_mnist, common
-from ganjax import data, images, train, vaegan
-from ganjax.models import vaegan as models
+from experiments import config as configs
+from experiments import evaluation, runner
+from ganjax import data, images
+from ganjax.models import dcgan, vaegan
+from ganjax.training import devices
+from ganjax.training.gan import GAN
+from ganjax.training.phases import batches_per_step
+from ganjax.training.state import TrainState
 
 
-@dataclasses.dataclass
-class Config(common.GANConfig):
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The encoder, decoder and D (ganjax.models.vaegan.players) and the weights of their losses."""
+
+    width: int = 32
+    """channels at the image end of each player (doubling towards 4x4)."""
+    encoder_norm: Literal[dcgan.D_NORMS] = "batch"
+    """the encoder's normalization."""
+    g_norm: Literal[dcgan.G_NORMS] = "batch"
+    """the decoder's normalization."""
+    d_norm: Literal[dcgan.D_NORMS] = "layer"
+    """D's normalization; LayerNorm keeps each example's features its own, as the reconstruction compares them."""
+    gamma: float = 1.0
+    """weight of the feature-space reconstruction in the decoder's loss (the paper's gamma)."""
+    kl_weight: float = 1.0
+    """weight of the KL term in the encoder's loss."""
+
+    def __post_init__(self):
+        configs.at_least(self, "width", 1)
+        configs.at_least(self, "gamma", 0.0)
+        configs.at_least(self, "kl_weight", 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconstruction:
+    """How often the MNIST classifier labels a held-out digit's reconstruction as that digit."""
+
+    classifier_dir: str = "runs/mnist_classifier"
+    """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no accuracy."""
+    eval_every: int = 1000
+    """steps between checks, logged as reconstruction_accuracy (0: none; the file at the end is written all the same)."""
+
+    def __post_init__(self):
+        configs.at_least(self, "eval_every", 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
     """VAE-GAN on MNIST."""
 
-    workdir: str = "runs/vaegan_mnist"
-    steps: int = 1500
-    latent_dim: int = 32
-    width: int = 32
-    encoder_norm: str = "batch"
-    g_norm: str = "batch"
-    d_norm: str = "layer"
-    gamma: float = 1.0
-    kl_weight: float = 1.0
+    data: configs.Data = configs.Data()
+    model: Model = Model()
+    latent: configs.Latent = configs.Latent(dim=32)
+    objective: configs.Objective = configs.Objective()
+    noise: configs.InputNoise = configs.InputNoise()
+    optim: configs.Optimizers = configs.Optimizers()
+    """The decoder's and D's optimizers; the encoder gets a copy of the decoder's."""
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=1500)
+    run: configs.Run = configs.Run(workdir="runs/vaegan_mnist")
+    devices: configs.BatchNormDevices = configs.BatchNormDevices()
+    monitor: configs.Monitor = configs.Monitor()
+    reconstruction: Reconstruction = Reconstruction()
     holdout: int = 2000
+    """the last digits of the dataset, held out of training: the grids' originals and the accuracy's digits."""
     grid_columns: int = 10
-    grid_pairs: int = 4  # rows of originals (each followed by its reconstructions) in the grids
-    classifier_dir: str = "runs/mnist_classifier"  # '' or a missing folder: no reconstruction accuracy
+    """images per grid row."""
+    grid_pairs: int = 4
+    """rows of held-out originals in each grid, each followed by a row of their reconstructions."""
+
+    def __post_init__(self):
+        self.make_model()  # refuses the GAN options the VAE-GAN step does not take, naming them
+        for field in ("holdout", "grid_columns", "grid_pairs"):
+            configs.at_least(self, field, 1)
+        if self.holdout < self.grid_pairs * self.grid_columns:
+            configs.refuse(self, "holdout", f"{self.holdout} digits cannot fill {self.grid_pairs} rows of "
+                                            f"{self.grid_columns} originals")
+
+    def make_model(self) -> vaegan.VAEGAN:
+        """The VAE-GAN step's objective."""
+        return vaegan.VAEGAN(GAN(self.latent, self.objective, noise=self.noise), self.model.gamma,
+                             self.model.kl_weight)
 
 
-def vaegan_config(config: Config) -> vaegan.VAEGANConfig:
-    return vaegan.VAEGANConfig(gan=common.step_config(config), gamma=config.gamma, kl_weight=config.kl_weight)
-
-
-def create_state(config: Config, key: jax.Array) -> vaegan.VAEGANState:
-    """Encoder, decoder, D and their optimizers (the encoder's is G's recipe) from ``key``."""
-    encoder, decoder, discriminator = models.players(config.image_size, config.channels, config.latent_dim,
-                                                     config.width, config.encoder_norm, config.g_norm, config.d_norm)
+def create_state(config: Config, model: vaegan.VAEGAN, key: jax.Array, bn_axis_name: str | None = None) -> TrainState:
+    """Encoder, decoder, D and their optimizers (the encoder's is the decoder's recipe) from ``key``."""
+    m = config.model
+    encoder, decoder, discriminator = vaegan.players(config.data.image_size, config.data.channels, config.latent.dim,
+                                                     m.width, m.encoder_norm, m.g_norm, m.d_norm, bn_axis_name)
     init_key, noise_key, enc_noise_key = jax.random.split(key, 3)
-    tx = common.optimizers(config, noise_key)
-    enc_tx = common.optimizers(config, enc_noise_key).g
-    return vaegan.create_state(init_key, encoder, decoder, discriminator,
-                               (config.image_size, config.image_size, config.channels), vaegan_config(config),
-                               enc_tx=enc_tx, g_tx=tx.g, d_tx=tx.d)
+    tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
+    enc_tx = config.optim.build(enc_noise_key, config.schedule.steps).g
+    return vaegan.create_state(init_key, model, encoder, decoder, discriminator, config.data.shape, enc_tx=enc_tx,
+                               g_tx=tx.g, d_tx=tx.d)
 
 
-def originals_and_reconstructions(state: vaegan.VAEGANState, originals: jax.Array, columns: int) -> jax.Array:
+def originals_and_reconstructions(state: TrainState, originals: jax.Array, columns: int) -> jax.Array:
     """Rows of ``columns`` originals, each row followed by a row of their reconstructions."""
     rebuilt = vaegan.reconstruct(state, originals)
     pair = lambda a: a.reshape(-1, 1, columns, *a.shape[1:])
     return jnp.concatenate([pair(originals), pair(rebuilt)], axis=1).reshape(-1, *originals.shape[1:])
 
 
-def reconstruction_accuracy(state: vaegan.VAEGANState, held_out: data.ImageDataset, classify, num_classes: int = 10,
+def reconstruction_accuracy(state: TrainState, held_out: data.ImageDataset, classify, num_classes: int = 10,
                             batch_size: int = 500) -> list[float]:
     """Per digit: the share of ``held_out`` whose reconstruction ``classify`` labels as the source digit."""
     rebuild = jax.jit(vaegan.reconstruct)
     predictions = [np.asarray(classify(rebuild(state, data.to_float(held_out.images[i:i + batch_size]))))
                    for i in range(0, len(held_out), batch_size)]
-    return cgan_mnist.per_class_accuracy(np.concatenate(predictions), held_out.labels, num_classes)
+    return evaluation.per_class_accuracy(np.concatenate(predictions), held_out.labels, num_classes)
 
 
-def train_and_evaluate(config: Config) -> tuple[vaegan.VAEGANState, list[float] | None]:
+def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the VAE-GAN on all but the held-out digits; returns the state and the per-digit accuracy (or None)."""
-    common.start(config)
-    dataset = common.load_data(config)
+    model = config.make_model()
+    phases = model.phases(config.schedule.n_critic)
+    mesh = runner.start(config, batches_per_step(phases))
+    dataset = config.data.load()
     train_set, held_out = dataset.split(1.0 - config.holdout / len(dataset))
-    init_key, sample_key = jax.random.split(jax.random.key(config.seed))
-    state = create_state(config, init_key)
-    step = functools.partial(train.jit_step(vaegan.train_step), config=vaegan_config(config))
-    originals = jnp.asarray(data.to_float(held_out.images[:config.grid_pairs * config.grid_columns]))
-    prior_z = jax.random.normal(sample_key, (2 * config.grid_columns, config.latent_dim))
-    grid = jax.jit(lambda s: jnp.concatenate([originals_and_reconstructions(s, originals, config.grid_columns),
+    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
+    bn = devices.bn_axis_name(config.devices.cross_replica_bn, config.schedule.batch_size, mesh)
+    state = create_state(config, model, init_key, bn)
+    columns = config.grid_columns
+    originals = jnp.asarray(data.to_float(held_out.images[:config.grid_pairs * columns]))
+    prior_z = jax.random.normal(sample_key, (2 * columns, config.latent.dim))
+    grid = jax.jit(lambda s: jnp.concatenate([originals_and_reconstructions(s, originals, columns),
                                               vaegan.generate(s, prior_z)]))
-    classifier = cgan_mnist.load_classifier(config)
+    classifier = evaluation.find_classifier(config.reconstruction.classifier_dir)
     accuracy = None if classifier is None else functools.partial(reconstruction_accuracy, held_out=held_out,
                                                                  classify=classifier.class_fn())
-
-    def evaluate(state, step):
-        return {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
-
-    state = common.fit(config, state, step, train_set, common.sample_writer(config, grid, nrow=config.grid_columns),
-                       evaluate if accuracy else None)
-    common.write_animation(config)
-    workdir = pathlib.Path(config.workdir)
+    extra = []
+    if accuracy is not None and config.reconstruction.eval_every:
+        evaluate = lambda state, step: {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
+        extra.append(runner.Evaluate(config.reconstruction.eval_every, evaluate))
+    hooks = runner.run_hooks(config.run, configs.to_dict(config), extra, config.monitor.build(config.objective),
+                             runner.grid_writer(config.run.workdir, grid, nrow=columns))
+    state = runner.fit_gan(config, state, phases, train_set, mesh, hooks)
+    workdir = pathlib.Path(config.run.workdir)
     if jax.process_index() == 0:
-        images.save_grid(np.asarray(originals_and_reconstructions(state, originals, config.grid_columns)),
-                         workdir / "reconstructions.png", nrow=config.grid_columns, scale=2)
+        images.save_grid(np.asarray(originals_and_reconstructions(state, originals, columns)), workdir / "reconstructions.png", nrow=columns, scale=2)
     if accuracy is None:
         return state, None
     shares = accuracy(state)
     if jax.process_index() == 0:
         counts = np.bincount(held_out.labels, minlength=10).tolist()
         result = {"per_class": shares, "min": min(shares), "overall": float(np.dot(shares, counts) / sum(counts)),
-                  "held_out_per_class": counts, "classifier_dir": config.classifier_dir}
+                  "held_out_per_class": counts, "classifier_dir": config.reconstruction.classifier_dir}
         (workdir / "reconstruction_accuracy.json").write_text(json.dumps(result, indent=1))
     return state, shares
 
 
 def main(argv=None):
-    train_and_evaluate(common.parse_config(Config, argv))
+    train_and_evaluate(configs.parse(Config, argv))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Optimizers for the two players as optax transforms and chains.
 
-Each player gets its own chain (DESIGN.md: never one optimizer for both)::
+Each player gets its own chain, and its own optimizer state::
 
     [clip_by_global_norm] -> [add_noise] -> adam | optimistic adam | sgd | rmsprop
 

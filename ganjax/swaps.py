@@ -21,7 +21,7 @@ Usage::
 
     config = swaps.SwapConfig(every=500, duration=50)
     state = swaps.init(state, config)
-    step = swaps.with_opponent_swaps(train_step, config)
+    step = swaps.with_opponent_swaps(make_step(gan.phases()), config)
     state, metrics = step(state, batch)
 """
 

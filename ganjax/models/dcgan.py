@@ -20,14 +20,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ganjax.nn.conv import Conv
-from ganjax.nn.conv import ConvTranspose
-from ganjax.nn.normalization import PixelNorm
-from ganjax.nn.normalization import SpectralConv
-from ganjax.nn.normalization import SpectralDense
-from ganjax.nn.resample import NearestUpsampleConv
-from ganjax.nn.resample import PixelShuffle
+from ganjax.nn.conv import Conv, ConvTranspose
+from ganjax.nn.normalization import PixelNorm, SpectralConv, SpectralDense
+from ganjax.nn.resample import NearestUpsampleConv, PixelShuffle
 from ganjax.noise import DropoutAlways, GaussianNoise
+from ganjax.training.state import FEATURES
 
 weight_init = nn.initializers.normal(0.02)
 
@@ -212,6 +209,7 @@ class Discriminator(Features):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         x = self.body(x, train)
+        self.sow("intermediates", FEATURES, x)  # the layer feature matching compares
         if self.norm == "spectral":
             return SpectralDense(1, kernel_init=weight_init)(x, train)[:, 0]
         return nn.Dense(1, kernel_init=weight_init)(x)[:, 0]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from ganjax.training.state import FEATURES
+
 
 def _check_2d(x: jax.Array, width: int, what: str):
     if x.ndim != 2 or x.shape[-1] != width:
@@ -57,4 +59,5 @@ class Discriminator(nn.Module):
         _check_2d(x, self.in_dim, "mlp.Discriminator")
         for width in self.hidden:
             x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
+        self.sow("intermediates", FEATURES, x)  # the layer feature matching compares
         return nn.Dense(1)(x)[:, 0]

@@ -27,6 +27,7 @@ from ganjax.nn.conv import Conv
 from ganjax.nn.minibatch import MinibatchStdDev
 from ganjax.nn.normalization import PixelNorm
 from ganjax.nn.resample import nearest_upsample
+from ganjax.training.state import FEATURES
 
 
 def scales(image_size: int) -> list[int]:
@@ -135,4 +136,6 @@ class Discriminator(nn.Module):
             x = _lrelu(Conv(features, (3, 3))(x))
             if i:
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+        h = x.reshape(x.shape[0], -1)
+        self.sow("intermediates", FEATURES, h)  # the layer feature matching compares
+        return nn.Dense(1)(h)[:, 0]

@@ -21,10 +21,9 @@ import jax.numpy as jnp
 
 from ganjax.models.dcgan import layout
 from ganjax.nn.attention import SelfAttention
-from ganjax.nn.normalization import ConditionalBatchNorm
-from ganjax.nn.normalization import SpectralConv
-from ganjax.nn.normalization import SpectralDense
+from ganjax.nn.normalization import ConditionalBatchNorm, SpectralConv, SpectralDense
 from ganjax.nn.resample import nearest_upsample
+from ganjax.training.state import FEATURES
 
 weight_init = nn.initializers.xavier_uniform()
 
@@ -158,6 +157,7 @@ class Discriminator(nn.Module):
             if i == 0:
                 x = SelfAttention()(x)
         h = jnp.sum(nn.relu(x), axis=(1, 2))
+        self.sow("intermediates", FEATURES, h)  # the layer feature matching compares
         logits = SpectralDense(1, kernel_init=weight_init)(h, train)[:, 0]
         if self.num_classes:
             embedding = nn.Embed(self.num_classes, h.shape[-1], embedding_init=weight_init, name="projection")

@@ -23,7 +23,7 @@ def classifier_dir(tmp_path_factory):
 
 
 def tiny(cls, mnist_dir, tmp_path, classifier_dir, *extra):
-    argv = ["--data.data-dir", str(mnist_dir), "--run.workdir", str(tmp_path / "run"), "--schedule.steps", "6",
+    argv = ["--data.dir", str(mnist_dir), "--run.workdir", str(tmp_path / "run"), "--schedule.steps", "6",
             "--schedule.batch-size", "16", "--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4",
             "--samples-per-class", "3", "--run.log-every", "2", "--run.sample-every", "3",
             "--run.checkpoint-every", "3", "--class-accuracy.eval-every", "3", "--class-accuracy.eval-per-class", "5",

@@ -30,7 +30,7 @@ EXPERIMENTS = (dcgan_mnist, wgan_gp_mnist, cgan_mnist, acgan_mnist, sagan, msgga
 
 def tiny(mnist_dir, workdir, *extra):
     """Arguments of a tiny DCGAN-family run."""
-    return ["--data.data-dir", str(mnist_dir), "--run.workdir", str(workdir), "--schedule.steps", "6",
+    return ["--data.dir", str(mnist_dir), "--run.workdir", str(workdir), "--schedule.steps", "6",
             "--schedule.batch-size", "16", "--latent.dim", "16", "--model.g-width", "8", "--model.d-width", "8",
             "--run.log-every", "2", "--run.sample-every", "3", "--run.checkpoint-every", "3", *extra]
 
@@ -75,7 +75,7 @@ def test_help_lists_every_field_with_its_description(module, capsys):
 @pytest.mark.parametrize("module, argv, message", [
     (dcgan_mnist, ["--swaps.every", "3"], "Unrecognized options: --swaps.every"),
     (msggan, ["--devices.cross-replica-bn", "on"], "Unrecognized options: --devices.cross-replica-bn"),
-    (gaussian_mixture, ["--data.data-dir", "x"], "Unrecognized options: --data.data-dir"),
+    (gaussian_mixture, ["--data.dir", "x"], "Unrecognized options: --data.dir"),
     (sagan, ["--evaluation.eval-every", "3"], "Unrecognized options: --evaluation.eval-every"),
     (dcgan_mnist, ["--objective.loss", "wasserstein", "--objective.d-labels", "one_sided"], "Objective.d_labels"),
     (dcgan_mnist, ["--objective.loss", "hingee"], "Invalid choice"),
@@ -121,7 +121,7 @@ def test_lr_decay_schedules_both_players_over_the_run():
 
 def test_config_shape_mismatch_is_named(mnist_dir):
     with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
-        configs.Data(data_dir=str(mnist_dir), image_size=32).load()
+        configs.Data(dir=str(mnist_dir), image_size=32).load()
 
 
 # ----------------------------------------------------------------------------- the runner on a toy state

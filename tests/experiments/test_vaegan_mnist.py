@@ -4,27 +4,32 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
+from experiments import config as configs
 from experiments import vaegan_mnist
-from ganjax import data, images, vaegan
+from ganjax import data, images
 from ganjax.evaluation import mnist_classifier
+from ganjax.models import vaegan
 
 
 def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path):
     classifier_dir = mnist_classifier.save_mnist_classifier(mnist_classifier.init(jax.random.key(0)),
                                                             tmp_path / "classifier")
-    config = vaegan_mnist.Config(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=4, batch_size=16,
-                                 latent_dim=4, width=4, holdout=100, grid_columns=5, grid_pairs=2, log_every=2,
-                                 sample_every=2, checkpoint_every=2, eval_every=2, classifier_dir=str(classifier_dir))
-    state, shares = vaegan_mnist.train_and_evaluate(config)
     run = tmp_path / "run"
+    config = configs.parse(vaegan_mnist.Config, [
+        "--data.dir", str(mnist_dir), "--run.workdir", str(run), "--schedule.steps", "4", "--schedule.batch-size",
+        "16", "--latent.dim", "4", "--model.width", "4", "--holdout", "100", "--grid-columns", "5", "--grid-pairs",
+        "2", "--run.log-every", "2", "--run.sample-every", "2", "--run.checkpoint-every", "2",
+        "--reconstruction.eval-every", "2", "--reconstruction.classifier-dir", str(classifier_dir)])
+    state, shares = vaegan_mnist.train_and_evaluate(config)
     assert int(state.step) == 4
     held_out = mnist.split(1.0 - 100 / len(mnist))[1]
     originals = data.to_float(held_out.images[:10])
     # Rows: 5 held-out originals, their reconstructions, the next 5 originals, theirs.
-    expected = np.stack([originals[:5], vaegan.reconstruct(state, originals)[:5],
-                         originals[5:], vaegan.reconstruct(state, originals)[5:]]).reshape(-1, 28, 28, 1)
+    rebuilt = vaegan.reconstruct(state, originals)
+    expected = np.stack([originals[:5], rebuilt[:5], originals[5:], rebuilt[5:]]).reshape(-1, 28, 28, 1)
     grid = np.asarray(Image.open(run / "reconstructions.png"))[::2, ::2]
     np.testing.assert_array_equal(grid, images.make_grid(expected, nrow=5)[..., 0])
     classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
@@ -32,7 +37,22 @@ def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mn
     assert saved["per_class"] == shares == vaegan_mnist.reconstruction_accuracy(state, held_out, classify)
     assert saved["held_out_per_class"] == np.bincount(held_out.labels, minlength=10).tolist()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {"kl", "reconstruction", "d_loss", "g_loss", "reconstruction_accuracy"} <= set(records[-1])
+    assert [r["step"] for r in records if "reconstruction_accuracy" in r] == [2, 4]
+    assert {"kl", "reconstruction", "d_loss", "g_loss", "enc_grad_norm"} <= set(records[-1])
     assert records[-1]["reconstruction"] > 0 and records[-1]["kl"] > 0
     # The last sample grid also holds 2 rows of samples from the prior.
     assert Image.open(run / "samples" / "step_000004.png").size == ((5 * 30 + 2) * 2, (6 * 30 + 2) * 2)
+    assert json.loads((run / "config.json").read_text())["model"]["gamma"] == 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--latent.distribution", "uniform"], "VAEGAN.gan.latent.distribution"),
+    (["--objective.g-objective", "feature_matching"], "VAEGAN.gan.objective.g_objective"),
+    (["--model.gamma", "-1"], "Model.gamma: must be at least 0.0"),
+    (["--holdout", "10"], "Config.holdout: 10 digits cannot fill 4 rows of 10 originals"),
+])
+def test_options_the_vaegan_step_does_not_take_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        vaegan_mnist.main(argv)
+    assert exit_.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
