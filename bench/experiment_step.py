@@ -1,12 +1,13 @@
 """Milliseconds per train step of an experiment's config, on random batches: what a step count costs.
 
-Builds the state and the jitted step exactly as ``experiments.dcgan_mnist`` (and
-the experiments that reuse it, such as ``wgan_gp_mnist``) do, from the same
-flags, and times ``--repeats`` x ``--steps`` steps after two warm-up steps.
-Thread settings come from XLA_FLAGS as usual; pin a run to one core with
+Builds the state and the step as :func:`experiments.runner.train_image_gan` does
+on one device, for any image GAN experiment whose model part builds G and D
+(``dcgan_mnist``, ``wgan_gp_mnist``, ``cgan_mnist``, ``acgan_mnist``), from the
+experiment's own flags, and times ``--repeats`` x ``--steps`` steps after two
+warm-up steps. Thread settings come from XLA_FLAGS as usual; pin a run to one core with
 ``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" taskset -c 0``.
 
-Run: python -m bench.experiment_step wgan_gp_mnist [--batch-size 16 --g-width 64 ...]
+Run: python -m bench.experiment_step wgan_gp_mnist [--schedule.batch-size 16 --model.g-width 64 ...]
 """
 
 from __future__ import annotations
@@ -18,35 +19,48 @@ import time
 import jax
 import numpy as np
 
-from experiments import common, dcgan_mnist
-from ganjax import train
+from experiments import config as configs
+from experiments import runner
+from ganjax.training import batches_per_step, devices, make_step
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", help="a module of experiments/ whose Config extends dcgan_mnist.Config")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument(
+        "experiment",
+        help="a module of experiments/ whose Config is an image GAN with a DCGAN or conditional DCGAN model part",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     args, flags = parser.parse_known_args(argv)
-    config_cls = importlib.import_module(f"experiments.{args.experiment}").Config
-    config = common.parse_config(config_cls, flags)
-    state = dcgan_mnist.create_state(config, jax.random.key(0))
-    step_config = common.step_config(config)
-    step = train.jit_step(train.train_step)
-    shape = (config.batch_size * config.n_critic, config.image_size, config.image_size, config.channels)
-    batch = {"image": np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)}
+    config = configs.parse(importlib.import_module(f"experiments.{args.experiment}").Config, flags)
+    conditional = isinstance(config, configs.ConditionalGAN)
+    if not (conditional or isinstance(getattr(config, "model", None), configs.DCGANModel)):
+        parser.error(f"experiments.{args.experiment}: its config has no DCGAN or conditional DCGAN model part")
+    gan = config.make_gan(config.conditioning if conditional else None)
+    generator, discriminator = config.models() if conditional else config.model.build(config.data, config.latent.dim)
+    state = runner.gan_state(jax.random.key(0), gan, generator, discriminator, config.data.shape, config)
+    phases = gan.phases(config.schedule.n_critic)
+    step = devices.data_parallel(make_step(phases), devices.make_mesh(1), batches_per_step(phases))
+    rows = config.schedule.batch_size * batches_per_step(phases)
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.uniform(-1, 1, (rows, *config.data.shape)).astype(np.float32)}
+    if conditional:
+        batch["label"] = rng.integers(0, config.conditioning.num_classes, rows).astype(np.int32)
     for _ in range(2):
-        state, metrics = step(state, batch, config=step_config)
+        state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         for _ in range(args.steps):
-            state, metrics = step(state, batch, config=step_config)
+            state, metrics = step(state, batch)
         jax.block_until_ready(metrics)
         times.append(1e3 * (time.perf_counter() - start) / args.steps)
-    print(f"{args.experiment} {' '.join(flags)}: ms/step {' '.join(f'{t:.1f}' for t in times)} "
-          f"(median {np.median(times):.1f})")
+    print(
+        f"{args.experiment} {' '.join(flags)}: ms/step {' '.join(f'{t:.1f}' for t in times)} "
+        f"(median {np.median(times):.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -126,8 +126,10 @@ class Data:
         source = self.dir or f"tfds:{self.tfds_name}"
         dataset = data.load(source, image_size=self.image_size, channels=self.channels, split=self.split)
         if dataset.images.shape[1:] != self.shape:
-            raise data.DataError(f"{dataset.name}: images are {dataset.images.shape[1:]}, but the config asks for "
-                                 f"image_size={self.image_size}, channels={self.channels}")
+            raise data.DataError(
+                f"{dataset.name}: images are {dataset.images.shape[1:]}, but the config asks for "
+                f"image_size={self.image_size}, channels={self.channels}"
+            )
         return dataset
 
 
@@ -201,9 +203,18 @@ class Optimizers:
         lr_g, lr_d = self.lr_g, self.lr_d
         if self.lr_decay:
             lr_g, lr_d = optim.linear_decay(lr_g, steps), optim.linear_decay(lr_d, steps * n_critic)
-        tx = optim.gan_optimizers(lr_g, lr_d, g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer, b1=self.b1,
-                                  b2=self.b2, grad_clip=self.grad_clip, grad_noise=self.grad_noise,
-                                  optimistic=self.optimistic, key=key)
+        tx = optim.gan_optimizers(
+            lr_g,
+            lr_d,
+            g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer,
+            b1=self.b1,
+            b2=self.b2,
+            grad_clip=self.grad_clip,
+            grad_noise=self.grad_noise,
+            optimistic=self.optimistic,
+            key=key,
+        )
         if self.weight_clip is not None:
             tx = tx._replace(d=optax.chain(tx.d, penalties.weight_clipping(self.weight_clip)))
         return tx
@@ -227,8 +238,11 @@ class StateOptions:
         if not 0.0 <= self.replay_share <= 1.0:
             refuse(self, "replay_share", f"must be in [0, 1], got {self.replay_share}")
         if (self.replay_capacity == 0) != (self.replay_share == 0):
-            refuse(self, "replay_share", f"is {self.replay_share} with replay_capacity {self.replay_capacity}: set "
-                                         "both or neither")
+            refuse(
+                self,
+                "replay_share",
+                f"is {self.replay_share} with replay_capacity {self.replay_capacity}: set both or neither",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,10 +318,14 @@ class Monitor:
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
         """The monitor's settings; a Wasserstein critic's loss is unbounded below, so "near 0" is off there."""
-        floor = -float("inf") if objective is not None and objective.loss == "wasserstein" else \
-            monitor.MonitorConfig.d_loss_floor
-        return monitor.MonitorConfig(window=self.window, max_grad_norm=self.max_grad_norm, d_loss_floor=floor,
-                                     stop_on=tuple(self.stop_on))
+        floor = (
+            -float("inf")
+            if objective is not None and objective.loss == "wasserstein"
+            else monitor.MonitorConfig.d_loss_floor
+        )
+        return monitor.MonitorConfig(
+            window=self.window, max_grad_norm=self.max_grad_norm, d_loss_floor=floor, stop_on=tuple(self.stop_on)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,11 +384,19 @@ class DCGANModel:
 
     def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``."""
-        generator = dcgan.Generator(data.image_size, data.channels, self.g_width, latent_dim, norm=self.g_norm,
-                                    upsampling=self.upsampling, activation=self.g_activation,
-                                    noise_std=self.g_noise_std, dropout=self.g_dropout, bn_axis_name=bn_axis_name)
-        discriminator = dcgan.Discriminator(data.image_size, self.d_width, norm=self.d_norm,
-                                            bn_axis_name=bn_axis_name)
+        generator = dcgan.Generator(
+            data.image_size,
+            data.channels,
+            self.g_width,
+            latent_dim,
+            norm=self.g_norm,
+            upsampling=self.upsampling,
+            activation=self.g_activation,
+            noise_std=self.g_noise_std,
+            dropout=self.g_dropout,
+            bn_axis_name=bn_axis_name,
+        )
+        discriminator = dcgan.Discriminator(data.image_size, self.d_width, norm=self.d_norm, bn_axis_name=bn_axis_name)
         return generator, discriminator
 
 
@@ -416,10 +442,19 @@ class ConditionalModel:
 
     def build(self, data: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images and ``num_classes`` classes."""
-        generator = conditional.Generator(num_classes, self.g_embed_dim, data.image_size, data.channels, self.g_width,
-                                          latent_dim, norm=self.g_norm, bn_axis_name=bn_axis_name)
-        discriminator = conditional.Discriminator(self.d_conditioning, num_classes, self.d_embed_dim, data.image_size,
-                                                  self.d_width, self.d_norm, bn_axis_name)
+        generator = conditional.Generator(
+            num_classes,
+            self.g_embed_dim,
+            data.image_size,
+            data.channels,
+            self.g_width,
+            latent_dim,
+            norm=self.g_norm,
+            bn_axis_name=bn_axis_name,
+        )
+        discriminator = conditional.Discriminator(
+            self.d_conditioning, num_classes, self.d_embed_dim, data.image_size, self.d_width, self.d_norm, bn_axis_name
+        )
         return generator, discriminator
 
 
@@ -453,9 +488,13 @@ class ConditionalGAN(ImageGAN):
 
     def __post_init__(self):
         if (self.model.d_conditioning == "auxiliary") != (self.conditioning.aux_class_weight > 0):
-            refuse(self.model, "d_conditioning", f"is {self.model.d_conditioning!r} with conditioning.aux_class_weight="
-                                                 f"{self.conditioning.aux_class_weight}: the AC-GAN D ('auxiliary') "
-                                                 "goes with a positive class-loss weight, and only it")
+            refuse(
+                self.model,
+                "d_conditioning",
+                f"is {self.model.d_conditioning!r} with conditioning.aux_class_weight="
+                f"{self.conditioning.aux_class_weight}: the AC-GAN D ('auxiliary') "
+                "goes with a positive class-loss weight, and only it",
+            )
         if not self.conditioning.num_classes:
             refuse(self.conditioning, "num_classes", "a conditional GAN needs classes")
         at_least(self, "samples_per_class", 1)

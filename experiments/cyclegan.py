@@ -124,8 +124,11 @@ class Config:
 
     def __post_init__(self):
         if (self.data_a is None) != (self.data_b is None):
-            configs.refuse(self, "data_b" if self.data_b is None else "data_a",
-                           "give both --data-a and --data-b, or neither (the MNIST domains)")
+            configs.refuse(
+                self,
+                "data_b" if self.data_b is None else "data_a",
+                "give both --data-a and --data-b, or neither (the MNIST domains)",
+            )
         if self.data_a is not None:
             for field in ("dir", "tfds_name", "split"):
                 if getattr(self.data, field) != getattr(configs.Data(), field):
@@ -137,15 +140,17 @@ def thicken_and_invert(digits: np.ndarray) -> np.ndarray:
     """uint8 NHWC images -> their 3x3 max-filtered (thickened) versions, colour-inverted (255 - x)."""
     padded = np.pad(digits, ((0, 0), (1, 1), (1, 1), (0, 0)))
     h, w = digits.shape[1:3]
-    thick = np.max([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=0)
+    thick = np.max([padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=0)
     return 255 - thick
 
 
 def mnist_domains(digits: data.ImageDataset) -> tuple[data.ImageDataset, data.ImageDataset]:
     """A: the first half of ``digits``; B: the second half, thickened and inverted (unpaired by construction)."""
     half = len(digits) // 2
-    return (data.ImageDataset(digits.images[:half], name=f"{digits.name} digits"),
-            data.ImageDataset(thicken_and_invert(digits.images[half:2 * half]), name=f"{digits.name} inverted"))
+    return (
+        data.ImageDataset(digits.images[:half], name=f"{digits.name} digits"),
+        data.ImageDataset(thicken_and_invert(digits.images[half : 2 * half]), name=f"{digits.name} inverted"),
+    )
 
 
 def stacked(domain_a: data.ImageDataset, domain_b: data.ImageDataset, seed: int) -> data.ImageDataset:
@@ -163,8 +168,10 @@ def load_domains(config: Config) -> tuple[data.ImageDataset, data.ImageDataset]:
     """The two image folders the config names, or the MNIST domains."""
     if config.data_a is None:
         return mnist_domains(config.data.load())
-    return tuple(data.load(folder, image_size=config.data.image_size, channels=config.data.channels)
-                 for folder in (config.data_a, config.data_b))
+    return tuple(
+        data.load(folder, image_size=config.data.image_size, channels=config.data.channels)
+        for folder in (config.data_a, config.data_b)
+    )
 
 
 def split_domains(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -177,8 +184,15 @@ def create_state(config: Config, key: jax.Array) -> TrainState:
     """Both generators and discriminators with the decaying Adam, and both pools."""
     generator = cyclegan.ResnetGenerator(config.data.channels, config.model.g_width, config.model.g_blocks)
     discriminator = cyclegan.PatchDiscriminator(config.model.d_width, config.model.d_layers)
-    return cyclegan.create_state(key, generator, discriminator, config.data.shape,
-                                 config.optim.build(config.schedule.steps), config.pool.size, config.pool.share)
+    return cyclegan.create_state(
+        key,
+        generator,
+        discriminator,
+        config.data.shape,
+        config.optim.build(config.schedule.steps),
+        config.pool.size,
+        config.pool.share,
+    )
 
 
 @jax.jit
@@ -194,15 +208,16 @@ def train_and_evaluate(config: Config) -> TrainState:
     dataset = stacked(*load_domains(config), config.run.seed)
     model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
     state = create_state(config, jax.random.key(config.run.seed))
-    fixed = split_domains({"image": data.to_float(dataset.images[-config.num_samples:])})
+    fixed = split_domains({"image": data.to_float(dataset.images[-config.num_samples :])})
     a, b = devices.replicate((fixed["a"], fixed["b"]), mesh)
     writer = runner.grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
     hooks = runner.run_hooks(config.run, configs.to_dict(config), watch=config.monitor.build(), sample=writer)
     state = runner.fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)
-    grid = np.asarray(round_trips(state, a, b))[:3 * config.num_samples]
+    grid = np.asarray(round_trips(state, a, b))[: 3 * config.num_samples]
     if jax.process_index() == 0:
-        images.save_grid(grid, pathlib.Path(config.run.workdir) / "reconstructions.png", nrow=config.num_samples,
-                         scale=2)
+        images.save_grid(
+            grid, pathlib.Path(config.run.workdir) / "reconstructions.png", nrow=config.num_samples, scale=2
+        )
     return state
 
 

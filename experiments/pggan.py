@@ -38,8 +38,6 @@ class Schedule:
     """train steps; 0: until the last stage has faded in and trained stable_images."""
     batch_size: int = 32
     """the global batch of real images per step, split evenly over the devices."""
-    # 500 steps per fade-in and per stable period: at 6,000 images (188 steps) the 16x16 and 32x32 stages
-    # ended in noise; at 16,000 they end in clean strokes, most of them readable digits.
     fade_images: int = 16000
     """images over which each new stage's layers fade in (0: switched in at once)."""
     stable_images: int = 16000
@@ -98,6 +96,9 @@ class Config:
     critic: Critic = Critic()
     optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3, b1=0.0, b2=0.99)
     schedule: Schedule = Schedule()
+    """The stages, their fade-ins and the batch (ganjax.models.pggan.Schedule): 500 steps of 32 per fade-in and per
+    stable period, as at 6,000 images (188 steps) the 16x16 and 32x32 stages ended in noise, and at 16,000 in clean
+    strokes, most of them readable digits."""
     run: configs.Run = configs.Run(workdir="runs/pggan")
     devices: configs.Devices = configs.Devices()
     """The devices a run uses (the models have no BatchNorm to synchronize)."""
@@ -136,12 +137,15 @@ def num_stages(image_size: int) -> int:
 def load_data(config: Config) -> data.ImageDataset:
     """The dataset, with smaller images (MNIST's 28x28) padded with black to ``image_size``."""
     part = config.data
-    dataset = data.load(part.dir or f"tfds:{part.tfds_name}", image_size=part.image_size, channels=part.channels,
-                        split=part.split)
+    dataset = data.load(
+        part.dir or f"tfds:{part.tfds_name}", image_size=part.image_size, channels=part.channels, split=part.split
+    )
     pad = part.image_size - dataset.images.shape[1]
     if pad < 0 or pad % 2 or dataset.images.shape[1:] != (dataset.images.shape[1],) * 2 + (part.channels,):
-        raise data.DataError(f"{dataset.name}: images {dataset.images.shape[1:]} do not pad to "
-                             f"{part.image_size}x{part.image_size}x{part.channels}")
+        raise data.DataError(
+            f"{dataset.name}: images {dataset.images.shape[1:]} do not pad to "
+            f"{part.image_size}x{part.image_size}x{part.channels}"
+        )
     padded = np.pad(dataset.images, ((0, 0), (pad // 2,) * 2, (pad // 2,) * 2, (0, 0)))
     return data.ImageDataset(padded, dataset.labels, f"{dataset.name} padded to {part.image_size}")
 
@@ -182,8 +186,12 @@ def train_and_evaluate(config: Config) -> TrainState:
     fixed_z = devices.replicate(jax.random.normal(sample_key, (config.num_samples, config.model.latent_dim)), mesh)
     # The step's loss is always WGAN-GP: the monitor reads the critic's unbounded Wasserstein loss.
     watch = config.monitor.build(Objective(loss="wasserstein"))
-    hooks = runner.run_hooks(config.run, configs.to_dict(config), watch=watch,
-                             sample=runner.grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8))
+    hooks = runner.run_hooks(
+        config.run,
+        configs.to_dict(config),
+        watch=watch,
+        sample=runner.grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8),
+    )
     return runner.fit(config, state, step, dataset, mesh, hooks)
 
 

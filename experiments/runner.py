@@ -97,16 +97,23 @@ def prepare_workdir(run: configs.Run, resolved: dict) -> pathlib.Path:
         if run.overwrite:
             shutil.rmtree(workdir)
         elif not run.resume:
-            raise WorkdirError(f"{workdir} already holds a run: pass --run.resume to continue it, --run.overwrite "
-                               "to replace it, or another --run.workdir")
+            raise WorkdirError(
+                f"{workdir} already holds a run: pass --run.resume to continue it, --run.overwrite "
+                "to replace it, or another --run.workdir"
+            )
         elif (workdir / CONFIG_FILE).is_file():
             before = _flatten(json.loads((workdir / CONFIG_FILE).read_text()))
             now = _flatten(resolved)
-            changed = sorted(k for k in before.keys() | now.keys()
-                             if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES))
+            changed = sorted(
+                k
+                for k in before.keys() | now.keys()
+                if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES)
+            )
             if changed:
-                raise WorkdirError(f"{workdir}: resuming with a different config would mix two runs; changed: "
-                                   + ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed))
+                raise WorkdirError(
+                    f"{workdir}: resuming with a different config would mix two runs; changed: "
+                    + ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed)
+                )
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
     return workdir
@@ -133,8 +140,11 @@ def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
     prepare_workdir(config.run, configs.to_dict(config))
     if jax.process_index() == 0:
         batches = f" x {batches_per_step} batches per step" if batches_per_step > 1 else ""
-        print(f"{jax.default_backend()}: {mesh.size} devices in {jax.process_count()} processes, global batch "
-              f"{batch_size}{batches}, {per_device} per device", flush=True)
+        print(
+            f"{jax.default_backend()}: {mesh.size} devices in {jax.process_count()} processes, global batch "
+            f"{batch_size}{batches}, {per_device} per device",
+            flush=True,
+        )
     return mesh
 
 
@@ -276,8 +286,10 @@ class Log(Hook):
         self._tb = SummaryWriter(str(self.workdir / "tb"))
 
     def __call__(self, context: Context) -> None:
-        record = {name: float(np.mean([m[name] for m in context.window])) for name in
-                  (context.window[0] if context.window else {})}
+        record = {
+            name: float(np.mean([m[name] for m in context.window]))
+            for name in (context.window[0] if context.window else {})
+        }
         record.update(context.record)
         context.record.clear()
         context.postfix.update({k: f"{v:.3g}" for k, v in record.items() if k in self.progress})
@@ -332,8 +344,13 @@ class Checkpoint(Hook):
         self.checkpointer.close()
 
 
-def run_hooks(run: configs.Run, resolved: dict, extra: Sequence[Hook] = (), watch: monitor.MonitorConfig | None = None,
-              sample: Callable[[PyTree, int], None] | None = None) -> list[Hook]:
+def run_hooks(
+    run: configs.Run,
+    resolved: dict,
+    extra: Sequence[Hook] = (),
+    watch: monitor.MonitorConfig | None = None,
+    sample: Callable[[PyTree, int], None] | None = None,
+) -> list[Hook]:
     """The usual hooks of a run, in order: ``extra`` (evaluations), the monitor, logging, samples, checkpoints."""
     hooks = list(extra)
     if watch is not None:
@@ -348,9 +365,15 @@ def run_hooks(run: configs.Run, resolved: dict, extra: Sequence[Hook] = (), watc
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(state: PyTree, step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
-          batches: Callable[[int], Iterator[Any]], steps: int, hooks: Sequence[Hook], desc: str | None = None,
-          step_of: Callable[[PyTree], int] = lambda s: int(s.step)) -> PyTree:
+def train(
+    state: PyTree,
+    step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
+    batches: Callable[[int], Iterator[Any]],
+    steps: int,
+    hooks: Sequence[Hook],
+    desc: str | None = None,
+    step_of: Callable[[PyTree], int] = lambda s: int(s.step),
+) -> PyTree:
     """Runs ``step_fn`` until ``steps`` steps are done; returns the last state.
 
     Args:
@@ -375,8 +398,9 @@ def train(state: PyTree, step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
     postfix: dict[str, str] = {}
     iterator = batches(start_step)
     try:
-        with tqdm(initial=start_step, total=steps, disable=jax.process_index() != 0, dynamic_ncols=True,
-                  desc=desc) as bar:
+        with tqdm(
+            initial=start_step, total=steps, disable=jax.process_index() != 0, dynamic_ncols=True, desc=desc
+        ) as bar:
             for done in range(start_step + 1, steps + 1):
                 state, metrics = step_fn(state, next(iterator))
                 pending.append(metrics)
@@ -387,7 +411,7 @@ def train(state: PyTree, step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
                     if hook.reads_metrics:
                         fetched.extend(jax.device_get(pending))
                         pending = []
-                        context.window = fetched[since[id(hook)] - first_fetched:]
+                        context.window = fetched[since[id(hook)] - first_fetched :]
                         since[id(hook)] = done
                     hook(context)
                 if since:
@@ -406,8 +430,9 @@ def train(state: PyTree, step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
 # ----------------------------------------------------------------------------- image GANs
 
 
-def gan_state(key: jax.Array, gan: GAN, generator: nn.Module, discriminator: nn.Module,
-              example_shape: tuple[int, ...], config) -> TrainState:
+def gan_state(
+    key: jax.Array, gan: GAN, generator: nn.Module, discriminator: nn.Module, example_shape: tuple[int, ...], config
+) -> TrainState:
     """G and D with ``config.optim``'s optimizers and ``config.state``'s options, at step 0.
 
     ``key`` is split into the players' key (which also seeds every step) and the optimizers' noise key.
@@ -415,9 +440,18 @@ def gan_state(key: jax.Array, gan: GAN, generator: nn.Module, discriminator: nn.
     init_key, noise_key = jax.random.split(key)
     tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
     options = config.state
-    return create_state(init_key, gan, generator, discriminator, example_shape, g_tx=tx.g, d_tx=tx.d,
-                        ema_decay=options.ema_decay, replay_capacity=options.replay_capacity,
-                        replay_share=options.replay_share)
+    return create_state(
+        init_key,
+        gan,
+        generator,
+        discriminator,
+        example_shape,
+        g_tx=tx.g,
+        d_tx=tx.d,
+        ema_decay=options.ema_decay,
+        replay_capacity=options.replay_capacity,
+        replay_share=options.replay_share,
+    )
 
 
 def grid_writer(workdir: str | pathlib.Path, sample: Callable[[PyTree], Any], nrow: int = 10) -> Callable:
@@ -440,26 +474,43 @@ def write_animation(workdir: str | pathlib.Path) -> pathlib.Path | None:
     return images.save_gif(frames, pathlib.Path(workdir) / "samples.gif")
 
 
-def fit(config, state: PyTree, step: Callable, dataset: data.ImageDataset, mesh: jax.sharding.Mesh,
-        hooks: Sequence[Hook], batches: int = 1) -> PyTree:
-    """Trains ``state`` with the parallel ``step`` on ``dataset``'s shuffled batches over ``mesh``; returns the last state.
+def fit(
+    config,
+    state: PyTree,
+    step: Callable,
+    dataset: data.ImageDataset,
+    mesh: jax.sharding.Mesh,
+    hooks: Sequence[Hook],
+    batches: int = 1,
+) -> PyTree:
+    """Trains ``state`` with the parallel ``step`` on ``dataset``'s shuffled batches over ``mesh``; returns it.
 
     Each step takes ``batches`` real batches of ``schedule.batch_size`` rows, one
     after another, from ``data.Batcher(dataset, rows, run.seed)``; each process
     puts its rows on its own devices. Writes ``samples.gif`` at the end.
     """
     batcher = data.Batcher(dataset, config.schedule.batch_size * batches, config.run.seed)
-    state = train(devices.replicate(state, mesh), step,
-                  lambda start: batcher.iterate(start, put=lambda batch: devices.shard_batch(batch, mesh)),
-                  config.schedule.steps, hooks)
+    state = train(
+        devices.replicate(state, mesh),
+        step,
+        lambda start: batcher.iterate(start, put=lambda batch: devices.shard_batch(batch, mesh)),
+        config.schedule.steps,
+        hooks,
+    )
     write_animation(config.run.workdir)
     return state
 
 
-def fit_gan(config, state: TrainState, phases: tuple[Phase, ...], dataset: data.ImageDataset,
-            mesh: jax.sharding.Mesh, hooks: Sequence[Hook],
-            wrap_step: Callable[[Callable], Callable] | None = None,
-            inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None) -> TrainState:
+def fit_gan(
+    config,
+    state: TrainState,
+    phases: tuple[Phase, ...],
+    dataset: data.ImageDataset,
+    mesh: jax.sharding.Mesh,
+    hooks: Sequence[Hook],
+    wrap_step: Callable[[Callable], Callable] | None = None,
+    inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None,
+) -> TrainState:
     """Trains ``state`` with ``phases`` on ``dataset``'s shuffled batches over ``mesh`` (:func:`fit`).
 
     Each step takes as many real batches as its phases need
@@ -478,13 +529,22 @@ def fit_gan(config, state: TrainState, phases: tuple[Phase, ...], dataset: data.
     return fit(config, state, step, dataset, mesh, hooks, per_step)
 
 
-def train_image_gan(config, gan: GAN, models: Callable[[str | None], tuple[nn.Module, nn.Module]],
-                    init_key: jax.Array, fixed: tuple, *, example_shape: tuple[int, ...] | None = None,
-                    view: Callable[[jax.Array], jax.Array] | None = None, nrow: int = 10, rngs: dict | None = None,
-                    evaluations: Callable[[data.ImageDataset], Sequence[Hook]] | None = None,
-                    prepare: Callable[[TrainState], TrainState] | None = None,
-                    wrap_step: Callable[[Callable], Callable] | None = None,
-                    inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None):
+def train_image_gan(
+    config,
+    gan: GAN,
+    models: Callable[[str | None], tuple[nn.Module, nn.Module]],
+    init_key: jax.Array,
+    fixed: tuple,
+    *,
+    example_shape: tuple[int, ...] | None = None,
+    view: Callable[[jax.Array], jax.Array] | None = None,
+    nrow: int = 10,
+    rngs: dict | None = None,
+    evaluations: Callable[[data.ImageDataset], Sequence[Hook]] | None = None,
+    prepare: Callable[[TrainState], TrainState] | None = None,
+    wrap_step: Callable[[Callable], Callable] | None = None,
+    inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None,
+):
     """An image GAN experiment from start to end; returns ``(final state, sample)``.
 
     Starts the run (:func:`start`), loads ``config.data``, builds G and D with
@@ -526,8 +586,15 @@ def train_image_gan(config, gan: GAN, models: Callable[[str | None], tuple[nn.Mo
     return fit_gan(config, state, phases, dataset, mesh, hooks, wrap_step, inputs), sample
 
 
-def write_interpolation(workdir: str | pathlib.Path, state: TrainState, sample: Callable, key: jax.Array,
-                        latent: configs.Latent, rows: int = 10, anchors: int = 3) -> None:
+def write_interpolation(
+    workdir: str | pathlib.Path,
+    state: TrainState,
+    sample: Callable,
+    key: jax.Array,
+    latent: configs.Latent,
+    rows: int = 10,
+    anchors: int = 3,
+) -> None:
     """``{workdir}/interpolation.png``: rows of G's images along great-circle paths between ``anchors`` codes."""
     paths = latent_paths.interpolation_grid(key, rows, 10, latent.dim, anchors=anchors, sampler=latent.distribution)
     grid = np.asarray(sample(state, np.asarray(paths.reshape(-1, latent.dim))))

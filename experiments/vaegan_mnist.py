@@ -70,7 +70,7 @@ class Reconstruction:
     classifier_dir: str = "runs/mnist_classifier"
     """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no accuracy."""
     eval_every: int = 1000
-    """steps between checks, logged as reconstruction_accuracy (0: none; the file at the end is written all the same)."""
+    """steps between checks, logged as reconstruction_accuracy (0: none; the final check is written all the same)."""
 
     def __post_init__(self):
         configs.at_least(self, "eval_every", 0)
@@ -104,25 +104,36 @@ class Config:
         for field in ("holdout", "grid_columns", "grid_pairs"):
             configs.at_least(self, field, 1)
         if self.holdout < self.grid_pairs * self.grid_columns:
-            configs.refuse(self, "holdout", f"{self.holdout} digits cannot fill {self.grid_pairs} rows of "
-                                            f"{self.grid_columns} originals")
+            configs.refuse(
+                self,
+                "holdout",
+                f"{self.holdout} digits cannot fill {self.grid_pairs} rows of {self.grid_columns} originals",
+            )
 
     def make_model(self) -> vaegan.VAEGAN:
         """The VAE-GAN step's objective."""
-        return vaegan.VAEGAN(GAN(self.latent, self.objective, noise=self.noise), self.model.gamma,
-                             self.model.kl_weight)
+        return vaegan.VAEGAN(GAN(self.latent, self.objective, noise=self.noise), self.model.gamma, self.model.kl_weight)
 
 
 def create_state(config: Config, model: vaegan.VAEGAN, key: jax.Array, bn_axis_name: str | None = None) -> TrainState:
     """Encoder, decoder, D and their optimizers (the encoder's is the decoder's recipe) from ``key``."""
     m = config.model
-    encoder, decoder, discriminator = vaegan.players(config.data.image_size, config.data.channels, config.latent.dim,
-                                                     m.width, m.encoder_norm, m.g_norm, m.d_norm, bn_axis_name)
+    encoder, decoder, discriminator = vaegan.players(
+        config.data.image_size,
+        config.data.channels,
+        config.latent.dim,
+        m.width,
+        m.encoder_norm,
+        m.g_norm,
+        m.d_norm,
+        bn_axis_name,
+    )
     init_key, noise_key, enc_noise_key = jax.random.split(key, 3)
     tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
     enc_tx = config.optim.build(enc_noise_key, config.schedule.steps).g
-    return vaegan.create_state(init_key, model, encoder, decoder, discriminator, config.data.shape, enc_tx=enc_tx,
-                               g_tx=tx.g, d_tx=tx.d)
+    return vaegan.create_state(
+        init_key, model, encoder, decoder, discriminator, config.data.shape, enc_tx=enc_tx, g_tx=tx.g, d_tx=tx.d
+    )
 
 
 def originals_and_reconstructions(state: TrainState, originals: jax.Array, columns: int) -> jax.Array:
@@ -132,12 +143,15 @@ def originals_and_reconstructions(state: TrainState, originals: jax.Array, colum
     return jnp.concatenate([pair(originals), pair(rebuilt)], axis=1).reshape(-1, *originals.shape[1:])
 
 
-def reconstruction_accuracy(state: TrainState, held_out: data.ImageDataset, classify, num_classes: int = 10,
-                            batch_size: int = 500) -> list[float]:
+def reconstruction_accuracy(
+    state: TrainState, held_out: data.ImageDataset, classify, num_classes: int = 10, batch_size: int = 500
+) -> list[float]:
     """Per digit: the share of ``held_out`` whose reconstruction ``classify`` labels as the source digit."""
     rebuild = jax.jit(vaegan.reconstruct)
-    predictions = [np.asarray(classify(rebuild(state, data.to_float(held_out.images[i:i + batch_size]))))
-                   for i in range(0, len(held_out), batch_size)]
+    predictions = [
+        np.asarray(classify(rebuild(state, data.to_float(held_out.images[i : i + batch_size]))))
+        for i in range(0, len(held_out), batch_size)
+    ]
     return evaluation.per_class_accuracy(np.concatenate(predictions), held_out.labels, num_classes)
 
 
@@ -152,30 +166,49 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     bn = devices.bn_axis_name(config.devices.cross_replica_bn, config.schedule.batch_size, mesh)
     state = create_state(config, model, init_key, bn)
     columns = config.grid_columns
-    originals = jnp.asarray(data.to_float(held_out.images[:config.grid_pairs * columns]))
+    originals = jnp.asarray(data.to_float(held_out.images[: config.grid_pairs * columns]))
     prior_z = jax.random.normal(sample_key, (2 * columns, config.latent.dim))
-    grid = jax.jit(lambda s: jnp.concatenate([originals_and_reconstructions(s, originals, columns),
-                                              vaegan.generate(s, prior_z)]))
+    grid = jax.jit(
+        lambda s: jnp.concatenate([originals_and_reconstructions(s, originals, columns), vaegan.generate(s, prior_z)])
+    )
     classifier = evaluation.find_classifier(config.reconstruction.classifier_dir)
-    accuracy = None if classifier is None else functools.partial(reconstruction_accuracy, held_out=held_out,
-                                                                 classify=classifier.class_fn())
+    accuracy = (
+        None
+        if classifier is None
+        else functools.partial(reconstruction_accuracy, held_out=held_out, classify=classifier.class_fn())
+    )
     extra = []
     if accuracy is not None and config.reconstruction.eval_every:
         evaluate = lambda state, step: {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
         extra.append(runner.Evaluate(config.reconstruction.eval_every, evaluate))
-    hooks = runner.run_hooks(config.run, configs.to_dict(config), extra, config.monitor.build(config.objective),
-                             runner.grid_writer(config.run.workdir, grid, nrow=columns))
+    hooks = runner.run_hooks(
+        config.run,
+        configs.to_dict(config),
+        extra,
+        config.monitor.build(config.objective),
+        runner.grid_writer(config.run.workdir, grid, nrow=columns),
+    )
     state = runner.fit_gan(config, state, phases, train_set, mesh, hooks)
     workdir = pathlib.Path(config.run.workdir)
     if jax.process_index() == 0:
-        images.save_grid(np.asarray(originals_and_reconstructions(state, originals, columns)), workdir / "reconstructions.png", nrow=columns, scale=2)
+        images.save_grid(
+            np.asarray(originals_and_reconstructions(state, originals, columns)),
+            workdir / "reconstructions.png",
+            nrow=columns,
+            scale=2,
+        )
     if accuracy is None:
         return state, None
     shares = accuracy(state)
     if jax.process_index() == 0:
         counts = np.bincount(held_out.labels, minlength=10).tolist()
-        result = {"per_class": shares, "min": min(shares), "overall": float(np.dot(shares, counts) / sum(counts)),
-                  "held_out_per_class": counts, "classifier_dir": config.reconstruction.classifier_dir}
+        result = {
+            "per_class": shares,
+            "min": min(shares),
+            "overall": float(np.dot(shares, counts) / sum(counts)),
+            "held_out_per_class": counts,
+            "classifier_dir": config.reconstruction.classifier_dir,
+        }
         (workdir / "reconstruction_accuracy.json").write_text(json.dumps(result, indent=1))
     return state, shares
 

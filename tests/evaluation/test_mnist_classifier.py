@@ -4,7 +4,7 @@ import chex
 import numpy as np
 import pytest
 
-from experiments import train_mnist_classifier as tmc
+from experiments import evaluation
 from ganjax import data
 from ganjax.evaluation import metrics
 from ganjax.evaluation import mnist_classifier as mc
@@ -13,14 +13,14 @@ from ganjax.evaluation import mnist_classifier as mc
 @pytest.fixture(scope="module")
 def trained(mnist, tmp_path_factory):
     train_set, test_set = data.ImageDataset(mnist.images[:3000], mnist.labels[:3000]).split(0.8)
-    config = tmc.ClassifierTrainConfig(steps=120, batch_size=64, width=8, feature_dim=32, lr=3e-3)
-    classifier = tmc.train(config, train_set)
+    settings = evaluation.ClassifierTraining(steps=120, batch_size=64, width=8, feature_dim=32, lr=3e-3)
+    classifier = evaluation.train_classifier(settings, train_set)
     return classifier, test_set, mc.save_mnist_classifier(classifier, tmp_path_factory.mktemp("clf"))
 
 
 def test_short_train_reaches_sane_accuracy(trained):
     classifier, test_set, _ = trained
-    assert tmc.accuracy(classifier, test_set) > 0.8
+    assert evaluation.accuracy(classifier, test_set) > 0.8
 
 
 def test_save_load_round_trip(trained):
@@ -30,20 +30,23 @@ def test_save_load_round_trip(trained):
     chex.assert_trees_all_close(loaded.params, classifier.params, rtol=1e-6)
     images = data.to_float(test_set.images[:64])
     np.testing.assert_allclose(loaded.feature_fn()(images), classifier.feature_fn()(images), rtol=1e-6)
-    assert tmc.accuracy(loaded, test_set) == tmc.accuracy(classifier, test_set)
+    assert evaluation.accuracy(loaded, test_set) == evaluation.accuracy(classifier, test_set)
 
 
 def test_features_and_classes_feed_the_metrics(trained):
     classifier, test_set, _ = trained
-    features = metrics.extract_features(classifier.feature_fn(),
-                                        metrics.array_batches(data.to_float(test_set.images), 200))
+    features = metrics.extract_features(
+        classifier.feature_fn(), metrics.array_batches(data.to_float(test_set.images), 200)
+    )
     assert features.shape == (len(test_set), 32)
-    predictions = np.concatenate([np.asarray(classifier.class_fn()(data.to_float(b)))
-                                  for b in metrics.array_batches(test_set.images, 200)])
+    predictions = np.concatenate(
+        [np.asarray(classifier.class_fn()(data.to_float(b))) for b in metrics.array_batches(test_set.images, 200)]
+    )
     assert metrics.class_metrics(predictions, 10)["class_coverage"] == 10
     half = len(features) // 2
     assert metrics.fid_from_features(features[:half], features[half:]) < metrics.fid_from_features(
-        features[:half], features[half:] * 0.0)
+        features[:half], features[half:] * 0.0
+    )
 
 
 def test_missing_classifier_is_named(tmp_path):

@@ -15,7 +15,7 @@ def test_mnist_domains_are_inverted_thickened_and_unpaired(mnist):
     a, b = experiment.mnist_domains(mnist)
     half = len(mnist) // 2
     np.testing.assert_array_equal(a.images, mnist.images[:half])
-    digits = mnist.images[half:2 * half]
+    digits = mnist.images[half : 2 * half]
     assert np.all(255 - b.images >= digits) and np.mean(255 - b.images > 127) > 1.5 * np.mean(digits > 127)
     stack = experiment.stacked(a, b, seed=0)
     assert stack.images.shape == (half, 28, 28, 2)
@@ -26,10 +26,35 @@ def test_mnist_domains_are_inverted_thickened_and_unpaired(mnist):
 
 def test_experiment_smoke(mnist_dir, tmp_path):
     run = tmp_path / "run"
-    config = configs.parse(experiment.Config, [
-        "--data.dir", str(mnist_dir), "--run.workdir", str(run), "--schedule.steps", "4", "--schedule.batch-size",
-        "4", "--model.g-width", "4", "--model.g-blocks", "1", "--model.d-width", "4", "--pool.size", "6",
-        "--num-samples", "4", "--run.log-every", "2", "--run.sample-every", "4", "--run.checkpoint-every", "4"])
+    config = configs.parse(
+        experiment.Config,
+        [
+            "--data.dir",
+            str(mnist_dir),
+            "--run.workdir",
+            str(run),
+            "--schedule.steps",
+            "4",
+            "--schedule.batch-size",
+            "4",
+            "--model.g-width",
+            "4",
+            "--model.g-blocks",
+            "1",
+            "--model.d-width",
+            "4",
+            "--pool.size",
+            "6",
+            "--num-samples",
+            "4",
+            "--run.log-every",
+            "2",
+            "--run.sample-every",
+            "4",
+            "--run.checkpoint-every",
+            "4",
+        ],
+    )
     state = experiment.train_and_evaluate(config)
     assert int(state.step) == 4
     for name in ("reconstructions.png", "samples/step_000004.png", "samples.gif", "training.png", "config.json"):

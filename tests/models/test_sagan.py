@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import common
+from experiments import config as configs
 from experiments import sagan as experiment
-from ganjax import train
 from ganjax.models import sagan
+from ganjax.training import make_step
+from ganjax.training.gan import create_state
 
 
 @pytest.mark.parametrize("size", [28, 32])
@@ -29,8 +30,10 @@ def test_shapes_and_spectral_statistics(size, num_classes):
     assert images.shape == (4, size, size, 3) and logits.shape == (4,)
     for variables in (g_vars, d_vars):
         assert any("SelfAttention" in name for name in variables["params"])
-        assert any("sigma" in "/".join(map(str, path)) for path, _ in
-                   jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0])
+        assert any(
+            "sigma" in "/".join(map(str, path))
+            for path, _ in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]
+        )
     assert ("projection" in d_vars["params"]) == bool(num_classes)
 
 
@@ -40,8 +43,7 @@ def test_conditional_generator_depends_on_labels():
     variables = g.init(jax.random.key(1), z, jnp.zeros(2, jnp.int32), train=False)
     variables = jax.tree.map(lambda a: a, variables)
     scale = variables["params"]["GBlock_0"]["norm1"]["ConditionalBatchNorm_0"]["scale"]["embedding"]
-    variables["params"]["GBlock_0"]["norm1"]["ConditionalBatchNorm_0"]["scale"]["embedding"] = (
-        scale.at[3].multiply(2.0))
+    variables["params"]["GBlock_0"]["norm1"]["ConditionalBatchNorm_0"]["scale"]["embedding"] = scale.at[3].multiply(2.0)
     same = g.apply(variables, z, jnp.array([1, 1]), train=False)
     other = g.apply(variables, z, jnp.array([1, 3]), train=False)
     np.testing.assert_array_equal(same[0], other[0])
@@ -50,41 +52,69 @@ def test_conditional_generator_depends_on_labels():
         g.apply(variables, z, train=False)
 
 
-def _state(seed, config):
-    return experiment.create_state(config, jax.random.key(seed))
+CONFIG = experiment.Config(model=experiment.Model(g_width=4, d_width=4), latent=configs.Latent(dim=8))
+# Built once: the modules and optimizers are static fields of the state, so new ones would compile anew.
+G = sagan.Generator(28, 1, CONFIG.model.g_width, CONFIG.latent.dim)
+D = sagan.Discriminator(28, CONFIG.model.d_width)
+TX = CONFIG.optim.build(jax.random.key(0), CONFIG.schedule.steps)
 
 
 def test_seed_determines_the_run_and_steps_lower_both_losses(mnist):
-    config = experiment.Config(g_width=4, d_width=4, latent_dim=8, batch_size=16)
-    step_config = common.step_config(config)
+    """D's phase alone lowers D's loss, G's phase alone G's, with the experiment's TTUR Adam and hinge loss."""
     real = {"image": jnp.asarray(mnist.images[:16], jnp.float32) / 127.5 - 1.0}
-    d_step = jax.jit(train.d_step, static_argnames="config")
-    g_step = jax.jit(train.g_step, static_argnames="config")
+    gan = CONFIG.make_gan()
+    steps = {phase.name: jax.jit(make_step((phase,))) for phase in gan.phases()}
 
-    def run(seed, step_fn, n):
-        state, losses = _state(seed, config), []
+    def run(seed, player, n):
+        state, losses = create_state(jax.random.key(seed), gan, G, D, (28, 28, 1), g_tx=TX.g, d_tx=TX.d), []
         for _ in range(n):
-            state, metrics = step_fn(state, real, config=step_config)
-            losses.append(float(metrics["d_loss" if step_fn is d_step else "g_loss"]))
+            state, metrics = steps[player](state, real)
+            losses.append(float(metrics[f"{player}_loss"]))
         return state, losses
 
-    state_a, d_losses = run(0, d_step, 8)
-    state_b, _ = run(0, d_step, 8)
-    chex.assert_trees_all_equal(state_a.d.params, state_b.d.params)
-    state_c, _ = run(1, d_step, 1)
-    assert not np.allclose(state_a.g.params["SpectralDense_0"]["Dense_0"]["kernel"],
-                           state_c.g.params["SpectralDense_0"]["Dense_0"]["kernel"])
+    state_a, d_losses = run(0, "d", 8)
+    state_b, _ = run(0, "d", 8)
+    chex.assert_trees_all_equal(state_a.params("d"), state_b.params("d"))
+    state_c, _ = run(1, "d", 1)
+    kernel = lambda state: state.params("g")["SpectralDense_0"]["Dense_0"]["kernel"]
+    assert not np.allclose(kernel(state_a), kernel(state_c))
     assert np.mean(d_losses[-3:]) < d_losses[0]
-    _, g_losses = run(0, g_step, 8)
+    _, g_losses = run(0, "g", 8)
     assert np.mean(g_losses[-3:]) < g_losses[0]
 
 
 def test_conditional_experiment_smoke(mnist_dir, tmp_path):
-    config = experiment.Config(data_dir=str(mnist_dir), workdir=str(tmp_path / "run"), steps=4, batch_size=8,
-                               latent_dim=8, g_width=4, d_width=4, num_samples=10, num_classes=10, log_every=2,
-                               sample_every=4, checkpoint_every=4)
+    config = configs.parse(
+        experiment.Config,
+        [
+            "--data.dir",
+            str(mnist_dir),
+            "--run.workdir",
+            str(tmp_path / "run"),
+            "--schedule.steps",
+            "4",
+            "--schedule.batch-size",
+            "8",
+            "--latent.dim",
+            "8",
+            "--model.g-width",
+            "4",
+            "--model.d-width",
+            "4",
+            "--model.num-classes",
+            "10",
+            "--num-samples",
+            "10",
+            "--run.log-every",
+            "2",
+            "--run.sample-every",
+            "4",
+            "--run.checkpoint-every",
+            "4",
+        ],
+    )
     state = experiment.train_and_evaluate(config)
     assert int(state.step) == 4
     assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
-    chex.assert_tree_all_finite(state.g.params)
-    assert state.d.params["projection"]["embedding"].shape == (10, 8)
+    chex.assert_tree_all_finite(state.params("g"))
+    assert state.params("d")["projection"]["embedding"].shape == (10, 8)
