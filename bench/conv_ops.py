@@ -39,11 +39,16 @@ def jax_products(op, x_shape, k_shape, repeats):
     x = jax.random.normal(jax.random.key(0), x_shape)
     k = 0.02 * jax.random.normal(jax.random.key(1), k_shape)
     g = jnp.ones_like(op(x, k))
-    fns = {"forward": jax.jit(op),
-           "input grad": jax.jit(lambda x, k, g: jax.vjp(lambda x: op(x, k), x)[1](g)[0]),
-           "kernel grad": jax.jit(lambda x, k, g: jax.vjp(lambda k: op(x, k), k)[1](g)[0])}
+    fns = {
+        "forward": jax.jit(op),
+        "input grad": jax.jit(lambda x, k, g: jax.vjp(lambda x: op(x, k), x)[1](g)[0]),
+        "kernel grad": jax.jit(lambda x, k, g: jax.vjp(lambda k: op(x, k), k)[1](g)[0]),
+    }
     args = {"forward": (x, k), "input grad": (x, k, g), "kernel grad": (x, k, g)}
-    return {name: median_ms(lambda: fn(*args[name]).block_until_ready(), repeats) for name, fn in fns.items()}
+    return {
+        name: median_ms(lambda fn=fn, name=name: fn(*args[name]).block_until_ready(), repeats)
+        for name, fn in fns.items()
+    }
 
 
 def torch_products(layer, x_shape, repeats):
@@ -71,19 +76,27 @@ def main():
     dn = ("NHWC", "HWIO", "NHWC")
     cases = {
         "D conv 64->128 16->8": (
-            jax_products(lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=dn),
-                         (BATCH, 16, 16, 64), (4, 4, 64, 128), args.repeats),
-            torch_products(torch.nn.Conv2d(64, 128, 4, 2, 1, bias=False), (BATCH, 64, 16, 16), args.repeats)),
+            jax_products(
+                lambda x, k: lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=dn),
+                (BATCH, 16, 16, 64),
+                (4, 4, 64, 128),
+                args.repeats,
+            ),
+            torch_products(torch.nn.Conv2d(64, 128, 4, 2, 1, bias=False), (BATCH, 64, 16, 16), args.repeats),
+        ),
         "G convT 128->64 8->16": (
-            jax_products(lambda x, k: conv_transpose(x, k, (2, 2), "SAME"), (BATCH, 8, 8, 128), (4, 4, 128, 64),
-                         args.repeats),
-            torch_products(torch.nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), (BATCH, 128, 8, 8),
-                           args.repeats)),
+            jax_products(
+                lambda x, k: conv_transpose(x, k, (2, 2), "SAME"), (BATCH, 8, 8, 128), (4, 4, 128, 64), args.repeats
+            ),
+            torch_products(torch.nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), (BATCH, 128, 8, 8), args.repeats),
+        ),
     }
     for name, (ours, theirs) in cases.items():
         total = sum(ours.values())
-        print(f"{name}: jax " + ", ".join(f"{k} {v:.1f}" for k, v in ours.items()) + f" (sum {total:.1f}) ms; "
-              "torch " + ", ".join(f"{k} {v:.1f}" for k, v in theirs.items()) + " ms")
+        print(
+            f"{name}: jax " + ", ".join(f"{k} {v:.1f}" for k, v in ours.items()) + f" (sum {total:.1f}) ms; "
+            "torch " + ", ".join(f"{k} {v:.1f}" for k, v in theirs.items()) + " ms"
+        )
 
 
 if __name__ == "__main__":

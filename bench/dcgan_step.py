@@ -29,11 +29,17 @@ CHANNELS, WIDTH, LATENT = 3, 64, 100
 
 # ----------------------------------------------------------------------------- ganjax
 
+
 def ganjax_step(size: int, batch: int):
     """A ``() -> None`` running one jitted ganjax train step, and that step's FLOPs."""
     objective = gan.GAN(gan.Latent(dim=LATENT))
-    state = gan.create_state(jax.random.key(0), objective, dcgan.Generator(size, CHANNELS, WIDTH, LATENT),
-                             dcgan.Discriminator(size, WIDTH), (size, size, CHANNELS))
+    state = gan.create_state(
+        jax.random.key(0),
+        objective,
+        dcgan.Generator(size, CHANNELS, WIDTH, LATENT),
+        dcgan.Discriminator(size, WIDTH),
+        (size, size, CHANNELS),
+    )
     images = {"image": jax.random.uniform(jax.random.key(1), (batch, size, size, CHANNELS), minval=-1, maxval=1)}
     step = jax.jit(make_step(objective.phases()), donate_argnums=0)
     flops = step.lower(state, images).compile().cost_analysis()["flops"]
@@ -48,14 +54,18 @@ def ganjax_step(size: int, batch: int):
 
 # ----------------------------------------------------------------------------- PyTorch (examples/dcgan style)
 
+
 class NetG(tnn.Module):
     def __init__(self, n_up: int):
         super().__init__()
         ngf = WIDTH * 2 ** (n_up - 1)
         layers = [tnn.ConvTranspose2d(LATENT, ngf, 4, 1, 0, bias=False), tnn.BatchNorm2d(ngf), tnn.ReLU(True)]
         for _ in range(n_up - 1):
-            layers += [tnn.ConvTranspose2d(ngf, ngf // 2, 4, 2, 1, bias=False), tnn.BatchNorm2d(ngf // 2),
-                       tnn.ReLU(True)]
+            layers += [
+                tnn.ConvTranspose2d(ngf, ngf // 2, 4, 2, 1, bias=False),
+                tnn.BatchNorm2d(ngf // 2),
+                tnn.ReLU(True),
+            ]
             ngf //= 2
         layers += [tnn.ConvTranspose2d(ngf, CHANNELS, 4, 2, 1), tnn.Tanh()]
         self.main = tnn.Sequential(*layers)
@@ -69,11 +79,11 @@ class NetD(tnn.Module):
         super().__init__()
         layers, channels = [], CHANNELS
         for i in range(n_down):
-            layers.append(tnn.Conv2d(channels, WIDTH * 2 ** i, 4, 2, 1, bias=i == 0))
+            layers.append(tnn.Conv2d(channels, WIDTH * 2**i, 4, 2, 1, bias=i == 0))
             if i > 0:
-                layers.append(tnn.BatchNorm2d(WIDTH * 2 ** i))
+                layers.append(tnn.BatchNorm2d(WIDTH * 2**i))
             layers.append(tnn.LeakyReLU(0.2, inplace=True))
-            channels = WIDTH * 2 ** i
+            channels = WIDTH * 2**i
         layers.append(tnn.Conv2d(channels, 1, 4, 1, 0))
         self.main = tnn.Sequential(*layers)
 
@@ -119,6 +129,7 @@ def torch_step(size: int, batch: int):
 
 # ----------------------------------------------------------------------------- timing
 
+
 def seconds_per_call(fn, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -130,7 +141,7 @@ def matmul_step(n: int = 2048):
     """A ``() -> None`` running a jitted dense f32 ``n x n`` matmul, and its FLOPs."""
     a = jax.random.normal(jax.random.key(0), (n, n))
     matmul = jax.jit(lambda x: x @ x)
-    return lambda: matmul(a).block_until_ready(), 2 * n ** 3
+    return lambda: matmul(a).block_until_ready(), 2 * n**3
 
 
 def main():
@@ -139,14 +150,20 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
-    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
-                        help="torch intra-op threads (default: all cores, as XLA:CPU uses)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch intra-op threads (default: all cores, as XLA:CPU uses)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
     run_matmul, matmul_flops = matmul_step()
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), {os.cpu_count()} cores; batch {args.batch}")
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {os.cpu_count()} cores; batch {args.batch}"
+    )
     print("size  ganjax img/s  torch img/s  ganjax/torch  GFLOP/step  GFLOP/s  matmul GFLOP/s  share of matmul")
     for size in args.sizes:
         run_jax, flops = ganjax_step(size, args.batch)
@@ -160,8 +177,10 @@ def main():
             times["matmul"].append(seconds_per_call(run_matmul, 3))
         t_jax, t_torch, t_matmul = (statistics.median(times[name]) for name in ("ganjax", "torch", "matmul"))
         achieved, peak = flops / t_jax, matmul_flops / t_matmul
-        print(f"{size:4d}  {args.batch / t_jax:12.1f}  {args.batch / t_torch:11.1f}  {t_torch / t_jax:12.2f}"
-              f"  {flops / 1e9:10.2f}  {achieved / 1e9:7.1f}  {peak / 1e9:14.1f}  {achieved / peak:15.1%}")
+        print(
+            f"{size:4d}  {args.batch / t_jax:12.1f}  {args.batch / t_torch:11.1f}  {t_torch / t_jax:12.2f}"
+            f"  {flops / 1e9:10.2f}  {achieved / 1e9:7.1f}  {peak / 1e9:14.1f}  {achieved / peak:15.1%}"
+        )
 
 
 if __name__ == "__main__":

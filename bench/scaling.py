@@ -21,11 +21,11 @@ import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
-import jax  # noqa: E402  (after XLA_FLAGS)
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-from ganjax.models import dcgan  # noqa: E402
-from ganjax.training import devices, gan, make_step  # noqa: E402
+from ganjax.models import dcgan
+from ganjax.training import devices, gan, make_step
 
 SIZE, LATENT = 28, 100
 
@@ -35,12 +35,22 @@ def setup(num_devices: int, batch: int, width: int) -> dict:
     mesh = devices.make_mesh(num_devices)
     objective = gan.GAN(gan.Latent(dim=LATENT))
     bn_axis = devices.bn_axis_name("auto", batch, mesh)
-    state = gan.create_state(jax.random.key(0), objective, dcgan.Generator(SIZE, 1, width, LATENT, bn_axis_name=bn_axis),
-                             dcgan.Discriminator(SIZE, width, bn_axis_name=bn_axis), (SIZE, SIZE, 1))
+    state = gan.create_state(
+        jax.random.key(0),
+        objective,
+        dcgan.Generator(SIZE, 1, width, LATENT, bn_axis_name=bn_axis),
+        dcgan.Discriminator(SIZE, width, bn_axis_name=bn_axis),
+        (SIZE, SIZE, 1),
+    )
     images = np.random.default_rng(0).uniform(-1, 1, (batch, SIZE, SIZE, 1)).astype(np.float32)
-    run = {"step": devices.data_parallel(make_step(objective.phases()), mesh), "state": devices.replicate(state, mesh),
-           "batch": devices.shard_batch({"image": images}, mesh), "sync_bn": bn_axis is not None,
-           "rates": [], "cpu_s": []}
+    run = {
+        "step": devices.data_parallel(make_step(objective.phases()), mesh),
+        "state": devices.replicate(state, mesh),
+        "batch": devices.shard_batch({"image": images}, mesh),
+        "sync_bn": bn_axis is not None,
+        "rates": [],
+        "cpu_s": [],
+    }
     start = time.perf_counter()
     steps_per_second(run, 1)
     run["compile_s"] = time.perf_counter() - start
@@ -70,18 +80,24 @@ def main() -> None:
     for _ in range(args.repeats):  # device counts take turns, so a change in the machine's load hits them alike
         for n in counts:
             runs[n]["rates"].append(steps_per_second(runs[n], args.steps))
-    print(f"{jax.devices()[0].device_kind} x{jax.local_device_count()}, jax {jax.__version__}, "
-          f"DCGAN {SIZE}x{SIZE} width {args.width}, global batch {args.batch}, "
-          f"median of {args.repeats} x {args.steps} steps")
-    print("| devices | per device | cross-replica BN | compile s | steps/s | range | images/s | vs 1 device "
-          "| CPU ms/step |")
+    print(
+        f"{jax.devices()[0].device_kind} x{jax.local_device_count()}, jax {jax.__version__}, "
+        f"DCGAN {SIZE}x{SIZE} width {args.width}, global batch {args.batch}, "
+        f"median of {args.repeats} x {args.steps} steps"
+    )
+    print(
+        "| devices | per device | cross-replica BN | compile s | steps/s | range | images/s | vs 1 device "
+        "| CPU ms/step |"
+    )
     print("| ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base = statistics.median(runs[counts[0]]["rates"])
     for n, run in runs.items():
         rate = statistics.median(run["rates"])
-        print(f"| {n} | {args.batch // n} | {'on' if run['sync_bn'] else 'off'} | {run['compile_s']:.1f} | "
-              f"{rate:.2f} | {min(run['rates']):.2f}-{max(run['rates']):.2f} | {rate * args.batch:.0f} | "
-              f"{rate / base:.2f}x | {1e3 * statistics.median(run['cpu_s'][1:]):.0f} |")
+        print(
+            f"| {n} | {args.batch // n} | {'on' if run['sync_bn'] else 'off'} | {run['compile_s']:.1f} | "
+            f"{rate:.2f} | {min(run['rates']):.2f}-{max(run['rates']):.2f} | {rate * args.batch:.0f} | "
+            f"{rate / base:.2f}x | {1e3 * statistics.median(run['cpu_s'][1:]):.0f} |"
+        )
 
 
 if __name__ == "__main__":

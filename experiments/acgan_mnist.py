@@ -23,8 +23,9 @@ class Config(configs.ConditionalGAN):
     """AC-GAN on MNIST."""
 
     model: configs.ConditionalModel = configs.ConditionalModel(d_conditioning="auxiliary")
-    conditioning: configs.Conditioning = configs.Conditioning(num_classes=10, aux_class_weight=1.0,
-                                                              aux_fake_class_weight=0.0)
+    conditioning: configs.Conditioning = configs.Conditioning(
+        num_classes=10, aux_class_weight=1.0, aux_fake_class_weight=0.0
+    )
     """Class conditioning; D learns classes from real digits only, as the fakes' term held back digits 3 and 4
     (docs/results.md)."""
     latent: configs.Latent = configs.Latent(dim=64)
@@ -38,9 +39,15 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the AC-GAN; returns the final state and the per-class accuracy (None without classifier)."""
     init_key, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
     fixed = evaluation.class_grid_inputs(config, sample_key)
-    state, _ = runner.train_image_gan(config, config.make_gan(config.conditioning), config.models, init_key, fixed,
-                                      nrow=config.samples_per_class,
-                                      evaluations=evaluation.class_accuracy_hooks(config, eval_key))
+    state, _ = runner.train_image_gan(
+        config,
+        config.make_gan(config.conditioning),
+        config.models,
+        init_key,
+        fixed,
+        nrow=config.samples_per_class,
+        evaluations=evaluation.class_accuracy_hooks(config, eval_key),
+    )
     return state, evaluation.write_class_accuracy(config, state, eval_key)
 
 

@@ -66,11 +66,16 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     init_key, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
     swap = config.swaps.build()
     state, _ = runner.train_image_gan(
-        config, config.make_gan(config.conditioning), config.models, init_key,
-        evaluation.class_grid_inputs(config, sample_key), nrow=config.samples_per_class,
+        config,
+        config.make_gan(config.conditioning),
+        config.models,
+        init_key,
+        evaluation.class_grid_inputs(config, sample_key),
+        nrow=config.samples_per_class,
         evaluations=evaluation.class_accuracy_hooks(config, eval_key),
         prepare=lambda state: swaps.init(state, swap) if swap.every else state,
-        wrap_step=lambda step: swaps.with_opponent_swaps(step, swap) if swap.every else step)
+        wrap_step=lambda step: swaps.with_opponent_swaps(step, swap) if swap.every else step,
+    )
     return state, evaluation.write_class_accuracy(config, state, eval_key)
 
 

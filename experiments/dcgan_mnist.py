@@ -43,9 +43,14 @@ def train_and_evaluate(config: Config) -> TrainState:
     init_key, sample_key, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
     # G's always-on dropout (if any) draws from fixed keys, so the grids are comparable across steps.
     state, sample = runner.train_image_gan(
-        config, config.make_gan(), lambda bn: config.model.build(config.data, config.latent.dim, bn), init_key,
-        (config.latent.sample(sample_key, config.num_samples),), rngs={"dropout": jax.random.fold_in(sample_key, 1)},
-        evaluations=evaluation.quality_hooks(config))
+        config,
+        config.make_gan(),
+        lambda bn: config.model.build(config.data, config.latent.dim, bn),
+        init_key,
+        (config.latent.sample(sample_key, config.num_samples),),
+        rngs={"dropout": jax.random.fold_in(sample_key, 1)},
+        evaluations=evaluation.quality_hooks(config),
+    )
     runner.write_interpolation(config.run.workdir, state, sample, path_key, config.latent)
     return state
 

@@ -94,8 +94,10 @@ def make_classifier_step(module: mc.MNISTClassifier, tx: optax.GradientTransform
 def train_classifier(settings: ClassifierTraining, dataset: data.ImageDataset) -> mc.Classifier:
     """A classifier trained for ``settings.steps`` on ``dataset``."""
     init_key, step_key = jax.random.split(jax.random.key(settings.seed))
-    classifier = mc.init(init_key, mc.ClassifierConfig(conv_widths=(settings.width, 2 * settings.width),
-                                                        feature_dim=settings.feature_dim))
+    classifier = mc.init(
+        init_key,
+        mc.ClassifierConfig(conv_widths=(settings.width, 2 * settings.width), feature_dim=settings.feature_dim),
+    )
     tx = optax.adam(optax.cosine_decay_schedule(settings.lr, settings.steps))
     step = make_classifier_step(classifier.module, tx, settings.shift)
     params, opt_state = classifier.params, tx.init(classifier.params)
@@ -109,8 +111,12 @@ def train_classifier(settings: ClassifierTraining, dataset: data.ImageDataset) -
 def accuracy(classifier: mc.Classifier, dataset: data.ImageDataset, batch_size: int = 500) -> float:
     """The share of ``dataset`` that ``classifier`` labels correctly."""
     predict = classifier.class_fn()
-    predictions = np.concatenate([np.asarray(predict(data.to_float(batch)))
-                                  for batch in np.split(dataset.images, range(batch_size, len(dataset), batch_size))])
+    predictions = np.concatenate(
+        [
+            np.asarray(predict(data.to_float(batch)))
+            for batch in np.split(dataset.images, range(batch_size, len(dataset), batch_size))
+        ]
+    )
     return float(np.mean(predictions == dataset.labels))
 
 
@@ -134,9 +140,14 @@ def find_classifier(folder: str) -> mc.Classifier | None:
 # ----------------------------------------------------------------------------- sample quality
 
 
-def mnist_evaluator(settings: configs.Evaluation, dataset: data.ImageDataset,
-                    sample: Callable[[TrainState, jax.Array, bool], jax.Array], batch_size: int, seed: int,
-                    ema: bool) -> Callable[[TrainState, int], dict]:
+def mnist_evaluator(
+    settings: configs.Evaluation,
+    dataset: data.ImageDataset,
+    sample: Callable[[TrainState, jax.Array, bool], jax.Array],
+    batch_size: int,
+    seed: int,
+    ema: bool,
+) -> Callable[[TrainState, int], dict]:
     """An ``evaluate(state, step)`` for :class:`experiments.runner.Evaluate`.
 
     Args:
@@ -156,23 +167,29 @@ def mnist_evaluator(settings: configs.Evaluation, dataset: data.ImageDataset,
     classifier = classifier_for(settings.classifier_dir, dataset)
     feature_fn, class_fn = classifier.feature_fn(), classifier.class_fn()
     network = f"mnist_classifier:{pathlib.Path(settings.classifier_dir).resolve().name}"
-    real = metrics.cached_features(CACHE_DIR, dataset.name, network, lambda: metrics.extract_features(
-        feature_fn, metrics.array_batches(data.to_float(dataset.images), 500)))
+    real = metrics.cached_features(
+        CACHE_DIR,
+        dataset.name,
+        network,
+        lambda: metrics.extract_features(feature_fn, metrics.array_batches(data.to_float(dataset.images), 500)),
+    )
     # G is compared with a fixed random subset of eval_samples reals; the floor is the FID between that
     # subset and as many other reals, the best a generator can score at this sample size.
     n = min(settings.eval_samples, len(real) // 2)
     order = np.random.default_rng(seed).permutation(len(real))
-    real, other = real[order[:n]], real[order[n:2 * n]]
+    real, other = real[order[:n]], real[order[n : 2 * n]]
     floor = {"fid_floor": metrics.fid_from_features(real, other)}
     reference_pixels = data.to_float(dataset.images[order[:1000]])
     key = jax.random.key(seed + 1)
     kid_size = min(1000, n)
 
     def evaluate_one(state: TrainState, use_ema: bool) -> dict[str, float]:
-        batches = list(metrics.generated_batches(lambda k, n: sample(state, k, use_ema), key,
-                                                 settings.eval_samples, batch_size))
-        result = metrics.evaluate_images(iter(batches), feature_fn, real, key, class_fn=class_fn,
-                                         kid_subset_size=kid_size)
+        batches = list(
+            metrics.generated_batches(lambda k, n: sample(state, k, use_ema), key, settings.eval_samples, batch_size)
+        )
+        result = metrics.evaluate_images(
+            iter(batches), feature_fn, real, key, class_fn=class_fn, kid_subset_size=kid_size
+        )
         return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference_pixels)}
 
     def evaluate(state: TrainState, step: int) -> dict[str, float]:
@@ -199,14 +216,24 @@ def class_labels(num_classes: int, per_class: int) -> jax.Array:
     return jnp.repeat(jnp.arange(num_classes), per_class)
 
 
-def sample_accuracy(state: TrainState, classify, key: jax.Array, num_classes: int, per_class: int,
-                    latent_dim: int, use_ema: bool = False, batch_size: int = 500) -> list[float]:
+def sample_accuracy(
+    state: TrainState,
+    classify,
+    key: jax.Array,
+    num_classes: int,
+    per_class: int,
+    latent_dim: int,
+    use_ema: bool = False,
+    batch_size: int = 500,
+) -> list[float]:
     """The classifier's per-class accuracy on ``per_class`` samples of each class from G (running statistics)."""
     labels = class_labels(num_classes, per_class)
     z = jax.random.normal(key, (len(labels), latent_dim))
     sample = jax.jit(functools.partial(generate, use_ema=use_ema))
-    predictions = [np.asarray(classify(sample(state, z[i:i + batch_size], labels[i:i + batch_size])))
-                   for i in range(0, len(labels), batch_size)]
+    predictions = [
+        np.asarray(classify(sample(state, z[i : i + batch_size], labels[i : i + batch_size])))
+        for i in range(0, len(labels), batch_size)
+    ]
     return per_class_accuracy(np.concatenate(predictions), labels, num_classes)
 
 
@@ -221,10 +248,12 @@ def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
     def hooks(dataset: data.ImageDataset) -> list:
         if not settings.eval_every or jax.process_count() > 1:
             return []
-        draw = lambda state, key, use_ema: generate(state, config.latent.sample(key, batch_size), use_ema=use_ema,
-                                                    rngs={"dropout": key})
-        evaluate = mnist_evaluator(settings, dataset, jax.jit(draw, static_argnums=2), batch_size, config.run.seed,
-                                   config.state.ema_decay > 0)
+        draw = lambda state, key, use_ema: generate(
+            state, config.latent.sample(key, batch_size), use_ema=use_ema, rngs={"dropout": key}
+        )
+        evaluate = mnist_evaluator(
+            settings, dataset, jax.jit(draw, static_argnums=2), batch_size, config.run.seed, config.state.ema_decay > 0
+        )
         return [runner.Evaluate(settings.eval_every, evaluate)]
 
     return hooks
@@ -244,8 +273,15 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
         classify = classifier.class_fn()
 
         def evaluate(state: TrainState, step: int) -> dict[str, float]:
-            shares = sample_accuracy(state, classify, jax.random.fold_in(key, step), config.conditioning.num_classes,
-                                     settings.eval_per_class, config.latent.dim, config.state.ema_decay > 0)
+            shares = sample_accuracy(
+                state,
+                classify,
+                jax.random.fold_in(key, step),
+                config.conditioning.num_classes,
+                settings.eval_per_class,
+                config.latent.dim,
+                config.state.ema_decay > 0,
+            )
             return {"class_accuracy_min": min(shares), "class_accuracy_mean": float(np.mean(shares))}
 
         return [runner.Evaluate(settings.eval_every, evaluate)]
@@ -260,11 +296,23 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
     classifier = find_classifier(settings.classifier_dir)
     if classifier is None:
         return None
-    shares = sample_accuracy(state, classifier.class_fn(), key, config.conditioning.num_classes,
-                             settings.final_eval_per_class, config.latent.dim, config.state.ema_decay > 0)
+    shares = sample_accuracy(
+        state,
+        classifier.class_fn(),
+        key,
+        config.conditioning.num_classes,
+        settings.final_eval_per_class,
+        config.latent.dim,
+        config.state.ema_decay > 0,
+    )
     if jax.process_index() == 0:
-        result = {"per_class": shares, "min": min(shares), "mean": float(np.mean(shares)),
-                  "samples_per_class": settings.final_eval_per_class, "classifier_dir": settings.classifier_dir}
+        result = {
+            "per_class": shares,
+            "min": min(shares),
+            "mean": float(np.mean(shares)),
+            "samples_per_class": settings.final_eval_per_class,
+            "classifier_dir": settings.classifier_dir,
+        }
         (pathlib.Path(config.run.workdir) / "class_accuracy.json").write_text(json.dumps(result, indent=1))
     return shares
 

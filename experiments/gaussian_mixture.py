@@ -74,8 +74,9 @@ class Config:
     objective: configs.Objective = configs.Objective()
     optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3)
     schedule: configs.GANSchedule = configs.GANSchedule(steps=10000, batch_size=256)
-    run: configs.Run = configs.Run(workdir="runs/gaussian_mixture", log_every=500, sample_every=2500,
-                                   checkpoint_every=2500)
+    run: configs.Run = configs.Run(
+        workdir="runs/gaussian_mixture", log_every=500, sample_every=2500, checkpoint_every=2500
+    )
     evaluation: Evaluation = Evaluation()
     monitor: configs.Monitor = configs.Monitor(window=500)
 
@@ -102,27 +103,44 @@ def train_and_evaluate(config: Config) -> dict:
     sample = jax.jit(lambda state, key: gans.generate(state, config.latent.sample(key, n)))
     rows = config.schedule.batch_size * batches_per_step(phases)
     inner = make_step(phases)
-    step = jax.jit(lambda state, key: inner(state, {"image": mixture.sample(jax.random.fold_in(key, state.step),
-                                                                            rows)}), donate_argnums=0)
+    step = jax.jit(
+        lambda state, key: inner(state, {"image": mixture.sample(jax.random.fold_in(key, state.step), rows)}),
+        donate_argnums=0,
+    )
 
     def evaluate(state, done: int) -> dict:
         points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
-        return {**metrics.mixture_metrics(points, mixture.means, mixture.std),
-                **metrics.sample_diversity(points[:1000], reference[:1000])}
+        return {
+            **metrics.mixture_metrics(points, mixture.means, mixture.std),
+            **metrics.sample_diversity(points[:1000], reference[:1000]),
+        }
 
     def plot(state, done: int) -> None:
         points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
         found = metrics.mixture_metrics(points, mixture.means, mixture.std)
-        plots.scatter_mixture(points, mixture.means, workdir / "scatter" / f"step_{done:06d}.png",
-                              f"{config.mixture} step {done}: {found['modes']} modes, "
-                              f"{found['high_quality']:.0%} high quality")
+        plots.scatter_mixture(
+            points,
+            mixture.means,
+            workdir / "scatter" / f"step_{done:06d}.png",
+            f"{config.mixture} step {done}: {found['modes']} modes, {found['high_quality']:.0%} high quality",
+        )
 
-    hooks = runner.run_hooks(config.run, configs.to_dict(config),
-                             [runner.Evaluate(config.evaluation.eval_every, evaluate)],
-                             config.monitor.build(config.objective), plot)
+    hooks = runner.run_hooks(
+        config.run,
+        configs.to_dict(config),
+        [runner.Evaluate(config.evaluation.eval_every, evaluate)],
+        config.monitor.build(config.objective),
+        plot,
+    )
     log = next(hook for hook in hooks if isinstance(hook, runner.Log))
-    state = runner.train(create_state(config, gan), step, lambda start: itertools.repeat(data_key),
-                         config.schedule.steps, hooks, desc=config.mixture)
+    state = runner.train(
+        create_state(config, gan),
+        step,
+        lambda start: itertools.repeat(data_key),
+        config.schedule.steps,
+        hooks,
+        desc=config.mixture,
+    )
     return {"step": int(state.step), **log.last}
 
 
@@ -137,11 +155,15 @@ def table(root: str | pathlib.Path) -> str:
         groups.setdefault((mixture, "_".join(variant)), []).append(plots.read_jsonl(path.parent / "metrics.jsonl")[-1])
     lines = ["| mixture | variant | seeds | modes | high-quality share | mode KL |", "|---|---|---|---|---|---|"]
     for (mixture, variant), records in sorted(groups.items()):
+
         def stat(key: str, spec: str, records=records) -> str:
             values = [r[key] for r in records]
             return f"{np.mean(values):{spec}} ± {np.std(values):{spec}}"
-        lines.append(f"| {mixture} | {variant} | {len(records)} | {stat('modes', '.1f')} "
-                     f"| {stat('high_quality', '.3f')} | {stat('mode_kl', '.3f')} |")
+
+        lines.append(
+            f"| {mixture} | {variant} | {len(records)} | {stat('modes', '.1f')} "
+            f"| {stat('high_quality', '.3f')} | {stat('mode_kl', '.3f')} |"
+        )
     return "\n".join(lines)
 
 

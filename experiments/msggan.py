@@ -63,15 +63,21 @@ def train_and_evaluate(config: Config) -> TrainState:
     """Trains MSG-GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     sides = msggan.scales(config.data.image_size)
-    models = lambda _: (msggan.Generator(config.data.image_size, config.data.channels, config.model.g_width,
-                                         config.latent.dim),
-                        msggan.Discriminator(config.data.image_size, config.model.d_width))
+    models = lambda _: (
+        msggan.Generator(config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim),
+        msggan.Discriminator(config.data.image_size, config.model.d_width),
+    )
     fixed_z = config.latent.sample(sample_key, config.num_samples)
     state, sample = runner.train_image_gan(
-        config, config.make_gan(), models, init_key, (fixed_z,),
+        config,
+        config.make_gan(),
+        models,
+        init_key,
+        (fixed_z,),
         example_shape=(sides[-1], sides[-1], len(sides) * config.data.channels),
         view=lambda packed: msggan.unpack(packed, sides)[-1],
-        inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])})
+        inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])},
+    )
     grid = np.asarray(all_scales(sample(state, np.asarray(fixed_z[:8])), sides))
     if jax.process_index() == 0:
         images.save_grid(grid, pathlib.Path(config.run.workdir) / "scales.png", nrow=len(sides), scale=2)

@@ -58,9 +58,10 @@ def train_and_evaluate(config: Config) -> TrainState:
     """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     image, m = config.data, config.model
-    models = lambda bn: (sagan.Generator(image.image_size, image.channels, m.g_width, config.latent.dim,
-                                         m.num_classes, bn),
-                         sagan.Discriminator(image.image_size, m.d_width, m.num_classes))
+    models = lambda bn: (
+        sagan.Generator(image.image_size, image.channels, m.g_width, config.latent.dim, m.num_classes, bn),
+        sagan.Discriminator(image.image_size, m.d_width, m.num_classes),
+    )
     fixed = (config.latent.sample(sample_key, config.num_samples),)
     if m.num_classes:
         fixed += (jnp.arange(config.num_samples) * m.num_classes // config.num_samples,)

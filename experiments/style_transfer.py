@@ -80,8 +80,9 @@ def optimizer(config: Config) -> optax.GradientTransformationExtraArgs:
 
 def run(config: Config) -> dict[str, np.ndarray]:
     """Transfers the style; writes the output image and the losses; returns the losses."""
-    style_config = transfer.StyleConfig(content_weight=config.content_weight, style_weight=config.style_weight,
-                                     tv_weight=config.tv_weight)
+    style_config = transfer.StyleConfig(
+        content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=config.tv_weight
+    )
     network = vgg.VGG19(outputs=style_config.layers, width=config.vgg_width)
     content, style_image = load_image(config.content, config.size), load_image(config.style, config.size)
     if config.weights:

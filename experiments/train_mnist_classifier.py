@@ -40,8 +40,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train_set, test_set = digits.split(1.0 - config.training.test_size / len(digits))
     classifier = evaluation.train_classifier(config.training, train_set)
     out = mc.save_mnist_classifier(classifier, config.out)
-    result = {"test_accuracy": evaluation.accuracy(mc.load_mnist_classifier(out), test_set),
-              "train_size": len(train_set), "test_size": len(test_set), **configs.to_dict(config)}
+    result = {
+        "test_accuracy": evaluation.accuracy(mc.load_mnist_classifier(out), test_set),
+        "train_size": len(train_set),
+        "test_size": len(test_set),
+        **configs.to_dict(config),
+    }
     (pathlib.Path(config.out) / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
     return result

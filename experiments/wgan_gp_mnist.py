@@ -39,9 +39,15 @@ def train_and_evaluate(config: Config) -> TrainState:
     init_key, sample_key, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
     models = lambda bn: config.model.build(config.data, config.latent.dim, bn)
     fixed_z = config.latent.sample(sample_key, config.num_samples)
-    state, sample = runner.train_image_gan(config, config.make_gan(), models, init_key, (fixed_z,),
-                                           rngs={"dropout": jax.random.fold_in(sample_key, 1)},
-                                           evaluations=evaluation.quality_hooks(config))
+    state, sample = runner.train_image_gan(
+        config,
+        config.make_gan(),
+        models,
+        init_key,
+        (fixed_z,),
+        rngs={"dropout": jax.random.fold_in(sample_key, 1)},
+        evaluations=evaluation.quality_hooks(config),
+    )
     runner.write_interpolation(config.run.workdir, state, sample, path_key, config.latent)
     return state
 

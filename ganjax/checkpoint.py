@@ -27,8 +27,10 @@ class Checkpointer:
     def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
         self.directory = pathlib.Path(directory).absolute()
         self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-            item_names=("state", "config"))
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            item_names=("state", "config"),
+        )
 
     def latest_step(self) -> int | None:
         """The newest finished checkpoint's step, or None."""
@@ -45,8 +47,9 @@ class Checkpointer:
             if bad:
                 raise ValueError(f"refusing to checkpoint step {step}: non-finite metrics {bad}")
         self._manager.wait_until_finished()
-        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         config=ocp.args.JsonSave(config or {})))
+        self._manager.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config or {}))
+        )
 
     def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restores ``(state, config)`` at ``step`` (default: the latest) into ``template``'s structure.
@@ -58,8 +61,9 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"{self.directory}: no checkpoint to resume from")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                       config=ocp.args.JsonRestore()))
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore())
+        )
         return restored["state"], dict(restored["config"] or {})
 
     def close(self) -> None:

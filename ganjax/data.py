@@ -46,10 +46,12 @@ class ImageDataset:
 
     def split(self, fraction: float) -> tuple[ImageDataset, ImageDataset]:
         """The first ``fraction`` of the examples and the rest (a fixed, unshuffled split)."""
-        cut = int(round(len(self) * fraction))
+        cut = round(len(self) * fraction)
         part = lambda a, s: None if a is None else a[s]
-        return (ImageDataset(self.images[:cut], part(self.labels, slice(None, cut)), f"{self.name}[:{cut}]"),
-                ImageDataset(self.images[cut:], part(self.labels, slice(cut, None)), f"{self.name}[{cut}:]"))
+        return (
+            ImageDataset(self.images[:cut], part(self.labels, slice(None, cut)), f"{self.name}[:{cut}]"),
+            ImageDataset(self.images[cut:], part(self.labels, slice(cut, None)), f"{self.name}[{cut}:]"),
+        )
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -64,6 +66,7 @@ def to_uint8(images) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- IDX (MNIST format)
+
 
 def read_idx(path: str | pathlib.Path, expected_magic: int) -> np.ndarray:
     """Reads one IDX file (raw or ``.gz``) of unsigned bytes.
@@ -90,16 +93,20 @@ def read_idx(path: str | pathlib.Path, expected_magic: int) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     size = int(np.prod(shape))
     if len(raw) - header != size:
-        raise DataError(f"{path}: truncated IDX file, header promises {size} bytes of data for shape {shape}, "
-                        f"found {len(raw) - header}")
+        raise DataError(
+            f"{path}: truncated IDX file, header promises {size} bytes of data for shape {shape}, "
+            f"found {len(raw) - header}"
+        )
     return np.frombuffer(raw, np.uint8, size, header).reshape(shape)
 
 
 def _find_one(folder: pathlib.Path, pattern: str, split: str) -> pathlib.Path | None:
-    matches = sorted(p for p in folder.glob(f"{split}*{pattern}*") if p.suffix in ("", ".gz") or p.name.endswith("ubyte"))
+    matches = sorted(
+        p for p in folder.glob(f"{split}*{pattern}*") if p.suffix in ("", ".gz") or p.name.endswith("ubyte")
+    )
     if len(matches) > 1:
         raise DataError(f"{folder}: several files match {split}*{pattern}*: {[m.name for m in matches]}")
     return matches[0] if matches else None
@@ -138,6 +145,7 @@ def load_idx_folder(folder: str | pathlib.Path, split: str = "") -> ImageDataset
 
 # ----------------------------------------------------------------------------- image folders
 
+
 def load_image_folder(folder: str | pathlib.Path, size: int, channels: int = 3) -> ImageDataset:
     """Loads every PNG/JPEG under ``folder`` (recursively), centre-cropped and resized to ``size``².
 
@@ -174,8 +182,15 @@ def load_image_folder(folder: str | pathlib.Path, size: int, channels: int = 3) 
 
 # ----------------------------------------------------------------------------- TFDS
 
-def load_tfds(name: str, split: str = "train", data_dir: str | None = None, image_key: str = "image",
-              label_key: str | None = "label", download: bool = True) -> ImageDataset:
+
+def load_tfds(
+    name: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    image_key: str = "image",
+    label_key: str | None = "label",
+    download: bool = True,
+) -> ImageDataset:
     """Loads a TFDS image dataset into memory through ``tfds.data_source`` (no TensorFlow needed to read).
 
     Preparing a dataset the first time (``download=True``) uses TFDS's builders;
@@ -183,8 +198,9 @@ def load_tfds(name: str, split: str = "train", data_dir: str | None = None, imag
     """
     import tensorflow_datasets as tfds
 
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download,
-                              builder_kwargs={"file_format": "array_record"})
+    source = tfds.data_source(
+        name, split=split, data_dir=data_dir, download=download, builder_kwargs={"file_format": "array_record"}
+    )
     if len(source) == 0:
         raise DataError(f"tfds:{name}[{split}]: the split is empty")
     records = [source[i] for i in range(len(source))]
@@ -200,6 +216,7 @@ def load_tfds(name: str, split: str = "train", data_dir: str | None = None, imag
 
 
 # ----------------------------------------------------------------------------- batching
+
 
 @dataclasses.dataclass(frozen=True)
 class Batcher:
@@ -226,7 +243,7 @@ class Batcher:
     def indices(self, step: int) -> np.ndarray:
         epoch, position = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-        return order[position * self.batch_size:(position + 1) * self.batch_size]
+        return order[position * self.batch_size : (position + 1) * self.batch_size]
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """``{'image': float32 (B, H, W, C) in [-1, 1]}``, plus ``'label'`` when the dataset has labels."""
@@ -270,8 +287,9 @@ class Batcher:
             stop.set()
 
 
-def load(source: str, *, image_size: int | None = None, channels: int = 1, split: str = "train",
-         data_dir: str | None = None) -> ImageDataset:
+def load(
+    source: str, *, image_size: int | None = None, channels: int = 1, split: str = "train", data_dir: str | None = None
+) -> ImageDataset:
     """Loads ``source``: a folder of IDX files, a folder of images, or ``tfds:NAME``.
 
     A folder holding ``*images-idx3-ubyte*`` files is read as IDX (every split
@@ -290,6 +308,7 @@ def load(source: str, *, image_size: int | None = None, channels: int = 1, split
 
 
 # ----------------------------------------------------------------------------- 2D Gaussian mixtures
+
 
 @dataclasses.dataclass(frozen=True)
 class Mixture2D:

@@ -28,7 +28,7 @@ def make_grid(images, nrow: int | None = None, padding: int = 2) -> np.ndarray:
     for i, image in enumerate(images):
         r, col = divmod(i, nrow)
         top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[top:top + h, left:left + w] = image
+        grid[top : top + h, left : left + w] = image
     return grid
 
 

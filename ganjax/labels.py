@@ -45,16 +45,19 @@ def one_sided_smoothing(key: Array, shape: Shape, real: float = 0.9) -> DLabels:
     return DLabels(jnp.full(shape, real), jnp.zeros(shape))
 
 
-def noisy_labels(key: Array, shape: Shape, real_range: tuple[float, float] = (0.7, 1.2),
-                 fake_range: tuple[float, float] = (0.0, 0.3)) -> DLabels:
+def noisy_labels(
+    key: Array, shape: Shape, real_range: tuple[float, float] = (0.7, 1.2), fake_range: tuple[float, float] = (0.0, 0.3)
+) -> DLabels:
     """Soft noisy targets: real ~ U[0.7, 1.2], fake ~ U[0.0, 0.3], drawn per example.
 
     References:
       ganhacks trick 6 "use soft and noisy labels" (seeds 000 item 6, 004 item 5).
     """
     real_key, fake_key = jax.random.split(key)
-    return DLabels(jax.random.uniform(real_key, shape, minval=real_range[0], maxval=real_range[1]),
-                   jax.random.uniform(fake_key, shape, minval=fake_range[0], maxval=fake_range[1]))
+    return DLabels(
+        jax.random.uniform(real_key, shape, minval=real_range[0], maxval=real_range[1]),
+        jax.random.uniform(fake_key, shape, minval=fake_range[0], maxval=fake_range[1]),
+    )
 
 
 def flip_labels(key: Array, labels: DLabels, prob: float) -> DLabels:

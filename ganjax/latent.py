@@ -92,8 +92,15 @@ def path(codes: Array, num: int, method: str = "slerp") -> Array:
     return INTERPOLATIONS[method](codes[..., segment, :], codes[..., segment + 1, :], s - segment)
 
 
-def interpolation_grid(key: Array, rows: int, cols: int, latent_dim: int, anchors: int = 2,
-                       method: str = "slerp", sampler: str = "gaussian") -> Array:
+def interpolation_grid(
+    key: Array,
+    rows: int,
+    cols: int,
+    latent_dim: int,
+    anchors: int = 2,
+    method: str = "slerp",
+    sampler: str = "gaussian",
+) -> Array:
     """Latents for an interpolation figure: ``(rows, cols, latent_dim)``, each row a path through random codes.
 
     Each row draws ``anchors`` codes from ``LATENTS[sampler]`` and walks

@@ -22,8 +22,9 @@ import optax
 Array = jax.Array
 
 
-def minimax_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
-                   fake_labels: Array | float = 0.0) -> Array:
+def minimax_d_loss(
+    real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0, fake_labels: Array | float = 0.0
+) -> Array:
     """D's loss of the original GAN: ``-E[log D(x)] - E[log(1 - D(G(z)))]``.
 
     The binary cross-entropy of D's logits against the labels real = 1 and
@@ -33,8 +34,9 @@ def minimax_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | 
     References:
       Goodfellow et al. 2014, Generative Adversarial Nets.
     """
-    return (jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits, real_labels))
-            + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, fake_labels)))
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits, real_labels)) + jnp.mean(
+        optax.sigmoid_binary_cross_entropy(fake_logits, fake_labels)
+    )
 
 
 def minimax_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
@@ -102,8 +104,9 @@ def hinge_d_loss(real_logits: Array, fake_logits: Array) -> Array:
 hinge_g_loss = wasserstein_g_loss
 
 
-def least_squares_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
-                         fake_labels: Array | float = 0.0) -> Array:
+def least_squares_d_loss(
+    real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0, fake_labels: Array | float = 0.0
+) -> Array:
     """D's least-squares loss ``1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2]``.
 
     ``b = real_labels`` and ``a = fake_labels`` (1 and 0 by default, the
@@ -131,8 +134,9 @@ def _required(real_logits: Array | None, loss: str) -> Array:
     return real_logits
 
 
-def relativistic_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
-                        fake_labels: Array | float = 0.0) -> Array:
+def relativistic_d_loss(
+    real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0, fake_labels: Array | float = 0.0
+) -> Array:
     """D's relativistic standard loss (RSGAN) ``-E[log sigmoid(C(x_r) - C(x_f))]``.
 
     Pairs the i-th real with the i-th fake (equal batch sizes). Written as
@@ -143,7 +147,9 @@ def relativistic_d_loss(real_logits: Array, fake_logits: Array, real_labels: Arr
       Jolicoeur-Martineau 2019, The relativistic discriminator.
     """
     diff = real_logits - fake_logits
-    return 0.5 * jnp.mean(optax.sigmoid_binary_cross_entropy(diff, real_labels) + optax.sigmoid_binary_cross_entropy(-diff, fake_labels))
+    return 0.5 * jnp.mean(
+        optax.sigmoid_binary_cross_entropy(diff, real_labels) + optax.sigmoid_binary_cross_entropy(-diff, fake_labels)
+    )
 
 
 def relativistic_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
@@ -156,8 +162,9 @@ def relativistic_g_loss(fake_logits: Array, real_logits: Array | None = None) ->
     return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits - real_logits, 1.0))
 
 
-def relativistic_average_d_loss(real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0,
-                                fake_labels: Array | float = 0.0) -> Array:
+def relativistic_average_d_loss(
+    real_logits: Array, fake_logits: Array, real_labels: Array | float = 1.0, fake_labels: Array | float = 0.0
+) -> Array:
     """D's relativistic average loss (RaSGAN).
 
     ``-E_r[log sigmoid(C(x_r) - E_f C(x_f))] - E_f[log(1 - sigmoid(C(x_f) - E_r C(x_r)))]``,
@@ -166,8 +173,9 @@ def relativistic_average_d_loss(real_logits: Array, fake_logits: Array, real_lab
     References:
       Jolicoeur-Martineau 2019, The relativistic discriminator.
     """
-    return (jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits - jnp.mean(fake_logits), real_labels))
-            + jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits - jnp.mean(real_logits), fake_labels)))
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(real_logits - jnp.mean(fake_logits), real_labels)) + jnp.mean(
+        optax.sigmoid_binary_cross_entropy(fake_logits - jnp.mean(real_logits), fake_labels)
+    )
 
 
 def relativistic_average_g_loss(fake_logits: Array, real_logits: Array | None = None) -> Array:
@@ -217,15 +225,24 @@ class LossPair(NamedTuple):
 
 LOSSES: dict[str, LossPair] = {
     "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False, probabilistic=True),
-    "non_saturating": LossPair(minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False,
-                               probabilistic=True),
-    "wasserstein": LossPair(wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False,
-                            probabilistic=False),
+    "non_saturating": LossPair(
+        minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False, probabilistic=True
+    ),
+    "wasserstein": LossPair(
+        wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False
+    ),
     "hinge": LossPair(hinge_d_loss, hinge_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False),
-    "least_squares": LossPair(least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False,
-                              probabilistic=False),
-    "relativistic": LossPair(relativistic_d_loss, relativistic_g_loss, uses_labels=True, g_needs_real=True,
-                             probabilistic=False),
-    "relativistic_average": LossPair(relativistic_average_d_loss, relativistic_average_g_loss, uses_labels=True,
-                                     g_needs_real=True, probabilistic=False),
+    "least_squares": LossPair(
+        least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False, probabilistic=False
+    ),
+    "relativistic": LossPair(
+        relativistic_d_loss, relativistic_g_loss, uses_labels=True, g_needs_real=True, probabilistic=False
+    ),
+    "relativistic_average": LossPair(
+        relativistic_average_d_loss,
+        relativistic_average_g_loss,
+        uses_labels=True,
+        g_needs_real=True,
+        probabilistic=False,
+    ),
 }

@@ -39,8 +39,10 @@ def add_instance_noise(key: Array, real: Array, fake: Array, std: Array | float)
       Sønderby et al. 2016; ganhacks trick 10.
     """
     real_key, fake_key = jax.random.split(key)
-    return (real + std * jax.random.normal(real_key, real.shape, real.dtype),
-            fake + std * jax.random.normal(fake_key, fake.shape, fake.dtype))
+    return (
+        real + std * jax.random.normal(real_key, real.shape, real.dtype),
+        fake + std * jax.random.normal(fake_key, fake.shape, fake.dtype),
+    )
 
 
 class GaussianNoise(nn.Module):

@@ -26,12 +26,16 @@ from flax import struct
 PyTree = Any
 
 
-def _base(name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float,
-          optimistic: bool) -> optax.GradientTransformation:
+def _base(
+    name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float, optimistic: bool
+) -> optax.GradientTransformation:
     """The update rule of one player: optimistic variants where asked (Daskalakis et al. 2018)."""
     if name == "adam":
-        return (optax.optimistic_adam_v2(learning_rate, b1=b1, b2=b2) if optimistic
-                else optax.adam(learning_rate, b1=b1, b2=b2))
+        return (
+            optax.optimistic_adam_v2(learning_rate, b1=b1, b2=b2)
+            if optimistic
+            else optax.adam(learning_rate, b1=b1, b2=b2)
+        )
     if name == "sgd":
         return optax.optimistic_gradient_descent(learning_rate) if optimistic else optax.sgd(learning_rate)
     if name == "rmsprop" and not optimistic:
@@ -39,9 +43,17 @@ def _base(name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float
     raise ValueError(f"unknown optimizer {name!r} (optimistic={optimistic}); choose 'adam', 'sgd' or 'rmsprop'")
 
 
-def player_optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, b1: float = 0.5, b2: float = 0.999,
-                     grad_clip: float | None = None, grad_noise: float | None = None, key: jax.Array | None = None,
-                     optimistic: bool = False) -> optax.GradientTransformation:
+def player_optimizer(
+    name: str,
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.5,
+    b2: float = 0.999,
+    grad_clip: float | None = None,
+    grad_noise: float | None = None,
+    key: jax.Array | None = None,
+    optimistic: bool = False,
+) -> optax.GradientTransformation:
     """One player's chain: optional clipping and gradient noise, then the update rule.
 
     Args:
@@ -76,8 +88,10 @@ def linear_decay(learning_rate: float, total_steps: int) -> optax.Schedule:
       Zhu et al. 2017 (CycleGAN): constant for 100 epochs, then linearly to 0 over 100 more.
     """
     half = total_steps // 2
-    return optax.join_schedules([optax.constant_schedule(learning_rate),
-                                 optax.linear_schedule(learning_rate, 0.0, max(total_steps - half, 1))], [half])
+    return optax.join_schedules(
+        [optax.constant_schedule(learning_rate), optax.linear_schedule(learning_rate, 0.0, max(total_steps - half, 1))],
+        [half],
+    )
 
 
 class GANOptimizers(NamedTuple):
@@ -87,10 +101,19 @@ class GANOptimizers(NamedTuple):
     d: optax.GradientTransformation
 
 
-def gan_optimizers(lr_g: optax.ScalarOrSchedule = 2e-4, lr_d: optax.ScalarOrSchedule = 2e-4, *,
-                   g_optimizer: str = "adam", d_optimizer: str = "adam", b1: float = 0.5, b2: float = 0.999,
-                   grad_clip: float | None = None, grad_noise: float | None = None,
-                   optimistic: bool = False, key: jax.Array | None = None) -> GANOptimizers:
+def gan_optimizers(
+    lr_g: optax.ScalarOrSchedule = 2e-4,
+    lr_d: optax.ScalarOrSchedule = 2e-4,
+    *,
+    g_optimizer: str = "adam",
+    d_optimizer: str = "adam",
+    b1: float = 0.5,
+    b2: float = 0.999,
+    grad_clip: float | None = None,
+    grad_noise: float | None = None,
+    optimistic: bool = False,
+    key: jax.Array | None = None,
+) -> GANOptimizers:
     """Both players' chains from the experiment config; the defaults are DCGAN's Adam(2e-4, b1=0.5).
 
     ``key`` seeds the gradient noise (split between the players); the other
@@ -105,8 +128,10 @@ def gan_optimizers(lr_g: optax.ScalarOrSchedule = 2e-4, lr_d: optax.ScalarOrSche
     """
     g_key, d_key = jax.random.split(key) if key is not None else (None, None)
     common = dict(b1=b1, b2=b2, grad_clip=grad_clip, grad_noise=grad_noise, optimistic=optimistic)
-    return GANOptimizers(g=player_optimizer(g_optimizer, lr_g, key=g_key, **common),
-                         d=player_optimizer(d_optimizer, lr_d, key=d_key, **common))
+    return GANOptimizers(
+        g=player_optimizer(g_optimizer, lr_g, key=g_key, **common),
+        d=player_optimizer(d_optimizer, lr_d, key=d_key, **common),
+    )
 
 
 def sgd_d_adam_g(lr_g: float = 2e-4, lr_d: float = 1e-2, **kwargs) -> GANOptimizers:

@@ -40,8 +40,9 @@ def _save(fig: Figure, path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-def plot_training(jsonl_path: str | pathlib.Path, png_path: str | pathlib.Path,
-                  metrics: Sequence[str] | None = None) -> pathlib.Path:
+def plot_training(
+    jsonl_path: str | pathlib.Path, png_path: str | pathlib.Path, metrics: Sequence[str] | None = None
+) -> pathlib.Path:
     """Draws losses, D(x) and D(G(z)), gradient norms and evaluation metrics over steps into one PNG.
 
     Args:
@@ -81,8 +82,9 @@ def plot_training(jsonl_path: str | pathlib.Path, png_path: str | pathlib.Path,
     return _save(fig, png_path)
 
 
-def scatter_mixture(samples, means, png_path: str | pathlib.Path, title: str = "",
-                    limit: float | None = None) -> pathlib.Path:
+def scatter_mixture(
+    samples, means, png_path: str | pathlib.Path, title: str = "", limit: float | None = None
+) -> pathlib.Path:
     """Scatter of 2D ``samples`` (blue) over a mixture's ``means`` (red crosses), as a PNG."""
     samples, means = np.asarray(samples), np.asarray(means)
     limit = limit or 1.5 * float(np.abs(means).max())

@@ -37,8 +37,9 @@ class ReplayBuffer(struct.PyTreeNode):
     share: float = struct.field(pytree_node=False, default=0.0)
 
     @classmethod
-    def create(cls, capacity: int, example_shape: tuple[int, ...], dtype=jnp.float32,
-               share: float = 0.0) -> ReplayBuffer:
+    def create(
+        cls, capacity: int, example_shape: tuple[int, ...], dtype=jnp.float32, share: float = 0.0
+    ) -> ReplayBuffer:
         """An empty buffer of array examples."""
         return cls.like(jax.ShapeDtypeStruct(example_shape, dtype), capacity, share)
 
@@ -66,7 +67,7 @@ class ReplayBuffer(struct.PyTreeNode):
         n = jax.tree.leaves(examples)[0].shape[0]
         kept = min(n, self.capacity)
         slots = (self.count + n - kept + jnp.arange(kept)) % self.capacity
-        items = jax.tree.map(lambda s, a: s.at[slots].set(a[n - kept:].astype(s.dtype)), self.items, examples)
+        items = jax.tree.map(lambda s, a: s.at[slots].set(a[n - kept :].astype(s.dtype)), self.items, examples)
         return self.replace(items=items, count=self.count + n)
 
     def push_one(self, example: Any) -> ReplayBuffer:
@@ -92,7 +93,7 @@ def mix(buffer: ReplayBuffer, key: Array, fresh: Array, share: float | None = No
     share = buffer.share if share is None else share
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"replay share must be in [0, 1], got {share}")
-    n = int(round(share * fresh.shape[0]))
+    n = round(share * fresh.shape[0])
     if n == 0:
         return fresh
     replayed = jnp.where(buffer.size > 0, buffer.sample(key, n), fresh[:n])

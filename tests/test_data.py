@@ -72,7 +72,7 @@ def test_batch_size_larger_than_dataset():
 def _write_idx(path, magic, array, truncate=0):
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     payload = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(payload[:len(payload) - truncate])
+    path.write_bytes(payload[: len(payload) - truncate])
 
 
 def test_missing_folder(tmp_path):

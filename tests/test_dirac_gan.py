@@ -23,8 +23,9 @@ def _d_fn(psi):
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "g_tx", "d_tx", "steps"))
-def dirac_gan(loss: str, penalty_weight, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-              steps: int):
+def dirac_gan(
+    loss: str, penalty_weight, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation, steps: int
+):
     """The distance of (theta, psi) from (0, 0) after every simultaneous step."""
     pair = losses.LOSSES[loss]
 
@@ -62,8 +63,9 @@ def test_unregularised_gan_moves_away(loss):
     assert distances[-1] > distances[999] > distances[99]
 
 
-@pytest.mark.parametrize("loss", ["minimax", "non_saturating", "wasserstein", "hinge", "relativistic",
-                                  "relativistic_average"])
+@pytest.mark.parametrize(
+    "loss", ["minimax", "non_saturating", "wasserstein", "hinge", "relativistic", "relativistic_average"]
+)
 def test_r1_converges(loss):
     """With R1 (gamma = 1, so weight gamma / 2) simultaneous gradient descent converges to (0, 0)."""
     distances = dirac_gan(loss, 0.5, SGD, SGD, 2000)

@@ -44,7 +44,7 @@ def test_flip_rate(prob):
 
 
 def test_flip_swaps_drawn_values_and_keeps_ranges():
-    real, fake = d_labels(jax.random.key(2), SHAPE, "noisy", 0.5)
+    real, _ = d_labels(jax.random.key(2), SHAPE, "noisy", 0.5)
     assert jnp.all(((real >= 0.7) & (real <= 1.2)) | ((real >= 0.0) & (real <= 0.3)))
     assert 0.4 < float(jnp.mean(real <= 0.3)) < 0.6
 

@@ -53,8 +53,9 @@ def test_slerp_follows_the_arc():
     """Between orthogonal unit codes, slerp at t is (cos(t pi/2), sin(t pi/2)); parallel codes fall back to lerp."""
     e0, e1 = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
     t = jnp.array(1 / 3)
-    chex.assert_trees_all_close(latent.slerp(e0, e1, t), jnp.array([jnp.cos(jnp.pi / 6), jnp.sin(jnp.pi / 6)]),
-                                atol=1e-6)
+    chex.assert_trees_all_close(
+        latent.slerp(e0, e1, t), jnp.array([jnp.cos(jnp.pi / 6), jnp.sin(jnp.pi / 6)]), atol=1e-6
+    )
     chex.assert_trees_all_close(latent.slerp(e0, 2 * e0, t), latent.lerp(e0, 2 * e0, t), atol=1e-6)
 
 

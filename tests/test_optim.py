@@ -28,8 +28,9 @@ VARIANTS = {
     "dcgan": lambda: optim.gan_optimizers(),
     "sgd_d_adam_g": lambda: optim.sgd_d_adam_g(),
     "ttur": lambda: optim.ttur(),
-    "clip_noise_optimistic": lambda: optim.gan_optimizers(grad_clip=1.0, grad_noise=0.01, optimistic=True,
-                                                          key=jax.random.key(0)),
+    "clip_noise_optimistic": lambda: optim.gan_optimizers(
+        grad_clip=1.0, grad_noise=0.01, optimistic=True, key=jax.random.key(0)
+    ),
     "optimistic_sgd": lambda: optim.gan_optimizers(d_optimizer="sgd", optimistic=True),
     "rmsprop": lambda: optim.gan_optimizers(d_optimizer="rmsprop"),
 }
@@ -90,5 +91,4 @@ def test_ema_tracks_its_source():
 
 def test_linear_decay_is_constant_then_falls_linearly_to_zero():
     schedule = optim.linear_decay(2e-4, 100)
-    chex.assert_trees_all_close([schedule(t) for t in (0, 49, 50, 75, 100)], [2e-4, 2e-4, 2e-4, 1e-4, 0.0],
-                                atol=1e-9)
+    chex.assert_trees_all_close([schedule(t) for t in (0, 49, 50, 75, 100)], [2e-4, 2e-4, 2e-4, 1e-4, 0.0], atol=1e-9)

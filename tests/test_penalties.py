@@ -33,8 +33,13 @@ def test_linear_critic_closed_forms(seed, scale):
     w = w * scale / jnp.linalg.norm(w)
     values = all_penalties(w, jax.random.normal(real_key, SHAPE), jax.random.normal(fake_key, SHAPE), key)
     norm = jnp.linalg.norm(w)
-    expected = {"wgan_gp": (norm - 1) ** 2, "dragan": (norm - 1) ** 2, "one_sided_gp": jax.nn.relu(norm - 1) ** 2,
-                "r1": norm**2, "r2": norm**2}
+    expected = {
+        "wgan_gp": (norm - 1) ** 2,
+        "dragan": (norm - 1) ** 2,
+        "one_sided_gp": jax.nn.relu(norm - 1) ** 2,
+        "r1": norm**2,
+        "r2": norm**2,
+    }
     chex.assert_trees_all_close(values, expected, rtol=1e-4, atol=1e-6)
 
 
@@ -46,8 +51,12 @@ def test_penalties_act_where_they_should():
     @jax.jit
     def values(real, fake, key):
         gp_grad = jax.grad(lambda r: penalties.wgan_gp(d_fn, r, fake, key))(real)
-        return (penalties.r1(d_fn, real, fake, key), penalties.r2(d_fn, real, fake, key),
-                penalties.wgan_gp(d_fn, real, fake, key), gp_grad)
+        return (
+            penalties.r1(d_fn, real, fake, key),
+            penalties.r2(d_fn, real, fake, key),
+            penalties.wgan_gp(d_fn, real, fake, key),
+            gp_grad,
+        )
 
     r1, r2, gp, gp_grad = values(real, fake, key)
     assert r1 == 0.0

@@ -11,8 +11,20 @@ from ganjax import plots
 
 def test_plot_training_draws_every_logged_series(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    records = [{"step": s, "d_loss": 1.3 - s / 1000, "g_loss": 0.8, "d_real": 0.6, "d_fake": 0.4, "d_grad_norm": 2.0,
-                "g_grad_norm": 3.0, "fid": 50.0 - s / 100, "flags": ""} for s in range(100, 1100, 100)]
+    records = [
+        {
+            "step": s,
+            "d_loss": 1.3 - s / 1000,
+            "g_loss": 0.8,
+            "d_real": 0.6,
+            "d_fake": 0.4,
+            "d_grad_norm": 2.0,
+            "g_grad_norm": 3.0,
+            "fid": 50.0 - s / 100,
+            "flags": "",
+        }
+        for s in range(100, 1100, 100)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     png = plots.plot_training(path, tmp_path / "out" / "training.png")
     image = np.asarray(Image.open(png))

@@ -180,20 +180,24 @@ class InceptionV3(nn.Module):
 
 # ----------------------------------------------------------------------------- weights
 
-def init_variables(key: jax.Array, module: InceptionV3 = InceptionV3()) -> dict:
+
+def init_variables(key: jax.Array, module: InceptionV3 | None = None) -> dict:
     """Random variables (``params`` and ``batch_stats``) of the right shapes, e.g. for tests.
 
     Conv kernels are He-normal (one draw for all, split by shape), BatchNorm is
     the identity; the network is only traced for its shapes, never compiled.
     """
+    module = module or InceptionV3()
     side = module.resize or MIN_INPUT_SIZE
     abstract = jax.eval_shape(module.init, key, jnp.zeros((1, side, side, 3)))
     flat = traverse_util.flatten_dict(abstract)
     kernels = [path for path in flat if path[-1] == "kernel"]
     sizes = [int(np.prod(flat[path].shape)) for path in kernels]
     noise = np.split(np.asarray(jax.random.normal(key, (sum(sizes),))), np.cumsum(sizes)[:-1])
-    out = {path: np.full(leaf.shape, 1.0 if path[-1] in ("scale", "var") else 0.0, np.float32)
-           for path, leaf in flat.items()}
+    out = {
+        path: np.full(leaf.shape, 1.0 if path[-1] in ("scale", "var") else 0.0, np.float32)
+        for path, leaf in flat.items()
+    }
     for path, draw in zip(kernels, noise):
         shape = flat[path].shape
         out[path] = draw.reshape(shape) * np.float32(np.sqrt(2.0 / np.prod(shape[:-1])))
@@ -213,7 +217,7 @@ def save_weights(variables: Mapping, path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-def load_weights(path: str | pathlib.Path, module: InceptionV3 = InceptionV3()) -> dict:
+def load_weights(path: str | pathlib.Path, module: InceptionV3 | None = None) -> dict:
     """The variables in the ``.npz`` at ``path``, checked key by key and shape by shape.
 
     Raises:
@@ -222,8 +226,11 @@ def load_weights(path: str | pathlib.Path, module: InceptionV3 = InceptionV3()) 
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no InceptionV3 weights file; see ganjax/models/inception.py for the "
-                                "format and how to convert pytorch-fid's pt_inception-2015-12-05 weights")
+        raise FileNotFoundError(
+            f"{path}: no InceptionV3 weights file; see ganjax/evaluation/inception.py for the "
+            "format and how to convert pytorch-fid's pt_inception-2015-12-05 weights"
+        )
+    module = module or InceptionV3()
     side = module.resize or MIN_INPUT_SIZE
     expected = traverse_util.flatten_dict(jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, side, side, 3))))
     expected = {"/".join(k): v.shape for k, v in expected.items()}
@@ -232,13 +239,19 @@ def load_weights(path: str | pathlib.Path, module: InceptionV3 = InceptionV3()) 
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     wrong = sorted(k for k in set(expected) & set(arrays) if arrays[k].shape != expected[k])
     if missing or extra or wrong:
-        raise ValueError(f"{path}: not InceptionV3 FID weights: missing {missing[:5]}, unexpected {extra[:5]}, "
-                         f"wrong shape {[(k, arrays[k].shape, expected[k]) for k in wrong[:5]]}")
+        raise ValueError(
+            f"{path}: not InceptionV3 FID weights: missing {missing[:5]}, unexpected {extra[:5]}, "
+            f"wrong shape {[(k, arrays[k].shape, expected[k]) for k in wrong[:5]]}"
+        )
     return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v, jnp.float32) for k, v in arrays.items()})
 
 
-_TORCH_NAMES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
-                "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+_TORCH_NAMES = {
+    "weight": ("params", "scale"),
+    "bias": ("params", "bias"),
+    "running_mean": ("batch_stats", "mean"),
+    "running_var": ("batch_stats", "var"),
+}
 
 
 def convert_torch_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -262,9 +275,9 @@ def convert_torch_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, 
     return out
 
 
-def feature_fn(variables: Mapping, module: InceptionV3 = InceptionV3()) -> Callable[[jax.Array], jax.Array]:
-    """A jitted ``images in [-1, 1] -> (N, 2048)`` pool3 features, for :func:`ganjax.evaluation.metrics.extract_features`."""
-    apply = jax.jit(module.apply)
+def feature_fn(variables: Mapping, module: InceptionV3 | None = None) -> Callable[[jax.Array], jax.Array]:
+    """Jitted pool3 features, ``images in [-1, 1] -> (N, 2048)``, for ``metrics.extract_features``."""
+    apply = jax.jit((module or InceptionV3()).apply)
     return lambda images: apply(variables, images)
 
 

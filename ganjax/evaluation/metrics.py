@@ -23,6 +23,7 @@ _CHUNK = 1024
 
 # ----------------------------------------------------------------------------- features
 
+
 def extract_features(feature_fn: Callable, batches: Iterable) -> np.ndarray:
     """``feature_fn`` applied to each batch, concatenated as float64 ``(N, D)``.
 
@@ -46,22 +47,24 @@ def _extract(fns: tuple[Callable, ...], batches: Iterable) -> list[np.ndarray]:
 def array_batches(images, batch_size: int) -> Iterator:
     """Consecutive slices of ``images`` of at most ``batch_size`` rows."""
     for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]
+        yield images[start : start + batch_size]
 
 
-def generated_batches(sample_fn: Callable[[jax.Array, int], jax.Array], key: jax.Array, n: int,
-                      batch_size: int) -> Iterator[jax.Array]:
+def generated_batches(
+    sample_fn: Callable[[jax.Array, int], jax.Array], key: jax.Array, n: int, batch_size: int
+) -> Iterator[jax.Array]:
     """``n`` samples from ``sample_fn(key, batch_size)`` in batches, key ``fold_in(key, i)`` for batch ``i``.
 
     The last batch is cut to make exactly ``n``; ``sample_fn`` always sees
     ``batch_size``, so a jitted sampler compiles once.
     """
     for i, start in enumerate(range(0, n, batch_size)):
-        yield sample_fn(jax.random.fold_in(key, i), batch_size)[:n - start]
+        yield sample_fn(jax.random.fold_in(key, i), batch_size)[: n - start]
 
 
-def cached_features(cache_dir: str | pathlib.Path, dataset: str, network: str,
-                    compute: Callable[[], np.ndarray]) -> np.ndarray:
+def cached_features(
+    cache_dir: str | pathlib.Path, dataset: str, network: str, compute: Callable[[], np.ndarray]
+) -> np.ndarray:
     """The real data's features, computed once and stored as ``{dataset}__{network}.npz`` in ``cache_dir``.
 
     Args:
@@ -84,6 +87,7 @@ def cached_features(cache_dir: str | pathlib.Path, dataset: str, network: str,
 
 
 # ----------------------------------------------------------------------------- Frechet and kernel distance
+
 
 def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(D,)`` and unbiased covariance ``(D, D)`` of features ``(N, D)``, float64."""
@@ -124,12 +128,14 @@ def polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:
     dim = x.shape[1]
     kxx, kyy, kxy = ((a @ b.T / dim + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
     m, n = len(x), len(y)
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-                 - 2.0 * kxy.mean())
+    return float(
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2.0 * kxy.mean()
+    )
 
 
-def kernel_inception_distance(features1, features2, key: jax.Array, n_subsets: int = 100,
-                              subset_size: int = 1000) -> tuple[float, float]:
+def kernel_inception_distance(
+    features1, features2, key: jax.Array, n_subsets: int = 100, subset_size: int = 1000
+) -> tuple[float, float]:
     """KID: the mean and std of :func:`polynomial_mmd2` over random subsets of both sets.
 
     Each subset draws ``min(subset_size, N)`` rows of each set without
@@ -142,12 +148,15 @@ def kernel_inception_distance(features1, features2, key: jax.Array, n_subsets: i
     size = min(subset_size, len(features1), len(features2))
     subsets = lambda k, n: np.argsort(np.asarray(jax.random.uniform(k, (n_subsets, n))), axis=1)[:, :size]
     key1, key2 = jax.random.split(key)
-    estimates = [polynomial_mmd2(features1[i], features2[j])
-                 for i, j in zip(subsets(key1, len(features1)), subsets(key2, len(features2)))]
+    estimates = [
+        polynomial_mmd2(features1[i], features2[j])
+        for i, j in zip(subsets(key1, len(features1)), subsets(key2, len(features2)))
+    ]
     return float(np.mean(estimates)), float(np.std(estimates))
 
 
 # ----------------------------------------------------------------------------- k-NN manifold metrics
+
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
@@ -159,16 +168,19 @@ def knn_radii(features, k: int) -> np.ndarray:
     features = np.asarray(features, np.float64)
     if not 0 < k < len(features):
         raise ValueError(f"knn_radii: k must be in [1, {len(features) - 1}], got {k}")
-    radii = [np.sqrt(np.partition(_sq_dists(features[s:s + _CHUNK], features), k, axis=1)[:, k])
-             for s in range(0, len(features), _CHUNK)]
+    radii = [
+        np.sqrt(np.partition(_sq_dists(features[s : s + _CHUNK], features), k, axis=1)[:, k])
+        for s in range(0, len(features), _CHUNK)
+    ]
     return np.concatenate(radii)
 
 
 def _ball_counts(queries: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """For each query, how many balls ``B(centres[i], radii[i])`` contain it."""
-    sq = radii ** 2
-    return np.concatenate([(_sq_dists(queries[s:s + _CHUNK], centres) <= sq[None, :]).sum(1)
-                           for s in range(0, len(queries), _CHUNK)])
+    sq = radii**2
+    return np.concatenate(
+        [(_sq_dists(queries[s : s + _CHUNK], centres) <= sq[None, :]).sum(1) for s in range(0, len(queries), _CHUNK)]
+    )
 
 
 def precision_recall(real, fake, k: int = 3) -> dict[str, float]:
@@ -193,8 +205,9 @@ def density_coverage(real, fake, k: int = 5) -> dict[str, float]:
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     radii = knn_radii(real, k)
     density = _ball_counts(fake, real, radii).sum() / (k * len(fake))
-    nearest_fake = np.concatenate([np.sqrt(_sq_dists(real[s:s + _CHUNK], fake).min(1))
-                                   for s in range(0, len(real), _CHUNK)])
+    nearest_fake = np.concatenate(
+        [np.sqrt(_sq_dists(real[s : s + _CHUNK], fake).min(1)) for s in range(0, len(real), _CHUNK)]
+    )
     return {"density": float(density), "coverage": float(np.mean(nearest_fake <= radii))}
 
 
@@ -211,11 +224,14 @@ def sample_diversity(samples, reference, duplicate_fraction: float = 0.1) -> dic
     mean_dist = lambda a: np.sqrt(_sq_dists(a, a)).sum() / (len(a) * (len(a) - 1))
     threshold = duplicate_fraction * np.median(knn_radii(reference, 1))
     duplicates = np.mean(knn_radii(samples, 1) < threshold)
-    return {"duplicate_share": float(duplicates),
-            "pairwise_distance_ratio": float(mean_dist(samples) / mean_dist(reference))}
+    return {
+        "duplicate_share": float(duplicates),
+        "pairwise_distance_ratio": float(mean_dist(samples) / mean_dist(reference)),
+    }
 
 
 # ----------------------------------------------------------------------------- classes and modes
+
 
 def _kl_to(histogram: np.ndarray, reference: np.ndarray) -> float:
     p = histogram / histogram.sum()
@@ -253,15 +269,27 @@ def mixture_metrics(samples, means, std: float, quality_stds: float = 3.0) -> di
     nearest = dists.argmin(1)
     good = dists[np.arange(len(samples)), nearest] <= quality_stds * std
     counts = np.bincount(nearest, minlength=len(means)).astype(np.float64)
-    return {"modes": int(len(np.unique(nearest[good]))), "high_quality": float(good.mean()),
-            "mode_kl": _kl_to(counts, np.ones(len(means)))}
+    return {
+        "modes": len(np.unique(nearest[good])),
+        "high_quality": float(good.mean()),
+        "mode_kl": _kl_to(counts, np.ones(len(means))),
+    }
 
 
 # ----------------------------------------------------------------------------- everything at once
 
-def evaluate_images(batches: Iterable, feature_fn: Callable, real_features, key: jax.Array,
-                    class_fn: Callable | None = None, num_classes: int = 10, k: int = 3,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict[str, float]:
+
+def evaluate_images(
+    batches: Iterable,
+    feature_fn: Callable,
+    real_features,
+    key: jax.Array,
+    class_fn: Callable | None = None,
+    num_classes: int = 10,
+    k: int = 3,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+) -> dict[str, float]:
     """FID, KID (mean and std), precision/recall, density/coverage and, with ``class_fn``, class coverage and KL.
 
     One pass over ``batches`` (e.g. :func:`generated_batches` of G) computes the
@@ -272,8 +300,13 @@ def evaluate_images(batches: Iterable, feature_fn: Callable, real_features, key:
     fake = outputs[0].reshape(len(outputs[0]), -1).astype(np.float64)
     real = np.asarray(real_features, np.float64)
     kid, kid_std = kernel_inception_distance(real, fake, key, kid_subsets, kid_subset_size)
-    result = {"fid": fid_from_features(real, fake), "kid": kid, "kid_std": kid_std,
-              **precision_recall(real, fake, k), **density_coverage(real, fake)}
+    result = {
+        "fid": fid_from_features(real, fake),
+        "kid": kid,
+        "kid_std": kid_std,
+        **precision_recall(real, fake, k),
+        **density_coverage(real, fake),
+    }
     if class_fn is not None:
         result.update(class_metrics(outputs[1], num_classes))
     return result

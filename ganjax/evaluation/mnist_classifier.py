@@ -43,8 +43,9 @@ class MNISTClassifier(nn.Module):
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         c = self.config
         if x.ndim != 4 or x.shape[1:] != (c.image_size, c.image_size, c.channels):
-            raise ValueError(f"MNISTClassifier expects (N, {c.image_size}, {c.image_size}, {c.channels}), "
-                             f"got {x.shape}")
+            raise ValueError(
+                f"MNISTClassifier expects (N, {c.image_size}, {c.image_size}, {c.channels}), got {x.shape}"
+            )
         for width in c.conv_widths:
             x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -99,8 +100,10 @@ def load_mnist_classifier(path: str | pathlib.Path) -> Classifier:
     """
     path = pathlib.Path(path).absolute()
     if not (path / CONFIG_FILE).is_file() or not (path / PARAMS_DIR).is_dir():
-        raise FileNotFoundError(f"{path}: no saved classifier ({CONFIG_FILE} and {PARAMS_DIR}/ expected); "
-                                "train one with python -m experiments.train_mnist_classifier")
+        raise FileNotFoundError(
+            f"{path}: no saved classifier ({CONFIG_FILE} and {PARAMS_DIR}/ expected); "
+            "train one with python -m experiments.train_mnist_classifier"
+        )
     raw = json.loads((path / CONFIG_FILE).read_text())
     config = ClassifierConfig(**{**raw, "conv_widths": tuple(raw["conv_widths"])})
     abstract = jax.eval_shape(lambda: init(jax.random.key(0), config).params)

@@ -83,7 +83,7 @@ class MonitorConfig:
 def _recent(history: History, name: str, config: MonitorConfig) -> np.ndarray | None:
     if name not in history:
         return None
-    values = np.asarray(history[name], np.float64).reshape(-1)[-config.window:]
+    values = np.asarray(history[name], np.float64).reshape(-1)[-config.window :]
     return values if len(values) else None
 
 
@@ -100,12 +100,13 @@ def grad_explosion(history: History, config: MonitorConfig) -> Flag | None:
     worst = {}
     for name in ("g_grad_norm", "d_grad_norm"):
         values = _recent(history, name, config)
-        if values is not None and np.median(values[-config.explosion_steps:]) > config.max_grad_norm:
-            worst[name[0].upper()] = np.median(values[-config.explosion_steps:])
+        if values is not None and np.median(values[-config.explosion_steps :]) > config.max_grad_norm:
+            worst[name[0].upper()] = np.median(values[-config.explosion_steps :])
     if worst:
         which = ", ".join(f"{p} {v:.3g}" for p, v in worst.items())
-        return Flag("grad_explosion", f"gradient norm above {config.max_grad_norm:g} (median {which}): "
-                                      "training is unstable")
+        return Flag(
+            "grad_explosion", f"gradient norm above {config.max_grad_norm:g} (median {which}): training is unstable"
+        )
     return None
 
 
@@ -117,8 +118,10 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
     rel_std = d.std() / max(abs(d.mean()), 1e-8)
     spikes = int(np.sum(d > config.spike_ratio * max(np.median(d), 1e-8)))
     if rel_std > config.max_d_loss_rel_std or spikes > config.max_spike_share * len(d):
-        return Flag("d_loss_unstable", f"D loss unstable: std/mean {rel_std:.2f}, {spikes} spike(s) above "
-                                       f"{config.spike_ratio:g}x the median")
+        return Flag(
+            "d_loss_unstable",
+            f"D loss unstable: std/mean {rel_std:.2f}, {spikes} spike(s) above {config.spike_ratio:g}x the median",
+        )
     return None
 
 
@@ -134,8 +137,11 @@ def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None
     slope = np.polyfit(np.arange(len(g)), g, 1)[0]
     fall = -slope * (len(g) - 1) / max(abs(g.mean()), 1e-8)
     if fall >= config.g_loss_fall and real.mean() >= config.d_wins_real and fake.mean() <= config.d_wins_fake:
-        return Flag("g_fools_with_garbage", f"G loss fell {fall:.0%} while D still wins (D(x) {real.mean():.2f}, "
-                                            f"D(G(z)) {fake.mean():.2f}): G may be fooling D with garbage")
+        return Flag(
+            "g_fools_with_garbage",
+            f"G loss fell {fall:.0%} while D still wins (D(x) {real.mean():.2f}, "
+            f"D(G(z)) {fake.mean():.2f}): G may be fooling D with garbage",
+        )
     return None
 
 

@@ -68,9 +68,17 @@ class Generator(nn.Module):
         if labels.shape != z.shape[:1]:
             raise ValueError(f"conditional.Generator expects labels of shape {z.shape[:1]}, got {labels.shape}")
         embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels)
-        body = dcgan.Generator(self.image_size, self.channels, self.width, self.latent_dim + self.embed_dim,
-                               bn_axis_name=self.bn_axis_name, norm=self.norm, upsampling=self.upsampling,
-                               activation=self.activation, name="body")
+        body = dcgan.Generator(
+            self.image_size,
+            self.channels,
+            self.width,
+            self.latent_dim + self.embed_dim,
+            bn_axis_name=self.bn_axis_name,
+            norm=self.norm,
+            upsampling=self.upsampling,
+            activation=self.activation,
+            name="body",
+        )
         return body(jnp.concatenate([z, embedded.astype(z.dtype)], axis=-1), train=train)
 
 
@@ -112,8 +120,10 @@ class Discriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True):
         if (labels is not None) != self.takes_labels:
-            raise ValueError(f"conditional.Discriminator(conditioning={self.conditioning!r}) "
-                             f"{'needs' if self.takes_labels else 'takes no'} labels")
+            raise ValueError(
+                f"conditional.Discriminator(conditioning={self.conditioning!r}) "
+                f"{'needs' if self.takes_labels else 'takes no'} labels"
+            )
         if self.conditioning == "channels":
             embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels).astype(x.dtype)
             x = jnp.concatenate([x, jnp.broadcast_to(embedded[:, None, None, :], (*x.shape[:3], self.embed_dim))], -1)

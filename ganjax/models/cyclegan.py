@@ -101,15 +101,15 @@ class ResnetGenerator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         del train  # instance norm has no running statistics
-        if x.ndim != 4 or x.shape[1] % 2 ** self.n_down or x.shape[2] % 2 ** self.n_down:
-            raise ValueError(f"ResnetGenerator: NHWC images with sides divisible by {2 ** self.n_down}, got {x.shape}")
+        if x.ndim != 4 or x.shape[1] % 2**self.n_down or x.shape[2] % 2**self.n_down:
+            raise ValueError(f"ResnetGenerator: NHWC images with sides divisible by {2**self.n_down}, got {x.shape}")
         h = nn.relu(_norm()(Conv(self.width, (7, 7), padding="VALID", kernel_init=weight_init)(_reflect_pad(x, 3))))
         for i in range(self.n_down):
             h = nn.relu(_norm()(Conv(self.width * 2 ** (i + 1), (3, 3), strides=2, kernel_init=weight_init)(h)))
         for _ in range(self.n_blocks):
             h = ResidualBlock()(h)
         for i in reversed(range(self.n_down)):
-            h = nn.relu(_norm()(ConvTranspose(self.width * 2 ** i, (3, 3), strides=2, kernel_init=weight_init)(h)))
+            h = nn.relu(_norm()(ConvTranspose(self.width * 2**i, (3, 3), strides=2, kernel_init=weight_init)(h)))
         return jnp.tanh(Conv(self.channels, (7, 7), padding="VALID", kernel_init=weight_init)(_reflect_pad(h, 3)))
 
 
@@ -130,7 +130,7 @@ class PatchDiscriminator(nn.Module):
         h = nn.leaky_relu(Conv(self.width, (4, 4), strides=2, kernel_init=weight_init)(x), 0.2)
         for i in range(1, self.n_layers + 1):
             stride = 2 if i < self.n_layers else 1
-            conv = Conv(self.width * min(2 ** i, 8), (4, 4), strides=stride, use_bias=False, kernel_init=weight_init)
+            conv = Conv(self.width * min(2**i, 8), (4, 4), strides=stride, use_bias=False, kernel_init=weight_init)
             h = nn.leaky_relu(_norm()(conv(h)), 0.2)
         return Conv(1, (4, 4), kernel_init=weight_init)(h)[..., 0]
 
@@ -162,8 +162,9 @@ class CycleGAN:
 
     def __post_init__(self):
         if self.cycle_weight < 0 or self.identity_weight < 0:
-            raise ValueError(f"CycleGAN: the weights must not be negative, got {self.cycle_weight}, "
-                             f"{self.identity_weight}")
+            raise ValueError(
+                f"CycleGAN: the weights must not be negative, got {self.cycle_weight}, {self.identity_weight}"
+            )
 
     def g_loss(self, params, inputs: PhaseInputs) -> tuple[jax.Array, PhaseOutput]:
         """``L_G`` of both generators' params; shares the fakes ``fake_b = G_ab(a)`` and ``fake_a = G_ba(b)``.
@@ -176,8 +177,10 @@ class CycleGAN:
         d_a, d_b = (_train_mode(players[name], players[name].params) for name in ("d_a", "d_b"))
         a, b = inputs.batch["a"], inputs.batch["b"]
         fake_b, fake_a = g_ab(a), g_ba(b)
-        parts = {"g_loss": losses.least_squares_g_loss(d_b(fake_b)) + losses.least_squares_g_loss(d_a(fake_a)),
-                 "cycle_loss": _l1(g_ba(fake_b), a) + _l1(g_ab(fake_a), b)}
+        parts = {
+            "g_loss": losses.least_squares_g_loss(d_b(fake_b)) + losses.least_squares_g_loss(d_a(fake_a)),
+            "cycle_loss": _l1(g_ba(fake_b), a) + _l1(g_ab(fake_a), b),
+        }
         total = parts["g_loss"] + self.cycle_weight * parts["cycle_loss"]
         if self.identity_weight:
             parts["identity_loss"] = _l1(g_ba(a), a) + _l1(g_ab(b), b)
@@ -193,8 +196,12 @@ class CycleGAN:
         """
         name, pool_name = f"d_{domain}", f"pool_{domain}"
         d = inputs.state.players[name]
-        fake, pool = mix_and_push(inputs.state.buffers[pool_name], rng.named(inputs.key, pool_name),
-                                  inputs.shared[f"fake_{domain}"], inputs.axis_name)
+        fake, pool = mix_and_push(
+            inputs.state.buffers[pool_name],
+            rng.named(inputs.key, pool_name),
+            inputs.shared[f"fake_{domain}"],
+            inputs.axis_name,
+        )
         real_logits, stats = d(params[name], inputs.batch[domain], train=True)
         fake_logits, stats = d.replace(batch_stats=stats)(params[name], fake, train=True)
         loss = losses.least_squares_d_loss(real_logits, fake_logits)
@@ -202,8 +209,9 @@ class CycleGAN:
         other = inputs.shared.get(f"d_{OTHER[domain]}_loss")
         if other is not None:
             metrics["d_loss"] = 0.5 * (other + loss)
-        return loss, PhaseOutput(metrics=metrics, batch_stats={name: stats}, buffers={pool_name: pool},
-                                 shared={f"{name}_loss": loss})
+        return loss, PhaseOutput(
+            metrics=metrics, batch_stats={name: stats}, buffers={pool_name: pool}, shared={f"{name}_loss": loss}
+        )
 
     def phases(self) -> tuple[Phase, ...]:
         """Both generators' update, then ``D_a``'s and ``D_b``'s on the fakes the generators made before it.
@@ -213,13 +221,22 @@ class CycleGAN:
         ``g_ba_grad_norm``; ``d_a_loss``, ``d_b_loss``, ``d_loss`` (their mean),
         ``d_a_grad_norm``, ``d_b_grad_norm``.
         """
-        return (Phase("g", ("g_ab", "g_ba"), self.g_loss),
-                Phase("d_a", ("d_a",), functools.partial(self.d_loss, "a")),
-                Phase("d_b", ("d_b",), functools.partial(self.d_loss, "b")))
+        return (
+            Phase("g", ("g_ab", "g_ba"), self.g_loss),
+            Phase("d_a", ("d_a",), functools.partial(self.d_loss, "a")),
+            Phase("d_b", ("d_b",), functools.partial(self.d_loss, "b")),
+        )
 
 
-def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module, image_shape: tuple[int, ...],
-                 tx: optax.GradientTransformation, pool_size: int = 50, pool_share: float = 0.5) -> TrainState:
+def create_state(
+    key: jax.Array,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    image_shape: tuple[int, ...],
+    tx: optax.GradientTransformation,
+    pool_size: int = 50,
+    pool_share: float = 0.5,
+) -> TrainState:
     """Both generators (one architecture) and both discriminators, each with its own copy of ``tx``'s state.
 
     Args:
@@ -233,9 +250,10 @@ def create_state(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
     """
     keys = jax.random.split(key, 5)
     example = jnp.zeros((2, *image_shape))
-    players = {name: Player.create(module, tx, k, example)
-               for name, module, k in zip(("g_ab", "g_ba", "d_a", "d_b"), (generator,) * 2 + (discriminator,) * 2,
-                                          keys[:4])}
+    players = {
+        name: Player.create(module, tx, k, example)
+        for name, module, k in zip(("g_ab", "g_ba", "d_a", "d_b"), (generator,) * 2 + (discriminator,) * 2, keys[:4])
+    }
     # Two buffers, not one shared: the state is donated, and each pool is pushed on its own.
     pools = {f"pool_{domain}": ReplayBuffer.create(pool_size, image_shape, share=pool_share) for domain in DOMAINS}
     return TrainState.create(keys[4], players, buffers=pools)

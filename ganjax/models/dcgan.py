@@ -68,8 +68,9 @@ def _check(module: nn.Module, field: str, choices) -> None:
 
 
 def _batch_norm(train: bool, axis_name: str | None) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=bn_scale_init, axis_name=axis_name)
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=bn_scale_init, axis_name=axis_name
+    )
 
 
 def _norm(kind: str, train: bool, axis_name: str | None):

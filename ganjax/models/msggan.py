@@ -33,7 +33,7 @@ from ganjax.training.state import FEATURES
 def scales(image_size: int) -> list[int]:
     """The sides of the images G emits, coarsest first: 28 -> [7, 14, 28]; 32 -> [4, 8, 16, 32]."""
     base, n_up = layout(image_size)
-    return [base * 2 ** i for i in range(n_up + 1)]
+    return [base * 2**i for i in range(n_up + 1)]
 
 
 def pyramid(images: jax.Array, n_scales: int) -> list[jax.Array]:
@@ -53,8 +53,9 @@ def pack(images: list[jax.Array]) -> jax.Array:
 def unpack(packed: jax.Array, sides: list[int]) -> list[jax.Array]:
     """The inverse of :func:`pack` for scales of ``sides``: exact, by taking every ``(S / s)``-th pixel."""
     channels = packed.shape[-1] // len(sides)
-    return [packed[:, ::sides[-1] // s, ::sides[-1] // s, i * channels:(i + 1) * channels]
-            for i, s in enumerate(sides)]
+    return [
+        packed[:, :: sides[-1] // s, :: sides[-1] // s, i * channels : (i + 1) * channels] for i, s in enumerate(sides)
+    ]
 
 
 def real_scales(images: jax.Array) -> jax.Array:

@@ -65,7 +65,7 @@ from ganjax.training.state import Player, TrainState
 
 def resolution(stage: int) -> int:
     """The image side at ``stage``: ``4 * 2^stage``."""
-    return 4 * 2 ** stage
+    return 4 * 2**stage
 
 
 def _lrelu(x: jax.Array) -> jax.Array:
@@ -181,8 +181,9 @@ class Discriminator(nn.Module):
         del train
         _check_stage(stage, self.num_stages, "pggan.Discriminator")
         if x.ndim != 4 or x.shape[1:3] != (resolution(stage),) * 2:
-            raise ValueError(f"pggan.Discriminator at stage {stage} expects NHWC images of side "
-                             f"{resolution(stage)}, got {x.shape}")
+            raise ValueError(
+                f"pggan.Discriminator at stage {stage} expects NHWC images of side {resolution(stage)}, got {x.shape}"
+            )
         features = lambda i: _features(i, self.num_stages, self.width, self.max_width)
 
         def from_rgb(i, images):
@@ -234,8 +235,9 @@ class Schedule:
         """The first step of ``stage``."""
         if stage == 0:
             return 0
-        return self._steps(self.stable_images) + (stage - 1) * (self._steps(self.fade_images)
-                                                                + self._steps(self.stable_images))
+        return self._steps(self.stable_images) + (stage - 1) * (
+            self._steps(self.fade_images) + self._steps(self.stable_images)
+        )
 
     def stage(self, step: int) -> int:
         """The stage that step ``step`` (a Python int) trains."""
@@ -298,9 +300,11 @@ class PGGAN:
         critic = lambda x: inputs.state.players["d"](params["d"], x, alpha, stage, train=True)[0]
         real_scores = critic(real)
         penalty_key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
-        parts = {"d_loss": losses.wasserstein_d_loss(real_scores, critic(fake)),
-                 "penalty": penalties.wgan_gp(critic, real, fake, penalty_key),
-                 "drift": jnp.mean(jnp.square(real_scores))}
+        parts = {
+            "d_loss": losses.wasserstein_d_loss(real_scores, critic(fake)),
+            "penalty": penalties.wgan_gp(critic, real, fake, penalty_key),
+            "drift": jnp.mean(jnp.square(real_scores)),
+        }
         total = parts["d_loss"] + self.penalty_weight * parts["penalty"] + self.drift * parts["drift"]
         return total, PhaseOutput(metrics={**parts, "alpha": alpha})
 
@@ -319,8 +323,10 @@ class PGGAN:
         """
         if not 0 <= stage < self.schedule.num_stages:
             raise ValueError(f"PGGAN.phases: stage must be in [0, {self.schedule.num_stages}), got {stage}")
-        return (Phase("d", ("d",), functools.partial(self.d_loss, stage)),
-                Phase("g", ("g",), functools.partial(self.g_loss, stage)))
+        return (
+            Phase("d", ("d",), functools.partial(self.d_loss, stage)),
+            Phase("g", ("g",), functools.partial(self.g_loss, stage)),
+        )
 
 
 def staged(make_step: Callable[[int], Callable], schedule: Schedule) -> Callable:
@@ -345,23 +351,29 @@ def staged(make_step: Callable[[int], Callable], schedule: Schedule) -> Callable
     return step
 
 
-def create_state(key: jax.Array, generator: Generator, discriminator: Discriminator, channels: int,
-                 g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                 ema_decay: float = 0.0) -> TrainState:
+def create_state(
+    key: jax.Array,
+    generator: Generator,
+    discriminator: Discriminator,
+    channels: int,
+    g_tx: optax.GradientTransformation,
+    d_tx: optax.GradientTransformation,
+    ema_decay: float = 0.0,
+) -> TrainState:
     """Players ``'g'`` and ``'d'`` with the params of every stage (:func:`init_all_stages`).
 
     ``ema_decay``: keep a moving average of G's params with this decay (0: none).
     """
     g_key, d_key, run_key = jax.random.split(key, 3)
     g_params = init_all_stages(generator, g_key, lambda s: jnp.zeros((2, generator.latent_dim)))
-    d_params = init_all_stages(discriminator, d_key,
-                               lambda s: jnp.zeros((2, resolution(s), resolution(s), channels)))
-    players = {"g": Player.from_variables({"params": g_params}, generator.apply, g_tx),
-               "d": Player.from_variables({"params": d_params}, discriminator.apply, d_tx)}
+    d_params = init_all_stages(discriminator, d_key, lambda s: jnp.zeros((2, resolution(s), resolution(s), channels)))
+    players = {
+        "g": Player.from_variables({"params": g_params}, generator.apply, g_tx),
+        "d": Player.from_variables({"params": d_params}, discriminator.apply, d_tx),
+    }
     return TrainState.create(run_key, players, ema_decay={"g": ema_decay})
 
 
-def generate(state: TrainState, z: jax.Array, stage: int, alpha: jax.Array | float,
-             use_ema: bool = False) -> jax.Array:
+def generate(state: TrainState, z: jax.Array, stage: int, alpha: jax.Array | float, use_ema: bool = False) -> jax.Array:
     """G's images for ``z`` at ``stage`` and fade-in weight ``alpha`` (its moving average with ``use_ema``)."""
     return state.players["g"](state.params("g", use_ema), z, jnp.asarray(alpha, jnp.float32), stage, train=False)[0]

@@ -34,8 +34,10 @@ def _avg_pool2(x: jax.Array) -> jax.Array:
 
 def _check_labels(num_classes: int, labels: jax.Array | None, who: str) -> None:
     if (labels is None) != (num_classes == 0):
-        raise ValueError(f"{who}: labels are needed exactly when num_classes > 0 "
-                         f"(num_classes={num_classes}, labels {'missing' if labels is None else 'given'})")
+        raise ValueError(
+            f"{who}: labels are needed exactly when num_classes > 0 "
+            f"(num_classes={num_classes}, labels {'missing' if labels is None else 'given'})"
+        )
 
 
 class _Norm(nn.Module):
@@ -153,7 +155,7 @@ class Discriminator(nn.Module):
         _check_labels(self.num_classes, labels, "sagan.Discriminator")
         _, n_down = layout(self.image_size)
         for i in range(n_down):
-            x = DBlock(self.width * 2 ** i, preactivate=i > 0)(x, train)
+            x = DBlock(self.width * 2**i, preactivate=i > 0)(x, train)
             if i == 0:
                 x = SelfAttention()(x)
         h = jnp.sum(nn.relu(x), axis=(1, 2))

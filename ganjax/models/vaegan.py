@@ -72,22 +72,30 @@ class Encoder(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
         h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
         out = nn.Dense(2 * self.latent_dim, kernel_init=dcgan.weight_init, name="posterior")(h)
-        mean, log_variance = out[:, :self.latent_dim], out[:, self.latent_dim:]
+        mean, log_variance = out[:, : self.latent_dim], out[:, self.latent_dim :]
         return mean, log_variance
 
 
-def players(image_size: int = 28, channels: int = 1, latent_dim: int = 100, width: int = 64,
-            encoder_norm: str = "batch", g_norm: str = "batch", d_norm: str = "layer",
-            bn_axis_name: str | None = None) -> tuple[Encoder, dcgan.Generator, conditional.Discriminator]:
+def players(
+    image_size: int = 28,
+    channels: int = 1,
+    latent_dim: int = 100,
+    width: int = 64,
+    encoder_norm: str = "batch",
+    g_norm: str = "batch",
+    d_norm: str = "layer",
+    bn_axis_name: str | None = None,
+) -> tuple[Encoder, dcgan.Generator, conditional.Discriminator]:
     """``(encoder, decoder, discriminator)``, DCGAN-shaped, ``width`` channels at the image end of each.
 
     D defaults to LayerNorm: its features of reals and of reconstructions are
     compared example by example, which BatchNorm's batch statistics would mix.
     """
-    return (Encoder(latent_dim, image_size, width, encoder_norm, bn_axis_name),
-            dcgan.Generator(image_size, channels, width, latent_dim, bn_axis_name=bn_axis_name, norm=g_norm),
-            conditional.Discriminator("none", image_size=image_size, width=width, norm=d_norm,
-                                      bn_axis_name=bn_axis_name))
+    return (
+        Encoder(latent_dim, image_size, width, encoder_norm, bn_axis_name),
+        dcgan.Generator(image_size, channels, width, latent_dim, bn_axis_name=bn_axis_name, norm=g_norm),
+        conditional.Discriminator("none", image_size=image_size, width=width, norm=d_norm, bn_axis_name=bn_axis_name),
+    )
 
 
 def kl_divergence(mean: jax.Array, log_variance: jax.Array) -> jax.Array:
@@ -119,10 +127,12 @@ class VAEGAN:
     kl_weight: float = 1.0
 
     def __post_init__(self):
-        refused = {"gan.latent.distribution": self.gan.latent.distribution != "gaussian",
-                   "gan.conditioning.num_classes": bool(self.gan.conditioning.num_classes),
-                   "gan.objective.g_objective": self.gan.objective.g_objective != "adversarial",
-                   "gan.objective.penalty_every": self.gan.objective.penalty_every != 1}
+        refused = {
+            "gan.latent.distribution": self.gan.latent.distribution != "gaussian",
+            "gan.conditioning.num_classes": bool(self.gan.conditioning.num_classes),
+            "gan.objective.g_objective": self.gan.objective.g_objective != "adversarial",
+            "gan.objective.penalty_every": self.gan.objective.penalty_every != 1,
+        }
         for field, bad in refused.items():
             if bad:
                 raise ValueError(f"VAEGAN.{field}: not supported by the VAE-GAN step")
@@ -187,10 +197,18 @@ class VAEGAN:
         return (Phase("d", ("d",), self._d_main, repeat=n_critic), Phase("vae", ("enc", "g"), self._vae_main))
 
 
-def create_state(key: jax.Array, model: VAEGAN, encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module,
-                 image_shape: tuple[int, ...], enc_tx: optax.GradientTransformation | None = None,
-                 g_tx: optax.GradientTransformation | None = None, d_tx: optax.GradientTransformation | None = None,
-                 ema_decay: float = 0.0) -> TrainState:
+def create_state(
+    key: jax.Array,
+    model: VAEGAN,
+    encoder: nn.Module,
+    decoder: nn.Module,
+    discriminator: nn.Module,
+    image_shape: tuple[int, ...],
+    enc_tx: optax.GradientTransformation | None = None,
+    g_tx: optax.GradientTransformation | None = None,
+    d_tx: optax.GradientTransformation | None = None,
+    ema_decay: float = 0.0,
+) -> TrainState:
     """The players ``'enc'``, ``'g'`` and ``'d'``; optimizers default to Adam(2e-4, b1=0.5), the encoder's to G's.
 
     Args:
@@ -205,8 +223,9 @@ def create_state(key: jax.Array, model: VAEGAN, encoder: nn.Module, decoder: nn.
     """
     enc_tx = enc_tx or g_tx or optax.adam(2e-4, b1=0.5)
     gan_key, enc_key = jax.random.split(key)
-    state = gan_phases.create_state(gan_key, model.gan, decoder, discriminator, image_shape, g_tx=g_tx, d_tx=d_tx,
-                                    ema_decay=ema_decay)
+    state = gan_phases.create_state(
+        gan_key, model.gan, decoder, discriminator, image_shape, g_tx=g_tx, d_tx=d_tx, ema_decay=ema_decay
+    )
     enc = Player.create(encoder, enc_tx, enc_key, jnp.zeros((2, *image_shape)))
     return state.replace(players={**state.players, "enc": enc})
 

@@ -74,6 +74,7 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- strided convolution
 
+
 def _conv(x, kernel, strides, padding):
     return lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMENSION_NUMBERS)
 

@@ -66,8 +66,9 @@ class EqualizedConv(nn.Module):
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.normal(1.0), shape)
         kernel = kernel * he_constant(math.prod(shape[:-1]), self.gain)
-        y = lax.conv_general_dilated(x, kernel, tuple(self.strides), self.padding,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = lax.conv_general_dilated(
+            x, kernel, tuple(self.strides), self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y

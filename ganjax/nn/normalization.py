@@ -69,8 +69,14 @@ class SpectralConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        conv = Conv(self.features, self.kernel_size, self.strides, self.padding, use_bias=self.use_bias,
-                       kernel_init=self.kernel_init)
+        conv = Conv(
+            self.features,
+            self.kernel_size,
+            self.strides,
+            self.padding,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+        )
         return nn.SpectralNorm(conv, n_steps=self.n_steps)(x, update_stats=train)
 
 
@@ -89,8 +95,14 @@ class PixelNorm(nn.Module):
 
 def _batch_norm(train: bool, momentum: float, epsilon: float, axis_name: str | None) -> nn.BatchNorm:
     """BatchNorm without its own scale and shift, for the modulated norms below."""
-    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, use_scale=False,
-                        use_bias=False, axis_name=axis_name)
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=momentum,
+        epsilon=epsilon,
+        use_scale=False,
+        use_bias=False,
+        axis_name=axis_name,
+    )
 
 
 def _modulate(x: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
@@ -174,14 +186,17 @@ class VirtualBatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if not 0 < self.reference_size < x.shape[0]:
-            raise ValueError(f"VirtualBatchNorm: reference_size must be in (0, {x.shape[0]}), got {self.reference_size}")
+            raise ValueError(
+                f"VirtualBatchNorm: reference_size must be in (0, {x.shape[0]}), got {self.reference_size}"
+            )
         spatial = tuple(range(1, x.ndim - 1))
         sample_mean = jnp.mean(x, axis=spatial, keepdims=True)
         sample_sq = jnp.mean(jnp.square(x), axis=spatial, keepdims=True)
         n = self.reference_size
         ref_mean, ref_sq = jnp.mean(sample_mean[:n], axis=0), jnp.mean(sample_sq[:n], axis=0)
-        mean = jnp.concatenate([jnp.broadcast_to(ref_mean, sample_mean[:n].shape),
-                                (n * ref_mean + sample_mean[n:]) / (n + 1)])
+        mean = jnp.concatenate(
+            [jnp.broadcast_to(ref_mean, sample_mean[:n].shape), (n * ref_mean + sample_mean[n:]) / (n + 1)]
+        )
         sq = jnp.concatenate([jnp.broadcast_to(ref_sq, sample_sq[:n].shape), (n * ref_sq + sample_sq[n:]) / (n + 1)])
         y = (x - mean) * jax.lax.rsqrt(jnp.maximum(sq - jnp.square(mean), 0.0) + self.epsilon)
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))

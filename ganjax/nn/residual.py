@@ -35,8 +35,9 @@ class ResBlockG(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         def norm(name):
-            return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, axis_name=self.axis_name,
-                                name=name)
+            return nn.BatchNorm(
+                use_running_average=not train, momentum=self.momentum, axis_name=self.axis_name, name=name
+            )
 
         def conv(size, name):
             return Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)

@@ -65,39 +65,52 @@ def gram(features: jax.Array) -> jax.Array:
 
 def content_loss(features: Features, targets: Features) -> jax.Array:
     """``sum_l mean((F_l - P_l)^2)`` over the layers of ``targets``."""
-    return sum(jnp.mean(jnp.square(features[l] - targets[l])) for l in targets)
+    return sum(jnp.mean(jnp.square(features[layer] - targets[layer])) for layer in targets)
 
 
 def style_loss(features: Features, target_grams: Features) -> jax.Array:
     """``mean_l mean((gram(F_l) - A_l)^2)`` over the layers of ``target_grams`` (Gram matrices of the style image)."""
-    return sum(jnp.mean(jnp.square(gram(features[l]) - target_grams[l])) for l in target_grams) / len(target_grams)
+    return sum(jnp.mean(jnp.square(gram(features[layer]) - target_grams[layer])) for layer in target_grams) / len(
+        target_grams
+    )
 
 
 def total_variation(images: jax.Array) -> jax.Array:
     """The mean absolute difference between vertically and horizontally neighbouring pixels, summed."""
-    return (jnp.mean(jnp.abs(images[:, 1:] - images[:, :-1]))
-            + jnp.mean(jnp.abs(images[:, :, 1:] - images[:, :, :-1])))
+    return jnp.mean(jnp.abs(images[:, 1:] - images[:, :-1])) + jnp.mean(jnp.abs(images[:, :, 1:] - images[:, :, :-1]))
 
 
 def targets(features_fn: FeatureFn, content: jax.Array, style: jax.Array, config: StyleConfig) -> Targets:
     """What the output should match: the content features of ``content`` and the Gram matrices of ``style``."""
     content_features, style_features = features_fn(content), features_fn(style)
-    return Targets({l: content_features[l] for l in config.content_layers},
-                   {l: gram(style_features[l]) for l in config.style_layers})
+    return Targets(
+        {layer: content_features[layer] for layer in config.content_layers},
+        {layer: gram(style_features[layer]) for layer in config.style_layers},
+    )
 
 
 def losses(image: jax.Array, features_fn: FeatureFn, target: Targets, config: StyleConfig) -> dict[str, jax.Array]:
     """The three losses of ``image`` and their weighted sum, ``'total'``."""
     features = features_fn(image)
-    parts = {"content": content_loss(features, target.content), "style": style_loss(features, target.style),
-             "tv": total_variation(image)}
-    parts["total"] = (config.content_weight * parts["content"] + config.style_weight * parts["style"]
-                      + config.tv_weight * parts["tv"])
+    parts = {
+        "content": content_loss(features, target.content),
+        "style": style_loss(features, target.style),
+        "tv": total_variation(image),
+    }
+    parts["total"] = (
+        config.content_weight * parts["content"] + config.style_weight * parts["style"] + config.tv_weight * parts["tv"]
+    )
     return parts
 
 
-def transfer(features_fn: FeatureFn, content: jax.Array, style: jax.Array, config: StyleConfig,
-             tx: optax.GradientTransformationExtraArgs, steps: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+def transfer(
+    features_fn: FeatureFn,
+    content: jax.Array,
+    style: jax.Array,
+    config: StyleConfig,
+    tx: optax.GradientTransformationExtraArgs,
+    steps: int,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Optimises an image from ``content`` by ``steps`` updates of ``tx`` (jit: ``config``, ``tx``, ``steps`` static).
 
     ``tx`` may be ``optax.adam(...)`` or ``optax.lbfgs()``: the loss's value,
@@ -116,6 +129,7 @@ def transfer(features_fn: FeatureFn, content: jax.Array, style: jax.Array, confi
       ``'tv'``, ``'total'``) before each update, shape ``(steps,)``.
     """
     target = targets(features_fn, content, style, config)
+
     def total(image):
         parts = losses(image, features_fn, target, config)
         return parts["total"], parts

@@ -40,8 +40,9 @@ CROSS_REPLICA_BN_BELOW = 32
 CROSS_REPLICA_BN_MODES = ("auto", "on", "off")
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
     """Joins this process to a multi-process run; call it before any other JAX call.
 
     Arguments left as None are detected by JAX where it can (Cloud TPU pods,
@@ -70,9 +71,11 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     local = jax.local_device_count()
     if not 0 <= num_devices <= local:
         raise ValueError(f"num_devices={num_devices}: each process has {local} devices (0 uses all of them)")
-    per_process = [sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)
-                   for p in range(jax.process_count())]
-    return Mesh(np.asarray([d for devices in per_process for d in devices[:num_devices or local]]), (DATA_AXIS,))
+    per_process = [
+        sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)
+        for p in range(jax.process_count())
+    ]
+    return Mesh(np.asarray([d for devices in per_process for d in devices[: num_devices or local]]), (DATA_AXIS,))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> int:
@@ -83,8 +86,10 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> int:
     """
     n = mesh.shape[DATA_AXIS]
     if batch_size % n:
-        raise ValueError(f"the global batch size {batch_size} does not divide evenly over {n} devices; "
-                         f"use a multiple of {n} or fewer devices")
+        raise ValueError(
+            f"the global batch size {batch_size} does not divide evenly over {n} devices; "
+            f"use a multiple of {n} or fewer devices"
+        )
     return batch_size // n
 
 
@@ -134,8 +139,9 @@ def shard_batch(batch: PyTree, mesh: Mesh) -> PyTree:
     def put(x):
         check_batch_size(len(x), mesh)
         rows = len(x) // count
-        return jax.make_array_from_process_local_data(sharding, np.asarray(x[process * rows:(process + 1) * rows]),
-                                                      x.shape)
+        return jax.make_array_from_process_local_data(
+            sharding, np.asarray(x[process * rows : (process + 1) * rows]), x.shape
+        )
 
     return jax.tree.map(put, batch)
 
@@ -169,8 +175,7 @@ def data_parallel(step_fn: Callable, mesh: Mesh, batches: int = 1) -> Callable:
 
     # The pmap model: without check_vma, gradients with respect to the replicated params stay per device
     # until the step's pmean (with it, their transpose would already sum them over devices).
-    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(None, DATA_AXIS)), out_specs=P(),
-                           check_vma=False)
+    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(None, DATA_AXIS)), out_specs=P(), check_vma=False)
 
     def step(state, batch):
         for x in jax.tree.leaves(batch):

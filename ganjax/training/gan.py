@@ -111,8 +111,9 @@ class Objective:
             if self.label_flip_prob:
                 _refuse(self, "label_flip_prob", f"flipping needs a loss that takes labels; {self.loss!r} takes none")
         if (self.penalty == "none") != (self.penalty_weight == 0):
-            _refuse(self, "penalty_weight", f"is {self.penalty_weight} with penalty {self.penalty!r}: set both or "
-                                            "neither")
+            _refuse(
+                self, "penalty_weight", f"is {self.penalty_weight} with penalty {self.penalty!r}: set both or neither"
+            )
         if self.penalty == "none" and self.penalty_every != 1:
             _refuse(self, "penalty_every", f"is {self.penalty_every} with no penalty")
 
@@ -209,12 +210,14 @@ class GAN:
     def real_inputs(self, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array | None]:
         """The real images and, for a conditional GAN, their labels."""
         if self.conditioning.num_classes and "label" not in batch:
-            raise ValueError(f"Conditioning.num_classes={self.conditioning.num_classes}: the batch needs a "
-                             "'label' entry")
+            raise ValueError(
+                f"Conditioning.num_classes={self.conditioning.num_classes}: the batch needs a 'label' entry"
+            )
         return batch["image"], batch["label"] if self.conditioning.num_classes else None
 
-    def generate(self, g: Player, params, key: jax.Array, batch_size: int,
-                 axis_name: str | None) -> tuple[jax.Array, jax.Array | None, dict]:
+    def generate(
+        self, g: Player, params, key: jax.Array, batch_size: int, axis_name: str | None
+    ) -> tuple[jax.Array, jax.Array | None, dict]:
         """A fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``."""
         z_key, y_key, g_key = jax.random.split(key, 3)
         y = None
@@ -240,8 +243,15 @@ class GAN:
 
     # ------------------------------------------------------------------ the losses
 
-    def d_loss(self, params, inputs: PhaseInputs, real: jax.Array, real_y: jax.Array | None, fake: jax.Array,
-               fake_y: jax.Array | None) -> tuple[jax.Array, PhaseOutput]:
+    def d_loss(
+        self,
+        params,
+        inputs: PhaseInputs,
+        real: jax.Array,
+        real_y: jax.Array | None,
+        fake: jax.Array,
+        fake_y: jax.Array | None,
+    ) -> tuple[jax.Array, PhaseOutput]:
         """D's loss on an all-real and an all-fake batch, each its own BatchNorm call (ganhacks trick 4).
 
         With the objective's labels, flips and (unless lazy) penalty, the
@@ -263,12 +273,14 @@ class GAN:
         parts = {"d_loss": d_loss}
         total = d_loss
         if objective.penalty != "none" and objective.penalty_every == 1:
-            parts["penalty"] = self.penalty(d.replace(batch_stats=stats), params, real, real_y, fake, fake_y,
-                                            rng.device_key(penalty_key, axis))
+            parts["penalty"] = self.penalty(
+                d.replace(batch_stats=stats), params, real, real_y, fake, fake_y, rng.device_key(penalty_key, axis)
+            )
             total = total + objective.penalty_weight * parts["penalty"]
         if self.conditioning.aux_class_weight:
-            parts["d_class_loss"] = (_class_loss(real_classes, real_y) + self.conditioning.aux_fake_class_weight
-                                     * _class_loss(fake_classes, fake_y))
+            parts["d_class_loss"] = _class_loss(
+                real_classes, real_y
+            ) + self.conditioning.aux_fake_class_weight * _class_loss(fake_classes, fake_y)
             total = total + self.conditioning.aux_class_weight * parts["d_class_loss"]
         metrics = {**parts, **d_outputs(real_logits, fake_logits, pair)}
         return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats})
@@ -307,8 +319,9 @@ class GAN:
     def _g_main(self, params, inputs: PhaseInputs):
         d, g = inputs.state.players["d"], inputs.state.players["g"]
         real, real_y = self.real_inputs(inputs.batch)
-        fake, fake_y, g_stats = self.generate(g, params["g"], rng.named(inputs.key, "fake"), real.shape[0],
-                                              inputs.axis_name)
+        fake, fake_y, g_stats = self.generate(
+            g, params["g"], rng.named(inputs.key, "fake"), real.shape[0], inputs.axis_name
+        )
         if self.objective.g_objective == "feature_matching":
             # Each device matches its own batch's means; gradients are averaged over devices.
             real_features = lax.stop_gradient(self.d_features(d, real, real_y))
@@ -339,18 +352,27 @@ class GAN:
         return tuple(phases)
 
 
-def mix_and_push(pool: ReplayBuffer, key: jax.Array, fake: jax.Array,
-                 axis_name: str | None) -> tuple[jax.Array, ReplayBuffer]:
+def mix_and_push(
+    pool: ReplayBuffer, key: jax.Array, fake: jax.Array, axis_name: str | None
+) -> tuple[jax.Array, ReplayBuffer]:
     """D's fake batch with ``pool.share`` of it replayed, and the pool with this (global) batch pushed."""
     mixed = mix(pool, rng.device_key(key, axis_name), fake)
     pushed = fake if axis_name is None else lax.all_gather(fake, axis_name, tiled=True)
     return mixed, pool.push(pushed)
 
 
-def create_state(key: jax.Array, gan: GAN, generator: nn.Module, discriminator: nn.Module,
-                 image_shape: tuple[int, ...], g_tx: optax.GradientTransformation | None = None,
-                 d_tx: optax.GradientTransformation | None = None, ema_decay: float = 0.0, replay_capacity: int = 0,
-                 replay_share: float = 0.0) -> TrainState:
+def create_state(
+    key: jax.Array,
+    gan: GAN,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    image_shape: tuple[int, ...],
+    g_tx: optax.GradientTransformation | None = None,
+    d_tx: optax.GradientTransformation | None = None,
+    ema_decay: float = 0.0,
+    replay_capacity: int = 0,
+    replay_share: float = 0.0,
+) -> TrainState:
     """Both players (optimizers default to Adam(2e-4, b1=0.5), as in DCGAN) and the state's options.
 
     Args:
@@ -374,14 +396,23 @@ def create_state(key: jax.Array, gan: GAN, generator: nn.Module, discriminator: 
     g_key, d_key, run_key = jax.random.split(key, 3)
     y = (jnp.zeros((2,), jnp.int32),) if gan.conditioning.num_classes else ()
     g = Player.create(generator, g_tx, g_key, jnp.zeros((2, gan.latent.dim)), *y)
-    d = Player.create(discriminator, d_tx, d_key, jnp.zeros((2, *image_shape)),
-                      *(y if gan.conditioning.d_takes_labels else ()))
-    buffers = {"replay": ReplayBuffer.create(replay_capacity, image_shape, share=replay_share)} if replay_capacity else {}
+    d = Player.create(
+        discriminator, d_tx, d_key, jnp.zeros((2, *image_shape)), *(y if gan.conditioning.d_takes_labels else ())
+    )
+    buffers = (
+        {"replay": ReplayBuffer.create(replay_capacity, image_shape, share=replay_share)} if replay_capacity else {}
+    )
     return TrainState.create(run_key, {"g": g, "d": d}, ema_decay={"g": ema_decay}, buffers=buffers)
 
 
-def generate(state: TrainState, z: jax.Array, labels: jax.Array | None = None, train: bool = False,
-             use_ema: bool = False, rngs=None) -> jax.Array:
+def generate(
+    state: TrainState,
+    z: jax.Array,
+    labels: jax.Array | None = None,
+    train: bool = False,
+    use_ema: bool = False,
+    rngs=None,
+) -> jax.Array:
     """G's images for ``z`` (and class ``labels``), with BatchNorm running statistics unless ``train``.
 
     Args:

@@ -24,6 +24,7 @@ player's params when the state keeps one, and the gradient norm as a metric.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -101,8 +102,9 @@ class Phase:
         if not self.players:
             raise ValueError(f"Phase {self.name!r}: names no player to update")
         if self.every < 1 or self.repeat < 1:
-            raise ValueError(f"Phase {self.name!r}: every and repeat must be at least 1, got {self.every}, "
-                             f"{self.repeat}")
+            raise ValueError(
+                f"Phase {self.name!r}: every and repeat must be at least 1, got {self.every}, {self.repeat}"
+            )
 
 
 def batches_per_step(phases: tuple[Phase, ...]) -> int:
@@ -145,8 +147,9 @@ def update_players(phase: Phase, inputs: PhaseInputs) -> tuple[TrainState, Metri
     return state, metrics, output.shared
 
 
-def _repetitions(phase: Phase, state: TrainState, chunks: PyTree, total: int, axis_name: str | None,
-                 shared: Mapping[str, Any]) -> tuple[TrainState, Metrics, Mapping[str, Any]]:
+def _repetitions(
+    phase: Phase, state: TrainState, chunks: PyTree, total: int, axis_name: str | None, shared: Mapping[str, Any]
+) -> tuple[TrainState, Metrics, Mapping[str, Any]]:
     """``phase.repeat`` updates on the last ``repeat`` chunks; the last one draws from the step's own key.
 
     Unrolled: XLA:CPU runs convolutions inside a while loop (``lax.scan``) about 50 times slower.
@@ -156,11 +159,23 @@ def _repetitions(phase: Phase, state: TrainState, chunks: PyTree, total: int, ax
     for j in range(phase.repeat):
         last = j == phase.repeat - 1
         rep_key = key if last else jax.random.fold_in(rng.named(key, f"{phase.name}/repeat"), j)
-        batch = jax.tree.map(lambda a: a[total - phase.repeat + j], chunks)
+        batch = jax.tree.map(operator.itemgetter(total - phase.repeat + j), chunks)
         state, metrics, out = update_players(phase, PhaseInputs(state, batch, rep_key, axis_name, shared))
         runs.append(metrics)
     metrics = jax.tree.map(lambda *values: sum(values) / len(values), *runs)
     return state, metrics, {**shared, **out}
+
+
+def _now_and_then(
+    phase: Phase, state: TrainState, chunks: PyTree, total: int, axis_name: str | None, shared: Mapping[str, Any]
+) -> tuple[TrainState, Metrics]:
+    """``phase`` at multiples of ``phase.every`` (``lax.cond``), its metrics 0 on the other steps.
+
+    A phase that runs now and then shares nothing with the phases after it.
+    """
+    run = lambda s: _repetitions(phase, s, chunks, total, axis_name, shared)[:2]
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run, state)[1])
+    return lax.cond(state.step % phase.every == 0, run, lambda s: (s, zeros), state)
 
 
 def make_step(phases: tuple[Phase, ...]) -> Callable[..., tuple[TrainState, Metrics]]:
@@ -187,10 +202,7 @@ def make_step(phases: tuple[Phase, ...]) -> Callable[..., tuple[TrainState, Metr
             if phase.every == 1:
                 state, phase_metrics, shared = _repetitions(phase, state, chunks, total, axis_name, shared)
             else:
-                # A phase that runs now and then shares nothing with the phases after it.
-                run = lambda s, phase=phase: _repetitions(phase, s, chunks, total, axis_name, shared)[:2]
-                zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run, state)[1])
-                state, phase_metrics = lax.cond(state.step % phase.every == 0, run, lambda s: (s, zeros), state)
+                state, phase_metrics = _now_and_then(phase, state, chunks, total, axis_name, shared)
             metrics.update(phase_metrics)
         return state.replace(step=state.step + 1), rng.mean_over_devices(metrics, axis_name)
 

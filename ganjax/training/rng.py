@@ -30,8 +30,9 @@ def named(key: jax.Array, name: str) -> jax.Array:
     return jax.random.fold_in(key, zlib.crc32(name.encode()))
 
 
-def per_device(draw: Callable[[jax.Array, tuple[int, ...]], PyTree], key: jax.Array, shape: tuple[int, ...],
-               axis_name: str | None) -> PyTree:
+def per_device(
+    draw: Callable[[jax.Array, tuple[int, ...]], PyTree], key: jax.Array, shape: tuple[int, ...], axis_name: str | None
+) -> PyTree:
     """``draw(key, shape)`` for this device: its slice of one draw for the global batch.
 
     Without an axis this is ``draw(key, shape)``; on ``n`` devices every device

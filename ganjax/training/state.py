@@ -38,21 +38,27 @@ class Player(struct.PyTreeNode):
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *inputs,
-               **kwargs) -> Player:
+    def create(cls, module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *inputs, **kwargs) -> Player:
         """Initialises ``module`` on ``inputs`` (with ``train=False``) and ``tx`` on its params."""
         params_key, noise_key, dropout_key = jax.random.split(key, 3)
-        variables = module.init({"params": params_key, "noise": noise_key, "dropout": dropout_key}, *inputs,
-                                train=False, **kwargs)
+        variables = module.init(
+            {"params": params_key, "noise": noise_key, "dropout": dropout_key}, *inputs, train=False, **kwargs
+        )
         return cls.from_variables(variables, module.apply, tx)
 
     @classmethod
-    def from_variables(cls, variables: Mapping[str, PyTree], apply_fn: Callable,
-                       tx: optax.GradientTransformation) -> Player:
+    def from_variables(
+        cls, variables: Mapping[str, PyTree], apply_fn: Callable, tx: optax.GradientTransformation
+    ) -> Player:
         """A player of existing ``{'params', 'batch_stats'?}`` variables, its optimizer state fresh."""
         params = variables["params"]
-        return cls(params=params, batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-                   apply_fn=apply_fn, tx=tx)
+        return cls(
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+            apply_fn=apply_fn,
+            tx=tx,
+        )
 
     def _variables(self, params: PyTree) -> dict[str, PyTree]:
         return {"params": params, **({"batch_stats": self.batch_stats} if self.batch_stats else {})}
@@ -64,8 +70,9 @@ class Player(struct.PyTreeNode):
         evaluation mode the running statistics are used and returned unchanged.
         """
         if train and self.batch_stats:
-            out, updates = self.apply_fn(self._variables(params), *inputs, train=True, rngs=rngs,
-                                         mutable=["batch_stats"], **kwargs)
+            out, updates = self.apply_fn(
+                self._variables(params), *inputs, train=True, rngs=rngs, mutable=["batch_stats"], **kwargs
+            )
             return out, updates["batch_stats"]
         return self.apply_fn(self._variables(params), *inputs, train=train, rngs=rngs, **kwargs), self.batch_stats
 
@@ -79,15 +86,18 @@ class Player(struct.PyTreeNode):
         out, updates = self.apply_fn(self._variables(params), *inputs, train=train, mutable=mutable)
         sown = updates.get("intermediates", {}).get(FEATURES)
         if sown is None:
-            raise ValueError(f"the module sows no 'intermediates/{FEATURES}': call "
-                             f"self.sow('intermediates', '{FEATURES}', h) on its hidden layer")
+            raise ValueError(
+                f"the module sows no 'intermediates/{FEATURES}': call "
+                f"self.sow('intermediates', '{FEATURES}', h) on its hidden layer"
+            )
         return out, sown[0], updates.get("batch_stats", self.batch_stats)
 
     def apply_gradients(self, grads: PyTree, batch_stats: PyTree) -> Player:
         """One optimizer update; also stores the new BatchNorm statistics."""
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        return self.replace(params=optax.apply_updates(self.params, updates), opt_state=opt_state,
-                            batch_stats=batch_stats)
+        return self.replace(
+            params=optax.apply_updates(self.params, updates), opt_state=opt_state, batch_stats=batch_stats
+        )
 
 
 class TrainState(struct.PyTreeNode):
@@ -110,8 +120,13 @@ class TrainState(struct.PyTreeNode):
     buffers: dict[str, Any] = struct.field(default_factory=dict)
 
     @classmethod
-    def create(cls, key: jax.Array, players: Mapping[str, Player], ema_decay: Mapping[str, float] | None = None,
-               buffers: Mapping[str, Any] | None = None) -> TrainState:
+    def create(
+        cls,
+        key: jax.Array,
+        players: Mapping[str, Player],
+        ema_decay: Mapping[str, float] | None = None,
+        buffers: Mapping[str, Any] | None = None,
+    ) -> TrainState:
         """A state at step 0; ``ema_decay`` names the players to average and their decays (0: none)."""
         ema = {name: EMA.create(players[name].params, decay) for name, decay in (ema_decay or {}).items() if decay}
         return cls(step=jnp.zeros((), jnp.int32), players=dict(players), key=key, ema=ema, buffers=dict(buffers or {}))

@@ -37,8 +37,9 @@ def _reference_mmd2(x, y):
     k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3
     m, n = len(x), len(y)
     kxx, kyy = k(x, x), k(y, y)
-    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-            - 2 * k(x, y).mean())
+    return (
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * k(x, y).mean()
+    )
 
 
 def test_polynomial_mmd2_matches_formula():
@@ -139,8 +140,16 @@ def test_evaluate_images_in_one_pass():
     calls = []
     feature_fn = lambda b: calls.append(len(b)) or b.reshape(len(b), -1)
     class_fn = lambda b: (b.reshape(len(b), -1)[:, 0] > 0).astype(np.int32)
-    got = metrics.evaluate_images(metrics.array_batches(fake_images, 128), feature_fn, real, jax.random.key(0),
-                                  class_fn, num_classes=2, kid_subsets=10, kid_subset_size=100)
+    got = metrics.evaluate_images(
+        metrics.array_batches(fake_images, 128),
+        feature_fn,
+        real,
+        jax.random.key(0),
+        class_fn,
+        num_classes=2,
+        kid_subsets=10,
+        kid_subset_size=100,
+    )
     fake = fake_images.reshape(300, -1)
     assert calls == [128, 128, 44]
     assert got["fid"] == pytest.approx(metrics.fid_from_features(real, fake), rel=1e-12)

@@ -55,12 +55,14 @@ def test_mode_metrics_of_real_samples():
 def test_mode_metrics_on_hand_made_samples():
     ring = data.ring_mixture()
     m = ring.means
-    samples = np.concatenate([
-        np.repeat(m[:2], 10, axis=0),        # 20 exact samples on modes 0 and 1
-        m[2:3] + [[0.02, 0.0]],              # 1 sample within 3 std of mode 2
-        m[3:4] + [[0.05, 0.0]] * 4,          # 4 samples near mode 3 but 5 std away: low quality
-        np.zeros((5, 2)) + [[0.0, 0.001]],   # 5 at the centre, nearest to mode 2 (90 degrees), far from it
-    ])
+    samples = np.concatenate(
+        [
+            np.repeat(m[:2], 10, axis=0),  # 20 exact samples on modes 0 and 1
+            m[2:3] + [[0.02, 0.0]],  # 1 sample within 3 std of mode 2
+            m[3:4] + [[0.05, 0.0]] * 4,  # 4 samples near mode 3 but 5 std away: low quality
+            np.zeros((5, 2)) + [[0.0, 0.001]],  # 5 at the centre, nearest to mode 2 (90 degrees), far from it
+        ]
+    )
     got = metrics.mixture_metrics(samples, m, ring.std)
     assert got["modes"] == 3
     assert got["high_quality"] == pytest.approx(21 / 30)

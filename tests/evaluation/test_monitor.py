@@ -16,10 +16,16 @@ def healthy(seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = np.arange(T)
     noise = lambda scale: scale * rng.normal(size=T)
-    return {"d_loss": 1.3 - 0.1 * t / T + noise(0.05), "g_loss": 0.9 + noise(0.05),
-            "d_real": 0.6 + noise(0.02), "d_fake": 0.4 + noise(0.02),
-            "d_grad_norm": 2.0 + np.abs(noise(0.5)), "g_grad_norm": 3.0 + np.abs(noise(0.5)),
-            "duplicate_share": np.full(T, 0.01), "pairwise_distance_ratio": np.full(T, 0.95)}
+    return {
+        "d_loss": 1.3 - 0.1 * t / T + noise(0.05),
+        "g_loss": 0.9 + noise(0.05),
+        "d_real": 0.6 + noise(0.02),
+        "d_fake": 0.4 + noise(0.02),
+        "d_grad_norm": 2.0 + np.abs(noise(0.5)),
+        "g_grad_norm": 3.0 + np.abs(noise(0.5)),
+        "duplicate_share": np.full(T, 0.01),
+        "pairwise_distance_ratio": np.full(T, 0.95),
+    }
 
 
 def _with(**changes):
@@ -36,8 +42,9 @@ FAILURES = {
     "d_loss_zero": _with(d_loss=np.full(T, 0.01)),
     "grad_explosion": _with(g_grad_norm=np.concatenate([np.full(T - 20, 3.0), np.geomspace(120.0, 450.0, 20)])),
     "d_loss_unstable": _with(d_loss=_d_loss_spikes()),
-    "g_fools_with_garbage": _with(g_loss=np.linspace(4.0, 2.0, T), d_real=np.full(T, 0.95),
-                                  d_fake=np.full(T, 0.05), d_loss=np.full(T, 0.3)),
+    "g_fools_with_garbage": _with(
+        g_loss=np.linspace(4.0, 2.0, T), d_real=np.full(T, 0.95), d_fake=np.full(T, 0.05), d_loss=np.full(T, 0.3)
+    ),
     "mode_collapse": _with(duplicate_share=np.full(T, 0.8)),
 }
 
@@ -74,8 +81,9 @@ def test_thresholds_are_configurable():
 def test_window_only_looks_at_recent_values():
     d = healthy()["d_loss"].copy()
     d[-50:] = 0.01
-    names = lambda window: [f.name for f in
-                            monitor.Monitor(monitor.MonitorConfig(window=window)).check(_with(d_loss=d))]
+    names = lambda window: [
+        f.name for f in monitor.Monitor(monitor.MonitorConfig(window=window)).check(_with(d_loss=d))
+    ]
     assert "d_loss_zero" in names(50)
     assert "d_loss_zero" not in names(T)
 

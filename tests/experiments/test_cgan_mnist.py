@@ -18,16 +18,47 @@ from ganjax.training.gan import generate
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory):
     """An untrained classifier: the checks compare the experiment's numbers with their recomputation."""
-    return str(mnist_classifier.save_mnist_classifier(mnist_classifier.init(jax.random.key(0)),
-                                                       tmp_path_factory.mktemp("classifier")))
+    return str(
+        mnist_classifier.save_mnist_classifier(
+            mnist_classifier.init(jax.random.key(0)), tmp_path_factory.mktemp("classifier")
+        )
+    )
 
 
 def tiny(cls, mnist_dir, tmp_path, classifier_dir, *extra):
-    argv = ["--data.dir", str(mnist_dir), "--run.workdir", str(tmp_path / "run"), "--schedule.steps", "6",
-            "--schedule.batch-size", "16", "--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4",
-            "--samples-per-class", "3", "--run.log-every", "2", "--run.sample-every", "3",
-            "--run.checkpoint-every", "3", "--class-accuracy.eval-every", "3", "--class-accuracy.eval-per-class", "5",
-            "--class-accuracy.final-eval-per-class", "20", "--class-accuracy.classifier-dir", classifier_dir, *extra]
+    argv = [
+        "--data.dir",
+        str(mnist_dir),
+        "--run.workdir",
+        str(tmp_path / "run"),
+        "--schedule.steps",
+        "6",
+        "--schedule.batch-size",
+        "16",
+        "--latent.dim",
+        "8",
+        "--model.g-width",
+        "4",
+        "--model.d-width",
+        "4",
+        "--samples-per-class",
+        "3",
+        "--run.log-every",
+        "2",
+        "--run.sample-every",
+        "3",
+        "--run.checkpoint-every",
+        "3",
+        "--class-accuracy.eval-every",
+        "3",
+        "--class-accuracy.eval-per-class",
+        "5",
+        "--class-accuracy.final-eval-per-class",
+        "20",
+        "--class-accuracy.classifier-dir",
+        classifier_dir,
+        *extra,
+    ]
     return configs.parse(cls, argv)
 
 
@@ -36,8 +67,7 @@ def test_per_class_accuracy():
 
 
 def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_dir, tmp_path, classifier_dir):
-    config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, "--swaps.every", "4", "--swaps.duration",
-                  "1")
+    config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, "--swaps.every", "4", "--swaps.duration", "1")
     state, shares = cgan_mnist.train_and_evaluate(config)
     assert int(state.step) == 6
     run = tmp_path / "run"
@@ -70,6 +100,7 @@ def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
     d = state.players["d"]
     (logits, class_logits), _ = d(d.params, np.zeros((2, 28, 28, 1), np.float32), train=False)
     chex.assert_shape((logits, class_logits), ((2,), (2, 10)))
-    with pytest.raises(ValueError, match="ConditionalModel.d_conditioning: is 'auxiliary' with "
-                                         "conditioning.aux_class_weight=0.0"):
+    with pytest.raises(
+        ValueError, match="ConditionalModel.d_conditioning: is 'auxiliary' with conditioning.aux_class_weight=0.0"
+    ):
         cgan_mnist.Config(model=configs.ConditionalModel(d_conditioning="auxiliary"))

@@ -20,13 +20,22 @@ SGD = optax.sgd(1.0)
 STEP = jax.jit(make_step(MODEL.phases()))  # one compilation for every state of the same structure
 _A = jnp.tanh(2.0 * jax.random.normal(jax.random.key(7), (4, S, S, 1)))
 BATCH = {"a": _A, "b": -_A[::-1]}  # unpaired: B is A inverted, in another order
-METRICS = {"g_loss", "cycle_loss", "identity_loss", "g_ab_grad_norm", "g_ba_grad_norm", "d_a_loss", "d_b_loss",
-           "d_loss", "d_a_grad_norm", "d_b_grad_norm"}
+METRICS = {
+    "g_loss",
+    "cycle_loss",
+    "identity_loss",
+    "g_ab_grad_norm",
+    "g_ba_grad_norm",
+    "d_a_loss",
+    "d_b_loss",
+    "d_loss",
+    "d_a_grad_norm",
+    "d_b_grad_norm",
+}
 
 
 def make_state(tx=SGD, seed=0, pool_size=6, pool_share=0.5):
-    return cyclegan.create_state(jax.random.key(seed), G, D, (S, S, 1), tx, pool_size=pool_size,
-                                 pool_share=pool_share)
+    return cyclegan.create_state(jax.random.key(seed), G, D, (S, S, 1), tx, pool_size=pool_size, pool_share=pool_share)
 
 
 @pytest.mark.parametrize("size, patches", [(28, 4), (32, 4)])
@@ -61,8 +70,9 @@ def test_one_step_is_the_papers_losses_by_hand():
 
     def g_loss(params):
         g_ab, g_ba = _apply(state, "g_ab", params[0]), _apply(state, "g_ba", params[1])
-        adversarial = (losses.least_squares_g_loss(_apply(state, "d_b")(g_ab(a)))
-                       + losses.least_squares_g_loss(_apply(state, "d_a")(g_ba(b))))
+        adversarial = losses.least_squares_g_loss(_apply(state, "d_b")(g_ab(a))) + losses.least_squares_g_loss(
+            _apply(state, "d_a")(g_ba(b))
+        )
         cycle, identity = l1(g_ba(g_ab(a)), a) + l1(g_ab(g_ba(b)), b), l1(g_ba(a), a) + l1(g_ab(b), b)
         return adversarial + 10.0 * cycle + 5.0 * identity
 
@@ -72,8 +82,9 @@ def test_one_step_is_the_papers_losses_by_hand():
     # The pools are empty at step 0, so each D sees the fresh fakes alone.
     fake_a, fake_b = _apply(state, "g_ba")(b), _apply(state, "g_ab")(a)
     for name, real, fake in (("d_a", a, fake_a), ("d_b", b, fake_b)):
-        chex.assert_trees_all_close(new.params(name), _sgd(state.params(name), _d_loss(state, name, real, fake)),
-                                    rtol=1e-4, atol=1e-6)
+        chex.assert_trees_all_close(
+            new.params(name), _sgd(state.params(name), _d_loss(state, name, real, fake)), rtol=1e-4, atol=1e-6
+        )
     np.testing.assert_allclose(metrics["d_loss"], 0.5 * (metrics["d_a_loss"] + metrics["d_b_loss"]), rtol=1e-6)
     # Each pool now holds its domain's fresh fakes.
     for pool, fake in ((new.buffers["pool_a"], fake_a), (new.buffers["pool_b"], fake_b)):
@@ -91,8 +102,9 @@ def test_each_d_replays_half_its_fakes_from_its_pool():
     fakes = {"d_a": _apply(state, "g_ba")(BATCH["b"]), "d_b": _apply(state, "g_ab")(BATCH["a"])}
     for name, real in (("d_a", BATCH["a"]), ("d_b", BATCH["b"])):
         mixed = fakes[name].at[:2].set(0.75)
-        chex.assert_trees_all_close(new.params(name), _sgd(state.params(name), _d_loss(state, name, real, mixed)),
-                                    rtol=1e-4, atol=1e-6)
+        chex.assert_trees_all_close(
+            new.params(name), _sgd(state.params(name), _d_loss(state, name, real, mixed)), rtol=1e-4, atol=1e-6
+        )
         fresh_only = _sgd(state.params(name), _d_loss(state, name, real, fakes[name]))
         assert not np.allclose(jax.tree.leaves(new.params(name))[0], jax.tree.leaves(fresh_only)[0])
 
@@ -128,12 +140,14 @@ def test_seed_determines_the_run_and_the_losses_fall():
 
 def test_one_device_mesh_runs_the_same_step():
     state = make_state()
-    state = state.replace(buffers={name: pool.push(jnp.full((6, S, S, 1), 0.5)) for name, pool in
-                                   state.buffers.items()})
+    state = state.replace(
+        buffers={name: pool.push(jnp.full((6, S, S, 1), 0.5)) for name, pool in state.buffers.items()}
+    )
     expected, metrics = STEP(state, BATCH)
     mesh = devices.make_mesh(1)
-    got, parallel_metrics = devices.data_parallel(make_step(MODEL.phases()), mesh)(devices.replicate(state, mesh),
-                                                                                   BATCH)
+    got, parallel_metrics = devices.data_parallel(make_step(MODEL.phases()), mesh)(
+        devices.replicate(state, mesh), BATCH
+    )
     chex.assert_trees_all_close(got.players, expected.players, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(got.buffers, expected.buffers, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(parallel_metrics, metrics, rtol=1e-5, atol=1e-6)

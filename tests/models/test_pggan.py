@@ -19,7 +19,7 @@ D = pggan.Discriminator(num_stages=3, width=4, max_width=8)
 
 def _params():
     g = pggan.init_all_stages(G, jax.random.key(0), lambda s: jnp.zeros((4, 8)))
-    d = pggan.init_all_stages(D, jax.random.key(1), lambda s: jnp.zeros((4, 4 * 2 ** s, 4 * 2 ** s, 2)))
+    d = pggan.init_all_stages(D, jax.random.key(1), lambda s: jnp.zeros((4, 4 * 2**s, 4 * 2**s, 2)))
     return g, d
 
 
@@ -27,7 +27,7 @@ def test_shapes_at_every_stage():
     g, d = _params()
     z = jnp.zeros((4, 8))
     for stage in range(3):
-        side = 4 * 2 ** stage
+        side = 4 * 2**stage
         images = jax.eval_shape(lambda stage=stage: G.apply({"params": g}, z, 0.5, stage))
         assert images.shape == (4, side, side, 2)
         scores = jax.eval_shape(lambda x, stage=stage: D.apply({"params": d}, x, 0.5, stage), images)
@@ -54,14 +54,18 @@ def _perturbed(params, name):
 def test_weight_one_is_the_new_branch_alone_and_weight_zero_the_old_stage(stage):
     g, d = _params()
     z = jax.random.normal(jax.random.key(2), (4, 8))
-    x = jax.random.normal(jax.random.key(3), (4, 4 * 2 ** stage, 4 * 2 ** stage, 2))
+    x = jax.random.normal(jax.random.key(3), (4, 4 * 2**stage, 4 * 2**stage, 2))
     old_g, old_d = _perturbed(g, f"to_rgb_{stage - 1}"), _perturbed(d, f"from_rgb_{stage - 1}")
     np.testing.assert_array_equal(G.apply({"params": g}, z, 1.0, stage), G.apply({"params": old_g}, z, 1.0, stage))
     np.testing.assert_array_equal(D.apply({"params": d}, x, 1.0, stage), D.apply({"params": old_d}, x, 1.0, stage))
     assert not np.allclose(G.apply({"params": g}, z, 0.5, stage), G.apply({"params": old_g}, z, 0.5, stage))
     assert not np.allclose(D.apply({"params": d}, x, 0.5, stage), D.apply({"params": old_d}, x, 0.5, stage))
-    np.testing.assert_allclose(G.apply({"params": g}, z, 0.0, stage),
-                               nearest_upsample(G.apply({"params": g}, z, 1.0, stage - 1), 2), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        G.apply({"params": g}, z, 0.0, stage),
+        nearest_upsample(G.apply({"params": g}, z, 1.0, stage - 1), 2),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 # Stage 0 is steps 0-1; stage 1 fades in over steps 2-5 (alpha 0, 0.25, 0.5, 0.75) and is stable from step 6.
@@ -102,9 +106,11 @@ def test_one_step_at_mid_fade_is_wgan_gp_with_drift_by_hand():
     def d_loss(p):
         critic = lambda x: D.apply({"params": p}, x, alpha, 1)
         real_scores = critic(real)
-        return (losses.wasserstein_d_loss(real_scores, critic(fake))
-                + 10.0 * penalties.wgan_gp(critic, real, fake, rng.named(key, "penalty"))
-                + 0.001 * jnp.mean(jnp.square(real_scores)))
+        return (
+            losses.wasserstein_d_loss(real_scores, critic(fake))
+            + 10.0 * penalties.wgan_gp(critic, real, fake, rng.named(key, "penalty"))
+            + 0.001 * jnp.mean(jnp.square(real_scores))
+        )
 
     sgd = lambda params, loss: jax.tree.map(lambda p, g: p - 0.1 * g, params, jax.jit(jax.grad(loss))(params))
     chex.assert_trees_all_close(new.params("d"), sgd(state.params("d"), d_loss), rtol=1e-4, atol=1e-6)
@@ -173,8 +179,9 @@ def test_one_device_mesh_runs_the_same_step():
     state = make_state().replace(step=jnp.asarray(3, jnp.int32))
     expected, metrics = jax.jit(make_step(MODEL.phases(1)))(state, REAL)
     mesh = devices.make_mesh(1)
-    got, parallel_metrics = devices.data_parallel(make_step(MODEL.phases(1)), mesh)(devices.replicate(state, mesh),
-                                                                                    REAL)
+    got, parallel_metrics = devices.data_parallel(make_step(MODEL.phases(1)), mesh)(
+        devices.replicate(state, mesh), REAL
+    )
     chex.assert_trees_all_close(got.players, expected.players, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(parallel_metrics, metrics, rtol=1e-5, atol=1e-6)
 

@@ -18,14 +18,24 @@ MODEL = vaegan.VAEGAN(GAN(Latent(dim=LATENT)), gamma=0.5, kl_weight=2.0)
 SGD = optax.sgd(1.0)
 PLAYERS = vaegan.players(S, 1, LATENT, width=4)  # built once: a module's apply is a static field of the state
 REAL = {"image": jax.random.uniform(jax.random.key(9), (6, S, S, 1), minval=-1, maxval=1)}
-METRICS = {"d_loss", "d_real", "d_fake", "d_grad_norm", "g_loss", "kl", "reconstruction", "enc_grad_norm",
-           "g_grad_norm"}
+METRICS = {
+    "d_loss",
+    "d_real",
+    "d_fake",
+    "d_grad_norm",
+    "g_loss",
+    "kl",
+    "reconstruction",
+    "enc_grad_norm",
+    "g_grad_norm",
+}
 
 
 def make_state(model=MODEL, tx=SGD, d_tx=None, seed=0, **norms):
     encoder, decoder, discriminator = vaegan.players(S, 1, LATENT, width=4, **norms) if norms else PLAYERS
-    return vaegan.create_state(jax.random.key(seed), model, encoder, decoder, discriminator, (S, S, 1),
-                               enc_tx=tx, g_tx=tx, d_tx=d_tx or tx)
+    return vaegan.create_state(
+        jax.random.key(seed), model, encoder, decoder, discriminator, (S, S, 1), enc_tx=tx, g_tx=tx, d_tx=d_tx or tx
+    )
 
 
 def one_step(model=MODEL, state=None):
@@ -72,8 +82,9 @@ def test_each_player_descends_its_own_loss(norms):
 
     enc0, g0 = state.params("enc"), state.params("g")
     kl, like, gan = parts(enc0, g0)
-    np.testing.assert_allclose([metrics["kl"], metrics["reconstruction"], metrics["g_loss"]], [kl, like, gan],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [metrics["kl"], metrics["reconstruction"], metrics["g_loss"]], [kl, like, gan], rtol=1e-5
+    )
     enc_loss = lambda p: (lambda kl, like, gan: 2.0 * kl + like)(*parts(p, g0))
     g_loss = lambda p: (lambda kl, like, gan: 0.5 * like + gan)(*parts(enc0, p))
     sgd = lambda params, loss: jax.tree.map(lambda p, g: p - g, params, jax.grad(loss)(params))

@@ -14,8 +14,10 @@ PADDINGS = ["SAME", "VALID", ((1, 2), (0, 1)), ((2, 2), (3, 3))]
 # (kernel size, input channels, output channels), cycled over the stride x padding cases so that
 # every shape meets both strides and several paddings.
 SHAPES = [(1, 3, 2), (3, 1, 4), (4, 5, 3)]
-CASES = [(strides, padding, *SHAPES[i % len(SHAPES)])
-         for i, (strides, padding) in enumerate(itertools.product([1, 2], PADDINGS))]
+CASES = [
+    (strides, padding, *SHAPES[i % len(SHAPES)])
+    for i, (strides, padding) in enumerate(itertools.product([1, 2], PADDINGS))
+]
 
 
 def assert_rel_close(actual, expected, tol=1e-4):
@@ -27,8 +29,13 @@ def assert_rel_close(actual, expected, tol=1e-4):
 
 @pytest.mark.parametrize("strides,padding,kernel,c_in,c_out", CASES)
 def test_matches_flax_value_and_gradients(strides, padding, kernel, c_in, c_out):
-    kwargs = dict(features=c_out, kernel_size=(kernel, kernel), strides=(strides, strides), padding=padding,
-                  bias_init=nn.initializers.normal(1.0))
+    kwargs = dict(
+        features=c_out,
+        kernel_size=(kernel, kernel),
+        strides=(strides, strides),
+        padding=padding,
+        bias_init=nn.initializers.normal(1.0),
+    )
     ours, ref = ConvTranspose(**kwargs), nn.ConvTranspose(**kwargs)
     kx, kp, kc = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, (2, 5, 6, c_in))
@@ -41,8 +48,10 @@ def test_matches_flax_value_and_gradients(strides, padding, kernel, c_in, c_out)
         def loss(args, module):
             return jnp.sum(module.apply({"params": args[0]}, args[1]) * cotangent)
 
-        return [(module.apply({"params": module_params}, inputs),
-                 jax.grad(loss)((module_params, inputs), module)) for module in (ours, ref)]
+        return [
+            (module.apply({"params": module_params}, inputs), jax.grad(loss)((module_params, inputs), module))
+            for module in (ours, ref)
+        ]
 
     (y, (g_params, g_x)), (y_ref, (g_params_ref, g_x_ref)) = value_and_grads(params, x)
     assert_rel_close(y, y_ref)
@@ -71,8 +80,13 @@ def test_second_order_through_jit():
 @pytest.mark.parametrize("strides,padding,kernel,c_in,c_out", CASES)
 def test_conv_matches_flax_to_second_order(strides, padding, kernel, c_in, c_out):
     """ganjax's Conv equals flax's in value, gradients, and the gradient of an input-gradient penalty."""
-    kwargs = dict(features=c_out, kernel_size=(kernel, kernel), strides=(strides, strides), padding=padding,
-                  bias_init=nn.initializers.normal(1.0))
+    kwargs = dict(
+        features=c_out,
+        kernel_size=(kernel, kernel),
+        strides=(strides, strides),
+        padding=padding,
+        bias_init=nn.initializers.normal(1.0),
+    )
     ours, ref = Conv(**kwargs), nn.Conv(**kwargs)
     x = jax.random.normal(jax.random.key(1), (2, 7, 6, c_in))
     params = ours.init(jax.random.key(2), x)["params"]
@@ -81,7 +95,8 @@ def test_conv_matches_flax_to_second_order(strides, padding, kernel, c_in, c_out
     def penalty(module):
         def input_grad_norm(p):  # as in WGAN-GP / R1: a function of grad_x D(x)
             grad_x = jax.grad(lambda v: jnp.vdot(jnp.tanh(module.apply({"params": p}, v)), weights))(x)
-            return jnp.sum(grad_x ** 2) + jnp.vdot(module.apply({"params": p}, x), weights)
+            return jnp.sum(grad_x**2) + jnp.vdot(module.apply({"params": p}, x), weights)
+
         return jax.jit(jax.value_and_grad(input_grad_norm))(params)
 
     for actual, expected in zip(jax.tree.leaves(penalty(ours)), jax.tree.leaves(penalty(ref))):

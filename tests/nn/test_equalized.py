@@ -6,9 +6,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from ganjax.nn import EqualizedConv
-from ganjax.nn import EqualizedDense
-from ganjax.nn import he_constant
+from ganjax.nn import EqualizedConv, EqualizedDense, he_constant
 
 
 def _normal(seed, shape):
@@ -35,5 +33,6 @@ def test_conv_scales_by_he_constant_of_its_fan_in():
     params = layer.init(jax.random.key(1), x)["params"]
     fan_in = 3 * 3 * 4
     expected = nn.Conv(6, (3, 3), strides=2).apply(
-        {"params": {"kernel": params["kernel"] / math.sqrt(fan_in), "bias": params["bias"]}}, x)
+        {"params": {"kernel": params["kernel"] / math.sqrt(fan_in), "bias": params["bias"]}}, x
+    )
     np.testing.assert_allclose(layer.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-6)

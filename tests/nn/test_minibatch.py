@@ -3,8 +3,7 @@
 import jax
 import numpy as np
 
-from ganjax.nn import MinibatchDiscrimination
-from ganjax.nn import MinibatchStdDev
+from ganjax.nn import MinibatchDiscrimination, MinibatchStdDev
 
 
 def test_minibatch_discrimination_matches_numpy():
@@ -15,8 +14,12 @@ def test_minibatch_discrimination_matches_numpy():
     y = np.asarray(layer.apply({"params": {"kernel": t}}, x))
     flat = x.reshape(4, -1)
     m = np.einsum("na,abc->nbc", flat, t)
-    expected = np.array([[sum(np.exp(-np.abs(m[i, b] - m[j, b]).sum()) for j in range(4) if j != i)
-                          for b in range(3)] for i in range(4)])
+    expected = np.array(
+        [
+            [sum(np.exp(-np.abs(m[i, b] - m[j, b]).sum()) for j in range(4) if j != i) for b in range(3)]
+            for i in range(4)
+        ]
+    )
     np.testing.assert_allclose(y[:, :6], flat, rtol=1e-6)
     np.testing.assert_allclose(y[:, 6:], expected, rtol=1e-4, atol=1e-6)
 

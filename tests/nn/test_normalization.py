@@ -5,13 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax.nn import ConditionalBatchNorm
-from ganjax.nn import InstanceNorm
-from ganjax.nn import PixelNorm
-from ganjax.nn import SelfModulatedBatchNorm
-from ganjax.nn import SpectralConv
-from ganjax.nn import SpectralDense
-from ganjax.nn import VirtualBatchNorm
+from ganjax.nn import (
+    ConditionalBatchNorm,
+    InstanceNorm,
+    PixelNorm,
+    SelfModulatedBatchNorm,
+    SpectralConv,
+    SpectralDense,
+    VirtualBatchNorm,
+)
 
 EPS = 1e-5
 
@@ -41,11 +43,13 @@ def test_spectral_dense_drives_largest_singular_value_to_one():
     np.testing.assert_allclose(stats["SpectralNorm_0"]["Dense_0/kernel/sigma"], true_sigma, rtol=1e-4)
 
     # Evaluation reuses the stored vector and does not change it.
-    evaluated, updates = layer.apply({"params": variables["params"], "batch_stats": stats}, eye, train=False,
-                                     mutable=["batch_stats"])
+    evaluated, updates = layer.apply(
+        {"params": variables["params"], "batch_stats": stats}, eye, train=False, mutable=["batch_stats"]
+    )
     np.testing.assert_allclose(evaluated, normalized, rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(updates["batch_stats"]["SpectralNorm_0"]["Dense_0/kernel/u"],
-                                  stats["SpectralNorm_0"]["Dense_0/kernel/u"])
+    np.testing.assert_array_equal(
+        updates["batch_stats"]["SpectralNorm_0"]["Dense_0/kernel/u"], stats["SpectralNorm_0"]["Dense_0/kernel/u"]
+    )
 
 
 def test_spectral_conv_normalizes_the_reshaped_kernel():
@@ -55,8 +59,7 @@ def test_spectral_conv_normalizes_the_reshaped_kernel():
     y, _ = layer.apply(variables, x, train=True, mutable=["batch_stats"])
     kernel = np.asarray(variables["params"]["Conv_0"]["kernel"])
     sigma = np.linalg.svd(kernel.reshape(-1, 3), compute_uv=False)[0]
-    expected = nn.Conv(3, (2, 2), padding="VALID", use_bias=False).apply(
-        {"params": {"kernel": kernel / sigma}}, x)
+    expected = nn.Conv(3, (2, 2), padding="VALID", use_bias=False).apply({"params": {"kernel": kernel / sigma}}, x)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -71,7 +74,7 @@ def test_instance_norm_zero_mean_unit_variance_per_sample_and_channel():
 def test_pixel_norm_unit_rms_over_channels():
     x = _normal(0, (2, 3, 3, 5))
     y = PixelNorm().apply({}, x)
-    np.testing.assert_allclose(y, x / np.sqrt((x ** 2).mean(axis=-1, keepdims=True) + 1e-8), rtol=1e-5)
+    np.testing.assert_allclose(y, x / np.sqrt((x**2).mean(axis=-1, keepdims=True) + 1e-8), rtol=1e-5)
     np.testing.assert_allclose(np.sqrt((np.asarray(y) ** 2).mean(axis=-1)), 1.0, rtol=1e-5)
 
 
@@ -111,6 +114,6 @@ def test_virtual_batch_norm_uses_reference_statistics():
     reference = x[:3]
     np.testing.assert_allclose(y[:3], _batch_normalize(reference, (0, 1, 2)), rtol=1e-4, atol=1e-5)
     for i in (3, 4):
-        stats_batch = np.concatenate([reference, x[i:i + 1]])
+        stats_batch = np.concatenate([reference, x[i : i + 1]])
         mean, var = stats_batch.mean(axis=(0, 1, 2)), stats_batch.var(axis=(0, 1, 2))
         np.testing.assert_allclose(y[i], (x[i] - mean) / np.sqrt(var + EPS), rtol=1e-4, atol=1e-5)

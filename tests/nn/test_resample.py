@@ -5,11 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from ganjax.nn import AvgPoolDown
-from ganjax.nn import NearestUpsampleConv
-from ganjax.nn import PixelShuffle
-from ganjax.nn import StridedConvDown
-from ganjax.nn import pixel_shuffle
+from ganjax.nn import AvgPoolDown, NearestUpsampleConv, PixelShuffle, StridedConvDown, pixel_shuffle
 
 
 def _normal(seed, shape):
@@ -22,7 +18,7 @@ def _numpy_depth_to_space(x, r):
     out = np.empty((n, h * r, w * r, c), x.dtype)
     for i in range(r):
         for j in range(r):
-            out[:, i::r, j::r, :] = x[..., (i * r + j) * c:(i * r + j + 1) * c]
+            out[:, i::r, j::r, :] = x[..., (i * r + j) * c : (i * r + j + 1) * c]
     return out
 
 

@@ -3,8 +3,7 @@
 import jax
 import numpy as np
 
-from ganjax.nn import ResBlockD
-from ganjax.nn import ResBlockG
+from ganjax.nn import ResBlockD, ResBlockG
 
 
 def _normal(seed, shape):

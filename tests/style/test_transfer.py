@@ -3,18 +3,17 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from PIL import Image
 
 from experiments import style_transfer as experiment
-from ganjax.style import transfer
-from ganjax.style import vgg
+from ganjax.style import transfer, vgg
 
-CONFIG = transfer.StyleConfig(content_layers=("conv2_2",), style_layers=("conv1_1", "conv2_1", "conv3_1"),
-                           style_weight=10.0)
+CONFIG = transfer.StyleConfig(
+    content_layers=("conv2_2",), style_layers=("conv1_1", "conv2_1", "conv3_1"), style_weight=10.0
+)
 NETWORK = vgg.VGG19(outputs=CONFIG.layers, width=8)
 
 
@@ -31,8 +30,8 @@ def test_style_loss_equals_a_numpy_gram_reference():
         flat = np.asarray(f, np.float64)[0].reshape(-1, f.shape[-1])
         return flat.T @ flat / flat.shape[0]
 
-    expected = np.mean([np.mean((np_gram(features[l]) - np_gram(style_features[l])) ** 2) for l in "ab"])
-    grams = {l: transfer.gram(style_features[l]) for l in "ab"}
+    expected = np.mean([np.mean((np_gram(features[layer]) - np_gram(style_features[layer])) ** 2) for layer in "ab"])
+    grams = {layer: transfer.gram(style_features[layer]) for layer in "ab"}
     np.testing.assert_allclose(transfer.style_loss(features, grams), expected, rtol=1e-5)
     np.testing.assert_allclose(transfer.gram(features["a"])[0], np_gram(features["a"]), rtol=1e-5)
 
@@ -76,9 +75,24 @@ def test_experiment_writes_the_image_and_losses(tmp_path):
     for name in ("content", "style"):
         Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     output = tmp_path / "out" / "styled.png"
-    experiment.main(["--content", str(tmp_path / "content.png"), "--style", str(tmp_path / "style.png"),
-                     "--output", str(output), "--size", "16", "--steps", "4", "--vgg-width", "8",
-                     "--optimizer", "adam"])
+    experiment.main(
+        [
+            "--content",
+            str(tmp_path / "content.png"),
+            "--style",
+            str(tmp_path / "style.png"),
+            "--output",
+            str(output),
+            "--size",
+            "16",
+            "--steps",
+            "4",
+            "--vgg-width",
+            "8",
+            "--optimizer",
+            "adam",
+        ]
+    )
     assert Image.open(output).size == (13, 16)
     losses = json.loads(output.with_suffix(".losses.json").read_text())
     assert len(losses["total"]) == 4
