@@ -22,7 +22,8 @@ import torch
 from torch import nn as tnn
 
 from ganjax.models import dcgan
-from ganjax.training import gan, make_step
+from ganjax.training import gan
+from ganjax.training.phases import make_step
 
 CHANNELS, WIDTH, LATENT = 3, 64, 100
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from experiments import config as configs
 from experiments import runner
-from ganjax.training import batches_per_step, devices, make_step
+from ganjax.training import devices
+from ganjax.training.phases import batches_per_step, make_step
 
 
 def main(argv=None):

@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from ganjax.models import dcgan
-from ganjax.training import devices, gan, make_step
+from ganjax.training import devices, gan
+from ganjax.training.phases import make_step
 
 SIZE, LATENT = 28, 100
 

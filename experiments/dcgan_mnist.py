@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
 from experiments import config as configs
 from experiments import evaluation, runner
 from ganjax.training.state import TrainState
@@ -39,20 +37,8 @@ class Config(configs.ImageGAN):
 
 
 def train_and_evaluate(config: Config) -> TrainState:
-    """Trains the GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
-    init_key, sample_key, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
-    # G's always-on dropout (if any) draws from fixed keys, so the grids are comparable across steps.
-    state, sample = runner.train_image_gan(
-        config,
-        config.make_gan(),
-        lambda bn: config.model.build(config.data, config.latent.dim, bn),
-        init_key,
-        (config.latent.sample(sample_key, config.num_samples),),
-        rngs={"dropout": jax.random.fold_in(sample_key, 1)},
-        evaluations=evaluation.quality_hooks(config),
-    )
-    runner.write_interpolation(config.run.workdir, state, sample, path_key, config.latent)
-    return state
+    """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
+    return runner.train_dcgan(config, evaluation.quality_hooks(config))
 
 
 def main(argv=None):

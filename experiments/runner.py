@@ -600,3 +600,24 @@ def write_interpolation(
     grid = np.asarray(sample(state, np.asarray(paths.reshape(-1, latent.dim))))
     if jax.process_index() == 0:
         images.save_grid(grid, pathlib.Path(workdir) / "interpolation.png", nrow=10, scale=2)
+
+
+def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook]] | None = None) -> TrainState:
+    """An unconditional GAN of DCGAN players (``config.model.build``) from start to end.
+
+    Samples come from one fixed z throughout (the EMA of G's params if kept) and
+    G's always-on dropout, if any, draws from fixed keys, so the grids are
+    comparable across steps; ends with ``interpolation.png``.
+    """
+    init_key, sample_key, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
+    state, sample = train_image_gan(
+        config,
+        config.make_gan(),
+        lambda bn: config.model.build(config.data, config.latent.dim, bn),
+        init_key,
+        (config.latent.sample(sample_key, config.num_samples),),
+        rngs={"dropout": jax.random.fold_in(sample_key, 1)},
+        evaluations=evaluations,
+    )
+    write_interpolation(config.run.workdir, state, sample, path_key, config.latent)
+    return state

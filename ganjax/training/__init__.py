@@ -1,19 +1,10 @@
-"""The training core every model uses: players and the run state, phases and the one update, keys, devices."""
+"""The training core every model uses.
 
-from ganjax.training import devices, gan, rng
-from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput, batches_per_step, make_step, update_players
-from ganjax.training.state import Player, TrainState
+- :mod:`ganjax.training.state`: players and the run state (with its EMA and ring-buffer options);
+- :mod:`ganjax.training.phases`: a step as a list of phases, and the one player update;
+- :mod:`ganjax.training.gan`: the phases of an image GAN, its objective split by concern;
+- :mod:`ganjax.training.rng`: named per-step keys and per-device draws;
+- :mod:`ganjax.training.devices`: meshes, ``shard_map`` data parallelism, multi-host start-up.
 
-__all__ = [
-    "Phase",
-    "PhaseInputs",
-    "PhaseOutput",
-    "Player",
-    "TrainState",
-    "batches_per_step",
-    "devices",
-    "gan",
-    "make_step",
-    "rng",
-    "update_players",
-]
+The names most programs need are re-exported by :mod:`ganjax` itself.
+"""

@@ -8,8 +8,8 @@ import optax
 import pytest
 
 from ganjax.models import conditional, dcgan
-from ganjax.training import make_step
 from ganjax.training.gan import GAN, Conditioning, Latent, create_state
+from ganjax.training.phases import make_step
 
 S = 8  # image side: one stride-2 conv in D, one upsampling in G
 X = jax.random.uniform(jax.random.key(0), (6, S, S, 1), minval=-1, maxval=1)

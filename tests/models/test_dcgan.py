@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ganjax.models import dcgan
-from ganjax.training import make_step
 from ganjax.training.gan import GAN, Latent, create_state
+from ganjax.training.phases import make_step
 
 SIZES = [28, 32, 64]
 G_OPTIONS = (

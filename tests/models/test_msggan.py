@@ -9,8 +9,8 @@ import pytest
 from experiments import config as configs
 from experiments import msggan as experiment
 from ganjax.models import msggan
-from ganjax.training import make_step
 from ganjax.training.gan import create_state
+from ganjax.training.phases import make_step
 
 
 @pytest.mark.parametrize("size, sides", [(28, [7, 14, 28]), (32, [4, 8, 16, 32])])

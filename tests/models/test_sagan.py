@@ -9,8 +9,8 @@ import pytest
 from experiments import config as configs
 from experiments import sagan as experiment
 from ganjax.models import sagan
-from ganjax.training import make_step
 from ganjax.training.gan import create_state
+from ganjax.training.phases import make_step
 
 
 @pytest.mark.parametrize("size", [28, 32])

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ganjax import losses, penalties
-from ganjax.training import make_step
 from ganjax.training.gan import GAN, Latent, Objective, create_state
+from ganjax.training.phases import make_step
 from tests.training.tiny import LATENT, REAL, LinearD, TinyG
 
 

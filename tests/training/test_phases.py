@@ -14,17 +14,9 @@ import optax
 import pytest
 
 from ganjax.replay import ReplayBuffer
-from ganjax.training import (
-    Phase,
-    PhaseInputs,
-    PhaseOutput,
-    Player,
-    TrainState,
-    batches_per_step,
-    make_step,
-    rng,
-    update_players,
-)
+from ganjax.training import rng
+from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput, batches_per_step, make_step, update_players
+from ganjax.training.state import Player, TrainState
 from tests.training.tiny import REAL, gan_step, make_state, tiny_gan
 
 ONES = jnp.ones(2)

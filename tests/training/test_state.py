@@ -8,8 +8,7 @@ import optax
 import pytest
 
 from ganjax.replay import ReplayBuffer
-from ganjax.training import Player, TrainState
-from ganjax.training.state import FEATURES
+from ganjax.training.state import FEATURES, Player, TrainState
 from tests.training.tiny import LinearD, SowingD, TinyG
 
 Z = jax.random.normal(jax.random.key(1), (8, 3))

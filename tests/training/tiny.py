@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import optax
 
 from ganjax import latent
-from ganjax.training import make_step, rng
+from ganjax.training import rng
 from ganjax.training.gan import GAN, Latent, Objective, create_state
+from ganjax.training.phases import make_step
 
 LATENT = 3
 CLASSES = 3
