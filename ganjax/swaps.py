@@ -15,7 +15,7 @@ a few iterations"; fictitious play over past policies, as in Pfau and Vinyals 20
 The swaps wrap any train step ``(TrainState, batch) -> (TrainState, metrics)``
 and take no gradients themselves; what they keep lives in the state's
 ``buffers`` (:data:`SNAPSHOTS` and :data:`STASH`), so the state stays a
-:class:`ganjax.training.TrainState` that checkpoints and samples as usual.
+:class:`ganjax.training.state.TrainState` that checkpoints and samples as usual.
 
 Usage::
 
