@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from tqdm import tqdm
 
 from experiments import config as configs
 from experiments import runner
@@ -102,7 +103,8 @@ def train_classifier(settings: ClassifierTraining, dataset: data.ImageDataset) -
     step = make_classifier_step(classifier.module, tx, settings.shift)
     params, opt_state = classifier.params, tx.init(classifier.params)
     batcher = data.Batcher(dataset, settings.batch_size, settings.seed)
-    for i in range(settings.steps):
+    bar = tqdm(range(settings.steps), desc="training the MNIST feature network", disable=jax.process_index() != 0)
+    for i in bar:
         batch = batcher.batch(i)
         params, opt_state, _ = step(params, opt_state, batch["image"], batch["label"], jax.random.fold_in(step_key, i))
     return classifier.replace(params=params)
