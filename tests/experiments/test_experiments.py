@@ -318,6 +318,21 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     assert_finite([row])
 
 
+def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_path):
+    """``--objective.g-objective feature_matching`` trains G on the matching loss of D's sown features."""
+    losses = {}
+    for objective in ("adversarial", "feature_matching"):
+        workdir = tmp_path / objective
+        argv = tiny_unevaluated(mnist_dir, workdir, "--schedule.steps", "2", "--objective.g-objective", objective)
+        dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
+        (row,) = records(workdir)
+        assert_finite([row])
+        losses[objective] = row["g_loss"]
+    # The non-saturating loss of a fresh G is near log 2; the squared distance between the means of D's 512
+    # unnormalised features of reals and fakes is of another scale.
+    assert 0.3 < losses["adversarial"] < 3.0 and losses["feature_matching"] > 10 * losses["adversarial"]
+
+
 def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
     from ganjax.evaluation import mnist_classifier
 
