@@ -188,7 +188,11 @@ class Optimizers:
 
     def __post_init__(self):
         for field in ("lr_g", "lr_d"):
-            at_least(self, field, 0.0)
+            if not getattr(self, field) > 0:
+                refuse(self, field, f"must be positive, got {getattr(self, field)}")
+        for field in ("b1", "b2"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                refuse(self, field, f"must be in [0, 1), got {getattr(self, field)}")
         for field in ("grad_clip", "grad_noise", "weight_clip"):
             if getattr(self, field) is not None and getattr(self, field) <= 0:
                 refuse(self, field, f"must be positive (or unset), got {getattr(self, field)}")
@@ -415,6 +419,10 @@ class ImageGAN:
     devices: BatchNormDevices = BatchNormDevices()
     monitor: Monitor = Monitor()
 
+    def __post_init__(self):
+        if hasattr(self, "num_samples"):  # the size of an unconditional experiment's sample grids
+            at_least(self, "num_samples", 1)
+
     def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
         """The objective these parts make (with ``conditioning`` for a class-conditional GAN)."""
         return gan.GAN(self.latent, self.objective, conditioning or Conditioning(), self.noise)
@@ -487,6 +495,7 @@ class ConditionalGAN(ImageGAN):
     """columns of the sample grid (row c is class c)."""
 
     def __post_init__(self):
+        super().__post_init__()
         if (self.model.d_conditioning == "auxiliary") != (self.conditioning.aux_class_weight > 0):
             refuse(
                 self.model,

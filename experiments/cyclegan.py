@@ -129,6 +129,7 @@ class Config:
                 "data_b" if self.data_b is None else "data_a",
                 "give both --data-a and --data-b, or neither (the MNIST domains)",
             )
+        configs.at_least(self, "num_samples", 1)
         if self.data_a is not None:
             for field in ("dir", "tfds_name", "split"):
                 if getattr(self.data, field) != getattr(configs.Data(), field):

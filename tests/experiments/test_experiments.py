@@ -151,6 +151,10 @@ def test_help_lists_every_field_with_its_description(module, capsys):
         (pggan, ["--schedule.n-critic", "2"], "Unrecognized options: --schedule.n-critic"),
         (pggan, ["--latent.dim", "8"], "Unrecognized options: --latent.dim"),
         (pggan, ["--data.image-size", "28"], "Data.image_size: must be 4 * 2^k, got 28"),
+        (dcgan_mnist, ["--optim.b1", "2"], "Optimizers.b1: must be in [0, 1), got 2.0"),
+        (wgan_gp_mnist, ["--optim.lr-d", "0"], "Optimizers.lr_d: must be positive, got 0.0"),
+        (dcgan_mnist, ["--num-samples", "0"], "Config.num_samples: must be at least 1, got 0"),
+        (cyclegan, ["--num-samples", "0"], "Config.num_samples: must be at least 1, got 0"),
     ],
 )
 def test_a_flag_that_cannot_apply_is_refused_naming_it(module, argv, message, capsys):
