@@ -26,7 +26,7 @@ import jax
 import optax
 import tyro
 
-from ganjax import data, labels, latent, losses, optim, penalties
+from ganjax import data, optim, penalties
 from ganjax.evaluation import monitor
 from ganjax.models import conditional, dcgan
 from ganjax.training import gan
@@ -72,29 +72,8 @@ def at_least(part: object, field: str, low: float) -> None:
         refuse(part, field, f"must be at least {low}, got {getattr(part, field)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Latent(gan.Latent):
-    """G's input z."""
-
-    dim: int = 100
-    """size of z."""
-    distribution: Literal[tuple(latent.LATENTS)] = "gaussian"
-    """z's distribution (ganjax.latent.LATENTS)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective(gan.Objective):
-    """What D and G minimise (docs/tricks.md says what each option does)."""
-
-    loss: Literal[tuple(losses.LOSSES)] = "non_saturating"
-    """the loss pair (ganjax.losses.LOSSES)."""
-    d_labels: Literal[tuple(labels.LABELS)] = "none"
-    """D's targets (only for losses that take labels)."""
-    penalty: Literal[("none", *penalties.PENALTIES)] = "none"
-    """a penalty on D (ganjax.penalties.PENALTIES); set penalty_weight with it."""
-    g_objective: Literal[gan.G_OBJECTIVES] = "adversarial"
-    """'adversarial' (G fools D through the loss) or 'feature_matching' (G matches D's mean hidden features on
-    reals, Salimans et al. 2016)."""
+Latent = gan.Latent
+Objective = gan.Objective
 
 
 @dataclasses.dataclass(frozen=True)

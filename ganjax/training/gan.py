@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from typing import Literal
 
 import flax.linen as nn
 import jax
@@ -58,10 +59,15 @@ def _check_range(value: object, field: str, low: float, high: float = float("inf
 
 @dataclasses.dataclass(frozen=True)
 class Latent:
-    """G's input z: its size and distribution (a key of :data:`ganjax.latent.LATENTS`)."""
+    """G's input z.
+
+    Attributes:
+      dim: the size of z.
+      distribution: z's distribution, a key of :data:`ganjax.latent.LATENTS`.
+    """
 
     dim: int = 100
-    distribution: str = "gaussian"
+    distribution: Literal[tuple(latent.LATENTS)] = "gaussian"
 
     def __post_init__(self):
         _check_range(self, "dim", 1)
@@ -89,13 +95,13 @@ class Objective:
         (G matches D's mean hidden features on reals, Salimans et al. 2016; D must sow them).
     """
 
-    loss: str = "non_saturating"
-    d_labels: str = "none"
+    loss: Literal[tuple(losses.LOSSES)] = "non_saturating"
+    d_labels: Literal[tuple(labels.LABELS)] = "none"
     label_flip_prob: float = 0.0
-    penalty: str = "none"
+    penalty: Literal[("none", *penalties.PENALTIES)] = "none"
     penalty_weight: float = 0.0
     penalty_every: int = 1
-    g_objective: str = "adversarial"
+    g_objective: Literal[G_OBJECTIVES] = "adversarial"
 
     def __post_init__(self):
         _check_choice(self, "loss", losses.LOSSES)
