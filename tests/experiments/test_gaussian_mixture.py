@@ -62,4 +62,4 @@ def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path, capsys):
 
 def test_nan_stops_the_run_naming_the_metric(tmp_path):
     with pytest.raises(monitor.NonFiniteLossError, match="at step"):
-        gm.main(TINY + ["--optim.lr-d", "nan", "--run.workdir", str(tmp_path / "nan")])
+        gm.main(TINY + ["--optim.lr-d", "1e38", "--optim.d-optimizer", "sgd", "--run.workdir", str(tmp_path / "nan")])
