@@ -96,17 +96,23 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> int:
 def bn_axis_name(mode: str, batch_size: int, mesh: Mesh) -> str | None:
     """The axis to give models' ``bn_axis_name`` for cross-replica BatchNorm, or None.
 
-    On a single device there is nothing to synchronize: it is always None there.
+    On a single device there is nothing to synchronize: ``'auto'`` gives None
+    there and ``'on'``, which cannot apply, is refused.
 
     Args:
       mode: ``'on'``, ``'off'``, or ``'auto'``: on when each device gets fewer
         than :data:`CROSS_REPLICA_BN_BELOW` examples.
+
+    Raises:
+      ValueError: for ``'on'`` on one device, or an unknown mode.
       batch_size: the global batch size.
       mesh: the mesh the step runs on.
     """
     if mode not in CROSS_REPLICA_BN_MODES:
         raise ValueError(f"cross-replica BatchNorm: unknown mode {mode!r}; choose one of {CROSS_REPLICA_BN_MODES}")
     per_device = check_batch_size(batch_size, mesh)
+    if mode == "on" and mesh.size == 1:
+        raise ValueError("cross-replica BatchNorm 'on' needs several devices; this run has one")
     on = mode == "on" or (mode == "auto" and per_device < CROSS_REPLICA_BN_BELOW)
     return DATA_AXIS if on and mesh.size > 1 else None
 

@@ -179,7 +179,8 @@ def test_one_device_mesh_is_the_plain_jitted_step():
 def test_batch_must_divide_over_devices():
     mesh = devices.make_mesh()
     assert devices.check_batch_size(6, mesh) == 6 // mesh.size
-    assert devices.bn_axis_name("on", 6, mesh) is None  # nothing to synchronize on one device
+    with pytest.raises(ValueError, match="'on' needs several devices"):
+        devices.bn_axis_name("on", 6, mesh)  # nothing to synchronize on one device
     with pytest.raises(ValueError, match="unknown mode 'sometimes'"):
         devices.bn_axis_name("sometimes", 6, mesh)
     with pytest.raises(ValueError, match=f"num_devices=2: each process has {jax.local_device_count()} devices"):
