@@ -41,6 +41,8 @@ from ganjax.training.state import Player, TrainState
 
 Metrics = dict[str, jax.Array]
 G_OBJECTIVES = ("adversarial", "feature_matching")
+# The name under which D's phase shares G's linearised forward pass with G's phase.
+G_FORWARD = "g_forward"
 
 
 def _refuse(value: object, field: str, problem: str):
@@ -304,14 +306,20 @@ class GAN:
         return lax.stop_gradient(images), y
 
     def _d_main(self, params, inputs: PhaseInputs):
+        """D's update on this step's fakes; it shares G's linearisation with G's phase (one G forward a step)."""
         real, real_y = self.real_inputs(inputs.batch)
-        fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
+        g = inputs.state.players["g"]
+        key = rng.named(inputs.key, "fake")
+        fake, pullback, (fake_y, g_stats) = jax.vjp(
+            lambda p: _split_aux(self.generate(g, p, key, real.shape[0], inputs.axis_name)), g.params, has_aux=True
+        )
+        shared = {G_FORWARD: (fake, fake_y, g_stats, pullback)}
         buffers = {}
         if "replay" in inputs.state.buffers:
             pool = inputs.state.buffers["replay"]
             fake, buffers["replay"] = mix_and_push(pool, rng.named(inputs.key, "replay"), fake, inputs.axis_name)
         loss, output = self.d_loss(params["d"], inputs, real, real_y, fake, fake_y)
-        return loss, output._replace(buffers=buffers)
+        return loss, output._replace(buffers=buffers, shared=shared)
 
     def _d_penalty(self, params, inputs: PhaseInputs):
         """The lazy penalty phase: weight times ``penalty_every``, on this step's reals and fresh fakes."""
@@ -325,9 +333,12 @@ class GAN:
     def _g_main(self, params, inputs: PhaseInputs):
         d, g = inputs.state.players["d"], inputs.state.players["g"]
         real, real_y = self.real_inputs(inputs.batch)
-        fake, fake_y, g_stats = self.generate(
-            g, params["g"], rng.named(inputs.key, "fake"), real.shape[0], inputs.axis_name
-        )
+        if G_FORWARD in inputs.shared:
+            fake, fake_y, g_stats, pullback = inputs.shared[G_FORWARD]
+            fake = _pulled_back_by(pullback, fake)(params["g"])
+        else:
+            key = rng.named(inputs.key, "fake")
+            fake, fake_y, g_stats = self.generate(g, params["g"], key, real.shape[0], inputs.axis_name)
         if self.objective.g_objective == "feature_matching":
             # Each device matches its own batch's means; gradients are averaged over devices.
             real_features = lax.stop_gradient(self.d_features(d, real, real_y))
@@ -356,6 +367,28 @@ class GAN:
             phases.append(Phase("d_penalty", ("d",), self._d_penalty, every=self.objective.penalty_every))
         phases.append(Phase("g", ("g",), self._g_main))
         return tuple(phases)
+
+
+def _split_aux(generated):
+    """``generate``'s ``(images, labels, stats)`` as ``jax.vjp``'s ``(output, aux)``."""
+    images, y, stats = generated
+    return images, (y, stats)
+
+
+def _pulled_back_by(pullback, images: jax.Array):
+    """``params -> images`` whose gradient is ``pullback``: G's forward pass of D's phase, reused by G's.
+
+    D's phase linearises G at this step's params and z (the same named key as
+    G's phase), and G is unchanged between the two phases, so G's phase needs
+    no second forward pass: the former step's single linearisation.
+    """
+
+    @jax.custom_vjp
+    def forward(params):
+        return images
+
+    forward.defvjp(lambda params: (images, None), lambda _, cotangent: pullback(cotangent))
+    return forward
 
 
 def mix_and_push(
