@@ -8,6 +8,10 @@ often it runs, G's target), the :class:`Conditioning` on classes and the
 :func:`ganjax.training.phases.make_step`; the defaults are DCGAN's
 (non-saturating loss, hard labels, Gaussian z, no penalty, no noise).
 
+D's phase linearises G on this step's z and shares that forward pass and its
+pullback with G's phase (``shared['g_forward']``), so a step runs G forward
+once, as a hand-written step would.
+
 What the state holds is the state's option, not the step's: an EMA of G when
 ``state.ema`` has ``'g'``, replayed fakes when ``state.buffers`` has
 ``'replay'`` (:func:`create_state`).
