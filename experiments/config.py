@@ -52,6 +52,7 @@ __all__ = [
     "Run",
     "Schedule",
     "StateOptions",
+    "UnconditionalGAN",
     "at_least",
     "parse",
     "refuse",
@@ -398,13 +399,20 @@ class ImageGAN:
     devices: BatchNormDevices = BatchNormDevices()
     monitor: Monitor = Monitor()
 
-    def __post_init__(self):
-        if hasattr(self, "num_samples"):  # the size of an unconditional experiment's sample grids
-            at_least(self, "num_samples", 1)
-
     def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
         """The objective these parts make (with ``conditioning`` for a class-conditional GAN)."""
         return gan.GAN(self.latent, self.objective, conditioning or Conditioning(), self.noise)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnconditionalGAN(ImageGAN):
+    """An image GAN sampled from one fixed z into grids of ``num_samples`` images."""
+
+    num_samples: int = 100
+    """images in each sample grid (rows of 10)."""
+
+    def __post_init__(self):
+        at_least(self, "num_samples", 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -474,7 +482,6 @@ class ConditionalGAN(ImageGAN):
     """columns of the sample grid (row c is class c)."""
 
     def __post_init__(self):
-        super().__post_init__()
         if (self.model.d_conditioning == "auxiliary") != (self.conditioning.aux_class_weight > 0):
             refuse(
                 self.model,

@@ -134,7 +134,6 @@ class Config:
             for field in ("dir", "tfds_name", "split"):
                 if getattr(self.data, field) != getattr(configs.Data(), field):
                     configs.refuse(self.data, field, "the domains come from --data-a and --data-b")
-        configs.at_least(self, "num_samples", 1)
 
 
 def thicken_and_invert(digits: np.ndarray) -> np.ndarray:

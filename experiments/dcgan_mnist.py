@@ -20,7 +20,7 @@ from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ImageGAN):
+class Config(configs.UnconditionalGAN):
     """DCGAN on MNIST."""
 
     model: configs.DCGANModel = configs.DCGANModel()
@@ -32,8 +32,6 @@ class Config(configs.ImageGAN):
     evaluation: configs.Evaluation = configs.Evaluation(eval_every=1200)
     monitor: configs.Monitor = configs.Monitor(max_grad_norm=250.0)
     """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs (docs/results.md)."""
-    num_samples: int = 100
-    """images in each sample grid (rows of 10)."""
 
 
 def train_and_evaluate(config: Config) -> TrainState:

@@ -12,7 +12,6 @@ generator can hope for with this many samples.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import pathlib
 from collections.abc import Callable
@@ -114,10 +113,7 @@ def accuracy(classifier: mc.Classifier, dataset: data.ImageDataset, batch_size: 
     """The share of ``dataset`` that ``classifier`` labels correctly."""
     predict = classifier.class_fn()
     predictions = np.concatenate(
-        [
-            np.asarray(predict(data.to_float(batch)))
-            for batch in np.split(dataset.images, range(batch_size, len(dataset), batch_size))
-        ]
+        [np.asarray(predict(data.to_float(batch))) for batch in metrics.array_batches(dataset.images, batch_size)]
     )
     return float(np.mean(predictions == dataset.labels))
 
@@ -218,6 +214,9 @@ def class_labels(num_classes: int, per_class: int) -> jax.Array:
     return jnp.repeat(jnp.arange(num_classes), per_class)
 
 
+_generate = jax.jit(generate, static_argnames=("train", "use_ema"))  # one compiled sampler for every check
+
+
 def sample_accuracy(
     state: TrainState,
     classify,
@@ -231,9 +230,8 @@ def sample_accuracy(
     """The classifier's per-class accuracy on ``per_class`` samples of each class from G (running statistics)."""
     labels = class_labels(num_classes, per_class)
     z = jax.random.normal(key, (len(labels), latent_dim))
-    sample = jax.jit(functools.partial(generate, use_ema=use_ema))
     predictions = [
-        np.asarray(classify(sample(state, z[i : i + batch_size], labels[i : i + batch_size])))
+        np.asarray(classify(_generate(state, z[i : i + batch_size], labels[i : i + batch_size], use_ema=use_ema)))
         for i in range(0, len(labels), batch_size)
     ]
     return per_class_accuracy(np.concatenate(predictions), labels, num_classes)

@@ -108,16 +108,21 @@ def train_and_evaluate(config: Config) -> dict:
         donate_argnums=0,
     )
 
+    drawn: dict[int, tuple[np.ndarray, dict]] = {}  # the last step's samples and mode metrics, shared by both hooks
+
+    def draw(state, done: int) -> tuple[np.ndarray, dict]:
+        if done not in drawn:
+            points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
+            drawn.clear()
+            drawn[done] = points, metrics.mixture_metrics(points, mixture.means, mixture.std)
+        return drawn[done]
+
     def evaluate(state, done: int) -> dict:
-        points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
-        return {
-            **metrics.mixture_metrics(points, mixture.means, mixture.std),
-            **metrics.sample_diversity(points[:1000], reference[:1000]),
-        }
+        points, found = draw(state, done)
+        return {**found, **metrics.sample_diversity(points[:1000], reference[:1000])}
 
     def plot(state, done: int) -> None:
-        points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
-        found = metrics.mixture_metrics(points, mixture.means, mixture.std)
+        points, found = draw(state, done)
         plots.scatter_mixture(
             points,
             mixture.means,

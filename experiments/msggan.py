@@ -37,7 +37,7 @@ class Model:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ImageGAN):
+class Config(configs.UnconditionalGAN):
     """MSG-GAN on MNIST."""
 
     model: Model = Model()
@@ -48,8 +48,6 @@ class Config(configs.ImageGAN):
     run: configs.Run = configs.Run(workdir="runs/msggan")
     devices: configs.Devices = configs.Devices()
     """The devices a run uses (the models have no BatchNorm to synchronize)."""
-    num_samples: int = 100
-    """images in each sample grid (rows of 10)."""
 
 
 def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:

@@ -41,7 +41,7 @@ class Model:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ImageGAN):
+class Config(configs.UnconditionalGAN):
     """SAGAN on MNIST."""
 
     model: Model = Model()

@@ -143,13 +143,15 @@ def originals_and_reconstructions(state: TrainState, originals: jax.Array, colum
     return jnp.concatenate([pair(originals), pair(rebuilt)], axis=1).reshape(-1, *originals.shape[1:])
 
 
+_reconstruct = jax.jit(vaegan.reconstruct)  # compiled once for every check
+
+
 def reconstruction_accuracy(
     state: TrainState, held_out: data.ImageDataset, classify, num_classes: int = 10, batch_size: int = 500
 ) -> list[float]:
     """Per digit: the share of ``held_out`` whose reconstruction ``classify`` labels as the source digit."""
-    rebuild = jax.jit(vaegan.reconstruct)
     predictions = [
-        np.asarray(classify(rebuild(state, data.to_float(held_out.images[i : i + batch_size]))))
+        np.asarray(classify(_reconstruct(state, data.to_float(held_out.images[i : i + batch_size]))))
         for i in range(0, len(held_out), batch_size)
     ]
     return evaluation.per_class_accuracy(np.concatenate(predictions), held_out.labels, num_classes)

@@ -17,7 +17,7 @@ from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ImageGAN):
+class Config(configs.UnconditionalGAN):
     """WGAN-GP on MNIST."""
 
     model: configs.DCGANModel = configs.DCGANModel(g_width=64, d_width=16, d_norm="none")
@@ -28,8 +28,6 @@ class Config(configs.ImageGAN):
     """How long and on how much data each step trains; a small batch buys more G steps a minute (docs/results.md)."""
     run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist")
     evaluation: configs.Evaluation = configs.Evaluation(eval_every=5000)
-    num_samples: int = 100
-    """images in each sample grid (rows of 10)."""
 
 
 def train_and_evaluate(config: Config) -> TrainState:

@@ -15,6 +15,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax import lax
+
+from ganjax.training import rng
 
 Array = jax.Array
 
@@ -98,3 +101,12 @@ def mix(buffer: ReplayBuffer, key: Array, fresh: Array, share: float | None = No
         return fresh
     replayed = jnp.where(buffer.size > 0, buffer.sample(key, n), fresh[:n])
     return fresh.at[:n].set(replayed)
+
+
+def mix_and_push(
+    pool: ReplayBuffer, key: jax.Array, fake: jax.Array, axis_name: str | None
+) -> tuple[jax.Array, ReplayBuffer]:
+    """D's fake batch with ``pool.share`` of it replayed, and the pool with this (global) batch pushed."""
+    mixed = mix(pool, rng.device_key(key, axis_name), fake)
+    pushed = fake if axis_name is None else lax.all_gather(fake, axis_name, tiled=True)
+    return mixed, pool.push(pushed)

@@ -55,9 +55,8 @@ from jax import lax
 
 from ganjax import losses
 from ganjax.nn.conv import Conv, ConvTranspose
-from ganjax.replay import ReplayBuffer
+from ganjax.replay import ReplayBuffer, mix_and_push
 from ganjax.training import rng
-from ganjax.training.gan import mix_and_push
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
 

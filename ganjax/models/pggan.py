@@ -286,16 +286,17 @@ class PGGAN:
     drift: float = 0.001
 
     def _fakes(self, stage: int, g_params, inputs: PhaseInputs):
-        """``(reals as D sees them, G's fakes, alpha)`` at ``stage``; both phases of a step draw the same z."""
+        """``(G's fakes, alpha)`` at ``stage``; both phases of a step draw the same z."""
         alpha = self.schedule.alpha(inputs.state.step, stage)
-        real = real_images(inputs.batch["image"], stage, alpha)
-        z = rng.per_device_normal(rng.named(inputs.key, "z"), (real.shape[0], self.latent_dim), inputs.axis_name)
+        shape = (inputs.batch["image"].shape[0], self.latent_dim)
+        z = rng.per_device_normal(rng.named(inputs.key, "z"), shape, inputs.axis_name)
         fake, _ = inputs.state.players["g"](g_params, z, alpha, stage, train=True)
-        return real, fake, alpha
+        return fake, alpha
 
     def d_loss(self, stage: int, params, inputs: PhaseInputs) -> tuple[jax.Array, PhaseOutput]:
         """The critic's WGAN-GP loss with drift; reports its parts and ``alpha``."""
-        real, fake, alpha = self._fakes(stage, inputs.state.players["g"].params, inputs)
+        fake, alpha = self._fakes(stage, inputs.state.players["g"].params, inputs)
+        real = real_images(inputs.batch["image"], stage, alpha)
         fake = lax.stop_gradient(fake)
         critic = lambda x: inputs.state.players["d"](params["d"], x, alpha, stage, train=True)[0]
         real_scores = critic(real)
@@ -310,7 +311,7 @@ class PGGAN:
 
     def g_loss(self, stage: int, params, inputs: PhaseInputs) -> tuple[jax.Array, PhaseOutput]:
         """G's Wasserstein loss through the critic this step's D phase updated, on the same z."""
-        _, fake, alpha = self._fakes(stage, params["g"], inputs)
+        fake, alpha = self._fakes(stage, params["g"], inputs)
         d = inputs.state.players["d"]
         g_loss = losses.wasserstein_g_loss(d(d.params, fake, alpha, stage, train=True)[0])
         return g_loss, PhaseOutput(metrics={"g_loss": g_loss})

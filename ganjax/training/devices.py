@@ -103,10 +103,11 @@ def bn_axis_name(mode: str, batch_size: int, mesh: Mesh) -> str | None:
       mode: ``'on'``, ``'off'``, or ``'auto'``: on when each device gets fewer
         than :data:`CROSS_REPLICA_BN_BELOW` examples.
 
-    Raises:
-      ValueError: for ``'on'`` on one device, or an unknown mode.
       batch_size: the global batch size.
       mesh: the mesh the step runs on.
+
+    Raises:
+      ValueError: for ``'on'`` on one device, an unknown mode, or a batch that does not divide over the mesh.
     """
     if mode not in CROSS_REPLICA_BN_MODES:
         raise ValueError(f"cross-replica BatchNorm: unknown mode {mode!r}; choose one of {CROSS_REPLICA_BN_MODES}")

@@ -38,7 +38,7 @@ import optax
 from jax import lax
 
 from ganjax import labels, latent, losses, noise, penalties
-from ganjax.replay import ReplayBuffer, mix
+from ganjax.replay import ReplayBuffer, mix_and_push
 from ganjax.training import rng
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
@@ -241,17 +241,19 @@ class GAN:
         images, stats = g(params, *inputs, train=True, rngs={"noise": noise_key, "dropout": dropout_key})
         return images, y, stats
 
+    def _d_inputs(self, images: jax.Array, y: jax.Array | None) -> tuple[jax.Array, ...]:
+        """D's positional inputs: the images, and the labels when D takes them."""
+        return (images, y) if self.conditioning.d_takes_labels else (images,)
+
     def discriminate(self, d: Player, params, images: jax.Array, y: jax.Array | None, train: bool = True):
         """D on ``images``: ``(logits, class_logits or None, batch_stats)``."""
-        inputs = (images, y) if self.conditioning.d_takes_labels else (images,)
-        out, stats = d(params, *inputs, train=train)
+        out, stats = d(params, *self._d_inputs(images, y), train=train)
         logits, class_logits = out if self.conditioning.aux_class_weight else (out, None)
         return logits, class_logits, stats
 
     def d_features(self, d: Player, images: jax.Array, y: jax.Array | None) -> jax.Array:
         """D's sown hidden features of ``images`` (train mode)."""
-        inputs = (images, y) if self.conditioning.d_takes_labels else (images,)
-        return d.with_features(d.params, *inputs)[1]
+        return d.with_features(d.params, *self._d_inputs(images, y))[1]
 
     # ------------------------------------------------------------------ the losses
 
@@ -393,15 +395,6 @@ def _pulled_back_by(pullback, images: jax.Array):
 
     forward.defvjp(lambda params: (images, None), lambda _, cotangent: pullback(cotangent))
     return forward
-
-
-def mix_and_push(
-    pool: ReplayBuffer, key: jax.Array, fake: jax.Array, axis_name: str | None
-) -> tuple[jax.Array, ReplayBuffer]:
-    """D's fake batch with ``pool.share`` of it replayed, and the pool with this (global) batch pushed."""
-    mixed = mix(pool, rng.device_key(key, axis_name), fake)
-    pushed = fake if axis_name is None else lax.all_gather(fake, axis_name, tiled=True)
-    return mixed, pool.push(pushed)
 
 
 def create_state(
