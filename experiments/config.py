@@ -246,15 +246,23 @@ class Run:
     keep_checkpoints: int = 3
     """how many recent checkpoints are kept."""
     resume: bool = False
-    """continue the run in workdir from its last checkpoint."""
+    """continue the run in workdir from its last checkpoint (its config may change only in where and how often it
+    reports, and in a larger schedule.steps)."""
+    allow_changes: tuple[str, ...] = ()
+    """on resume, config fields (part.field) that may differ from the saved run, e.g. optim.lr_g; never the model,
+    the seed or the batch size."""
     overwrite: bool = False
     """delete whatever workdir holds and start afresh."""
 
     def __post_init__(self):
+        at_least(self, "seed", 0)
         for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             at_least(self, field, 1)
         if self.resume and self.overwrite:
             refuse(self, "overwrite", "resume continues the run in workdir, overwrite deletes it: choose one")
+        for name in self.allow_changes:
+            if "." not in name:
+                refuse(self, "allow_changes", f"{name!r} is not a part.field name such as optim.lr_g")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +338,8 @@ class Evaluation:
 
 def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
     """``cls`` from its defaults and ``argv`` (the command line when None); exits with a usage error on a bad value."""
-    return tyro.cli(cls, args=argv, description=(cls.__doc__ or "").strip().split("\n")[0])
+    summary = (cls.__doc__ or "").strip().split("\n")[0]
+    return tyro.cli(cls, args=argv, description=f"{summary} (--debug: show the traceback of an error)")
 
 
 def to_dict(config) -> dict:

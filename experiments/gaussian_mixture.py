@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv[:1] == ["table"]:
         print(table(argv[1]))
         return
-    print(json.dumps(train_and_evaluate(configs.parse(Config, argv))))
+    runner.main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,18 @@ and when a hook stops the run):
 - :class:`Periodic` calls ``fn(state, step)`` (sample grids: :func:`grid_writer`);
 - :class:`Checkpoint` saves the state, and restores the latest one on resume.
 
+Before the first hook at a step that samples, watches or checkpoints, the loop
+checks the state itself: a parameter, statistic or optimizer value holding NaN
+or Inf stops the run (:class:`ganjax.checkpoint.NonFiniteStateError`) before
+anything is written from it, so the last checkpoint stays the last good state.
+A resumed run with nothing left to do is refused (:class:`ResumeError`).
+
 A run starts with :func:`start`: it joins the other processes, prepares the
 workdir (a folder that holds another run is refused unless resumed or
-overwritten; the resolved config is written to ``config.json``), makes the
-device mesh and prints one line with the backend, the devices and the batch.
+overwritten; a resumed run's config is compared with the saved one; the
+resolved config is written to ``config.json``), makes the device mesh and
+prints one line with the backend, the devices and the batch. :func:`main` is
+every experiment's command line: it turns expected errors into one line.
 
 The second half is what the image GAN experiments share: :func:`train_image_gan`
 runs one from start to end out of :func:`gan_state`, :func:`run_hooks` and
@@ -36,8 +44,11 @@ import collections
 import dataclasses
 import functools
 import json
+import os
 import pathlib
 import shutil
+import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -47,9 +58,8 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import config as configs
-from ganjax import data, images, plots
+from ganjax import checkpoint, data, event_log, images, plots
 from ganjax import latent as latent_paths
-from ganjax.checkpoint import Checkpointer
 from ganjax.evaluation import monitor
 from ganjax.training import devices
 from ganjax.training.gan import GAN, create_state, generate
@@ -58,13 +68,44 @@ from ganjax.training.state import TrainState
 
 PyTree = Any
 CONFIG_FILE = "config.json"
-# Config fields a resumed run may change: where and how often it reports, and how long it goes on.
-RESUMABLE_CHANGES = ("run.", "monitor.", "schedule.steps", "evaluation.eval_every")
+CHECKPOINTS = "checkpoints"
+# Config fields a resumed run may change freely: where and how often it reports, and how long it goes on.
+FREE_CHANGES = (
+    "run.workdir",
+    "run.resume",
+    "run.overwrite",
+    "run.allow_changes",
+    "run.debug",
+    "run.log_every",
+    "run.sample_every",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "monitor.",
+    "evaluation.",
+    "class_accuracy.",
+    "schedule.steps",
+)
+# Config fields that shape the state or its random streams: a resumed run never changes them.
+FIXED_ON_RESUME = (
+    "run.seed",
+    "schedule.batch_size",
+    "schedule.n_critic",
+    "data.image_size",
+    "data.channels",
+    "model.",
+    "latent.",
+    "state.",
+    "conditioning.num_classes",
+)
 PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_score", "d_fake_score", "fid")
 
 
 class WorkdirError(ValueError):
-    """The workdir holds another run (or the resumed run's config differs)."""
+    """The workdir holds another run, holds nothing to resume, or the resumed run's config differs."""
+
+
+class ResumeError(ValueError):
+    """A resumed run has nothing left to do."""
 
 
 # ----------------------------------------------------------------------------- start
@@ -80,12 +121,38 @@ def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _check_resumed_config(workdir: pathlib.Path, run: configs.Run, before: dict, now: dict) -> None:
+    """Refuses changes a resumed run may not make (see :data:`FIXED_ON_RESUME` and ``run.allow_changes``)."""
+    before, now = _flatten(before), _flatten(now)
+    allowed = tuple(name.replace("-", "_") for name in run.allow_changes)
+    unknown = [name for name in allowed if name not in now]
+    if unknown:
+        raise WorkdirError(f"run.allow_changes: {', '.join(unknown)} is not a field of this config")
+    fixed = [name for name in allowed if name.startswith(FIXED_ON_RESUME)]
+    if fixed:
+        raise WorkdirError(
+            f"run.allow_changes: {', '.join(fixed)} shapes the model or its random streams and cannot change on resume"
+        )
+    changed = sorted(
+        name
+        for name in before.keys() | now.keys()
+        if before.get(name) != now.get(name) and not name.startswith(FREE_CHANGES) and name not in allowed
+    )
+    if changed:
+        fields = ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed)
+        allow = [k for k in changed if not k.startswith(FIXED_ON_RESUME)]
+        hint = f"; to change them anyway pass --run.allow-changes {' '.join(allow)}" if allow == changed else ""
+        raise WorkdirError(f"{workdir}: resuming with a different config would mix two runs; changed: {fields}{hint}")
+
+
 def prepare_workdir(run: configs.Run, resolved: dict) -> pathlib.Path:
     """Makes ``run.workdir`` ready and writes ``resolved`` (the whole config) to its ``config.json``.
 
-    A folder holding anything is refused unless ``run.resume`` (continue it: its
-    config may differ only in :data:`RESUMABLE_CHANGES`) or ``run.overwrite``
-    (delete it first). Only process 0 touches the folder.
+    A folder holding anything is refused unless ``run.resume`` (continue it) or
+    ``run.overwrite`` (delete it first). A resumed run needs a checkpoint, and its
+    config may differ from the saved one only in :data:`FREE_CHANGES` and in the
+    fields named by ``run.allow_changes`` (never in :data:`FIXED_ON_RESUME`).
+    Only process 0 touches the folder.
 
     Raises:
       WorkdirError: naming the folder, or the fields a resumed run would change.
@@ -93,30 +160,30 @@ def prepare_workdir(run: configs.Run, resolved: dict) -> pathlib.Path:
     workdir = pathlib.Path(run.workdir)
     if jax.process_index() != 0:
         return workdir
-    if workdir.exists() and any(workdir.iterdir()):
-        if run.overwrite:
-            shutil.rmtree(workdir)
-        elif not run.resume:
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirError(f"{workdir}: run.workdir is a file, not a folder")
+    if run.resume:
+        if not checkpoint.saved_steps(workdir / CHECKPOINTS):
+            raise WorkdirError(f"{workdir}: nothing to resume (no checkpoint there); drop --run.resume to start a run")
+        if (workdir / CONFIG_FILE).is_file():
+            _check_resumed_config(workdir, run, _read_json(workdir / CONFIG_FILE), resolved)
+    elif workdir.exists() and any(workdir.iterdir()):
+        if not run.overwrite:
             raise WorkdirError(
                 f"{workdir} already holds a run: pass --run.resume to continue it, --run.overwrite "
                 "to replace it, or another --run.workdir"
             )
-        elif (workdir / CONFIG_FILE).is_file():
-            before = _flatten(json.loads((workdir / CONFIG_FILE).read_text()))
-            now = _flatten(resolved)
-            changed = sorted(
-                k
-                for k in before.keys() | now.keys()
-                if before.get(k) != now.get(k) and not k.startswith(RESUMABLE_CHANGES)
-            )
-            if changed:
-                raise WorkdirError(
-                    f"{workdir}: resuming with a different config would mix two runs; changed: "
-                    + ", ".join(f"{k} ({before.get(k)!r} -> {now.get(k)!r})" for k in changed)
-                )
+        shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
     return workdir
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise WorkdirError(f"{path}: not valid JSON ({e})") from e
 
 
 def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
@@ -146,6 +213,33 @@ def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
             flush=True,
         )
     return mesh
+
+
+# ----------------------------------------------------------------------------- the command line
+
+DEBUG_FLAG = "--debug"
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def main(config_cls: type[configs.Config], run_fn: Callable[[Any], Any], argv: Sequence[str] | None = None):
+    """Parses ``config_cls`` from ``argv`` (the command line when None) and returns ``run_fn(config)``.
+
+    An expected error ends the process with one line on stderr, ``error: ...``,
+    naming the file or field: bad data, a bad config, a workdir or checkpoint
+    problem, a filesystem error (exit code 2), or training that produced NaN or
+    Inf (exit code 1). ``--debug`` anywhere in ``argv`` (or ``GANJAX_DEBUG=1``)
+    shows the full traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("GANJAX_DEBUG") == "1"
+    config = configs.parse(config_cls, [arg for arg in argv if arg != DEBUG_FLAG])
+    try:
+        return run_fn(config)
+    except (FloatingPointError, ValueError, OSError) as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_FAILED if isinstance(e, FloatingPointError) else EXIT_BAD_INPUT) from None
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -181,11 +275,13 @@ class Hook:
       every: runs at multiples of ``every``.
       at_end: also runs at the last step and at the step a hook stops the run.
       reads_metrics: gets the train metrics since its last run in ``context.window``.
+      needs_finite_state: writes or reads the state, so the loop first stops the run if it holds NaN or Inf.
     """
 
     every: int
     at_end = True
     reads_metrics = False
+    needs_finite_state = False
 
     def restore(self, state: PyTree) -> PyTree:
         """Before the loop: the state to start from (a checkpoint's, on resume)."""
@@ -211,6 +307,7 @@ class Periodic(Hook):
     every: int
     fn: Callable[[PyTree, int], None]
     at_end: bool = True
+    needs_finite_state = True
 
     def __call__(self, context: Context) -> None:
         self.fn(context.state, context.step)
@@ -239,6 +336,7 @@ class Watch(Hook):
     every: int
     config: monitor.MonitorConfig
     reads_metrics = True
+    needs_finite_state = True
 
     def __post_init__(self):
         self._monitor = monitor.Monitor(self.config)
@@ -261,8 +359,9 @@ class Watch(Hook):
 class Log(Hook):
     """Mean metrics since the last record, plus the record's values, to ``metrics.jsonl`` and TensorBoard.
 
-    Only process 0 writes. On resume, records after the resumed step are dropped.
-    At the end it plots ``training.png`` from the records.
+    Only process 0 writes; TensorBoard is flushed at every record, so a killed
+    run loses none. On resume, records after the resumed step are dropped from
+    both (a last line torn by a crash too). At the end it plots ``training.png``.
     """
 
     reads_metrics = True
@@ -277,13 +376,11 @@ class Log(Hook):
     def begin(self, step: int) -> None:
         if not self.active:
             return
-        from tensorboardX import SummaryWriter
-
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            kept = [line for line in _read_records(self.path) if json.loads(line)["step"] <= step]
             self.path.write_text("".join(line + "\n" for line in kept))
-        self._tb = SummaryWriter(str(self.workdir / "tb"))
+        self._tb = event_log.EventLog(self.workdir / "tb", purge_step=step + 1 if step else None)
 
     def __call__(self, context: Context) -> None:
         record = {
@@ -303,15 +400,29 @@ class Log(Hook):
             f.write(json.dumps(record) + "\n")
         for name, value in record.items():
             if isinstance(value, (int, float)) and name != "step":
-                self._tb.add_scalar(name, value, step)
+                self._tb.scalar(name, value, step)
             elif isinstance(value, str):
-                self._tb.add_text(name, value, step)
+                self._tb.text(name, value, step)
+        self._tb.flush()
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
             if self.path.exists() and self.path.stat().st_size:
                 plots.plot_training(self.path, self.workdir / "training.png")
+
+
+def _read_records(path: pathlib.Path) -> list[str]:
+    """The lines of ``metrics.jsonl``; a last line torn by a crash is dropped, a bad earlier one refused."""
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                return lines[:-1]
+            raise WorkdirError(f"{path}:{number}: not a JSON record ({e})") from e
+    return lines
 
 
 def _jsonable(value):
@@ -322,18 +433,26 @@ def _jsonable(value):
 class Checkpoint(Hook):
     """Saves the state (and the config) under ``{workdir}/checkpoints``; on resume starts from the latest.
 
-    It refuses to save a state whose metrics since the last save are not finite.
+    It refuses to save a state holding NaN or Inf, or one whose metrics since the
+    last save are not finite. On resume, a checkpoint that cannot be read is set
+    aside, with a warning, for the one before it.
     """
 
     reads_metrics = True
+    needs_finite_state = True
 
     def __init__(self, every: int, workdir: str | pathlib.Path, keep: int, resume: bool, config: dict | None = None):
         self.every, self.resume, self.config = every, resume, config
-        self.checkpointer = Checkpointer(pathlib.Path(workdir) / "checkpoints", max_to_keep=keep)
+        self.checkpointer = checkpoint.Checkpointer(pathlib.Path(workdir) / CHECKPOINTS, max_to_keep=keep)
 
     def restore(self, state: PyTree) -> PyTree:
-        if self.resume and self.checkpointer.latest_step() is not None:
-            state, _ = self.checkpointer.restore(state)
+        if not self.resume:
+            return state
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state, _, _ = self.checkpointer.restore(state)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr, flush=True)
         return state
 
     def __call__(self, context: Context) -> None:
@@ -388,6 +507,11 @@ def train(
     for hook in hooks:
         state = hook.restore(state)
     start_step = step_of(state)
+    if start_step >= steps:
+        raise ResumeError(
+            f"the run is at step {start_step} and schedule.steps is {steps}: nothing left to do; "
+            "pass a larger --schedule.steps to go on"
+        )
     for hook in hooks:
         hook.begin(start_step)
     since = {id(hook): start_step for hook in hooks if hook.reads_metrics}
@@ -405,9 +529,13 @@ def train(
                 state, metrics = step_fn(state, next(iterator))
                 pending.append(metrics)
                 context = Context(done, state, done == steps, record=record, postfix=postfix)
+                checked = False
                 for hook in hooks:
                     if not hook.due(context):
                         continue
+                    if hook.needs_finite_state and not checked:
+                        checkpoint.check_finite_state(state, done)
+                        checked = True
                     if hook.reads_metrics:
                         fetched.extend(jax.device_get(pending))
                         pending = []

@@ -70,7 +70,7 @@ def train_and_evaluate(config: Config) -> TrainState:
 
 
 def main(argv=None):
-    train_and_evaluate(configs.parse(Config, argv))
+    return runner.main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

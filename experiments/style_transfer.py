@@ -24,6 +24,7 @@ import optax
 from PIL import Image
 
 from experiments import config as configs
+from experiments import runner
 from ganjax.style import transfer, vgg
 
 
@@ -108,7 +109,7 @@ def run(config: Config) -> dict[str, np.ndarray]:
 
 
 def main(argv=None):
-    run(configs.parse(Config, argv))
+    return runner.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pathlib
 from collections.abc import Sequence
 
 from experiments import config as configs
-from experiments import evaluation
+from experiments import evaluation, runner
 from ganjax import data
 from ganjax.evaluation import mnist_classifier as mc
 
@@ -34,8 +34,8 @@ class Config:
     training: evaluation.ClassifierTraining = evaluation.ClassifierTraining()
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    config = configs.parse(Config, argv)
+def train(config: Config) -> dict:
+    """Trains, saves and scores the classifier; returns and prints ``result.json``'s values."""
     digits = data.load_idx_folder(config.data_dir)
     train_set, test_set = digits.split(1.0 - config.training.test_size / len(digits))
     classifier = evaluation.train_classifier(config.training, train_set)
@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     (pathlib.Path(config.out) / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    return runner.main(Config, train, argv)
 
 
 if __name__ == "__main__":

@@ -216,7 +216,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
 
 
 def main(argv=None):
-    train_and_evaluate(configs.parse(Config, argv))
+    return runner.main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

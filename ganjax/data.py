@@ -10,9 +10,11 @@ batches an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gzip
 import pathlib
 import queue
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -38,6 +40,8 @@ class ImageDataset:
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
             raise DataError(f"{self.name}: images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}")
+        if len(self.images) == 0:
+            raise DataError(f"{self.name}: holds no images")
         if self.labels is not None and len(self.labels) != len(self.images):
             raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
 
@@ -183,6 +187,53 @@ def load_image_folder(folder: str | pathlib.Path, size: int, channels: int = 3) 
 # ----------------------------------------------------------------------------- TFDS
 
 
+TFDS_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+
+
+def _online(address: tuple[str, int] = TFDS_DOWNLOAD_HOST, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(address, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def tfds_builder(name: str, data_dir: str | None = None, download: bool = True):
+    """The TFDS builder of ``name`` (``'mnist'``, ``'mnist:3.0.1'``), prepared on disk.
+
+    Raises:
+      DataError: for a name TFDS does not know (with the closest names), or a
+        dataset that is not prepared and cannot be: no download allowed, no network
+        (saying how to prepare it elsewhere), or no TensorFlow to prepare it with.
+    """
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import registered
+
+    known = registered.list_imported_builders()
+    if name.split(":")[0] not in known:
+        close = difflib.get_close_matches(name.split(":")[0], known, n=5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DataError(f"tfds:{name}: TFDS has no dataset of that name{hint}")
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if builder.is_prepared():
+        return builder
+    where = f"tfds:{name} is not prepared in {builder.data_dir}"
+    prepare = (
+        f"prepare it where there is a network (pip install 'ganjax[tfds]'; python -c \"import tensorflow_datasets as "
+        f"tfds; tfds.builder('{name}', file_format='array_record').download_and_prepare()\") and copy that folder "
+        "here, or pass --data.dir FOLDER"
+    )
+    if not download:
+        raise DataError(f"{where} and downloading is off: {prepare}")
+    if not _online():
+        raise DataError(f"{where} and there is no network to download it: {prepare}")
+    try:
+        builder.download_and_prepare()
+    except ModuleNotFoundError as e:
+        raise DataError(f"{where}; preparing it needs {e.name}: pip install 'ganjax[tfds]'") from e
+    return builder
+
+
 def load_tfds(
     name: str,
     split: str = "train",
@@ -191,16 +242,19 @@ def load_tfds(
     label_key: str | None = "label",
     download: bool = True,
 ) -> ImageDataset:
-    """Loads a TFDS image dataset into memory through ``tfds.data_source`` (no TensorFlow needed to read).
+    """Loads a TFDS image dataset into memory through its array-record data source (no TensorFlow needed to read).
 
-    Preparing a dataset the first time (``download=True``) uses TFDS's builders;
-    see BUILD.md for the extra that installs what they need.
+    Preparing a dataset the first time (``download=True``, with a network) uses
+    TFDS's builders; see BUILD.md for the extra that installs what they need.
+
+    Raises:
+      DataError: see :func:`tfds_builder`; also for an unknown split or an empty one.
     """
-    import tensorflow_datasets as tfds
-
-    source = tfds.data_source(
-        name, split=split, data_dir=data_dir, download=download, builder_kwargs={"file_format": "array_record"}
-    )
+    builder = tfds_builder(name, data_dir, download)
+    try:
+        source = builder.as_data_source(split=split)
+    except (KeyError, ValueError) as e:
+        raise DataError(f"tfds:{name}: no split {split!r} ({e})") from e
     if len(source) == 0:
         raise DataError(f"tfds:{name}[{split}]: the split is empty")
     records = [source[i] for i in range(len(source))]
@@ -234,7 +288,9 @@ class Batcher:
 
     def __post_init__(self):
         if not 0 < self.batch_size <= len(self.dataset):
-            raise DataError(f"{self.dataset.name}: batch size {self.batch_size} must be in [1, {len(self.dataset)}]")
+            raise DataError(
+                f"{self.dataset.name}: holds {len(self.dataset)} examples, too few for batches of {self.batch_size}"
+            )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -266,25 +322,40 @@ class Batcher:
         buffer: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
 
+        def offer(item) -> None:
+            while not stop.is_set():
+                try:
+                    buffer.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
         def produce():
             step = start_step
-            while not stop.is_set():
-                item = put(self.batch(step))
+            try:
                 while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                step += 1
+                    offer(put(self.batch(step)))
+                    step += 1
+            except BaseException as e:  # handed to the consumer, which raises it: a dead thread never hangs it
+                offer(_Failed(e))
 
         thread = threading.Thread(target=produce, daemon=True)
         thread.start()
         try:
             while True:
-                yield buffer.get()
+                item = buffer.get()
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
         finally:
             stop.set()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failed:
+    """The exception that ended a prefetch thread."""
+
+    error: BaseException
 
 
 def load(
@@ -299,7 +370,9 @@ def load(
     if source.startswith("tfds:"):
         return load_tfds(source[5:], split=split, data_dir=data_dir)
     folder = pathlib.Path(source)
-    if folder.is_dir() and any(folder.glob("*images-idx3-ubyte*")):
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found" if not folder.exists() else f"{folder}: not a folder")
+    if any(folder.glob("*images-idx3-ubyte*")):
         prefixed = any(folder.glob(f"{split}*images-idx3-ubyte*"))
         return load_idx_folder(folder, split if prefixed else "")
     if image_size is None:

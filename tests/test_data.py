@@ -65,7 +65,7 @@ def test_prefetching_iterator_matches_batch(mnist):
 
 def test_batch_size_larger_than_dataset():
     ds = data.ImageDataset(np.zeros((4, 2, 2, 1), np.uint8), name="tiny")
-    with pytest.raises(data.DataError, match="tiny: batch size 8"):
+    with pytest.raises(data.DataError, match="tiny: holds 4 examples, too few for batches of 8"):
         data.Batcher(ds, 8, 0)
 
 
@@ -140,9 +140,44 @@ def test_image_folder_needs_a_size(tmp_path):
         data.load(str(tmp_path))
 
 
-def test_tfds_mock_data():
+def test_tfds_mock_data(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data, "_online", lambda: True)  # the mock stands in for the download
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
         ds = data.load("tfds:mnist", split="train")
     assert ds.images.shape == (12, 28, 28, 1) and ds.labels.shape == (12,)
     assert ds.name == "tfds:mnist[train]"
+
+
+def test_an_idx_file_of_no_images_is_named(tmp_path):
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", 2051, np.zeros((0, 28, 28), np.uint8))
+    with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte: holds no images"):
+        data.load(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "make, error",
+    [
+        (lambda p: None, "missing: data folder not found"),
+        (lambda p: p.write_text("x"), "missing: not a folder"),
+        (lambda p: p.mkdir(), "missing: no .png/.jpg/.jpeg images in the folder"),
+    ],
+)
+def test_a_bad_data_folder_is_named(tmp_path, make, error):
+    make(tmp_path / "missing")
+    with pytest.raises(data.DataError, match=error):
+        data.load(str(tmp_path / "missing"), image_size=28)
+
+
+def test_a_misspelt_tfds_name_suggests_the_closest_names():
+    with pytest.raises(data.DataError, match="tfds:mnistt: TFDS has no dataset of that name; did you mean mnist, "):
+        data.load("tfds:mnistt")
+
+
+@pytest.mark.parametrize(
+    "download, error", [(True, "and there is no network to download it: "), (False, "and downloading is off: ")]
+)
+def test_an_unprepared_tfds_dataset_offline_says_how_to_prepare_it(tmp_path, monkeypatch, download, error):
+    monkeypatch.setattr(data, "_online", lambda: False)
+    with pytest.raises(data.DataError, match=f"tfds:mnist is not prepared in {tmp_path}.*{error}.*or pass --data.dir"):
+        data.load_tfds("mnist", data_dir=str(tmp_path), download=download)
