@@ -306,7 +306,9 @@ class Monitor:
     """flags that stop the run early (after a last sample and checkpoint)."""
 
     def __post_init__(self):
-        at_least(self, "window", 1)
+        at_least(self, "window", 2)
+        if not self.max_grad_norm > 0:
+            refuse(self, "max_grad_norm", f"must be positive, got {self.max_grad_norm}")
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
         """The monitor's settings; a Wasserstein critic's loss is unbounded below, so "near 0" is off there."""
@@ -443,6 +445,10 @@ class ConditionalModel:
     """G's normalization."""
     d_norm: Literal[dcgan.D_NORMS] = "batch"
     """D's normalization."""
+
+    def __post_init__(self):
+        for field in ("g_embed_dim", "d_embed_dim", "g_width", "d_width"):
+            at_least(self, field, 1)
 
     def build(self, data: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images and ``num_classes`` classes."""

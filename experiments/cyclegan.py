@@ -78,7 +78,10 @@ class Optimizer:
     """Adam's first-moment decay."""
 
     def __post_init__(self):
-        configs.at_least(self, "lr", 0.0)
+        if not self.lr > 0:
+            configs.refuse(self, "lr", f"must be positive, got {self.lr}")
+        if not 0.0 <= self.b1 < 1.0:
+            configs.refuse(self, "b1", f"must be in [0, 1), got {self.b1}")
 
     def build(self, steps: int) -> optax.GradientTransformation:
         return optax.adam(optim.linear_decay(self.lr, steps), b1=self.b1)

@@ -62,8 +62,10 @@ class ClassifierTraining:
         for field in ("test_size", "width", "feature_dim", "steps", "batch_size"):
             if getattr(self, field) < 1:
                 configs.refuse(self, field, f"must be at least 1, got {getattr(self, field)}")
-        if self.shift < 0:
-            configs.refuse(self, "shift", f"must not be negative, got {self.shift}")
+        configs.at_least(self, "shift", 0)
+        configs.at_least(self, "seed", 0)
+        if not self.lr > 0:
+            configs.refuse(self, "lr", f"must be positive, got {self.lr}")
 
 
 def random_shift(key: jax.Array, images: jax.Array, shift: int) -> jax.Array:

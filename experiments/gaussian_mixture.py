@@ -52,6 +52,10 @@ class Model:
     d_depth: int = 3
     """D's hidden layers."""
 
+    def __post_init__(self):
+        for field in ("g_width", "g_depth", "d_width", "d_depth"):
+            configs.at_least(self, field, 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
@@ -61,6 +65,10 @@ class Evaluation:
     """steps between evaluations."""
     eval_samples: int = 2500
     """samples per evaluation."""
+
+    def __post_init__(self):
+        configs.at_least(self, "eval_every", 1)
+        configs.at_least(self, "eval_samples", 1)
 
 
 @dataclasses.dataclass(frozen=True)

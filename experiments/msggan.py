@@ -35,6 +35,10 @@ class Model:
     d_width: int = 16
     """D's base channels."""
 
+    def __post_init__(self):
+        for field in ("g_width", "d_width"):
+            configs.at_least(self, field, 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class Config(configs.UnconditionalGAN):

@@ -63,8 +63,12 @@ class Config:
         if self.lr is not None and self.optimizer != "adam":
             configs.refuse(self, "lr", f"is Adam's learning rate; the optimizer is {self.optimizer!r}")
         for field in ("size", "steps", "vgg_width"):
-            if getattr(self, field) < 1:
-                configs.refuse(self, field, f"must be at least 1, got {getattr(self, field)}")
+            configs.at_least(self, field, 1)
+        for field in ("content_weight", "style_weight", "tv_weight"):
+            configs.at_least(self, field, 0.0)
+        configs.at_least(self, "seed", 0)
+        if self.lr is not None and not self.lr > 0:
+            configs.refuse(self, "lr", f"must be positive, got {self.lr}")
 
 
 def load_image(path: str, size: int) -> jax.Array:

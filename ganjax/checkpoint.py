@@ -151,6 +151,7 @@ class Checkpointer:
           CheckpointError: if there is no checkpoint (or none that can be read), or
             if the checkpoint's arrays do not fit ``template`` (naming the first leaves that differ).
         """
+        self._manager.wait_until_finished()
         steps = [step] if step is not None else sorted(self._manager.all_steps(), reverse=True)
         if not steps:
             raise CheckpointError(f"{self.directory}: no checkpoint to resume from")

@@ -7,7 +7,7 @@ import pathlib
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ganjax.data import to_uint8
 
@@ -36,23 +36,74 @@ def _pil(grid: np.ndarray) -> Image.Image:
     return Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
 
 
-def save_grid(images, path: str | pathlib.Path, nrow: int | None = None, scale: int = 1) -> pathlib.Path:
-    """Writes :func:`make_grid` of ``images`` as a PNG (upscaled ``scale`` times, nearest neighbour)."""
+# Pixels between a text strip's edges and its text.
+_MARGIN = 4
+
+
+def _text_strip(image: Image.Image, lines: Sequence[str], below: bool) -> Image.Image:
+    """``image`` with a black strip of white ``lines`` (Pillow's default font) added above or below it."""
+    font = ImageFont.load_default()
+    line_height = font.getbbox("Ag")[3] + 2
+    strip = len(lines) * line_height + 2 * _MARGIN
+    canvas = Image.new(image.mode, (image.width, image.height + strip))
+    canvas.paste(image, (0, 0 if below else strip))
+    draw, top = ImageDraw.Draw(canvas), image.height if below else 0
+    for i, line in enumerate(lines):
+        draw.text((_MARGIN, top + _MARGIN + i * line_height), line, fill="white", font=font)
+    return canvas
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text``'s words in lines no wider than ``width`` pixels in the default font (a longer word keeps a line)."""
+    font, lines = ImageFont.load_default(), []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def save_grid(
+    images, path: str | pathlib.Path, nrow: int | None = None, scale: int = 1, caption: str | None = None
+) -> pathlib.Path:
+    """Writes :func:`make_grid` of ``images`` as a PNG (upscaled ``scale`` times, nearest neighbour).
+
+    A ``caption`` is written on a strip below the grid, wrapped to its width.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = _pil(make_grid(images, nrow))
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    if caption:
+        image = _text_strip(image, _wrap(caption, image.width - 2 * _MARGIN), below=True)
     image.save(path)
     return path
 
 
-def save_gif(frames: Sequence[str | pathlib.Path], path: str | pathlib.Path, duration_ms: int = 200) -> pathlib.Path:
-    """Writes the PNG ``frames`` as one looping animated GIF (the last frame held three times longer)."""
+def save_gif(
+    frames: Sequence[str | pathlib.Path],
+    path: str | pathlib.Path,
+    duration_ms: int = 200,
+    labels: Sequence[str] | None = None,
+) -> pathlib.Path:
+    """Writes the PNG ``frames`` as one looping animated GIF (the last frame held three times longer).
+
+    ``labels``, one line per frame (e.g. ``"step 1200"``), are written on a strip above each frame.
+    """
     if not frames:
         raise ValueError(f"{path}: no frames to animate")
+    if labels is not None and len(labels) != len(frames):
+        raise ValueError(f"{path}: {len(labels)} labels for {len(frames)} frames")
     path = pathlib.Path(path)
-    images = [Image.open(f).convert("P") for f in frames]
+    images = [Image.open(f) for f in frames]
+    if labels is not None:
+        images = [
+            _text_strip(image if image.mode in ("L", "RGB") else image.convert("RGB"), [label], below=False)
+            for image, label in zip(images, labels, strict=True)
+        ]
+    images = [image.convert("P") for image in images]
     durations = [duration_ms] * (len(images) - 1) + [duration_ms * 3]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path
