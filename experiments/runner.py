@@ -257,6 +257,7 @@ class Context:
       record: values for the next log record (evaluations, flags); :class:`Log` writes and clears them.
       stop: reasons to end the run after this step; a hook appends one to stop it.
       postfix: what the progress bar shows beside it.
+      memory: what the loop and its hooks hold on the host at this step (:class:`Checkpoint` saves it).
     """
 
     step: int
@@ -266,6 +267,7 @@ class Context:
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     stop: list[str] = dataclasses.field(default_factory=list)
     postfix: dict[str, str] = dataclasses.field(default_factory=dict)
+    memory: Callable[[], dict] = dict
 
 
 class Hook:
@@ -289,6 +291,13 @@ class Hook:
 
     def begin(self, step: int) -> None:
         """Before the loop, once every hook has restored: the run goes on from ``step``."""
+
+    def remember(self) -> dict:
+        """What this hook holds on the host, as JSON values, for a resumed run to :meth:`recall`."""
+        return {}
+
+    def recall(self, memory: dict) -> None:
+        """Takes back what :meth:`remember` gave at the checkpoint the run resumes from."""
 
     def __call__(self, context: Context) -> None:
         raise NotImplementedError
@@ -354,6 +363,12 @@ class Watch(Hook):
         if stop:
             context.record["stopped"] = "; ".join(flag.message for flag in stop)
             context.stop.append(context.record["stopped"])
+
+    def remember(self) -> dict:
+        return {"history": _metrics_to_json(self._history)}
+
+    def recall(self, memory: dict) -> None:
+        self._history.extend(_metrics_from_json(memory["history"]))
 
 
 class Log(Hook):
@@ -425,6 +440,15 @@ def _read_records(path: pathlib.Path) -> list[str]:
     return lines
 
 
+def _metrics_to_json(window: Sequence[Mapping[str, np.ndarray]]) -> list[dict]:
+    """Host metrics of several steps as JSON: ``{name: [value, dtype]}`` per step, so they come back bit for bit."""
+    return [{k: [np.asarray(v).tolist(), np.asarray(v).dtype.name] for k, v in m.items()} for m in window]
+
+
+def _metrics_from_json(saved: list[dict]) -> list[dict[str, np.ndarray]]:
+    return [{k: np.asarray(v, dtype) for k, (v, dtype) in m.items()} for m in saved]
+
+
 def _jsonable(value):
     value = np.asarray(value)
     return value.item() if value.ndim == 0 else value.tolist()
@@ -443,21 +467,24 @@ class Checkpoint(Hook):
 
     def __init__(self, every: int, workdir: str | pathlib.Path, keep: int, resume: bool, config: dict | None = None):
         self.every, self.resume, self.config = every, resume, config
+        self.memory: dict | None = None
         self.checkpointer = checkpoint.Checkpointer(pathlib.Path(workdir) / CHECKPOINTS, max_to_keep=keep)
 
     def restore(self, state: PyTree) -> PyTree:
+        """The latest readable checkpoint's state; its loop memory is kept in ``self.memory``."""
         if not self.resume:
             return state
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            state, _, _ = self.checkpointer.restore(state)
+            restored = self.checkpointer.restore(state)
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr, flush=True)
-        return state
+        self.memory = restored.extra
+        return restored.state
 
     def __call__(self, context: Context) -> None:
         monitor.check_finite(monitor.stack_history(context.window), context.step)
-        self.checkpointer.save(context.step, context.state, self.config)
+        self.checkpointer.save(context.step, context.state, self.config, extra=context.memory())
 
     def close(self) -> None:
         self.checkpointer.close()
@@ -506,6 +533,7 @@ def train(
     """
     for hook in hooks:
         state = hook.restore(state)
+    memory = next((h.memory for h in hooks if isinstance(h, Checkpoint) and h.memory), None)
     start_step = step_of(state)
     if start_step >= steps:
         raise ResumeError(
@@ -520,6 +548,25 @@ def train(
     first_fetched = start_step
     record: dict[str, Any] = {}
     postfix: dict[str, str] = {}
+    if memory is not None and len(memory["hooks"]) == len(hooks):  # the run's memory at its checkpoint
+        since = {id(hook): at for hook, at in zip(hooks, memory["since"]) if hook.reads_metrics}
+        fetched, first_fetched, record = (
+            _metrics_from_json(memory["fetched"]),
+            memory["first_fetched"],
+            memory["record"],
+        )
+        for hook, remembered in zip(hooks, memory["hooks"]):
+            hook.recall(remembered)
+
+    def remember() -> dict:
+        return {
+            "since": [since.get(id(hook)) for hook in hooks],
+            "fetched": _metrics_to_json(fetched),
+            "first_fetched": first_fetched,
+            "record": {k: _jsonable(v) for k, v in record.items()},
+            "hooks": [hook.remember() for hook in hooks],
+        }
+
     iterator = batches(start_step)
     try:
         with tqdm(
@@ -528,7 +575,7 @@ def train(
             for done in range(start_step + 1, steps + 1):
                 state, metrics = step_fn(state, next(iterator))
                 pending.append(metrics)
-                context = Context(done, state, done == steps, record=record, postfix=postfix)
+                context = Context(done, state, done == steps, record=record, postfix=postfix, memory=remember)
                 checked = False
                 for hook in hooks:
                     if not hook.due(context):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pathlib
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +81,15 @@ def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     return out
 
 
+class Restored(NamedTuple):
+    """A restored checkpoint: the state, the config and the extra values saved with it, and its step."""
+
+    state: Any
+    config: dict
+    extra: dict
+    step: int
+
+
 class Checkpointer:
     """Saves and restores a state pytree (plus a JSON config) under ``directory``.
 
@@ -94,15 +103,19 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-            item_handlers={"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler()},
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler(),
+                "extra": ocp.JsonCheckpointHandler(),
+            },
         )
 
     def latest_step(self) -> int | None:
         """The newest finished checkpoint's step, or None."""
         return self._manager.latest_step()
 
-    def save(self, step: int, state: Any, config: dict | None = None) -> None:
-        """Saves ``state`` (and ``config``) as ``step``; waits for the previous save first.
+    def save(self, step: int, state: Any, config: dict | None = None, extra: dict | None = None) -> None:
+        """Saves ``state`` and the JSON values ``config`` and ``extra`` as ``step``, after the previous save ends.
 
         Raises:
           NonFiniteStateError: naming the step and the first leaf holding NaN or Inf; nothing is saved.
@@ -115,7 +128,12 @@ class Checkpointer:
             raise NonFiniteStateError(f"{e}; not checkpointed ({kept})") from None
         self._manager.wait_until_finished()
         self._manager.save(
-            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config or {}))
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                config=ocp.args.JsonSave(config or {}),
+                extra=ocp.args.JsonSave(extra or {}),
+            ),
         )
 
     def _check_fits(self, template: Any, step: int) -> None:
@@ -132,16 +150,18 @@ class Checkpointer:
                 f"{self.directory / str(step)} does not fit this model: " + "; ".join(differences[:3]) + more
             )
 
-    def _restore(self, template: Any, step: int) -> tuple[Any, dict]:
+    def _restore(self, template: Any, step: int) -> Restored:
         self._check_fits(template, step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), config=ocp.args.JsonRestore())
-        )
-        return restored["state"], dict(restored["config"] or {})
+        items = {"state": ocp.args.StandardRestore(abstract), "config": ocp.args.JsonRestore()}
+        if (self.directory / str(step) / "extra").is_dir():
+            items["extra"] = ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        extra = restored["extra"] if "extra" in items else None
+        return Restored(restored["state"], dict(restored["config"] or {}), dict(extra or {}), step)
 
-    def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict, int]:
-        """Restores ``(state, config, step)`` into ``template``'s structure.
+    def restore(self, template: Any, step: int | None = None) -> Restored:
+        """Restores the state, into ``template``'s structure, with its config, extra values and step.
 
         Without ``step``, from the newest checkpoint that can be read: one that
         cannot is renamed ``{step}.unreadable`` (so the run can save that step
@@ -158,7 +178,7 @@ class Checkpointer:
         failures: list[tuple[int, str]] = []
         for candidate in steps:
             try:
-                state, config = self._restore(template, candidate)
+                restored = self._restore(template, candidate)
             except CheckpointError:
                 raise
             except Exception as e:  # orbax and tensorstore raise many kinds for damaged files
@@ -167,7 +187,7 @@ class Checkpointer:
             for failed, why in failures:  # only once an older one restored: a bug here must not move every one
                 self._set_aside(failed)
                 warnings.warn(f"checkpoint {failed} cannot be read ({why}); moved to {failed}.unreadable", stacklevel=2)
-            return state, config, candidate
+            return restored
         reasons = "; ".join(f"step {failed}: {why}" for failed, why in failures)
         raise CheckpointError(f"{self.directory}: no checkpoint can be read ({reasons})")
 

@@ -35,7 +35,7 @@ def test_a_non_finite_state_is_refused_and_the_last_good_checkpoint_kept(tmp_pat
         saver.save(2, state(np.nan))
     saver.close()
     assert checkpoint.saved_steps(tmp_path) == [1]
-    restored, _, step = checkpoint.Checkpointer(tmp_path).restore(state())
+    restored, _, _, step = checkpoint.Checkpointer(tmp_path).restore(state())
     assert step == 1 and float(restored["w"][0]) == 1.0
 
 
@@ -49,7 +49,7 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path
             path.write_bytes(b"")  # a damaged disk: every file of the newest checkpoint truncated
     saver = checkpoint.Checkpointer(tmp_path)
     with pytest.warns(UserWarning, match="checkpoint 2 cannot be read .*moved to 2.unreadable"):
-        restored, config, step = saver.restore(state())
+        restored, config, _, step = saver.restore(state())
     assert (step, config, float(restored["w"][0])) == (1, {"step": 1}, 1.0)
     assert (tmp_path / "2.unreadable").is_dir()
     saver.save(2, state(5.0))  # the run goes on and writes step 2 again

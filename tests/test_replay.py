@@ -91,6 +91,6 @@ def test_train_step_pushes_fakes_and_survives_checkpoints(tmp_path):
 
     saver = checkpoint.Checkpointer(tmp_path)
     saver.save(3, state)
-    restored, _, _ = saver.restore(make_state(replay_capacity=20, replay_share=0.5))
+    restored = saver.restore(make_state(replay_capacity=20, replay_share=0.5))
     saver.close()
-    chex.assert_trees_all_equal(restored.buffers["replay"], pool)
+    chex.assert_trees_all_equal(restored.state.buffers["replay"], pool)

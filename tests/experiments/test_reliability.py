@@ -13,6 +13,7 @@ from tensorboardX.proto import event_pb2
 from experiments import config as configs
 from experiments import dcgan_mnist, runner
 from ganjax import checkpoint, data
+from ganjax.evaluation import monitor
 from tests.experiments.test_experiments import records, tiny_unevaluated
 
 # ----------------------------------------------------------------------------- a toy run
@@ -44,8 +45,8 @@ def test_a_state_turning_non_finite_at_a_checkpoint_step_writes_nothing(tmp_path
     with pytest.raises(checkpoint.NonFiniteStateError, match="step 4: w holds NaN or Inf"):
         toy_train(tmp_path, 10, nan_state_at=4)
     assert checkpoint.saved_steps(tmp_path / "checkpoints") == [2]
-    restored, _, _ = checkpoint.Checkpointer(tmp_path / "checkpoints").restore(toy()[0])
-    assert np.all(np.isfinite(restored["w"]))
+    restored = checkpoint.Checkpointer(tmp_path / "checkpoints").restore(toy()[0])
+    assert np.all(np.isfinite(restored.state["w"]))
 
 
 def test_without_the_state_check_the_bad_state_would_be_sampled(tmp_path, monkeypatch):
@@ -215,3 +216,27 @@ def test_an_expected_error_is_one_line_unless_debugging(tmp_path, capsys, debug)
             dcgan_mnist.main(argv)
         assert exit.value.code == 2
         assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: data folder not found\n"
+
+
+def test_a_run_resumed_after_a_crash_logs_what_an_uninterrupted_run_logs(tmp_path):
+    def crash_at(step):
+        def batches(start):
+            for t in np.arange(start, 100.0):
+                if t == step:
+                    raise KeyboardInterrupt  # the process dies mid-run, between checkpoints
+                yield t
+
+        return batches
+
+    def hooks(workdir, resume=False):
+        run = configs.Run(workdir=str(workdir), log_every=3, checkpoint_every=4, resume=resume)
+        return runner.run_hooks(run, {}, watch=monitor.MonitorConfig(window=5, d_loss_floor=2.5))
+
+    state, step, batches = toy()
+    runner.train(state, step, batches, 12, hooks(tmp_path / "straight"), step_of=lambda s: int(s["step"]))
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(state, step, crash_at(6), 12, hooks(tmp_path / "crashed"), step_of=lambda s: int(s["step"]))
+    # The checkpoint at step 4 holds step 4's metrics (not logged yet) and the monitor's window.
+    runner.train(state, step, batches, 12, hooks(tmp_path / "crashed", True), step_of=lambda s: int(s["step"]))
+    assert records(tmp_path / "crashed") == records(tmp_path / "straight")
+    assert [r.get("flags", "")[:10] for r in records(tmp_path / "straight")] == ["D loss 2 i", "", "", ""]
