@@ -18,6 +18,7 @@ fields are ``Literal`` choices on the command line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Sequence
 from typing import Literal, TypeVar
@@ -25,6 +26,7 @@ from typing import Literal, TypeVar
 import jax
 import optax
 import tyro
+from tqdm import tqdm
 
 from ganjax import data, optim, penalties
 from ganjax.evaluation import monitor
@@ -79,36 +81,77 @@ Objective = gan.Objective
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """The image dataset: a folder of IDX files or images, or a TFDS dataset."""
+    """The image dataset: the embedded MNIST digits, a folder of IDX files or images, or a TFDS dataset.
+
+    An image size or channel count left unset is the data's own (an image
+    folder's first image): :func:`parse` fills it in (:meth:`resolved`), so
+    ``config.json`` and the model see the real shape.
+    """
 
     dir: str | None = None
-    """folder of MNIST-format IDX files or of images; None: TFDS `tfds_name`."""
-    tfds_name: str = "mnist"
-    """the TFDS dataset read when dir is None."""
+    """folder of MNIST-format IDX files or of images (any format Pillow reads); None: tfds_name, or else the
+    embedded MNIST test set (10,000 digits)."""
+    tfds_name: str | None = None
+    """a TFDS dataset, read when dir is None (e.g. mnist for its 60,000 training digits)."""
     split: str = "train"
     """the split (a file prefix such as 'train' or 't10k' in an IDX folder)."""
-    image_size: int = 28
-    """side of the square images."""
-    channels: int = 1
-    """1 (grey) or 3 (RGB)."""
+    image_size: int | None = None
+    """side of the square images; None: the data's own (image folders are centre-cropped and resized to it)."""
+    channels: Literal[1, 3] | None = None
+    """1 (grey) or 3 (RGB); None: the data's own."""
+    folder_labels: bool = False
+    """label an image folder's images by their subfolder (the classes are the subfolders' sorted names)."""
 
     def __post_init__(self):
-        at_least(self, "image_size", 1)
-        if self.channels not in (1, 3):
+        if self.image_size is not None:
+            at_least(self, "image_size", 1)
+        if self.channels not in (None, 1, 3):
             refuse(self, "channels", f"must be 1 or 3, got {self.channels}")
+        if self.dir is not None and self.tfds_name is not None:
+            refuse(self, "tfds_name", f"is {self.tfds_name!r} with dir {self.dir!r}: choose one source")
+        if self.folder_labels and self.dir is None:
+            refuse(self, "folder_labels", "labels image folders by subfolder: give --data.dir")
+
+    def resolved(self) -> Data:
+        """This part with an unset image size or channel count set to the data's own.
+
+        Raises:
+          ValueError: naming ``Data.dir`` (or ``Data.tfds_name``) when the data cannot be read.
+        """
+        if self.image_size is not None and self.channels is not None:
+            return self
+        try:
+            side, channels = data.native_shape(self.source, self.split)
+        except data.DataError as e:
+            refuse(self, "dir" if self.dir is not None else "tfds_name", str(e))
+        return dataclasses.replace(self, image_size=self.image_size or side, channels=self.channels or channels)
+
+    @property
+    def source(self) -> str:
+        """What :func:`ganjax.data.load` reads: a folder, or ``tfds:NAME``."""
+        if self.dir is not None:
+            return self.dir
+        return f"tfds:{self.tfds_name}" if self.tfds_name is not None else str(data.PACKAGED_MNIST)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.image_size, self.image_size, self.channels
 
     def load(self) -> data.ImageDataset:
-        """The dataset, checked against ``image_size`` and ``channels``."""
-        source = self.dir or f"tfds:{self.tfds_name}"
-        dataset = data.load(source, image_size=self.image_size, channels=self.channels, split=self.split)
-        if dataset.images.shape[1:] != self.shape:
+        """The dataset, checked against ``image_size`` and ``channels`` (with a progress bar for an image folder)."""
+        part = self.resolved()
+        dataset = data.load(
+            part.source,
+            image_size=part.image_size,
+            channels=part.channels,
+            split=part.split,
+            folder_labels=part.folder_labels,
+            progress=functools.partial(tqdm, desc=f"reading {part.source}", leave=False, unit=" images"),
+        )
+        if dataset.images.shape[1:] != part.shape:
             raise data.DataError(
                 f"{dataset.name}: images are {dataset.images.shape[1:]}, but the config asks for "
-                f"image_size={self.image_size}, channels={self.channels}"
+                f"image_size={part.image_size}, channels={part.channels}"
             )
         return dataset
 
@@ -339,9 +382,24 @@ class Evaluation:
 
 
 def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
-    """``cls`` from its defaults and ``argv`` (the command line when None); exits with a usage error on a bad value."""
+    """``cls`` from its defaults and ``argv`` (the command line when None), its data parts resolved (:func:`resolve`).
+
+    Exits with a usage error on a bad value; raises ValueError naming ``Data.dir`` when the data cannot be read.
+    """
     summary = (cls.__doc__ or "").strip().split("\n")[0]
-    return tyro.cli(cls, args=argv, description=f"{summary} (--debug: show the traceback of an error)")
+    return resolve(tyro.cli(cls, args=argv, description=f"{summary} (--debug: show the traceback of an error)"))
+
+
+def resolve(config: Config) -> Config:
+    """``config`` with every :class:`Data` part in it :meth:`Data.resolved`."""
+    if isinstance(config, Data):
+        return config.resolved()
+    if not dataclasses.is_dataclass(config):
+        return config
+    parts = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
+    resolved = {name: resolve(part) for name, part in parts.items()}
+    changed = {name: part for name, part in resolved.items() if part is not parts[name]}
+    return dataclasses.replace(config, **changed) if changed else config
 
 
 def to_dict(config) -> dict:

@@ -137,9 +137,7 @@ def num_stages(image_size: int) -> int:
 def load_data(config: Config) -> data.ImageDataset:
     """The dataset, with smaller images (MNIST's 28x28) padded with black to ``image_size``."""
     part = config.data
-    dataset = data.load(
-        part.dir or f"tfds:{part.tfds_name}", image_size=part.image_size, channels=part.channels, split=part.split
-    )
+    dataset = data.load(part.source, image_size=part.image_size, channels=part.channels, split=part.split)
     pad = part.image_size - dataset.images.shape[1]
     if pad < 0 or pad % 2 or dataset.images.shape[1:] != (dataset.images.shape[1],) * 2 + (part.channels,):
         raise data.DataError(

@@ -68,6 +68,7 @@ from ganjax.training.state import TrainState
 
 PyTree = Any
 CONFIG_FILE = "config.json"
+EXPERIMENT_KEY = "experiment"  # config.json's record of the experiment module, beside the config's parts
 CHECKPOINTS = "checkpoints"
 # Config fields a resumed run may change freely: where and how often it reports, and how long it goes on.
 FREE_CHANGES = (
@@ -204,7 +205,7 @@ def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
     mesh = devices.make_mesh(parts.num_devices if parts is not None else 1)
     batch_size = config.schedule.batch_size
     per_device = devices.check_batch_size(batch_size, mesh)
-    prepare_workdir(config.run, configs.to_dict(config))
+    prepare_workdir(config.run, {EXPERIMENT_KEY: type(config).__module__, **configs.to_dict(config)})
     if jax.process_index() == 0:
         batches = f" x {batches_per_step} batches per step" if batches_per_step > 1 else ""
         print(
@@ -232,12 +233,13 @@ def main(config_cls: type[configs.Config], run_fn: Callable[[Any], Any], argv: S
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv or os.environ.get("GANJAX_DEBUG") == "1"
-    config = configs.parse(config_cls, [arg for arg in argv if arg != DEBUG_FLAG])
     try:
-        return run_fn(config)
+        return run_fn(configs.parse(config_cls, [arg for arg in argv if arg != DEBUG_FLAG]))
     except (FloatingPointError, ValueError, OSError) as e:
         if debug:
             raise
+        for bar in list(tqdm._instances):  # a progress bar the error left open: clear its line first
+            bar.close()
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_FAILED if isinstance(e, FloatingPointError) else EXIT_BAD_INPUT) from None
 
@@ -646,7 +648,8 @@ def write_animation(workdir: str | pathlib.Path) -> pathlib.Path | None:
     frames = sorted((pathlib.Path(workdir) / "samples").glob("step_*.png"))
     if jax.process_index() != 0 or not frames:
         return None
-    return images.save_gif(frames, pathlib.Path(workdir) / "samples.gif")
+    labels = [f"step {int(frame.stem.removeprefix('step_'))}" for frame in frames]
+    return images.save_gif(frames, pathlib.Path(workdir) / "samples.gif", labels=labels)
 
 
 def fit(
@@ -746,8 +749,15 @@ def train_image_gan(
     phases = gan.phases(config.schedule.n_critic)
     mesh = start(config, batches_per_step(phases))
     dataset = config.data.load()
-    if gan.conditioning.num_classes and dataset.labels is None:
-        raise data.DataError(f"{dataset.name}: a conditional GAN needs labelled data")
+    classes = gan.conditioning.num_classes
+    if classes and dataset.labels is None:
+        raise data.DataError(
+            f"{dataset.name}: a conditional GAN needs labelled data (for an image folder: --data.folder-labels)"
+        )
+    if classes and dataset.labels.max() >= classes:
+        raise data.DataError(
+            f"{dataset.name}: holds {dataset.labels.max() + 1} classes, but conditioning.num_classes is {classes}"
+        )
     mode = getattr(config.devices, "cross_replica_bn", "off")
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
@@ -774,7 +784,8 @@ def write_interpolation(
     paths = latent_paths.interpolation_grid(key, rows, 10, latent.dim, anchors=anchors, sampler=latent.distribution)
     grid = np.asarray(sample(state, np.asarray(paths.reshape(-1, latent.dim))))
     if jax.process_index() == 0:
-        images.save_grid(grid, pathlib.Path(workdir) / "interpolation.png", nrow=10, scale=2)
+        caption = f"each row: a great-circle (slerp) path through {anchors} random codes"
+        images.save_grid(grid, pathlib.Path(workdir) / "interpolation.png", nrow=10, scale=2, caption=caption)
 
 
 def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook]] | None = None) -> TrainState:

@@ -16,11 +16,12 @@ import pathlib
 import queue
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+PACKAGED_MNIST = pathlib.Path(__file__).parent / "datasets" / "mnist"
+"""The embedded MNIST test set (10,000 digits, CC BY-SA 3.0; attribution in its README.md)."""
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 
@@ -31,11 +32,12 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
-    """Images as uint8 ``(N, H, W, C)`` and optional int32 labels ``(N,)``."""
+    """Images as uint8 ``(N, H, W, C)``, optional int32 labels ``(N,)`` and the classes' names if known."""
 
     images: np.ndarray
     labels: np.ndarray | None = None
     name: str = ""
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -149,39 +151,95 @@ def load_idx_folder(folder: str | pathlib.Path, split: str = "") -> ImageDataset
 
 # ----------------------------------------------------------------------------- image folders
 
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
-def load_image_folder(folder: str | pathlib.Path, size: int, channels: int = 3) -> ImageDataset:
-    """Loads every PNG/JPEG under ``folder`` (recursively), centre-cropped and resized to ``size``².
 
-    Args:
-      folder: the folder (e.g. of anime faces).
-      size: side of the square output images.
-      channels: 3 for RGB, 1 for greyscale.
+def image_suffixes() -> tuple[str, ...]:
+    """Every file suffix Pillow reads (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tiff``, ...)."""
+    from PIL import Image
+
+    return tuple(sorted(suffix for suffix, format in Image.registered_extensions().items() if format in Image.OPEN))
+
+
+def image_paths(folder: str | pathlib.Path) -> list[pathlib.Path]:
+    """The images under ``folder`` (recursively), sorted.
 
     Raises:
-      DataError: on a missing or empty folder, or an image that cannot be decoded.
+      DataError: on a missing folder or one without images.
     """
-    from PIL import Image, UnidentifiedImageError
-
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: image folder not found")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    suffixes = image_suffixes()
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     if not paths:
-        raise DataError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images in the folder")
+        raise DataError(f"{folder}: no images in the folder (Pillow reads {', '.join(suffixes[:8])}, ...)")
+    return paths
+
+
+def _open(path: pathlib.Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: unreadable image ({e})") from e
+
+
+def folder_shape(folder: str | pathlib.Path) -> tuple[int, int]:
+    """``(side, channels)`` of an image folder's first image: its shorter side, 1 for a grey image and 3 otherwise."""
+    first = image_paths(folder)[0]
+    image = _open(first)
+    return min(image.size), 1 if image.mode in GREY_MODES else 3
+
+
+def load_image_folder(
+    folder: str | pathlib.Path,
+    size: int | None = None,
+    channels: int | None = None,
+    folder_labels: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> ImageDataset:
+    """Loads every image Pillow reads under ``folder`` (recursively), centre-cropped and resized to ``size``².
+
+    Args:
+      folder: the folder (e.g. of anime faces).
+      size: side of the square output images (None: the first image's shorter side).
+      channels: 3 for RGB, 1 for greyscale (None: as the first image).
+      folder_labels: label each image by its subfolder, the subfolders' sorted names being
+        the classes (``ImageDataset.class_names``); images directly in ``folder`` are refused.
+      progress: wraps the iteration over the files (e.g. ``tqdm``), to show progress.
+
+    Raises:
+      DataError: on a missing or empty folder, an image that cannot be decoded, or,
+        with ``folder_labels``, an image outside the subfolders.
+    """
+    from PIL import Image
+
+    folder = pathlib.Path(folder)
+    paths = image_paths(folder)
+    if size is None or channels is None:
+        native_size, native_channels = folder_shape(folder)
+        size, channels = size or native_size, channels or native_channels
+    labels = class_names = None
+    if folder_labels:
+        loose = [p for p in paths if p.parent == folder]
+        if loose:
+            raise DataError(f"{loose[0]}: labels come from subfolders, but this image is in none")
+        class_names = tuple(sorted({p.relative_to(folder).parts[0] for p in paths}))
+        labels = np.asarray([class_names.index(p.relative_to(folder).parts[0]) for p in paths], np.int32)
     mode = {1: "L", 3: "RGB"}[channels]
     images = np.empty((len(paths), size, size, channels), np.uint8)
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as img:
-                img = img.convert(mode)
-                side = min(img.size)
-                left, top = (img.width - side) // 2, (img.height - side) // 2
-                img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
-                images[i] = np.asarray(img).reshape(size, size, channels)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{path}: unreadable image ({e})") from e
-    return ImageDataset(images, None, name=str(folder))
+    for i, path in enumerate(progress(paths) if progress is not None else paths):
+        with _open(path) as img:
+            img = img.convert(mode)
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+            images[i] = np.asarray(img).reshape(size, size, channels)
+    return ImageDataset(images, labels, name=str(folder), class_names=class_names)
 
 
 # ----------------------------------------------------------------------------- TFDS
@@ -198,8 +256,9 @@ def _online(address: tuple[str, int] = TFDS_DOWNLOAD_HOST, timeout: float = 3.0)
         return False
 
 
-def tfds_builder(name: str, data_dir: str | None = None, download: bool = True):
-    """The TFDS builder of ``name`` (``'mnist'``, ``'mnist:3.0.1'``), prepared on disk.
+def tfds_builder(name: str, data_dir: str | None = None, download: bool = True, must_be_prepared: bool = True):
+    """The TFDS builder of ``name`` (``'mnist'``, ``'mnist:3.0.1'``), prepared on disk unless not ``must_be_prepared``
+    (its ``info.features`` are known without the data).
 
     Raises:
       DataError: for a name TFDS does not know (with the closest names), or a
@@ -215,7 +274,7 @@ def tfds_builder(name: str, data_dir: str | None = None, download: bool = True):
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise DataError(f"tfds:{name}: TFDS has no dataset of that name{hint}")
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-    if builder.is_prepared():
+    if builder.is_prepared() or not must_be_prepared:
         return builder
     where = f"tfds:{name} is not prepared in {builder.data_dir}"
     prepare = (
@@ -358,26 +417,55 @@ class _Failed:
     error: BaseException
 
 
+def _folder(source: str) -> pathlib.Path:
+    folder = pathlib.Path(source)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: data folder not found" if not folder.exists() else f"{folder}: not a folder")
+    return folder
+
+
+def _is_idx(folder: pathlib.Path) -> bool:
+    return any(folder.glob("*images-idx3-ubyte*"))
+
+
+def native_shape(source: str, split: str = "train") -> tuple[int, int]:
+    """``(side, channels)`` of ``source``'s images as stored: an IDX header, an image folder's first image,
+    or a TFDS dataset's image feature."""
+    if source.startswith("tfds:"):
+        height, _, channels = tfds_builder(source[5:], download=False, must_be_prepared=False).info.features[
+            "image"
+        ].shape
+        return height, channels
+    folder = _folder(source)
+    if _is_idx(folder):
+        return load(source, split=split).images.shape[2:]
+    return folder_shape(folder)
+
+
 def load(
-    source: str, *, image_size: int | None = None, channels: int = 1, split: str = "train", data_dir: str | None = None
+    source: str,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    split: str = "train",
+    data_dir: str | None = None,
+    folder_labels: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
 ) -> ImageDataset:
     """Loads ``source``: a folder of IDX files, a folder of images, or ``tfds:NAME``.
 
     A folder holding ``*images-idx3-ubyte*`` files is read as IDX (every split
-    in it when ``split`` matches no prefix); any other folder as images resized
-    to ``image_size``.
+    in it when ``split`` matches no prefix); any other folder as images
+    (:func:`load_image_folder`, resized to ``image_size`` with ``channels``,
+    each the first image's when None).
     """
     if source.startswith("tfds:"):
         return load_tfds(source[5:], split=split, data_dir=data_dir)
-    folder = pathlib.Path(source)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: data folder not found" if not folder.exists() else f"{folder}: not a folder")
-    if any(folder.glob("*images-idx3-ubyte*")):
+    folder = _folder(source)
+    if _is_idx(folder):
         prefixed = any(folder.glob(f"{split}*images-idx3-ubyte*"))
         return load_idx_folder(folder, split if prefixed else "")
-    if image_size is None:
-        raise DataError(f"{folder}: an image folder needs an image size")
-    return load_image_folder(folder, image_size, channels)
+    return load_image_folder(folder, image_size, channels, folder_labels, progress)
 
 
 # ----------------------------------------------------------------------------- 2D Gaussian mixtures

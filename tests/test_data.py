@@ -125,7 +125,7 @@ def test_image_folder_resizes_and_scales(tmp_path):
 
 def test_empty_image_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("no images")
-    with pytest.raises(data.DataError, match="no .png/.jpg/.jpeg images"):
+    with pytest.raises(data.DataError, match="no images in the folder \\(Pillow reads "):
         data.load_image_folder(tmp_path, size=8)
 
 
@@ -135,9 +135,28 @@ def test_unreadable_image(tmp_path):
         data.load_image_folder(tmp_path, size=8)
 
 
-def test_image_folder_needs_a_size(tmp_path):
-    with pytest.raises(data.DataError, match="needs an image size"):
-        data.load(str(tmp_path))
+@pytest.mark.parametrize("suffix", [".webp", ".bmp", ".tiff", ".gif", ".png"])
+def test_every_format_pillow_reads_is_an_image_and_the_shape_is_the_images_own(tmp_path, suffix):
+    for i in range(3):
+        Image.new("RGB", (24, 20), (10 * i, 0, 200)).save(tmp_path / f"{i}{suffix}")
+    assert data.native_shape(str(tmp_path)) == (20, 3)
+    assert data.load(str(tmp_path)).images.shape == (3, 20, 20, 3)
+    Image.new("L", (12, 12)).save(tmp_path / f"0{suffix}")  # the first image decides
+    assert data.native_shape(str(tmp_path)) == (12, 1 if suffix in (".bmp", ".tiff", ".png") else 3)
+
+
+def test_subfolders_label_the_images_and_progress_is_shown(tmp_path):
+    for name, count in (("dogs", 2), ("cats", 3)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{i}.png")
+    seen = []
+    ds = data.load(str(tmp_path), folder_labels=True, progress=lambda paths: (seen.append(p) or p for p in paths))
+    assert ds.class_names == ("cats", "dogs") and ds.labels.tolist() == [0, 0, 0, 1, 1] and len(seen) == 5
+    assert data.load(str(tmp_path)).labels is None
+    Image.new("RGB", (8, 8)).save(tmp_path / "loose.png")
+    with pytest.raises(data.DataError, match="loose.png: labels come from subfolders, but this image is in none"):
+        data.load(str(tmp_path), folder_labels=True)
 
 
 def test_tfds_mock_data(monkeypatch):
@@ -160,7 +179,7 @@ def test_an_idx_file_of_no_images_is_named(tmp_path):
     [
         (lambda p: None, "missing: data folder not found"),
         (lambda p: p.write_text("x"), "missing: not a folder"),
-        (lambda p: p.mkdir(), "missing: no .png/.jpg/.jpeg images in the folder"),
+        (lambda p: p.mkdir(), "missing: no images in the folder"),
     ],
 )
 def test_a_bad_data_folder_is_named(tmp_path, make, error):

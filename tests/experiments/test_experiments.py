@@ -202,6 +202,34 @@ def test_lr_decay_schedules_both_players_over_the_run():
     np.testing.assert_allclose([g_sizes[-1], d_sizes[-1]], [2e-4, 4e-5], rtol=1e-5)
 
 
+def test_an_image_folder_gives_its_own_shape_unless_one_is_given(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (64, 64), (i, 90, 200)).save(tmp_path / f"{i}.webp")
+    inferred = configs.parse(dcgan_mnist.Config, ["--data.dir", str(tmp_path)])
+    assert (inferred.data.image_size, inferred.data.channels) == (64, 3)
+    given = configs.parse(dcgan_mnist.Config, ["--data.dir", str(tmp_path), "--data.image-size", "32"])
+    assert (given.data.image_size, given.data.channels) == (32, 3)
+    assert given.data.load().images.shape == (3, 32, 32, 3)
+    default = configs.parse(dcgan_mnist.Config, [])
+    assert (default.data.source, default.data.shape) == (str(data.PACKAGED_MNIST), (28, 28, 1))
+
+
+def test_a_conditional_gan_on_an_unlabelled_folder_says_how_to_label_it(tmp_path, capsys):
+    from PIL import Image
+
+    for i in range(20):
+        Image.new("L", (28, 28), i).save(tmp_path / f"{i}.png")
+    with pytest.raises(SystemExit):
+        cgan_mnist.main(
+            ["--data.dir", str(tmp_path), "--run.workdir", str(tmp_path / "run"), "--schedule.batch-size", "8"]
+        )
+    assert (
+        "a conditional GAN needs labelled data (for an image folder: --data.folder-labels)" in capsys.readouterr().err
+    )
+
+
 def test_config_shape_mismatch_is_named(mnist_dir):
     with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
         configs.Data(dir=str(mnist_dir), image_size=32).load()
