@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
+from experiments import cgan_mnist, evaluation, runner
 from experiments import config as configs
-from experiments import evaluation, runner
 from ganjax.training.state import TrainState
 
 
@@ -35,16 +33,19 @@ class Config(configs.ConditionalGAN):
     run: configs.Run = configs.Run(workdir="runs/acgan_mnist")
 
 
+generator = cgan_mnist.generator
+"""G as the run samples it (for :mod:`ganjax.sample`): the conditional G, drawn as experiments.cgan_mnist draws it."""
+
+
 def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the AC-GAN; returns the final state and the per-class accuracy (None without classifier)."""
-    init_key, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
-    fixed = evaluation.class_grid_inputs(config, sample_key)
+    init_key, sample_key, eval_key = cgan_mnist.keys(config)
     state, _ = runner.train_image_gan(
         config,
         config.make_gan(config.conditioning),
         config.models,
         init_key,
-        fixed,
+        generator(config).grid(sample_key),
         nrow=config.samples_per_class,
         evaluations=evaluation.class_accuracy_hooks(config, eval_key),
     )

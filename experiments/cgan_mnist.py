@@ -25,7 +25,7 @@ import jax
 
 from experiments import config as configs
 from experiments import evaluation, runner
-from ganjax import swaps
+from ganjax import sample, swaps
 from ganjax.training.state import TrainState
 
 
@@ -61,16 +61,36 @@ class Config(configs.ConditionalGAN):
     swaps: Swaps = Swaps()
 
 
+def keys(config: configs.ConditionalGAN) -> jax.Array:
+    """The run's three keys, split from ``run.seed``: the players' init, the sample grid's, the class checks'."""
+    return jax.random.split(jax.random.key(config.run.seed), 3)
+
+
+def generator(config: configs.ConditionalGAN) -> sample.Generator:
+    """G as the run samples it (for :mod:`ganjax.sample`): row ``c`` of its grid is class ``c``, one z per image."""
+    labels = evaluation.class_labels(config.conditioning.num_classes, config.samples_per_class)
+    return sample.Generator(
+        config.models()[0],
+        draw=config.latent.sample,
+        key=keys(config)[1],
+        num=len(labels),
+        nrow=config.samples_per_class,
+        labels=labels,
+        num_classes=config.conditioning.num_classes,
+        latent=config.latent,
+    )
+
+
 def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the conditional GAN; returns the final state and the per-class accuracy (None without classifier)."""
-    init_key, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
+    init_key, sample_key, eval_key = keys(config)
     swap = config.swaps.build()
     state, _ = runner.train_image_gan(
         config,
         config.make_gan(config.conditioning),
         config.models,
         init_key,
-        evaluation.class_grid_inputs(config, sample_key),
+        generator(config).grid(sample_key),
         nrow=config.samples_per_class,
         evaluations=evaluation.class_accuracy_hooks(config, eval_key),
         prepare=lambda state: swaps.init(state, swap) if swap.every else state,

@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments import config as configs
 from experiments import runner
-from ganjax import images
+from ganjax import images, sample
 from ganjax.models import msggan
 from ganjax.nn.resample import nearest_upsample
 from ganjax.training.state import TrainState
@@ -61,26 +61,45 @@ def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:
     return stacked.reshape(-1, *stacked.shape[2:])
 
 
+def finest(packed: jax.Array, sides: list[int]) -> jax.Array:
+    """The finest of the scales G packs along channels."""
+    return msggan.unpack(packed, sides)[-1]
+
+
+def generator(config: Config) -> sample.Generator:
+    """G as the run samples it (for :mod:`ganjax.sample`): its finest scale, z from the second of two keys split
+    from ``run.seed``."""
+    module = msggan.Generator(config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim)
+    sides = msggan.scales(config.data.image_size)
+    return sample.Generator(
+        module,
+        draw=config.latent.sample,
+        key=jax.random.split(jax.random.key(config.run.seed))[1],
+        num=config.num_samples,
+        nrow=10,
+        latent=config.latent,
+        apply=lambda variables, inputs, key, step: finest(module.apply(variables, *inputs, train=False), sides),
+    )
+
+
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains MSG-GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     sides = msggan.scales(config.data.image_size)
-    models = lambda _: (
-        msggan.Generator(config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim),
-        msggan.Discriminator(config.data.image_size, config.model.d_width),
-    )
-    fixed_z = config.latent.sample(sample_key, config.num_samples)
-    state, sample = runner.train_image_gan(
+    g = generator(config)
+    models = lambda _: (g.module, msggan.Discriminator(config.data.image_size, config.model.d_width))
+    fixed = g.grid(sample_key)
+    state, sample_fn = runner.train_image_gan(
         config,
         config.make_gan(),
         models,
         init_key,
-        (fixed_z,),
+        fixed,
         example_shape=(sides[-1], sides[-1], len(sides) * config.data.channels),
-        view=lambda packed: msggan.unpack(packed, sides)[-1],
+        view=lambda packed: finest(packed, sides),
         inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])},
     )
-    grid = np.asarray(all_scales(sample(state, np.asarray(fixed_z[:8])), sides))
+    grid = np.asarray(all_scales(sample_fn(state, np.asarray(fixed[0][:8])), sides))
     if jax.process_index() == 0:
         images.save_grid(grid, pathlib.Path(config.run.workdir) / "scales.png", nrow=len(sides), scale=2)
     return state

@@ -49,7 +49,7 @@ import pathlib
 import shutil
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -376,15 +376,24 @@ class Watch(Hook):
 class Log(Hook):
     """Mean metrics since the last record, plus the record's values, to ``metrics.jsonl`` and TensorBoard.
 
-    Only process 0 writes; TensorBoard is flushed at every record, so a killed
-    run loses none. On resume, records after the resumed step are dropped from
-    both (a last line torn by a crash too). At the end it plots ``training.png``.
+    In TensorBoard the train metrics are under ``train/``, evaluations under
+    ``eval/``, the monitor's flags as text under ``monitor/``, sample grids
+    (:meth:`image`) under ``samples``, and the run's config as text. Only
+    process 0 writes; TensorBoard is flushed at every record, so a killed run
+    loses none. On resume, records after the resumed step are dropped from both
+    (a last line torn by a crash too). At the end it plots ``training.png``.
     """
 
     reads_metrics = True
 
-    def __init__(self, every: int, workdir: str | pathlib.Path, progress: Sequence[str] = PROGRESS_METRICS):
-        self.every, self.workdir, self.progress = every, pathlib.Path(workdir), tuple(progress)
+    def __init__(
+        self,
+        every: int,
+        workdir: str | pathlib.Path,
+        progress: Sequence[str] = PROGRESS_METRICS,
+        config: Mapping | None = None,
+    ):
+        self.every, self.workdir, self.progress, self.config = every, pathlib.Path(workdir), tuple(progress), config
         self.path = self.workdir / "metrics.jsonl"
         self.active = jax.process_index() == 0
         self._tb = None
@@ -398,29 +407,42 @@ class Log(Hook):
             kept = [line for line in _read_records(self.path) if json.loads(line)["step"] <= step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._tb = event_log.EventLog(self.workdir / "tb", purge_step=step + 1 if step else None)
+        if self.config is not None:
+            self._tb.text("config", f"```\n{json.dumps(self.config, indent=2)}\n```", step)
+            self._tb.flush()
 
     def __call__(self, context: Context) -> None:
-        record = {
+        train = {
             name: float(np.mean([m[name] for m in context.window]))
             for name in (context.window[0] if context.window else {})
         }
-        record.update(context.record)
+        record = {**train, **context.record}
         context.record.clear()
         context.postfix.update({k: f"{v:.3g}" for k, v in record.items() if k in self.progress})
         self.last = record
         if self.active:
-            self.write(context.step, record)
+            self.write(context.step, record, train_names=train.keys())
 
-    def write(self, step: int, values: Mapping[str, Any]) -> None:
+    def write(self, step: int, values: Mapping[str, Any], train_names: Iterable[str] = ()) -> None:
+        """Appends ``values`` to ``metrics.jsonl`` and TensorBoard (``train_names`` under ``train/``, other
+        numbers under ``eval/``, text under ``monitor/``)."""
         record = {"step": step, **{k: _jsonable(v) for k, v in values.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        for name, value in record.items():
-            if isinstance(value, (int, float)) and name != "step":
-                self._tb.scalar(name, value, step)
+        train_names = set(train_names)
+        for name, value in values.items():
+            value = record[name]
+            if isinstance(value, (int, float)):
+                self._tb.scalar(f"{'train' if name in train_names else 'eval'}/{name}", value, step)
             elif isinstance(value, str):
-                self._tb.text(name, value, step)
+                self._tb.text(f"monitor/{name}", value, step)
         self._tb.flush()
+
+    def image(self, tag: str, picture: np.ndarray, step: int) -> None:
+        """A uint8 ``(H, W, C)`` image to TensorBoard (process 0)."""
+        if self.active:
+            self._tb.image(tag, picture, step)
+            self._tb.flush()
 
     def close(self) -> None:
         if self._tb is not None:
@@ -499,13 +521,17 @@ def run_hooks(
     watch: monitor.MonitorConfig | None = None,
     sample: Callable[[PyTree, int], None] | None = None,
 ) -> list[Hook]:
-    """The usual hooks of a run, in order: ``extra`` (evaluations), the monitor, logging, samples, checkpoints."""
+    """The usual hooks of a run, in order: ``extra`` (evaluations), the monitor, logging, samples, checkpoints.
+
+    ``sample(state, step)`` writes a sample grid and returns it (:func:`grid_writer`); it is also logged to TensorBoard.
+    """
     hooks = list(extra)
     if watch is not None:
         hooks.append(Watch(run.log_every, watch))
-    hooks.append(Log(run.log_every, run.workdir))
+    log = Log(run.log_every, run.workdir, config=resolved)
+    hooks.append(log)
     if sample is not None:
-        hooks.append(Periodic(run.sample_every, sample))
+        hooks.append(Periodic(run.sample_every, lambda state, step: log.image("samples", sample(state, step), step)))
     hooks.append(Checkpoint(run.checkpoint_every, run.workdir, run.keep_checkpoints, run.resume, resolved))
     return hooks
 
@@ -632,13 +658,15 @@ def gan_state(
 
 
 def grid_writer(workdir: str | pathlib.Path, sample: Callable[[PyTree], Any], nrow: int = 10) -> Callable:
-    """``(state, step) ->`` writes ``{workdir}/samples/step_XXXXXX.png`` from ``sample(state)`` (process 0 writes)."""
+    """``(state, step) -> grid``: writes ``{workdir}/samples/step_XXXXXX.png`` from ``sample(state)`` (process 0
+    writes) and returns the grid as a uint8 ``(H, W, C)`` array (:func:`ganjax.images.make_grid`)."""
     folder = pathlib.Path(workdir) / "samples"
 
-    def write(state: PyTree, step: int) -> None:
+    def write(state: PyTree, step: int) -> np.ndarray:
         grid = np.asarray(sample(state))  # every process takes part in the computation
         if jax.process_index() == 0:
             images.save_grid(grid, folder / f"step_{step:06d}.png", nrow=nrow, scale=2)
+        return images.make_grid(grid, nrow)
 
     return write
 

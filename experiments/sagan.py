@@ -13,12 +13,14 @@ BatchNorm in G and the projection D; sample row ``r`` is then digit ``r``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
 from experiments import config as configs
 from experiments import runner
+from ganjax import sample
 from ganjax.models import sagan
 from ganjax.training.state import TrainState
 
@@ -54,19 +56,37 @@ class Config(configs.UnconditionalGAN):
     """images in each sample grid (rows of 10; row r is class r when conditional)."""
 
 
+def players(config: Config, bn_axis_name: str | None = None) -> tuple[sagan.Generator, sagan.Discriminator]:
+    """``(G, D)``; G's BatchNorm synchronized over ``bn_axis_name``."""
+    image, m = config.data, config.model
+    return (
+        sagan.Generator(image.image_size, image.channels, m.g_width, config.latent.dim, m.num_classes, bn_axis_name),
+        sagan.Discriminator(image.image_size, m.d_width, m.num_classes),
+    )
+
+
+def generator(config: Config) -> sample.Generator:
+    """G as the run samples it (for :mod:`ganjax.sample`): z from the second of two keys split from ``run.seed``;
+    when conditional, image ``i`` of ``n`` is of class ``i * num_classes // n``."""
+    n, classes = config.num_samples, config.model.num_classes
+    return sample.Generator(
+        players(config)[0],
+        draw=config.latent.sample,
+        key=jax.random.split(jax.random.key(config.run.seed))[1],
+        num=n,
+        nrow=10,
+        labels=jnp.arange(n) * classes // n if classes else None,
+        num_classes=classes,
+        latent=config.latent,
+    )
+
+
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
-    image, m = config.data, config.model
-    models = lambda bn: (
-        sagan.Generator(image.image_size, image.channels, m.g_width, config.latent.dim, m.num_classes, bn),
-        sagan.Discriminator(image.image_size, m.d_width, m.num_classes),
-    )
-    fixed = (config.latent.sample(sample_key, config.num_samples),)
-    if m.num_classes:
-        fixed += (jnp.arange(config.num_samples) * m.num_classes // config.num_samples,)
-    gan = config.make_gan(configs.Conditioning(num_classes=m.num_classes))
-    return runner.train_image_gan(config, gan, models, init_key, fixed)[0]
+    gan = config.make_gan(configs.Conditioning(num_classes=config.model.num_classes))
+    fixed = generator(config).grid(sample_key)
+    return runner.train_image_gan(config, gan, functools.partial(players, config), init_key, fixed)[0]
 
 
 def main(argv=None):

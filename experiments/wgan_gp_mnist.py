@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from experiments import config as configs
-from experiments import evaluation, runner
+from experiments import dcgan_mnist, evaluation, runner
 from ganjax.training.state import TrainState
 
 
@@ -33,6 +33,10 @@ class Config(configs.UnconditionalGAN):
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains the critic and G; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
     return runner.train_dcgan(config, evaluation.quality_hooks(config))
+
+
+generator = dcgan_mnist.generator
+"""G as the run samples it (for :mod:`ganjax.sample`): the DCGAN G, drawn as experiments.dcgan_mnist draws it."""
 
 
 def main(argv=None):

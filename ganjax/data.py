@@ -432,9 +432,9 @@ def native_shape(source: str, split: str = "train") -> tuple[int, int]:
     """``(side, channels)`` of ``source``'s images as stored: an IDX header, an image folder's first image,
     or a TFDS dataset's image feature."""
     if source.startswith("tfds:"):
-        height, _, channels = tfds_builder(source[5:], download=False, must_be_prepared=False).info.features[
-            "image"
-        ].shape
+        height, _, channels = (
+            tfds_builder(source[5:], download=False, must_be_prepared=False).info.features["image"].shape
+        )
         return height, channels
     folder = _folder(source)
     if _is_idx(folder):

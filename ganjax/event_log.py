@@ -14,7 +14,7 @@ import time
 
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2
-from tensorboardX.summary import scalar, text
+from tensorboardX.summary import image, scalar, text
 
 
 class EventLog:
@@ -43,6 +43,10 @@ class EventLog:
 
     def text(self, tag: str, value: str, step: int) -> None:
         self._write(event_pb2.Event(step=step, summary=text(tag, value)))
+
+    def image(self, tag: str, picture, step: int) -> None:
+        """A uint8 ``(H, W, C)`` image (C = 1 or 3), e.g. a sample grid."""
+        self._write(event_pb2.Event(step=step, summary=image(tag, picture, dataformats="HWC")))
 
     def flush(self) -> None:
         """Puts every event written so far on disk."""

@@ -16,24 +16,29 @@ An ``.npz`` whose keys are ``'{collection}/{module path}/{name}'``:
 * ``batch_stats/<block>/bn/mean`` and ``batch_stats/<block>/bn/var``: its running statistics;
 
 where ``<block>`` is a torchvision name such as ``Conv2d_1a_3x3`` or
-``Mixed_5b/branch1x1`` (94 convolutions, 470 arrays; :func:`weight_keys` lists them). This
-machine has no network, so the weights must be fetched by the user: with
-PyTorch installed elsewhere, download pytorch-fid's
-``pt_inception-2015-12-05-6726825d.pth`` (from the pytorch-fid GitHub releases)
-and run::
+``Mixed_5b/branch1x1`` (94 convolutions, 470 arrays; :func:`weight_keys` lists them).
 
-  import numpy as np, torch
-  from ganjax.evaluation import inception
-  state = {k: v.numpy() for k, v in torch.load("pt_inception-2015-12-05-6726825d.pth").items()}
-  np.savez("inception_fid.npz", **inception.convert_torch_state_dict(state))
+Getting the weights
+-------------------
+This machine has no network, so the weights must be fetched by the user:
+download pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (:data:`TORCH_WEIGHTS_URL`,
+the TensorFlow FID graph's weights ported to PyTorch) and convert it, without torch::
 
-then ``load_inception("inception_fid.npz")`` anywhere.
+  python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz
+
+(:func:`convert_torch_file`), then ``load_inception("inception_fid.npz")`` anywhere.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import dataclasses
 import pathlib
+import pickle
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from typing import BinaryIO
 
 import flax.linen as nn
 import jax
@@ -44,6 +49,9 @@ from flax import traverse_util
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 MIN_INPUT_SIZE = 75
+TORCH_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
 Padding = str | Sequence[tuple[int, int]]
 
 
@@ -227,23 +235,35 @@ def load_weights(path: str | pathlib.Path, module: InceptionV3 | None = None) ->
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: no InceptionV3 weights file; see ganjax/evaluation/inception.py for the "
-            "format and how to convert pytorch-fid's pt_inception-2015-12-05 weights"
+            f"{path}: no InceptionV3 weights file; convert pytorch-fid's with "
+            "python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth OUT.npz "
+            "(see ganjax/evaluation/inception.py)"
         )
+    with np.load(path) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    check_weights(arrays, path, module)
+    return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v, jnp.float32) for k, v in arrays.items()})
+
+
+def check_weights(
+    arrays: Mapping[str, np.ndarray], where: str | pathlib.Path, module: InceptionV3 | None = None
+) -> None:
+    """Refuses ``.npz`` arrays that are not ``module``'s variables, naming missing, unexpected or mis-shaped keys.
+
+    Raises:
+      ValueError: naming ``where`` and the keys.
+    """
     module = module or InceptionV3()
     side = module.resize or MIN_INPUT_SIZE
     expected = traverse_util.flatten_dict(jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, side, side, 3))))
     expected = {"/".join(k): v.shape for k, v in expected.items()}
-    with np.load(path) as stored:
-        arrays = {k: stored[k] for k in stored.files}
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     wrong = sorted(k for k in set(expected) & set(arrays) if arrays[k].shape != expected[k])
     if missing or extra or wrong:
         raise ValueError(
-            f"{path}: not InceptionV3 FID weights: missing {missing[:5]}, unexpected {extra[:5]}, "
+            f"{where}: not InceptionV3 FID weights: missing {missing[:5]}, unexpected {extra[:5]}, "
             f"wrong shape {[(k, arrays[k].shape, expected[k]) for k in wrong[:5]]}"
         )
-    return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v, jnp.float32) for k, v in arrays.items()})
 
 
 _TORCH_NAMES = {
@@ -285,3 +305,202 @@ def load_inception(path: str | pathlib.Path, resize: int | None = INPUT_SIZE) ->
     """The FID feature function of the InceptionV3 weights in ``path`` (see the module docstring)."""
     module = InceptionV3(resize)
     return feature_fn(load_weights(path, module), module)
+
+
+# ----------------------------------------------------------------------------- torch files, read without torch
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save stream
+_STORAGE_DTYPES = {
+    "DoubleStorage": "<f8",
+    "FloatStorage": "<f4",
+    "HalfStorage": "<f2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+}
+
+
+@dataclasses.dataclass
+class _Storage:
+    """A torch storage: ``numel`` elements of ``dtype``; ``data`` once read."""
+
+    dtype: np.dtype
+    numel: int
+    data: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tensor:
+    """A strided view of a storage, as ``torch._utils._rebuild_tensor_v2`` builds it."""
+
+    storage: _Storage
+    offset: int
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def array(self) -> np.ndarray:
+        data = self.storage.data
+        if 0 in self.size:
+            return np.zeros(self.size, data.dtype)
+        end = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if self.offset < 0 or min(self.stride, default=0) < 0 or end >= len(data):
+            raise ValueError(f"a tensor of size {self.size} reaches past its storage of {len(data)} elements")
+        view = np.lib.stride_tricks.as_strided(data[self.offset :], self.size, [s * data.itemsize for s in self.stride])
+        return view.copy()
+
+
+def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *_) -> _Tensor:
+    return _Tensor(storage, offset, tuple(size), tuple(stride))
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    """Admits only what a state dict of tensors holds: ``OrderedDict``, tensors and typed storages.
+
+    Storages are the persistent ids; ``storage(pid)`` resolves them (None: the pickle may hold none).
+    """
+
+    def __init__(self, file: BinaryIO, storage: Callable[[tuple], _Storage] | None = None):
+        super().__init__(file)
+        self._storage = storage
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return np.dtype(_STORAGE_DTYPES[name])
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a state dict of tensors")
+
+    def persistent_load(self, pid):
+        if self._storage is None or not isinstance(pid, tuple) or pid[0] not in ("storage", b"storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        return self._storage(pid)
+
+
+def _read_zip(archive: zipfile.ZipFile):
+    """The state dict of a zip-format ``torch.save`` file (``{prefix}/data.pkl``, ``{prefix}/data/{key}``)."""
+    pickles = [name for name in archive.namelist() if name.rpartition("/")[2] == "data.pkl"]
+    if len(pickles) != 1:
+        raise ValueError(f"a torch zip archive holds one data.pkl, this one {len(pickles)}")
+    prefix = pickles[0].removesuffix("data.pkl")
+    if f"{prefix}byteorder" in archive.namelist() and archive.read(f"{prefix}byteorder") != b"little":
+        raise ValueError("big-endian storages are not supported")
+    storages: dict[str, _Storage] = {}
+
+    def storage(pid: tuple) -> _Storage:
+        _, dtype, key, _location, numel = pid
+        if key not in storages:
+            data = np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype)
+            if len(data) != numel:
+                raise ValueError(f"storage {key} holds {len(data)} elements, not {numel}")
+            storages[key] = _Storage(dtype, numel, data)
+        return storages[key]
+
+    with archive.open(pickles[0]) as f:
+        return _StateDictUnpickler(f, storage).load()
+
+
+def _read_legacy(stream: BinaryIO):
+    """The state dict of a legacy ``torch.save`` stream (before torch 1.6, or ``_use_new_zipfile_serialization=False``).
+
+    Pickles of the magic number, the protocol and the system, the state dict's pickle,
+    the pickled list of its storage keys, then each storage as an int64 element count and its bytes.
+    """
+    header = lambda: _StateDictUnpickler(stream).load()
+    if header() != _LEGACY_MAGIC:
+        raise ValueError("not a torch.save file (no zip archive, no legacy magic number)")
+    header()  # the protocol version
+    if not header().get("little_endian", True):
+        raise ValueError("big-endian storages are not supported")
+    storages: dict[str, _Storage] = {}
+
+    def storage(pid: tuple) -> _Storage:
+        _, dtype, key, _location, numel, view = pid
+        if view is not None:
+            raise ValueError("storage views (torch < 0.4) are not supported")
+        return storages.setdefault(key, _Storage(dtype, numel))
+
+    state = _StateDictUnpickler(stream, storage).load()
+    for key in header():
+        target = storages[key]
+        numel = int.from_bytes(stream.read(8), "little")
+        data = np.frombuffer(stream.read(numel * target.dtype.itemsize), target.dtype)
+        if numel != target.numel or len(data) != numel:
+            raise ValueError(f"storage {key}: {len(data)} elements where {target.numel} were expected")
+        target.data = data
+    return state
+
+
+def read_torch_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+    """The tensors of a state dict saved by ``torch.save``, as NumPy arrays, read without torch.
+
+    Reads both of ``torch.save``'s formats: the zip archive (torch 1.6 and later), whose
+    ``{prefix}/data.pkl`` rebuilds each tensor with ``torch._utils._rebuild_tensor_v2(storage,
+    offset, size, stride, ...)`` over persistent ids ``('storage', storage_type, key, location,
+    numel)`` and keeps each storage's raw little-endian bytes at ``{prefix}/data/{key}``; and the
+    legacy stream (:func:`_read_legacy`). The unpickler admits nothing but tensors, storages and
+    ``OrderedDict``, so a file cannot run code.
+
+    Raises:
+      ValueError: naming ``path``, for anything else (another format, other objects, truncated storages).
+    """
+    path = pathlib.Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                state = _read_zip(archive)
+        else:
+            with path.open("rb") as stream:
+                state = _read_legacy(stream)
+        if not isinstance(state, Mapping) or not all(isinstance(v, _Tensor) for v in state.values()):
+            raise ValueError("it holds something other than a state dict of tensors")
+        return {name: tensor.array() for name, tensor in state.items()}
+    except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot read it as a torch state dict: {e}") from e
+
+
+def convert_torch_file(pth: str | pathlib.Path, npz: str | pathlib.Path) -> pathlib.Path:
+    """pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` -> the ``.npz`` of :func:`load_weights` at ``npz``.
+
+    Needs no torch (:func:`read_torch_state_dict`); the arrays are checked against the network before writing.
+
+    Raises:
+      FileNotFoundError: if ``pth`` is missing.
+      ValueError: if it is not a torch state dict, or not pytorch-fid's InceptionV3.
+    """
+    pth, npz = pathlib.Path(pth), pathlib.Path(npz)
+    if not pth.is_file():
+        raise FileNotFoundError(f"{pth}: no such file; download it from {TORCH_WEIGHTS_URL}")
+    arrays = convert_torch_state_dict(read_torch_state_dict(pth))
+    check_weights(arrays, pth)
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    with npz.open("wb") as f:
+        np.savez(f, **arrays)
+    return npz
+
+
+def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+    """``python -m ganjax.evaluation.inception convert FILE.pth OUT.npz`` (:func:`convert_torch_file`).
+
+    Exits with ``error: ...`` on a missing or unreadable file.
+    """
+    parser = argparse.ArgumentParser(prog="python -m ganjax.evaluation.inception", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser(
+        "convert", help=f"pytorch-fid's weights ({TORCH_WEIGHTS_URL}) to the .npz load_inception reads; no torch needed"
+    )
+    convert.add_argument("pth", help="pt_inception-2015-12-05-6726825d.pth")
+    convert.add_argument("npz", help="the .npz to write, e.g. inception_fid.npz")
+    args = parser.parse_args(argv)
+    try:
+        return convert_torch_file(args.pth, args.npz)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ to compare against brute force and never forms more than ``chunk x N`` distances
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -62,19 +63,35 @@ def generated_batches(
         yield sample_fn(jax.random.fold_in(key, i), batch_size)[: n - start]
 
 
+def fingerprint(*arrays) -> str:
+    """A short hex digest of the arrays' shapes, dtypes and bytes: equal only for equal arrays."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype.str}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
 def cached_features(
-    cache_dir: str | pathlib.Path, dataset: str, network: str, compute: Callable[[], np.ndarray]
+    cache_dir: str | pathlib.Path, dataset: str, images, network: str, compute: Callable[[], np.ndarray]
 ) -> np.ndarray:
-    """The real data's features, computed once and stored as ``{dataset}__{network}.npz`` in ``cache_dir``.
+    """The features of the real ``images``, computed once and stored in ``cache_dir``.
+
+    The file, ``{dataset}__{N}x{H}x{W}x{C}-{fingerprint of images}__{network}.npz``,
+    is keyed by the images themselves (which, how many, at what resolution) and by the
+    network, so another subset, size or network never reads stale features.
 
     Args:
       cache_dir: the cache folder (created if missing).
-      dataset: a name that identifies the data (and its split).
-      network: a name that identifies the feature network (and its weights).
-      compute: called on a cache miss; returns features ``(N, D)``.
+      dataset: a readable name of the data (its path or TFDS name).
+      images: the real images whose features ``compute`` returns.
+      network: a name that identifies the feature network and its weights (e.g. with their :func:`fingerprint`).
+      compute: called on a cache miss; returns the features ``(N, D)`` of ``images``.
     """
     slug = lambda s: re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_")
-    path = pathlib.Path(cache_dir) / f"{slug(dataset)}__{slug(network)}.npz"
+    shape = "x".join(str(n) for n in np.shape(images))
+    path = pathlib.Path(cache_dir) / f"{slug(dataset)}__{shape}-{fingerprint(images)}__{slug(network)}.npz"
     if path.is_file():
         with np.load(path) as stored:
             return stored["features"]

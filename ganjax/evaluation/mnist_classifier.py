@@ -33,6 +33,11 @@ class ClassifierConfig:
     image_size: int = 28
     channels: int = 1
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The input images' ``(height, width, channels)``."""
+        return self.image_size, self.image_size, self.channels
+
 
 class MNISTClassifier(nn.Module):
     """Images ``(N, S, S, C)`` in [-1, 1] -> ``(logits (N, classes), features (N, feature_dim))``."""
@@ -42,7 +47,7 @@ class MNISTClassifier(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         c = self.config
-        if x.ndim != 4 or x.shape[1:] != (c.image_size, c.image_size, c.channels):
+        if x.ndim != 4 or x.shape[1:] != c.shape:
             raise ValueError(
                 f"MNISTClassifier expects (N, {c.image_size}, {c.image_size}, {c.channels}), got {x.shape}"
             )
@@ -78,8 +83,7 @@ class Classifier(struct.PyTreeNode):
 
 def init(key: jax.Array, config: ClassifierConfig = ClassifierConfig()) -> Classifier:
     """A classifier with fresh params."""
-    shape = (1, config.image_size, config.image_size, config.channels)
-    return Classifier(MNISTClassifier(config).init(key, jnp.zeros(shape))["params"], config)
+    return Classifier(MNISTClassifier(config).init(key, jnp.zeros((1, *config.shape)))["params"], config)
 
 
 def save_mnist_classifier(classifier: Classifier, path: str | pathlib.Path) -> pathlib.Path:
@@ -92,6 +96,15 @@ def save_mnist_classifier(classifier: Classifier, path: str | pathlib.Path) -> p
     return path
 
 
+def saved_config(path: str | pathlib.Path) -> ClassifierConfig | None:
+    """The config of the classifier saved in ``path``, or None when ``path`` holds none (reads no params)."""
+    path = pathlib.Path(path).absolute()
+    if not (path / CONFIG_FILE).is_file() or not (path / PARAMS_DIR).is_dir():
+        return None
+    raw = json.loads((path / CONFIG_FILE).read_text())
+    return ClassifierConfig(**{**raw, "conv_widths": tuple(raw["conv_widths"])})
+
+
 def load_mnist_classifier(path: str | pathlib.Path) -> Classifier:
     """The classifier saved by :func:`save_mnist_classifier` in ``path``.
 
@@ -99,13 +112,12 @@ def load_mnist_classifier(path: str | pathlib.Path) -> Classifier:
       FileNotFoundError: naming what is missing, if ``path`` holds no saved classifier.
     """
     path = pathlib.Path(path).absolute()
-    if not (path / CONFIG_FILE).is_file() or not (path / PARAMS_DIR).is_dir():
+    config = saved_config(path)
+    if config is None:
         raise FileNotFoundError(
             f"{path}: no saved classifier ({CONFIG_FILE} and {PARAMS_DIR}/ expected); "
             "train one with python -m experiments.train_mnist_classifier"
         )
-    raw = json.loads((path / CONFIG_FILE).read_text())
-    config = ClassifierConfig(**{**raw, "conv_widths": tuple(raw["conv_widths"])})
     abstract = jax.eval_shape(lambda: init(jax.random.key(0), config).params)
     with ocp.StandardCheckpointer() as checkpointer:
         params = checkpointer.restore(path / PARAMS_DIR, abstract)

@@ -102,11 +102,37 @@ def test_extract_features_in_batches_and_cache(tmp_path):
     np.testing.assert_array_equal(features, images.reshape(50, -1) * 2.0)
     calls = []
     compute = lambda: calls.append(1) or features
-    first = metrics.cached_features(tmp_path, "toy/train", "double", compute)
-    second = metrics.cached_features(tmp_path, "toy/train", "double", compute)
+    first = metrics.cached_features(tmp_path, "toy/train", images, "double", compute)
+    second = metrics.cached_features(tmp_path, "toy/train", images, "double", compute)
     np.testing.assert_array_equal(first, second)
     assert calls == [1]
-    assert (tmp_path / "toy_train__double.npz").is_file()
+    assert (tmp_path / f"toy_train__50x2x2x1-{metrics.fingerprint(images)}__double.npz").is_file()
+
+
+def test_feature_cache_key_covers_dataset_resolution_images_and_network(tmp_path):
+    images = np.zeros((4, 2, 2, 1), np.uint8)
+    calls = []
+
+    def features(name, images, network):
+        return metrics.cached_features(tmp_path, name, images, network, lambda: calls.append(1) or np.zeros((4, 3)))
+
+    features("toy", images, "net-a")
+    features("toy", images.copy(), "net-a")  # the same images: a hit
+    assert len(calls) == 1
+    features("other", images, "net-a")  # another dataset
+    features("toy", np.zeros((4, 4, 4, 1), np.uint8), "net-a")  # another resolution
+    features("toy", np.zeros((4, 2, 2, 3), np.uint8), "net-a")  # another channel count
+    features("toy", np.ones((4, 2, 2, 1), np.uint8), "net-a")  # other images (a changed folder, subset or seed)
+    features("toy", images[:3], "net-a")  # fewer images
+    features("toy", images, "net-b")  # another network or weights
+    assert len(calls) == 7
+    assert len(list(tmp_path.glob("*.npz"))) == 7
+
+
+def test_fingerprint_tells_arrays_apart():
+    a = np.arange(6, dtype=np.float32)
+    assert metrics.fingerprint(a) == metrics.fingerprint(a.copy())
+    assert len({metrics.fingerprint(x) for x in (a, a.reshape(2, 3), a.astype(np.float64), a + 1)}) == 4
 
 
 def test_generated_batches_give_exactly_n_with_distinct_keys():

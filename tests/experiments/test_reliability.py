@@ -93,11 +93,21 @@ def tensorboard_events(folder):
 
 
 def test_tensorboard_is_flushed_at_every_record_and_purged_on_resume(tmp_path):
-    log = runner.Log(1, tmp_path)
+    log = runner.Log(1, tmp_path, config={"optim": {"lr_g": 0.001}})
     log.begin(0)
-    log.write(1, {"d_loss": 0.5})
-    # Flushed without a close, so a killed process keeps it.
-    assert [e.step for e in tensorboard_events(tmp_path / "tb") if e.summary.value] == [1]
+    log.write(1, {"d_loss": 0.5, "fid": 30.0, "flags": "D loss near 0"}, train_names=["d_loss"])
+    log.image("samples", np.zeros((10, 12, 1), np.uint8), 1)
+    # Flushed without a close, so a killed process keeps it; train and eval values in their groups.
+    tags = [(e.step, v.tag) for e in tensorboard_events(tmp_path / "tb") for v in e.summary.value]
+    assert tags == [
+        (0, "config/text_summary"),
+        (1, "train/d_loss"),
+        (1, "eval/fid"),
+        (1, "monitor/flags/text_summary"),
+        (1, "samples"),
+    ]
+    image = next(v.image for e in tensorboard_events(tmp_path / "tb") for v in e.summary.value if v.tag == "samples")
+    assert (image.height, image.width) == (10, 12)
     log.close()
     resumed = runner.Log(1, tmp_path)
     resumed.begin(4)
@@ -209,13 +219,13 @@ def test_dcgan_run_that_diverges_at_a_checkpoint_step_keeps_its_last_good_checkp
 def test_an_expected_error_is_one_line_unless_debugging(tmp_path, capsys, debug):
     argv = ["--data.dir", str(tmp_path / "missing"), "--run.workdir", str(tmp_path / "run")]
     if debug:
-        with pytest.raises(data.DataError, match="missing: data folder not found"):
+        with pytest.raises(ValueError, match="Data.dir: .*missing: data folder not found"):
             dcgan_mnist.main([*argv, "--debug"])
     else:
         with pytest.raises(SystemExit) as exit:
             dcgan_mnist.main(argv)
         assert exit.value.code == 2
-        assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: data folder not found\n"
+        assert capsys.readouterr().err == f"error: Data.dir: {tmp_path / 'missing'}: data folder not found\n"
 
 
 def test_a_run_resumed_after_a_crash_logs_what_an_uninterrupted_run_logs(tmp_path):

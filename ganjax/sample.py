@@ -1,0 +1,379 @@
+"""Samples from a saved run: ``python -m ganjax.sample RUN_DIR --out grid.png [--num N] [--seed S] ...``.
+
+A run's folder holds ``config.json`` (its resolved config, with the key
+``experiment`` naming the experiment module) and orbax checkpoints under
+``checkpoints/STEP/state``. :func:`load_run` imports that module, rebuilds its
+typed config (:func:`config_from_dict`), asks its ``generator(config)`` for
+the :class:`Generator` (G, how to call it, where its params live in the state,
+how the run draws its sample grid's inputs) and restores G's params, BatchNorm
+statistics and moving average from a checkpoint. :meth:`Run.sample` then
+gives images in [-1, 1], NHWC.
+
+Without ``seed``, G's inputs are the run's own: the same draw from the same
+key as its ``samples/step_*.png``, so the grid of a checkpoint's step is that
+step's sample grid (with ``ema`` when the run sampled its moving average).
+A conditional G is sampled one row per class; an image-to-image G (CycleGAN)
+translates images of its input domain instead of drawing z.
+
+Example::
+
+    run = load_run("runs/dcgan_mnist")
+    images = run.sample(64, seed=1)  # (64, 28, 28, 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import importlib
+import json
+import pathlib
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ganjax import checkpoint, images
+from ganjax import latent as latent_paths
+from ganjax.training.gan import Latent
+
+PyTree = Any
+T = TypeVar("T")
+CONFIG_FILE = "config.json"
+EXPERIMENT_KEY = "experiment"  # config.json's record of the experiment module
+CHECKPOINTS = "checkpoints"
+GENERATOR_FUNCTION = "generator"  # every experiment with a G defines generator(config) -> Generator
+INTERPOLATION_COLUMNS, INTERPOLATION_ANCHORS = 10, 3
+EXIT_BAD_INPUT = 2
+
+Apply = Callable[[PyTree, tuple, jax.Array, int], jax.Array]
+
+
+class SampleError(ValueError):
+    """The run cannot be sampled as asked (no config or checkpoint, an option its G does not have)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Generator:
+    """What sampling needs of an experiment's G; every experiment's ``generator(config)`` returns one.
+
+    Attributes:
+      module: G.
+      draw: ``(key, n) -> G's first input for n images``, as the run draws it: z, or the images G translates.
+      key: the key the run draws its sample grid's inputs from (and G's own noise or dropout, if any).
+      num: images in the run's sample grid.
+      nrow: images per row of the run's sample grid.
+      labels: the class of each image of the run's grid, for a conditional G (taking them after z); else None.
+      num_classes: the classes a conditional G knows (0: unconditional).
+      latent: z's size and distribution (for interpolation paths); None when G takes no z.
+      player: G's name in the state's players and moving averages.
+      apply: ``(variables, inputs, key, step) -> images`` in [-1, 1], NHWC, of G at checkpoint ``step``;
+        None: ``module.apply(variables, *inputs, train=False)``.
+    """
+
+    module: nn.Module
+    draw: Callable[[jax.Array, int], jax.Array]
+    key: jax.Array
+    num: int
+    nrow: int
+    labels: jax.Array | None = None
+    num_classes: int = 0
+    latent: Latent | None = None
+    player: str = "g"
+    apply: Apply | None = None
+
+    def grid(self, key: jax.Array) -> tuple[jax.Array, ...]:
+        """G's inputs for the run's sample grid drawn from ``key`` (the run's own with :attr:`key`)."""
+        first = self.draw(key, self.num)
+        return (first,) if self.labels is None else (first, self.labels)
+
+    def __call__(self, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
+        """G's images for ``inputs`` with ``variables`` (``params`` and any ``batch_stats``)."""
+        if self.apply is not None:
+            return self.apply(variables, inputs, key, step)
+        return self.module.apply(variables, *inputs, train=False)
+
+
+@functools.partial(jax.jit, static_argnames=("generator", "step"))
+def generate(generator: Generator, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
+    """``generator(variables, inputs, key, step)``, compiled once per generator and step."""
+    return generator(variables, inputs, key, step)
+
+
+# ----------------------------------------------------------------------------- the config
+
+
+def config_from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    """``cls``, a dataclass of nested dataclass parts, from the plain values ``to_dict`` wrote (tuples as lists).
+
+    Fields missing from ``values`` keep their defaults; each part checks its values as when parsed.
+
+    Raises:
+      ValueError: naming (``part.field``) every field of ``values`` that ``cls`` does not have.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {field.name for field in dataclasses.fields(cls) if field.init}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{', '.join(where + name for name in unknown)}: not a field of {cls.__qualname__}")
+    return cls(**{name: _typed(hints[name], value, f"{where}{name}.") for name, value in values.items()})
+
+
+def _typed(hint: Any, value: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` names: a nested part, a tuple, or (for plain values) itself."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        kind = dict if isinstance(value, Mapping) else list if isinstance(value, list) else None
+        hint = next((arg for arg in options if _kind(arg) is kind), options[0])
+        origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return config_from_dict(hint, value, where)
+    if origin is tuple and isinstance(value, list):
+        args = typing.get_args(hint)
+        items = zip([args[0]] * len(value), value) if args[-1] is Ellipsis else zip(args, value)
+        return tuple(_typed(arg, item, where) for arg, item in items)
+    return value
+
+
+def _kind(hint: Any) -> type | None:
+    return dict if dataclasses.is_dataclass(hint) else list if typing.get_origin(hint) is tuple else None
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """A saved run's G at one checkpoint.
+
+    Attributes:
+      path: the run's folder.
+      experiment: the experiment module's name.
+      config: the run's typed config.
+      generator: what the experiment says of its G.
+      step: the checkpoint's step.
+      variables: G's ``params`` and ``batch_stats``.
+      ema_params: the moving average of G's params, or None when the run kept none.
+    """
+
+    path: pathlib.Path
+    experiment: str
+    config: Any
+    generator: Generator
+    step: int
+    variables: dict[str, PyTree]
+    ema_params: PyTree | None
+
+    def sample(
+        self, num: int | None = None, seed: int | None = None, classes: Sequence[int] | None = None, ema: bool = False
+    ) -> np.ndarray:
+        """G's images in [-1, 1], NHWC: ``num`` of them (per class for a conditional G), one row per class.
+
+        Args:
+          num: images (per class when conditional); None: the run's grid (per class: its row length).
+          seed: draws fresh inputs from ``jax.random.key(seed)``; None: the run's own sample grid's inputs.
+          classes: the classes of a conditional G's rows; None: every class (with ``num`` None: the run's layout).
+          ema: use the moving average of G's params.
+
+        Raises:
+          SampleError: ``classes`` for an unconditional G or naming unknown classes, ``ema`` when the run kept
+            no average, or ``num`` below 1.
+        """
+        g = self.generator
+        key = self._key(seed)
+        labels = self._labels(classes, self._count(num, g.nrow))
+        if num is None and classes is None:
+            inputs = g.grid(key)
+        elif labels is None:
+            inputs = (g.draw(key, num),)
+        else:
+            inputs = (g.draw(key, len(labels)), labels)
+        return self._generate(inputs, key, ema)
+
+    def columns(self, num: int | None = None, classes: Sequence[int] | None = None) -> int:
+        """Images per row of :meth:`sample`'s grid for the same ``num`` and ``classes``."""
+        g = self.generator
+        if num is None and classes is None:
+            return g.nrow
+        return self._count(num, g.nrow) if g.num_classes else min(g.nrow, num)
+
+    def interpolate(
+        self, rows: int = 10, seed: int | None = None, classes: Sequence[int] | None = None, ema: bool = False
+    ) -> np.ndarray:
+        """``rows`` rows of :data:`INTERPOLATION_COLUMNS` images along great-circle paths through random codes.
+
+        Each row walks through :data:`INTERPOLATION_ANCHORS` codes drawn from ``seed`` (None: the run's sample
+        key); a conditional G's rows take ``classes`` in turn (None: every class).
+
+        Raises:
+          SampleError: for a G that takes no z, and as :meth:`sample` does.
+        """
+        g = self.generator
+        if g.latent is None:
+            raise SampleError(f"{self.experiment}'s G translates images; it has no z to interpolate")
+        key = self._key(seed)
+        rows = self._count(rows, 1)
+        paths = latent_paths.interpolation_grid(
+            key, rows, INTERPOLATION_COLUMNS, g.latent.dim, INTERPOLATION_ANCHORS, sampler=g.latent.distribution
+        ).reshape(-1, g.latent.dim)
+        labels = self._labels(classes, 1)
+        if labels is None:
+            return self._generate((paths,), key, ema)
+        return self._generate((paths, np.repeat(np.resize(labels, rows), INTERPOLATION_COLUMNS)), key, ema)
+
+    def _key(self, seed: int | None) -> jax.Array:
+        return self.generator.key if seed is None else jax.random.key(seed)
+
+    @staticmethod
+    def _count(num: int | None, default: int) -> int:
+        if num is not None and num < 1:
+            raise SampleError(f"the number of images must be at least 1, got {num}")
+        return default if num is None else num
+
+    def _labels(self, classes: Sequence[int] | None, per_class: int) -> np.ndarray | None:
+        """``per_class`` labels of each of ``classes`` in turn (None: every class); None for an unconditional G."""
+        known = self.generator.num_classes
+        if not known:
+            if classes is not None:
+                raise SampleError(f"{self.experiment} is unconditional: it takes no classes")
+            return None
+        classes = list(range(known)) if classes is None else list(classes)
+        unknown = [c for c in classes if not 0 <= c < known]
+        if unknown or not classes:
+            raise SampleError(f"classes {unknown or classes}: {self.experiment} knows classes 0 to {known - 1}")
+        return np.repeat(np.asarray(classes, np.int32), per_class)
+
+    def _generate(self, inputs: tuple, key: jax.Array, ema: bool) -> np.ndarray:
+        variables = dict(self.variables)
+        if ema:
+            if self.ema_params is None:
+                raise SampleError(f"{self.path}: the run kept no moving average of G (its EMA decay was 0)")
+            variables["params"] = self.ema_params
+        inputs = tuple(jnp.asarray(x) for x in inputs)
+        return np.asarray(generate(self.generator, variables, inputs, key, self.step))
+
+
+def load_run(path: str | pathlib.Path, step: int | None = None) -> Run:
+    """The run in folder ``path`` at checkpoint ``step`` (None: the latest).
+
+    Raises:
+      SampleError: naming what is missing or wrong: no config.json, one without an experiment or of an
+        experiment without a generator, a config its experiment does not accept, no checkpoint at ``step``.
+    """
+    path = pathlib.Path(path)
+    saved = _read_config(path / CONFIG_FILE)
+    name = saved.pop(EXPERIMENT_KEY, None)
+    if not name or name == "__main__":
+        raise SampleError(
+            f"{path / CONFIG_FILE} does not name its experiment module (key {EXPERIMENT_KEY!r}, "
+            f"e.g. 'experiments.dcgan_mnist'); add it"
+        )
+    try:
+        module = importlib.import_module(name)
+    except ImportError as e:
+        raise SampleError(f"{path / CONFIG_FILE}: experiment {name!r} cannot be imported ({e})") from e
+    make = getattr(module, GENERATOR_FUNCTION, None)
+    if make is None:
+        raise SampleError(f"{name} has no image generator to sample (no {GENERATOR_FUNCTION}(config))")
+    try:
+        config = config_from_dict(module.Config, saved)
+    except (TypeError, ValueError) as e:
+        raise SampleError(f"{path / CONFIG_FILE}: {e}") from e
+    generator = make(config)
+    step, state = _restore(path / CHECKPOINTS, step, generator.player)
+    player = state["players"][generator.player]
+    variables = {"params": player["params"], **({"batch_stats": player["batch_stats"]} if player.get("batch_stats") else {})}
+    ema = state.get("ema", {}).get(generator.player)
+    return Run(path, name, config, generator, step, variables, ema["params"] if ema else None)
+
+
+def _read_config(path: pathlib.Path) -> dict:
+    if not path.is_file():
+        raise SampleError(f"{path.parent}: no {CONFIG_FILE} there; is it a run's folder?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SampleError(f"{path}: not valid JSON ({e})") from e
+
+
+def _restore(folder: pathlib.Path, step: int | None, player: str) -> tuple[int, dict]:
+    """``(step, state)``: G's part of the checkpoint at ``step`` (None: the latest), as nested dicts on this host."""
+    steps = checkpoint.saved_steps(folder)
+    if not steps:
+        raise SampleError(f"{folder}: no checkpoint to sample from")
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise SampleError(f"{folder}: no checkpoint of step {step}; there are {', '.join(map(str, steps))}")
+    state_dir = folder / str(step) / "state"
+    try:
+        saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+        wanted = {
+            "step": saved["step"],
+            "players": {player: {k: v for k, v in saved["players"][player].items() if k != "opt_state"}},
+            "ema": {name: v for name, v in (saved.get("ema") or {}).items() if name == player},
+        }
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here), wanted)
+        args = ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
+        )
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            state = checkpointer.restore(state_dir, args=args)
+    except Exception as e:  # orbax and tensorstore raise many kinds for missing or damaged files
+        raise SampleError(f"{state_dir}: cannot read G's params ({type(e).__name__}: {e})") from e
+    return int(state["step"]), state
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ganjax.sample",
+        description="Writes a grid of a saved run's samples (by default the run's own sample grid at the checkpoint).",
+    )
+    parser.add_argument("run_dir", type=pathlib.Path, help="the run's folder (--run.workdir)")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="the PNG to write")
+    parser.add_argument("--num", type=int, help="images (per class when conditional; default: the run's grid)")
+    parser.add_argument("--seed", type=int, help="draw fresh inputs from this seed (default: the run's own)")
+    parser.add_argument("--classes", type=int, nargs="+", help="a conditional G's classes, one row each")
+    parser.add_argument("--interpolate", action="store_true", help="great-circle paths through z, one per row")
+    parser.add_argument("--ema", action="store_true", help="use the moving average of G's params")
+    parser.add_argument("--step", type=int, help="the checkpoint's step (default: the latest)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+    """The command line; an expected error ends it with one line, ``error: ...``, and exit code 2."""
+    args = parse_args(argv)
+    try:
+        run = load_run(args.run_dir, args.step)
+        if args.interpolate:
+            rows = max(1, (args.num or run.generator.num) // INTERPOLATION_COLUMNS)
+            grid = run.interpolate(rows, args.seed, args.classes, args.ema)
+            columns = INTERPOLATION_COLUMNS
+        else:
+            grid = run.sample(args.num, args.seed, args.classes, args.ema)
+            columns = run.columns(args.num, args.classes)
+        out = images.save_grid(grid, args.out, nrow=columns, scale=2)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    print(f"{out}: {len(grid)} images of {run.experiment} at step {run.step}{' (EMA)' if args.ema else ''}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
