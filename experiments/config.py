@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
+import pathlib
 from collections.abc import Sequence
 from typing import Literal, TypeVar
 
@@ -62,6 +64,7 @@ __all__ = [
 ]
 
 Config = TypeVar("Config")
+SEED_MAX = 2**32 - 1  # seeds are unsigned 32-bit integers for jax.random.key and NumPy
 
 
 def refuse(part: object, field: str, problem: str):
@@ -69,10 +72,29 @@ def refuse(part: object, field: str, problem: str):
     raise ValueError(f"{type(part).__name__}.{field}: {problem}")
 
 
-def at_least(part: object, field: str, low: float) -> None:
-    """Refuses ``part.field`` below ``low``."""
-    if getattr(part, field) < low:
-        refuse(part, field, f"must be at least {low}, got {getattr(part, field)}")
+def at_least(part: object, field: str, low: float, high: float = math.inf) -> None:
+    """Refuses ``part.field`` below ``low`` or above ``high``, and NaN and infinities."""
+    value = getattr(part, field)
+    if not math.isfinite(value):
+        refuse(part, field, f"must be finite, got {value}")
+    if not low <= value <= high:
+        refuse(part, field, f"must be {f'in [{low}, {high}]' if high < math.inf else f'at least {low}'}, got {value}")
+
+
+def positive(part: object, field: str) -> None:
+    """Refuses ``part.field`` unless it is a positive, finite number."""
+    value = getattr(part, field)
+    if not math.isfinite(value):
+        refuse(part, field, f"must be finite, got {value}")
+    if not value > 0:
+        refuse(part, field, f"must be positive, got {value}")
+
+
+def folder_or_missing(part: object, field: str) -> None:
+    """Refuses ``part.field`` when it names something that exists but is not a folder."""
+    path = pathlib.Path(getattr(part, field))
+    if path.exists() and not path.is_dir():
+        refuse(part, field, f"{path} is a file, not a folder")
 
 
 Latent = gan.Latent
@@ -93,8 +115,9 @@ class Data:
     embedded MNIST test set (10,000 digits)."""
     tfds_name: str | None = None
     """a TFDS dataset, read when dir is None (e.g. mnist for its 60,000 training digits)."""
-    split: str = "train"
-    """the split (a file prefix such as 'train' or 't10k' in an IDX folder)."""
+    split: str | None = None
+    """the split: a file prefix such as 'train' or 't10k' in an IDX folder, or a TFDS split; None: an IDX
+    folder's only split, or TFDS's 'train'."""
     image_size: int | None = None
     """side of the square images; None: the data's own (image folders are centre-cropped and resized to it)."""
     channels: Literal[1, 3] | None = None
@@ -211,14 +234,13 @@ class Optimizers:
 
     def __post_init__(self):
         for field in ("lr_g", "lr_d"):
-            if not getattr(self, field) > 0:
-                refuse(self, field, f"must be positive, got {getattr(self, field)}")
+            positive(self, field)
         for field in ("b1", "b2"):
             if not 0.0 <= getattr(self, field) < 1.0:
                 refuse(self, field, f"must be in [0, 1), got {getattr(self, field)}")
         for field in ("grad_clip", "grad_noise", "weight_clip"):
-            if getattr(self, field) is not None and getattr(self, field) <= 0:
-                refuse(self, field, f"must be positive (or unset), got {getattr(self, field)}")
+            if getattr(self, field) is not None:
+                positive(self, field)
         if self.optimistic and "rmsprop" in (self.g_optimizer, self.d_optimizer):
             refuse(self, "optimistic", "there is no optimistic RMSprop; use adam or sgd")
 
@@ -298,7 +320,7 @@ class Run:
     """delete whatever workdir holds and start afresh."""
 
     def __post_init__(self):
-        at_least(self, "seed", 0)
+        at_least(self, "seed", 0, SEED_MAX)
         for field in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             at_least(self, field, 1)
         if self.resume and self.overwrite:
@@ -350,8 +372,7 @@ class Monitor:
 
     def __post_init__(self):
         at_least(self, "window", 2)
-        if not self.max_grad_norm > 0:
-            refuse(self, "max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+        positive(self, "max_grad_norm")
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
         """The monitor's settings; a Wasserstein critic's loss is unbounded below, so "near 0" is off there."""
@@ -367,18 +388,25 @@ class Monitor:
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """Periodic MNIST evaluation of G (experiments.evaluation): FID, KID, precision/recall, classes, collapse."""
+    """Periodic evaluation of G (experiments.evaluation): FID, KID, precision/recall, density/coverage, collapse."""
 
     eval_every: int = 1000
-    """steps between evaluations (0: none)."""
+    """steps between evaluations (0: none); the first one builds the evaluator, none runs before training."""
     eval_samples: int = 2000
     """samples per evaluation."""
+    feature_network: Literal["auto", "mnist", "inception"] = "auto"
+    """the features FID, KID, precision/recall and density/coverage compare: the MNIST classifier, InceptionV3 (with
+    fid_weights), or auto: the classifier for 28x28x1 images, InceptionV3 for others."""
     classifier_dir: str = "runs/mnist_classifier"
-    """the MNIST feature network (trained there on first use if missing)."""
+    """the MNIST feature network (trained there on labelled 28x28x1 data at the first evaluation if missing)."""
+    fid_weights: str | None = None
+    """InceptionV3 FID weights, the .npz of python -m ganjax.evaluation.inception convert
+    pt_inception-2015-12-05-6726825d.pth OUT.npz; None: $GANJAX_FID_WEIGHTS if set."""
 
     def __post_init__(self):
         at_least(self, "eval_every", 0)
         at_least(self, "eval_samples", 2)
+        folder_or_missing(self, "classifier_dir")
 
 
 def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
@@ -391,8 +419,8 @@ def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
 
 
 def resolve(config: Config) -> Config:
-    """``config`` with every :class:`Data` part in it :meth:`Data.resolved`."""
-    if isinstance(config, Data):
+    """``config`` with its parts resolved: a part with a ``resolved()`` method (:meth:`Data.resolved`) gives its own."""
+    if callable(getattr(config, "resolved", None)):
         return config.resolved()
     if not dataclasses.is_dataclass(config):
         return config
@@ -528,7 +556,7 @@ class ConditionalModel:
 
 @dataclasses.dataclass(frozen=True)
 class ClassAccuracy:
-    """How often the MNIST classifier labels G's class-c samples c (skipped when classifier_dir holds none)."""
+    """How often the MNIST classifier labels G's class-c samples c (skipped without a classifier for the images)."""
 
     classifier_dir: str = "runs/mnist_classifier"
     """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no class accuracy."""
@@ -542,6 +570,8 @@ class ClassAccuracy:
     def __post_init__(self):
         for field in ("eval_every", "eval_per_class", "final_eval_per_class"):
             at_least(self, field, 0 if field == "eval_every" else 1)
+        if self.classifier_dir:
+            folder_or_missing(self, "classifier_dir")
 
 
 @dataclasses.dataclass(frozen=True)

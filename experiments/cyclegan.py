@@ -21,6 +21,7 @@ step), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``check
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 import jax
@@ -30,7 +31,7 @@ import optax
 
 from experiments import config as configs
 from experiments import runner
-from ganjax import data, images, optim
+from ganjax import data, images, optim, sample
 from ganjax.models import cyclegan
 from ganjax.training import devices
 from ganjax.training.state import TrainState
@@ -138,6 +139,27 @@ class Config:
                 if getattr(self.data, field) != getattr(configs.Data(), field):
                     configs.refuse(self.data, field, "the domains come from --data-a and --data-b")
 
+    def resolved(self) -> Config:
+        """The config with an unset image shape set to the domains' own (``data_a``'s, or the MNIST digits')."""
+        if self.data_a is None:
+            resolved = dataclasses.replace(self, data=self.data.resolved())
+        else:
+            try:
+                side, channels = data.native_shape(self.data_a)
+            except data.DataError as e:
+                configs.refuse(self, "data_a", str(e))
+            part = dataclasses.replace(
+                self.data, image_size=self.data.image_size or side, channels=self.data.channels or channels
+            )
+            resolved = dataclasses.replace(self, data=part)
+        if 2**self.model.d_layers > resolved.data.image_size:
+            configs.refuse(
+                self.model,
+                "d_layers",
+                f"{self.model.d_layers} stride-2 layers need images of at least {2**self.model.d_layers} px",
+            )
+        return resolved
+
 
 def thicken_and_invert(digits: np.ndarray) -> np.ndarray:
     """uint8 NHWC images -> their 3x3 max-filtered (thickened) versions, colour-inverted (255 - x)."""
@@ -159,7 +181,10 @@ def mnist_domains(digits: data.ImageDataset) -> tuple[data.ImageDataset, data.Im
 def stacked(domain_a: data.ImageDataset, domain_b: data.ImageDataset, seed: int) -> data.ImageDataset:
     """One dataset whose example ``i`` is an image of A and a randomly paired image of B along channels."""
     if domain_a.images.shape[1:] != domain_b.images.shape[1:]:
-        raise data.DataError(f"domains differ in shape: {domain_a.images.shape[1:]} vs {domain_b.images.shape[1:]}")
+        raise data.DataError(
+            f"--data-a and --data-b differ in shape: {domain_a.name} holds {domain_a.images.shape[1:]} images, "
+            f"{domain_b.name} {domain_b.images.shape[1:]} (IDX files are not resized)"
+        )
     n = max(len(domain_a), len(domain_b))
     rng = np.random.default_rng(seed)
     a = domain_a.images[rng.permutation(n) % len(domain_a)]
@@ -183,18 +208,43 @@ def split_domains(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {"a": a, "b": b}
 
 
+def players(config: Config) -> tuple[cyclegan.ResnetGenerator, cyclegan.PatchDiscriminator]:
+    """The architecture of both generators and of both discriminators."""
+    return (
+        cyclegan.ResnetGenerator(config.data.channels, config.model.g_width, config.model.g_blocks),
+        cyclegan.PatchDiscriminator(config.model.d_width, config.model.d_layers),
+    )
+
+
 def create_state(config: Config, key: jax.Array) -> TrainState:
     """Both generators and discriminators with the decaying Adam, and both pools."""
-    generator = cyclegan.ResnetGenerator(config.data.channels, config.model.g_width, config.model.g_blocks)
-    discriminator = cyclegan.PatchDiscriminator(config.model.d_width, config.model.d_layers)
     return cyclegan.create_state(
         key,
-        generator,
-        discriminator,
+        *players(config),
         config.data.shape,
         config.optim.build(config.schedule.steps),
         config.pool.size,
         config.pool.share,
+    )
+
+
+def pick(domain: data.ImageDataset, key: jax.Array, n: int) -> np.ndarray:
+    """``n`` images of ``domain`` in [-1, 1] chosen by ``key`` (no image twice while there are enough)."""
+    rows = jax.random.choice(key, len(domain), (n,), replace=n > len(domain))
+    return data.to_float(domain.images[np.asarray(rows)])
+
+
+def generator(config: Config) -> sample.Generator:
+    """G_ab as the run samples it (for :mod:`ganjax.sample`): it translates images of domain A, the run's being
+    the first row of its grids, picked by ``fold_in(key(run.seed), 1)``; a sample is G_ab of each picked image."""
+    domain_a = functools.cache(lambda: load_domains(config)[0])
+    return sample.Generator(
+        players(config)[0],
+        draw=lambda key, n: pick(domain_a(), key, n),
+        key=jax.random.fold_in(jax.random.key(config.run.seed), 1),
+        num=config.num_samples,
+        nrow=config.num_samples,
+        player="g_ab",
     )
 
 
@@ -208,11 +258,14 @@ def round_trips(state: TrainState, a: jax.Array, b: jax.Array) -> jax.Array:
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains CycleGAN; returns the final state."""
     mesh = runner.start(config)
-    dataset = stacked(*load_domains(config), config.run.seed)
+    domain_a, domain_b = load_domains(config)
+    dataset = stacked(domain_a, domain_b, config.run.seed)
     model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
     state = create_state(config, jax.random.key(config.run.seed))
-    fixed = split_domains({"image": data.to_float(dataset.images[-config.num_samples :])})
-    a, b = devices.replicate((fixed["a"], fixed["b"]), mesh)
+    key = generator(config).key
+    a, b = devices.replicate(
+        (pick(domain_a, key, config.num_samples), pick(domain_b, jax.random.fold_in(key, 1), config.num_samples)), mesh
+    )
     writer = runner.grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
     hooks = runner.run_hooks(config.run, configs.to_dict(config), watch=config.monitor.build(), sample=writer)
     state = runner.fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
 from experiments import config as configs
 from experiments import evaluation, runner
-from ganjax import sample
 from ganjax.training.state import TrainState
 
 
@@ -42,24 +39,7 @@ def train_and_evaluate(config: Config) -> TrainState:
     return runner.train_dcgan(config, evaluation.quality_hooks(config))
 
 
-def generator(config: configs.UnconditionalGAN) -> sample.Generator:
-    """G as :func:`experiments.runner.train_dcgan` samples it (for :mod:`ganjax.sample`).
-
-    The grid's z comes from the second of three keys split from ``run.seed``, and G's always-on dropout, if any,
-    from ``fold_in`` of the inputs' key and 1.
-    """
-    module, _ = config.model.build(config.data, config.latent.dim)
-    return sample.Generator(
-        module,
-        draw=config.latent.sample,
-        key=jax.random.split(jax.random.key(config.run.seed), 3)[1],
-        num=config.num_samples,
-        nrow=10,
-        latent=config.latent,
-        apply=lambda variables, inputs, key, step: module.apply(
-            variables, *inputs, train=False, rngs={"dropout": jax.random.fold_in(key, 1)}
-        ),
-    )
+generator = runner.dcgan_generator
 
 
 def main(argv=None):

@@ -1,20 +1,37 @@
-"""MNIST evaluation of a generator: MNIST FID, KID, precision/recall, classes, mode collapse, class accuracy.
+"""Evaluation of a generator: FID, KID, precision/recall, density/coverage, classes, mode collapse, class accuracy.
 
-Features and class predictions come from a small MNIST classifier
-(:mod:`ganjax.evaluation.mnist_classifier`), trained here by :func:`train_classifier`
-(``python -m experiments.train_mnist_classifier``, or on first use when
-``classifier_dir`` holds none). Real features are cached on disk by dataset and
-network. The first evaluation also reports the real-vs-real floor: the FID
-between two disjoint sets of real digits of the evaluation's size, the best a
-generator can hope for with this many samples.
+The sample-set metrics compare features of G's samples and of real images from a
+feature network (:class:`FeatureNetwork`), chosen by ``--evaluation.feature-network``:
+
+* the MNIST classifier (:mod:`ganjax.evaluation.mnist_classifier`; "MNIST FID", plus
+  class coverage and KL), the default for 28x28x1 images. :func:`train_classifier`
+  trains it (``python -m experiments.train_mnist_classifier``, or at the first
+  evaluation when ``classifier_dir`` holds none and the digits are labelled);
+* InceptionV3's pool3 features (FID proper, :mod:`ganjax.evaluation.inception`), the
+  default for any other images, with pytorch-fid's weights converted once by
+  ``python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz``
+  and named by ``--evaluation.fid-weights`` or ``$GANJAX_FID_WEIGHTS``.
+
+Without either, a run says so in one line before training and logs only the
+mode-collapse signals (pixel space). Nothing is built before training: the network,
+the real features and G's sampler come at the first evaluation step. Real features
+are computed once and cached in ``runs/cache`` by dataset, resolution, images and
+network. The first evaluation also reports the real-vs-real floor: the FID between
+two disjoint sets of real images of the evaluation's size, the best a generator can
+hope for with this many samples.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
+import os
 import pathlib
+import sys
 from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +43,17 @@ from tqdm import tqdm
 from experiments import config as configs
 from experiments import runner
 from ganjax import data
-from ganjax.evaluation import metrics
+from ganjax.evaluation import inception, metrics
 from ganjax.evaluation import mnist_classifier as mc
 from ganjax.training.gan import generate
 from ganjax.training.state import TrainState
 
 CACHE_DIR = "runs/cache"
+FID_WEIGHTS_ENV = "GANJAX_FID_WEIGHTS"
+HOW_TO_GET_FID_WEIGHTS = (
+    f"download pytorch-fid's weights ({inception.TORCH_WEIGHTS_URL}) and convert them once with "
+    "python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz"
+)
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -62,7 +84,7 @@ class ClassifierTraining:
         for field in ("test_size", "width", "feature_dim", "steps", "batch_size"):
             if getattr(self, field) < 1:
                 configs.refuse(self, field, f"must be at least 1, got {getattr(self, field)}")
-        configs.at_least(self, "shift", 0)
+        configs.at_least(self, "shift", 0, 13)  # less than half the 28-pixel side
         configs.at_least(self, "seed", 0)
         if not self.lr > 0:
             configs.refuse(self, "lr", f"must be positive, got {self.lr}")
@@ -123,26 +145,156 @@ def accuracy(classifier: mc.Classifier, dataset: data.ImageDataset, batch_size: 
 def classifier_for(folder: str | pathlib.Path, dataset: data.ImageDataset) -> mc.Classifier:
     """The classifier in ``folder``, trained there on ``dataset`` (all but its held-out tail) first if missing."""
     folder = pathlib.Path(folder)
-    if not (folder / mc.CONFIG_FILE).is_file():
+    if mc.saved_config(folder) is None:
         settings = ClassifierTraining()
         train_set, _ = dataset.split(1.0 - settings.test_size / len(dataset))
+        if jax.process_index() == 0:
+            print(
+                f"evaluation: training the MNIST feature network on {len(train_set)} digits for {settings.steps} "
+                f"steps, once (saved in {folder})",
+                flush=True,
+            )
         mc.save_mnist_classifier(train_classifier(settings, train_set), folder)
     return mc.load_mnist_classifier(folder)
 
 
-def find_classifier(folder: str) -> mc.Classifier | None:
-    """The classifier in ``folder``, or None when ``folder`` is empty or holds none."""
-    if not folder or not (pathlib.Path(folder) / mc.CONFIG_FILE).is_file():
+def find_classifier(folder: str, image_shape: tuple[int, ...] | None = None) -> mc.Classifier | None:
+    """The classifier in ``folder``; None when ``folder`` is empty, holds none, or holds one for other images
+    than ``image_shape``."""
+    saved = mc.saved_config(folder) if folder else None
+    if saved is None or (image_shape is not None and saved.shape != tuple(image_shape)):
         return None
     return mc.load_mnist_classifier(folder)
+
+
+# ----------------------------------------------------------------------------- feature networks
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNetwork:
+    """The network whose features FID, KID, precision/recall and density/coverage compare."""
+
+    name: str
+    """identifies the network and its weights in the feature cache."""
+    features: Callable[[jax.Array], jax.Array]
+    """images in [-1, 1] -> features ``(N, D)``, jitted."""
+    classes: Callable[[jax.Array], jax.Array] | None = None
+    """images -> predicted classes, for class coverage and KL (the MNIST classifier's)."""
+    batch_size: int = 500
+    """real images per forward pass."""
+
+
+def mnist_network(folder: str | pathlib.Path, dataset: data.ImageDataset) -> FeatureNetwork:
+    """The MNIST classifier in ``folder`` (trained on ``dataset`` first if missing), named by its params."""
+    classifier = classifier_for(folder, dataset)
+    name = f"mnist_classifier-{metrics.fingerprint(*jax.tree.leaves(classifier.params))}"
+    return FeatureNetwork(name, classifier.feature_fn(), classifier.class_fn())
+
+
+def inception_network(weights: str | pathlib.Path, resize: int | None = inception.INPUT_SIZE) -> FeatureNetwork:
+    """InceptionV3's pool3 features (Heusel et al. 2017) with the weights in ``weights``, named by their contents."""
+    with open(weights, "rb") as f:
+        digest = hashlib.file_digest(f, "blake2b").hexdigest()[:16]
+    return FeatureNetwork(f"inception_v3-{resize}-{digest}", inception.load_inception(weights, resize), batch_size=100)
+
+
+def fid_weights(settings: configs.Evaluation) -> pathlib.Path | None:
+    """The InceptionV3 weights file: ``settings.fid_weights``, else ``$GANJAX_FID_WEIGHTS``; None if neither is set.
+
+    Raises:
+      FileNotFoundError: if the file named is missing (before training rather than at the first evaluation).
+    """
+    path = settings.fid_weights or os.environ.get(FID_WEIGHTS_ENV)
+    if not path:
+        return None
+    if not pathlib.Path(path).is_file():
+        source = "--evaluation.fid-weights" if settings.fid_weights else f"${FID_WEIGHTS_ENV}"
+        raise FileNotFoundError(f"{path} ({source}): no such InceptionV3 weights file; {HOW_TO_GET_FID_WEIGHTS}")
+    return pathlib.Path(path)
+
+
+def choose_network(settings: configs.Evaluation, dataset: data.ImageDataset) -> Literal["mnist", "inception"] | None:
+    """The feature network ``settings.feature_network`` asks for on ``dataset``'s images, built later; None: none fits.
+
+    'auto' takes the MNIST classifier when ``classifier_dir`` holds one for these images or, for
+    labelled 28x28x1 images, to train there; else InceptionV3 when there are weights.
+
+    Raises:
+      ValueError: naming the field, when the network asked for cannot run on these images.
+      FileNotFoundError: if the weights file named is missing.
+    """
+    shape = dataset.images.shape[1:]
+    weights = fid_weights(settings)
+    saved = mc.saved_config(settings.classifier_dir) if settings.classifier_dir else None
+    if saved is not None:
+        mnist = saved.shape == shape
+    else:
+        mnist = bool(settings.classifier_dir) and shape == mc.ClassifierConfig().shape and dataset.labels is not None
+    if settings.feature_network == "mnist" and not mnist:
+        configs.refuse(
+            settings,
+            "feature_network",
+            f"'mnist' needs a classifier for {_shape(shape)} images in classifier_dir "
+            f"({settings.classifier_dir!r}), or labelled 28x28x1 images to train one there",
+        )
+    if settings.feature_network == "inception" and weights is None:
+        configs.refuse(
+            settings,
+            "feature_network",
+            f"'inception' needs --evaluation.fid-weights or ${FID_WEIGHTS_ENV}; {HOW_TO_GET_FID_WEIGHTS}",
+        )
+    if settings.feature_network == "mnist" or (settings.feature_network == "auto" and mnist):
+        return "mnist"
+    return None if weights is None else "inception"
+
+
+def missing_metrics_line(settings: configs.Evaluation, dataset: data.ImageDataset) -> str:
+    """The one line a run without a feature network prints: which metrics it cannot compute and how to get them."""
+    shape = dataset.images.shape[1:]
+    or_classifier = (
+        f" (or a trained MNIST classifier in --evaluation.classifier-dir, now {settings.classifier_dir!r})"
+        if shape == mc.ClassifierConfig().shape
+        else ""
+    )
+    return (
+        f"evaluation: no fid, kid, precision, recall, density or coverage of {_shape(shape)} images without "
+        f"InceptionV3 FID weights{or_classifier}, only duplicate_share and pairwise_distance_ratio; "
+        f"to get them, {HOW_TO_GET_FID_WEIGHTS} and pass --evaluation.fid-weights inception_fid.npz "
+        f"(or set {FID_WEIGHTS_ENV}=inception_fid.npz)"
+    )
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
 
 
 # ----------------------------------------------------------------------------- sample quality
 
 
-def mnist_evaluator(
-    settings: configs.Evaluation,
+def real_features(network: FeatureNetwork, dataset: data.ImageDataset, count: int) -> np.ndarray:
+    """The features of ``count`` real images, a random subset that is the same in every run.
+
+    Computed once, with a progress bar, and cached by dataset, resolution, images and network
+    (:func:`ganjax.evaluation.metrics.cached_features`).
+    """
+    images = dataset.images[np.sort(np.random.default_rng(0).permutation(len(dataset))[:count])]
+
+    def compute() -> np.ndarray:
+        batches = tqdm(
+            metrics.array_batches(images, network.batch_size),
+            total=-(-len(images) // network.batch_size),
+            desc=f"evaluation: {network.name.split('-')[0]} features of {len(images)} real images (once, then cached)",
+            disable=jax.process_index() != 0,
+        )
+        return metrics.extract_features(network.features, (data.to_float(batch) for batch in batches))
+
+    return metrics.cached_features(CACHE_DIR, dataset.name, images, network.name, compute)
+
+
+def evaluator(
+    eval_samples: int,
     dataset: data.ImageDataset,
+    network: FeatureNetwork | None,
     sample: Callable[[TrainState, jax.Array, bool], jax.Array],
     batch_size: int,
     seed: int,
@@ -151,45 +303,45 @@ def mnist_evaluator(
     """An ``evaluate(state, step)`` for :class:`experiments.runner.Evaluate`.
 
     Args:
-      settings: the samples per evaluation and the classifier's folder.
-      dataset: the real images (all of them are the reference set).
+      eval_samples: G's samples per evaluation; G is compared with as many real images.
+      dataset: the real images.
+      network: the feature network; None: the mode-collapse signals only.
       sample: ``(state, key, use_ema) -> images`` for a batch of ``batch_size``.
       batch_size: the sample batch.
-      seed: picks the real subset and the evaluation's latents.
+      seed: picks the real images compared and the evaluation's latents.
       ema: also evaluate the moving average of G.
 
     Returns:
-      A function giving ``fid``, ``kid``, ``kid_std``, ``precision``, ``recall``,
-      ``density``, ``coverage``, ``class_coverage``, ``class_kl``,
-      ``duplicate_share`` and ``pairwise_distance_ratio`` of G (and the same
-      prefixed ``ema_`` for the EMA of G with ``ema``), plus ``fid_floor`` the first time.
+      A function giving ``duplicate_share`` and ``pairwise_distance_ratio`` and, with a
+      network, ``fid``, ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
+      ``coverage`` (and ``class_coverage`` and ``class_kl`` with the classifier's classes)
+      of G (and the same prefixed ``ema_`` for the EMA of G with ``ema``), plus ``fid_floor`` the first time.
     """
-    classifier = classifier_for(settings.classifier_dir, dataset)
-    feature_fn, class_fn = classifier.feature_fn(), classifier.class_fn()
-    network = f"mnist_classifier:{pathlib.Path(settings.classifier_dir).resolve().name}"
-    real = metrics.cached_features(
-        CACHE_DIR,
-        dataset.name,
-        network,
-        lambda: metrics.extract_features(feature_fn, metrics.array_batches(data.to_float(dataset.images), 500)),
-    )
-    # G is compared with a fixed random subset of eval_samples reals; the floor is the FID between that
-    # subset and as many other reals, the best a generator can score at this sample size.
-    n = min(settings.eval_samples, len(real) // 2)
-    order = np.random.default_rng(seed).permutation(len(real))
-    real, other = real[order[:n]], real[order[n : 2 * n]]
-    floor = {"fid_floor": metrics.fid_from_features(real, other)}
-    reference_pixels = data.to_float(dataset.images[order[:1000]])
+    rng = np.random.default_rng(seed)
+    reference_pixels = data.to_float(dataset.images[rng.permutation(len(dataset))[:1000]])
     key = jax.random.key(seed + 1)
-    kid_size = min(1000, n)
+    floor, real = {}, None
+    if network is not None:
+        # G is compared with eval_samples reals; the floor is the FID between them and as many other reals,
+        # the best a generator can score at this sample size.
+        features = real_features(network, dataset, min(len(dataset), 2 * eval_samples))
+        n = min(eval_samples, len(features) // 2)
+        order = rng.permutation(len(features))
+        real, other = features[order[:n]], features[order[n : 2 * n]]
+        floor["fid_floor"] = metrics.fid_from_features(real, other)
 
     def evaluate_one(state: TrainState, use_ema: bool) -> dict[str, float]:
-        batches = list(
-            metrics.generated_batches(lambda k, n: sample(state, k, use_ema), key, settings.eval_samples, batch_size)
-        )
-        result = metrics.evaluate_images(
-            iter(batches), feature_fn, real, key, class_fn=class_fn, kid_subset_size=kid_size
-        )
+        batches = list(metrics.generated_batches(lambda k, n: sample(state, k, use_ema), key, eval_samples, batch_size))
+        result = {}
+        if network is not None:
+            result = metrics.evaluate_images(
+                iter(batches),
+                network.features,
+                real,
+                key,
+                class_fn=network.classes,
+                kid_subset_size=min(1000, len(real)),
+            )
         return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference_pixels)}
 
     def evaluate(state: TrainState, step: int) -> dict[str, float]:
@@ -200,6 +352,64 @@ def mnist_evaluator(
         return result
 
     return evaluate
+
+
+def build_evaluator(
+    config, dataset: data.ImageDataset, network: Literal["mnist", "inception"] | None
+) -> Callable[[TrainState, int], dict]:
+    """The :func:`evaluator` of an unconditional GAN experiment's config with ``network`` (:func:`choose_network`).
+
+    G's samples use its dropout (if any) with each batch's key.
+    """
+    settings, batch_size = config.evaluation, config.schedule.batch_size
+    if network == "mnist":
+        built = mnist_network(settings.classifier_dir, dataset)
+    elif network == "inception":
+        built = inception_network(fid_weights(settings))
+    else:
+        built = None
+    draw = lambda state, key, use_ema: generate(
+        state, config.latent.sample(key, batch_size), use_ema=use_ema, rngs={"dropout": key}
+    )
+    return evaluator(
+        settings.eval_samples,
+        dataset,
+        built,
+        jax.jit(draw, static_argnums=2),
+        batch_size,
+        config.run.seed,
+        config.state.ema_decay > 0,
+    )
+
+
+def scheduled(every: int, build: Callable[[], Callable[[TrainState, int], dict]]) -> runner.Evaluate:
+    """An Evaluate hook at the multiples of ``every`` only (not at the run's end) whose evaluator
+    ``build()`` makes at its first use, so a run that ends before it never builds it."""
+    build = functools.cache(build)
+    hook = runner.Evaluate(every, lambda state, step: build()(state, step))
+    hook.at_end = False
+    return hook
+
+
+def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
+    """``dataset -> [Evaluate hook]`` of :func:`build_evaluator` for an unconditional GAN experiment's config.
+
+    Before training it only picks the feature network (:func:`choose_network`: a bad choice is an
+    error now, and a run without one says in one line what it cannot compute); everything else is
+    built at the first evaluation (:func:`scheduled`). None when ``config.evaluation.eval_every`` is
+    0 or the run spans several processes (evaluation runs in single-process runs only).
+    """
+    settings = config.evaluation
+
+    def hooks(dataset: data.ImageDataset) -> list:
+        if not settings.eval_every or jax.process_count() > 1:
+            return []
+        network = choose_network(settings, dataset)
+        if network is None:
+            print(f"warning: {missing_metrics_line(settings, dataset)}", file=sys.stderr, flush=True)
+        return [scheduled(settings.eval_every, lambda: build_evaluator(config, dataset, network))]
+
+    return hooks
 
 
 # ----------------------------------------------------------------------------- class accuracy
@@ -239,63 +449,57 @@ def sample_accuracy(
     return per_class_accuracy(np.concatenate(predictions), labels, num_classes)
 
 
-def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
-    """``dataset -> [Evaluate hook]`` of :func:`mnist_evaluator` for an unconditional GAN experiment's config.
-
-    None when ``config.evaluation.eval_every`` is 0 or the run spans several processes (evaluation runs in
-    single-process runs only). G's samples use its dropout (if any) with each batch's key.
-    """
-    settings, batch_size = config.evaluation, config.schedule.batch_size
-
-    def hooks(dataset: data.ImageDataset) -> list:
-        if not settings.eval_every or jax.process_count() > 1:
-            return []
-        draw = lambda state, key, use_ema: generate(
-            state, config.latent.sample(key, batch_size), use_ema=use_ema, rngs={"dropout": key}
-        )
-        evaluate = mnist_evaluator(
-            settings, dataset, jax.jit(draw, static_argnums=2), batch_size, config.run.seed, config.state.ema_decay > 0
-        )
-        return [runner.Evaluate(settings.eval_every, evaluate)]
-
-    return hooks
-
-
 def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset], list]:
     """``dataset -> [Evaluate hook]`` logging ``class_accuracy_min`` and ``_mean`` of a conditional GAN's config.
 
-    Each check draws ``eval_per_class`` samples per class from ``fold_in(key, step)``; none without a classifier.
+    Each check, at the multiples of ``eval_every``, draws ``eval_per_class`` samples per class from
+    ``fold_in(key, step)``; the classifier is loaded at the first. None without a classifier for
+    the dataset's images (a classifier for other images is named in one line).
     """
     settings = config.class_accuracy
 
     def hooks(dataset: data.ImageDataset) -> list:
-        classifier = find_classifier(settings.classifier_dir)
-        if classifier is None or not settings.eval_every:
+        saved = mc.saved_config(settings.classifier_dir) if settings.classifier_dir else None
+        if saved is None or not settings.eval_every:
             return []
-        classify = classifier.class_fn()
+        shape = dataset.images.shape[1:]
+        if saved.shape != shape:
+            if jax.process_index() == 0:
+                print(
+                    f"warning: class accuracy: the classifier in {settings.classifier_dir} takes "
+                    f"{_shape(saved.shape)} images, not {_shape(shape)}: no class_accuracy",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return []
 
-        def evaluate(state: TrainState, step: int) -> dict[str, float]:
-            shares = sample_accuracy(
-                state,
-                classify,
-                jax.random.fold_in(key, step),
-                config.conditioning.num_classes,
-                settings.eval_per_class,
-                config.latent.dim,
-                config.state.ema_decay > 0,
-            )
-            return {"class_accuracy_min": min(shares), "class_accuracy_mean": float(np.mean(shares))}
+        def build() -> Callable[[TrainState, int], dict]:
+            classify = mc.load_mnist_classifier(settings.classifier_dir).class_fn()
 
-        return [runner.Evaluate(settings.eval_every, evaluate)]
+            def evaluate(state: TrainState, step: int) -> dict[str, float]:
+                shares = sample_accuracy(
+                    state,
+                    classify,
+                    jax.random.fold_in(key, step),
+                    config.conditioning.num_classes,
+                    settings.eval_per_class,
+                    config.latent.dim,
+                    config.state.ema_decay > 0,
+                )
+                return {"class_accuracy_min": min(shares), "class_accuracy_mean": float(np.mean(shares))}
+
+            return evaluate
+
+        return [scheduled(settings.eval_every, build)]
 
     return hooks
 
 
 def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[float] | None:
     """The per-class accuracy of ``final_eval_per_class`` samples per class, also written to
-    ``{workdir}/class_accuracy.json``; None without a classifier."""
+    ``{workdir}/class_accuracy.json``; None without a classifier for the config's images."""
     settings = config.class_accuracy
-    classifier = find_classifier(settings.classifier_dir)
+    classifier = find_classifier(settings.classifier_dir, config.data.shape)
     if classifier is None:
         return None
     shares = sample_accuracy(
@@ -317,9 +521,3 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
         }
         (pathlib.Path(config.run.workdir) / "class_accuracy.json").write_text(json.dumps(result, indent=1))
     return shares
-
-
-def class_grid_inputs(config, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """G's inputs for a sample grid whose row ``c`` is class ``c``: one fixed Gaussian z per column."""
-    labels = class_labels(config.conditioning.num_classes, config.samples_per_class)
-    return jax.random.normal(key, (len(labels), config.latent.dim)), labels

@@ -5,16 +5,19 @@ Run::
   python -m experiments.gaussian_mixture --mixture ring --run.seed 0 --run.workdir runs/gm/ring_ns_0
   python -m experiments.gaussian_mixture table runs/gm   # markdown table of every run under runs/gm
 
-Every ``--evaluation.eval-every`` steps it adds the mode metrics of
-``eval_samples`` samples (modes captured, high-quality share, mode KL) to the
-log; every ``--run.log-every`` steps it logs them with the mean train metrics
-and the monitor's flags to ``metrics.jsonl`` and TensorBoard, and shows them
-beside the progress bar; every ``--run.sample-every`` steps it draws the
-samples over the modes (``scatter/step_XXXXXX.png``); at the end
-``training.png`` plots the curves. Each step draws its data batch from
-``fold_in(data_key, step)``. A NaN or Inf metric stops the run with
-:class:`ganjax.evaluation.monitor.NonFiniteLossError`; a flag named in
-``--monitor.stop-on`` ends it early.
+Every ``--evaluation.eval-every`` steps and at the last step it adds the
+mode metrics of ``eval_samples`` samples (modes captured, high-quality share,
+mode KL) to the log; every ``--run.log-every`` steps it logs them with the
+mean train metrics and the monitor's flags to ``metrics.jsonl`` and
+TensorBoard, and shows them beside the progress bar; every
+``--run.sample-every`` steps and at the end it draws the samples over the
+modes (``samples/step_XXXXXX.png``, as the image experiments name their
+grids); every ``--run.checkpoint-every`` steps it saves ``checkpoints/``, from
+which ``--run.resume`` continues; at the end ``training.png`` plots the
+curves. Each step draws its data batch from ``fold_in(data_key, step)``, so a
+resumed run trains on the batches an uninterrupted one would. A NaN or Inf
+metric stops the run with :class:`ganjax.evaluation.monitor.NonFiniteLossError`;
+a flag named in ``--monitor.stop-on`` ends it early.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Literal
 
 import jax
 import numpy as np
+from PIL import Image
 
 from experiments import config as configs
 from experiments import runner
@@ -88,6 +92,10 @@ class Config:
     evaluation: Evaluation = Evaluation()
     monitor: configs.Monitor = configs.Monitor(window=500)
 
+    def __post_init__(self):
+        if self.mixture not in data.MIXTURES:
+            configs.refuse(self, "mixture", f"unknown mixture {self.mixture!r}; choose one of {sorted(data.MIXTURES)}")
+
 
 def create_state(config: Config, gan: gans.GAN):
     """MLP G and D with the config's optimizers."""
@@ -129,14 +137,16 @@ def train_and_evaluate(config: Config) -> dict:
         points, found = draw(state, done)
         return {**found, **metrics.sample_diversity(points[:1000], reference[:1000])}
 
-    def plot(state, done: int) -> None:
+    def plot(state, done: int) -> np.ndarray:
         points, found = draw(state, done)
-        plots.scatter_mixture(
+        path = plots.scatter_mixture(
             points,
             mixture.means,
-            workdir / "scatter" / f"step_{done:06d}.png",
+            workdir / "samples" / f"step_{done:06d}.png",
             f"{config.mixture} step {done}: {found['modes']} modes, {found['high_quality']:.0%} high quality",
         )
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("RGB"))
 
     hooks = runner.run_hooks(
         config.run,
@@ -157,15 +167,32 @@ def train_and_evaluate(config: Config) -> dict:
     return {"step": int(state.step), **log.last}
 
 
+TABLE_METRICS = ("modes", "high_quality", "mode_kl")
+
+
 def table(root: str | pathlib.Path) -> str:
     """A markdown table of the last record of every finished run ``{root}/{mixture}_{variant}_{seed}``.
 
     Each cell is the mean ± std over seeds; a run is finished once it has drawn ``training.png``.
+
+    Raises:
+      ValueError: naming ``root`` when it is not a folder, or a run folder whose name or last record does not fit.
     """
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of runs")
     groups: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(pathlib.Path(root).glob("*/training.png")):
-        mixture, *variant, _ = path.parent.name.split("_")
-        groups.setdefault((mixture, "_".join(variant)), []).append(plots.read_jsonl(path.parent / "metrics.jsonl")[-1])
+    for path in sorted(root.glob("*/training.png")):
+        parts = path.parent.name.split("_")
+        if len(parts) < 3 or parts[0] not in data.MIXTURES:
+            raise ValueError(
+                f"{path.parent}: not named {{mixture}}_{{variant}}_{{seed}} with a mixture of {sorted(data.MIXTURES)}"
+            )
+        last = plots.read_jsonl(path.parent / "metrics.jsonl")[-1]
+        missing = [name for name in TABLE_METRICS if name not in last]
+        if missing:
+            raise ValueError(f"{path.parent}: the last record of metrics.jsonl has no {', '.join(missing)}")
+        groups.setdefault((parts[0], "_".join(parts[1:-1])), []).append(last)
     lines = ["| mixture | variant | seeds | modes | high-quality share | mode KL |", "|---|---|---|---|---|---|"]
     for (mixture, variant), records in sorted(groups.items()):
 
@@ -183,7 +210,13 @@ def table(root: str | pathlib.Path) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["table"]:
-        print(table(argv[1]))
+        try:
+            if len(argv) != 2:
+                raise ValueError("usage: python -m experiments.gaussian_mixture table ROOT (a folder of runs)")
+            print(table(argv[1]))
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(runner.EXIT_BAD_INPUT) from None
         return
     runner.main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv)
 

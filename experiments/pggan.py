@@ -21,7 +21,7 @@ import numpy as np
 
 from experiments import config as configs
 from experiments import runner
-from ganjax import data
+from ganjax import data, sample
 from ganjax.models import pggan
 from ganjax.nn.resample import nearest_upsample
 from ganjax.training import devices
@@ -148,28 +148,66 @@ def load_data(config: Config) -> data.ImageDataset:
     return data.ImageDataset(padded, dataset.labels, f"{dataset.name} padded to {part.image_size}")
 
 
+def players(config: Config) -> tuple[pggan.Generator, pggan.Discriminator]:
+    """``(G, D)`` of every stage."""
+    stages, m = config.plan.num_stages, config.model
+    return (
+        pggan.Generator(stages, config.data.channels, m.g_width, m.max_width, m.latent_dim),
+        pggan.Discriminator(stages, m.d_width, m.max_width),
+    )
+
+
 def create_state(config: Config, key: jax.Array) -> TrainState:
     """G and D with the params of every stage, their optimizers and G's EMA."""
-    stages, m = config.plan.num_stages, config.model
-    generator = pggan.Generator(stages, config.data.channels, m.g_width, m.max_width, m.latent_dim)
-    discriminator = pggan.Discriminator(stages, m.d_width, m.max_width)
+    generator, discriminator = players(config)
     init_key, noise_key = jax.random.split(key)
     tx = config.optim.build(noise_key, config.steps)
     return pggan.create_state(init_key, generator, discriminator, config.data.channels, tx.g, tx.d, config.ema_decay)
 
 
+def stage_at(config: Config, step: int) -> tuple[int, jax.Array]:
+    """The stage and fade-in weight of a state after ``step`` steps: those its last step trained."""
+    last = max(step - 1, 0)
+    stage = config.plan.stage(last)
+    return stage, config.plan.alpha(last, stage)
+
+
+def full_size(config: Config, images: jax.Array) -> jax.Array:
+    """A stage's images nearest-upsampled to the final size."""
+    return nearest_upsample(images, config.data.image_size // images.shape[1])
+
+
 def sampler(config: Config, z: jax.Array):
     """``state -> images`` at the stage and fade-in weight of the state's last step, upsampled to full size."""
-    plan = config.plan
     generate = jax.jit(pggan.generate, static_argnames=("stage", "use_ema"))
 
-    def sample(state: TrainState) -> jax.Array:
-        step = max(int(state.step) - 1, 0)
-        stage = plan.stage(step)
-        images = generate(state, z, stage, plan.alpha(step, stage), use_ema=config.ema_decay > 0)
-        return nearest_upsample(images, config.data.image_size // images.shape[1])
+    def sample_state(state: TrainState) -> jax.Array:
+        stage, alpha = stage_at(config, int(state.step))
+        return full_size(config, generate(state, z, stage, alpha, use_ema=config.ema_decay > 0))
 
-    return sample
+    return sample_state
+
+
+def generator(config: Config) -> sample.Generator:
+    """G as the run samples it (for :mod:`ganjax.sample`): at the stage and fade-in weight of the checkpoint's last
+    step (the final stage, fully faded in, at the end of a run), upsampled to full size; z from the second of two
+    keys split from ``run.seed``."""
+    module = players(config)[0]
+    latent = configs.Latent(dim=config.model.latent_dim)
+
+    def apply(variables, inputs, key, step):
+        stage, alpha = stage_at(config, step)
+        return full_size(config, module.apply(variables, *inputs, alpha, stage, train=False))
+
+    return sample.Generator(
+        module,
+        draw=latent.sample,
+        key=jax.random.split(jax.random.key(config.run.seed))[1],
+        num=config.num_samples,
+        nrow=8,
+        latent=latent,
+        apply=apply,
+    )
 
 
 def train_and_evaluate(config: Config) -> TrainState:
@@ -181,7 +219,7 @@ def train_and_evaluate(config: Config) -> TrainState:
     state = create_state(config, init_key)
     model = config.make_model()
     step = pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
-    fixed_z = devices.replicate(jax.random.normal(sample_key, (config.num_samples, config.model.latent_dim)), mesh)
+    fixed_z = devices.replicate(generator(config).grid(sample_key)[0], mesh)
     # The step's loss is always WGAN-GP: the monitor reads the critic's unbounded Wasserstein loss.
     watch = config.monitor.build(Objective(loss="wasserstein"))
     hooks = runner.run_hooks(

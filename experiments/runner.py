@@ -61,15 +61,13 @@ from experiments import config as configs
 from ganjax import checkpoint, data, event_log, images, plots
 from ganjax import latent as latent_paths
 from ganjax.evaluation import monitor
+from ganjax.sample import CHECKPOINTS, CONFIG_FILE, EXPERIMENT_KEY, Generator
 from ganjax.training import devices
 from ganjax.training.gan import GAN, create_state, generate
 from ganjax.training.phases import Phase, batches_per_step, make_step
 from ganjax.training.state import TrainState
 
 PyTree = Any
-CONFIG_FILE = "config.json"
-EXPERIMENT_KEY = "experiment"  # config.json's record of the experiment module, beside the config's parts
-CHECKPOINTS = "checkpoints"
 # Config fields a resumed run may change freely: where and how often it reports, and how long it goes on.
 FREE_CHANGES = (
     "run.workdir",
@@ -168,7 +166,7 @@ def prepare_workdir(run: configs.Run, resolved: dict) -> pathlib.Path:
             raise WorkdirError(f"{workdir}: nothing to resume (no checkpoint there); drop --run.resume to start a run")
         if (workdir / CONFIG_FILE).is_file():
             _check_resumed_config(workdir, run, _read_json(workdir / CONFIG_FILE), resolved)
-    elif workdir.exists() and any(workdir.iterdir()):
+    elif workdir.exists() and any(p.name != CONFIG_FILE for p in workdir.iterdir()):  # a run that never started
         if not run.overwrite:
             raise WorkdirError(
                 f"{workdir} already holds a run: pass --run.resume to continue it, --run.overwrite "
@@ -185,6 +183,13 @@ def _read_json(path: pathlib.Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise WorkdirError(f"{path}: not valid JSON ({e})") from e
+
+
+def experiment_name(config_cls: type) -> str:
+    """The importable name of the module defining ``config_cls`` (``python -m`` runs it as ``__main__``)."""
+    module = sys.modules[config_cls.__module__]
+    spec = getattr(module, "__spec__", None)
+    return spec.name if spec is not None else module.__name__
 
 
 def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
@@ -205,7 +210,7 @@ def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
     mesh = devices.make_mesh(parts.num_devices if parts is not None else 1)
     batch_size = config.schedule.batch_size
     per_device = devices.check_batch_size(batch_size, mesh)
-    prepare_workdir(config.run, {EXPERIMENT_KEY: type(config).__module__, **configs.to_dict(config)})
+    prepare_workdir(config.run, {EXPERIMENT_KEY: experiment_name(type(config)), **configs.to_dict(config)})
     if jax.process_index() == 0:
         batches = f" x {batches_per_step} batches per step" if batches_per_step > 1 else ""
         print(
@@ -404,7 +409,10 @@ class Log(Hook):
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            kept = [line for line in _read_records(self.path) if json.loads(line)["step"] <= step]
+            records = _read_records(self.path)
+            if len(records) < len(self.path.read_text().splitlines()):
+                print(f"warning: {self.path}: dropped a last line torn by a crash", file=sys.stderr, flush=True)
+            kept = [line for line in records if json.loads(line)["step"] <= step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._tb = event_log.EventLog(self.workdir / "tb", purge_step=step + 1 if step else None)
         if self.config is not None:
@@ -625,6 +633,7 @@ def train(
                 if context.stop:
                     break
     finally:
+        getattr(iterator, "close", lambda: None)()  # stops a prefetch thread before the process may exit
         for hook in hooks:
             hook.close()
     return state
@@ -816,6 +825,26 @@ def write_interpolation(
         images.save_grid(grid, pathlib.Path(workdir) / "interpolation.png", nrow=10, scale=2, caption=caption)
 
 
+def dcgan_generator(config) -> Generator:
+    """G of an unconditional DCGAN experiment as :func:`train_dcgan` samples it (for :mod:`ganjax.sample`).
+
+    The grid's z comes from the second of three keys split from ``run.seed``, and G's always-on dropout, if any,
+    from ``fold_in`` of that key and 1.
+    """
+    module, _ = config.model.build(config.data, config.latent.dim)
+    return Generator(
+        module,
+        draw=config.latent.sample,
+        key=jax.random.split(jax.random.key(config.run.seed), 3)[1],
+        num=config.num_samples,
+        nrow=10,
+        latent=config.latent,
+        apply=lambda variables, inputs, key, step: module.apply(
+            variables, *inputs, train=False, rngs={"dropout": jax.random.fold_in(key, 1)}
+        ),
+    )
+
+
 def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook]] | None = None) -> TrainState:
     """An unconditional GAN of DCGAN players (``config.model.build``) from start to end.
 
@@ -823,14 +852,15 @@ def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook
     G's always-on dropout, if any, draws from fixed keys, so the grids are
     comparable across steps; ends with ``interpolation.png``.
     """
-    init_key, sample_key, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
+    init_key, _, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
+    g = dcgan_generator(config)
     state, sample = train_image_gan(
         config,
         config.make_gan(),
         lambda bn: config.model.build(config.data, config.latent.dim, bn),
         init_key,
-        (config.latent.sample(sample_key, config.num_samples),),
-        rngs={"dropout": jax.random.fold_in(sample_key, 1)},
+        g.grid(g.key),
+        rngs={"dropout": jax.random.fold_in(g.key, 1)},
         evaluations=evaluations,
     )
     write_interpolation(config.run.workdir, state, sample, path_key, config.latent)

@@ -66,9 +66,12 @@ class Config:
             configs.at_least(self, field, 1)
         for field in ("content_weight", "style_weight", "tv_weight"):
             configs.at_least(self, field, 0.0)
-        configs.at_least(self, "seed", 0)
-        if self.lr is not None and not self.lr > 0:
-            configs.refuse(self, "lr", f"must be positive, got {self.lr}")
+        configs.at_least(self, "seed", 0, configs.SEED_MAX)
+        if self.lr is not None:
+            configs.positive(self, "lr")
+        output = pathlib.Path(self.output)
+        if output.is_dir() or output.suffix.lower() not in Image.registered_extensions():
+            configs.refuse(self, "output", f"{output} is not an image file name (e.g. output.png)")
 
 
 def load_image(path: str, size: int) -> jax.Array:
@@ -103,6 +106,8 @@ def run(config: Config) -> dict[str, np.ndarray]:
         return transfer.transfer(features_fn, content, style_image, style_config, tx, config.steps)
 
     image, history = repaint(params, content, style_image)
+    if not np.all(np.isfinite(np.asarray(image))):
+        raise FloatingPointError(f"the image became NaN or Inf (final loss {history['total'][-1]}): lower --lr")
     output = pathlib.Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(jnp.round(image[0] * 255.0), np.uint8)).save(output)

@@ -26,13 +26,14 @@ import json
 import pathlib
 from typing import Literal
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import config as configs
 from experiments import evaluation, runner
-from ganjax import data, images
+from ganjax import data, images, sample
 from ganjax.models import dcgan, vaegan
 from ganjax.training import devices
 from ganjax.training.gan import GAN
@@ -115,10 +116,10 @@ class Config:
         return vaegan.VAEGAN(GAN(self.latent, self.objective, noise=self.noise), self.model.gamma, self.model.kl_weight)
 
 
-def create_state(config: Config, model: vaegan.VAEGAN, key: jax.Array, bn_axis_name: str | None = None) -> TrainState:
-    """Encoder, decoder, D and their optimizers (the encoder's is the decoder's recipe) from ``key``."""
+def players(config: Config, bn_axis_name: str | None = None) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The encoder, decoder and D (ganjax.models.vaegan.players); BatchNorm synchronized over ``bn_axis_name``."""
     m = config.model
-    encoder, decoder, discriminator = vaegan.players(
+    return vaegan.players(
         config.data.image_size,
         config.data.channels,
         config.latent.dim,
@@ -128,11 +129,29 @@ def create_state(config: Config, model: vaegan.VAEGAN, key: jax.Array, bn_axis_n
         m.d_norm,
         bn_axis_name,
     )
+
+
+def create_state(config: Config, model: vaegan.VAEGAN, key: jax.Array, bn_axis_name: str | None = None) -> TrainState:
+    """Encoder, decoder, D and their optimizers (the encoder's is the decoder's recipe) from ``key``."""
+    encoder, decoder, discriminator = players(config, bn_axis_name)
     init_key, noise_key, enc_noise_key = jax.random.split(key, 3)
     tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
     enc_tx = config.optim.build(enc_noise_key, config.schedule.steps).g
     return vaegan.create_state(
         init_key, model, encoder, decoder, discriminator, config.data.shape, enc_tx=enc_tx, g_tx=tx.g, d_tx=tx.d
+    )
+
+
+def generator(config: Config) -> sample.Generator:
+    """The decoder from the prior, as the run samples it (for :mod:`ganjax.sample`): the last two rows of its grids,
+    z from the second of two keys split from ``run.seed``."""
+    return sample.Generator(
+        players(config)[1],
+        draw=config.latent.sample,
+        key=jax.random.split(jax.random.key(config.run.seed))[1],
+        num=2 * config.grid_columns,
+        nrow=config.grid_columns,
+        latent=config.latent,
     )
 
 
@@ -163,17 +182,21 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     phases = model.phases(config.schedule.n_critic)
     mesh = runner.start(config, batches_per_step(phases))
     dataset = config.data.load()
+    if config.holdout >= len(dataset):
+        raise data.DataError(
+            f"{dataset.name}: holds {len(dataset)} digits; holdout={config.holdout} leaves none to train"
+        )
     train_set, held_out = dataset.split(1.0 - config.holdout / len(dataset))
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     bn = devices.bn_axis_name(config.devices.cross_replica_bn, config.schedule.batch_size, mesh)
     state = create_state(config, model, init_key, bn)
     columns = config.grid_columns
     originals = jnp.asarray(data.to_float(held_out.images[: config.grid_pairs * columns]))
-    prior_z = jax.random.normal(sample_key, (2 * columns, config.latent.dim))
+    (prior_z,) = generator(config).grid(sample_key)
     grid = jax.jit(
         lambda s: jnp.concatenate([originals_and_reconstructions(s, originals, columns), vaegan.generate(s, prior_z)])
     )
-    classifier = evaluation.find_classifier(config.reconstruction.classifier_dir)
+    classifier = evaluation.find_classifier(config.reconstruction.classifier_dir, config.data.shape)
     accuracy = (
         None
         if classifier is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from experiments import config as configs
-from experiments import dcgan_mnist, evaluation, runner
+from experiments import evaluation, runner
 from ganjax.training.state import TrainState
 
 
@@ -35,7 +35,7 @@ def train_and_evaluate(config: Config) -> TrainState:
     return runner.train_dcgan(config, evaluation.quality_hooks(config))
 
 
-generator = dcgan_mnist.generator
+generator = runner.dcgan_generator
 """G as the run samples it (for :mod:`ganjax.sample`): the DCGAN G, drawn as experiments.dcgan_mnist draws it."""
 
 

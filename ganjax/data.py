@@ -51,7 +51,15 @@ class ImageDataset:
         return len(self.images)
 
     def split(self, fraction: float) -> tuple[ImageDataset, ImageDataset]:
-        """The first ``fraction`` of the examples and the rest (a fixed, unshuffled split)."""
+        """The first ``fraction`` of the examples and the rest (a fixed, unshuffled split).
+
+        Raises:
+          DataError: when either part would hold no examples.
+        """
+        if not 0 < round(len(self) * fraction) < len(self):
+            raise DataError(
+                f"{self.name}: {len(self)} examples do not split into two non-empty parts at {fraction:.3g}"
+            )
         cut = round(len(self) * fraction)
         part = lambda a, s: None if a is None else a[s]
         return (
@@ -138,7 +146,8 @@ def load_idx_folder(folder: str | pathlib.Path, split: str = "") -> ImageDataset
         raise DataError(f"{folder}: data folder not found")
     images_path = _find_one(folder, "images-idx3-ubyte", split)
     if images_path is None:
-        raise DataError(f"{folder}: no '{split}*images-idx3-ubyte[.gz]' file in the folder")
+        present = sorted(p.name for p in folder.glob("*images-idx3-ubyte*"))
+        raise DataError(f"{folder}: no '{split}*images-idx3-ubyte[.gz]' file in the folder (it holds {present})")
     images = read_idx(images_path, _IDX_IMAGES_MAGIC)
     labels = None
     labels_path = _find_one(folder, "labels-idx1-ubyte", split)
@@ -408,6 +417,7 @@ class Batcher:
                 yield item
         finally:
             stop.set()
+            thread.join(timeout=10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,7 +438,7 @@ def _is_idx(folder: pathlib.Path) -> bool:
     return any(folder.glob("*images-idx3-ubyte*"))
 
 
-def native_shape(source: str, split: str = "train") -> tuple[int, int]:
+def native_shape(source: str, split: str | None = None) -> tuple[int, int]:
     """``(side, channels)`` of ``source``'s images as stored: an IDX header, an image folder's first image,
     or a TFDS dataset's image feature."""
     if source.startswith("tfds:"):
@@ -447,24 +457,24 @@ def load(
     *,
     image_size: int | None = None,
     channels: int | None = None,
-    split: str = "train",
+    split: str | None = None,
     data_dir: str | None = None,
     folder_labels: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
 ) -> ImageDataset:
     """Loads ``source``: a folder of IDX files, a folder of images, or ``tfds:NAME``.
 
-    A folder holding ``*images-idx3-ubyte*`` files is read as IDX (every split
-    in it when ``split`` matches no prefix); any other folder as images
-    (:func:`load_image_folder`, resized to ``image_size`` with ``channels``,
-    each the first image's when None).
+    A folder holding ``*images-idx3-ubyte*`` files is read as IDX: the files of
+    ``split`` (a file-name prefix; None: the folder's only images file); any
+    other folder as images (:func:`load_image_folder`, resized to
+    ``image_size`` with ``channels``, each the first image's when None). A TFDS
+    dataset reads ``split`` (None: ``'train'``).
     """
     if source.startswith("tfds:"):
-        return load_tfds(source[5:], split=split, data_dir=data_dir)
+        return load_tfds(source[5:], split=split or "train", data_dir=data_dir)
     folder = _folder(source)
     if _is_idx(folder):
-        prefixed = any(folder.glob(f"{split}*images-idx3-ubyte*"))
-        return load_idx_folder(folder, split if prefixed else "")
+        return load_idx_folder(folder, split or "")
     return load_image_folder(folder, image_size, channels, folder_labels, progress)
 
 

@@ -103,7 +103,7 @@ class Generator:
 
 
 @functools.partial(jax.jit, static_argnames=("generator", "step"))
-def generate(generator: Generator, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
+def _apply(generator: Generator, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
     """``generator(variables, inputs, key, step)``, compiled once per generator and step."""
     return generator(variables, inputs, key, step)
 
@@ -191,7 +191,7 @@ class Run:
             no average, or ``num`` below 1.
         """
         g = self.generator
-        key = self._key(seed)
+        variables, key = self._variables(ema), self._key(seed)
         labels = self._labels(classes, self._count(num, g.nrow))
         if num is None and classes is None:
             inputs = g.grid(key)
@@ -199,7 +199,7 @@ class Run:
             inputs = (g.draw(key, num),)
         else:
             inputs = (g.draw(key, len(labels)), labels)
-        return self._generate(inputs, key, ema)
+        return self._generate(variables, inputs, key)
 
     def columns(self, num: int | None = None, classes: Sequence[int] | None = None) -> int:
         """Images per row of :meth:`sample`'s grid for the same ``num`` and ``classes``."""
@@ -222,15 +222,14 @@ class Run:
         g = self.generator
         if g.latent is None:
             raise SampleError(f"{self.experiment}'s G translates images; it has no z to interpolate")
-        key = self._key(seed)
-        rows = self._count(rows, 1)
+        variables, key = self._variables(ema), self._key(seed)
+        rows, labels = self._count(rows, 1), self._labels(classes, 1)
         paths = latent_paths.interpolation_grid(
             key, rows, INTERPOLATION_COLUMNS, g.latent.dim, INTERPOLATION_ANCHORS, sampler=g.latent.distribution
         ).reshape(-1, g.latent.dim)
-        labels = self._labels(classes, 1)
         if labels is None:
-            return self._generate((paths,), key, ema)
-        return self._generate((paths, np.repeat(np.resize(labels, rows), INTERPOLATION_COLUMNS)), key, ema)
+            return self._generate(variables, (paths,), key)
+        return self._generate(variables, (paths, np.repeat(np.resize(labels, rows), INTERPOLATION_COLUMNS)), key)
 
     def _key(self, seed: int | None) -> jax.Array:
         return self.generator.key if seed is None else jax.random.key(seed)
@@ -254,14 +253,16 @@ class Run:
             raise SampleError(f"classes {unknown or classes}: {self.experiment} knows classes 0 to {known - 1}")
         return np.repeat(np.asarray(classes, np.int32), per_class)
 
-    def _generate(self, inputs: tuple, key: jax.Array, ema: bool) -> np.ndarray:
-        variables = dict(self.variables)
-        if ema:
-            if self.ema_params is None:
-                raise SampleError(f"{self.path}: the run kept no moving average of G (its EMA decay was 0)")
-            variables["params"] = self.ema_params
+    def _variables(self, ema: bool) -> dict[str, PyTree]:
+        if not ema:
+            return self.variables
+        if self.ema_params is None:
+            raise SampleError(f"{self.path}: the run kept no moving average of G (its EMA decay was 0)")
+        return {**self.variables, "params": self.ema_params}
+
+    def _generate(self, variables: dict[str, PyTree], inputs: tuple, key: jax.Array) -> np.ndarray:
         inputs = tuple(jnp.asarray(x) for x in inputs)
-        return np.asarray(generate(self.generator, variables, inputs, key, self.step))
+        return np.asarray(_apply(self.generator, variables, inputs, key, self.step))
 
 
 def load_run(path: str | pathlib.Path, step: int | None = None) -> Run:
@@ -276,8 +277,8 @@ def load_run(path: str | pathlib.Path, step: int | None = None) -> Run:
     name = saved.pop(EXPERIMENT_KEY, None)
     if not name or name == "__main__":
         raise SampleError(
-            f"{path / CONFIG_FILE} does not name its experiment module (key {EXPERIMENT_KEY!r}, "
-            f"e.g. 'experiments.dcgan_mnist'); add it"
+            f"{path / CONFIG_FILE} names no importable experiment ({EXPERIMENT_KEY!r}: {name!r}); set it to the "
+            "module that wrote the run, e.g. 'experiments.dcgan_mnist'"
         )
     try:
         module = importlib.import_module(name)
@@ -293,7 +294,10 @@ def load_run(path: str | pathlib.Path, step: int | None = None) -> Run:
     generator = make(config)
     step, state = _restore(path / CHECKPOINTS, step, generator.player)
     player = state["players"][generator.player]
-    variables = {"params": player["params"], **({"batch_stats": player["batch_stats"]} if player.get("batch_stats") else {})}
+    variables = {
+        "params": player["params"],
+        **({"batch_stats": player["batch_stats"]} if player.get("batch_stats") else {}),
+    }
     ema = state.get("ema", {}).get(generator.player)
     return Run(path, name, config, generator, step, variables, ema["params"] if ema else None)
 
@@ -318,7 +322,7 @@ def _restore(folder: pathlib.Path, step: int | None, player: str) -> tuple[int, 
         raise SampleError(f"{folder}: no checkpoint of step {step}; there are {', '.join(map(str, steps))}")
     state_dir = folder / str(step) / "state"
     try:
-        saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+        saved = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
         wanted = {
             "step": saved["step"],
             "players": {player: {k: v for k, v in saved["players"][player].items() if k != "opt_state"}},

@@ -29,8 +29,12 @@ def test_raw_idx_equals_gz(mnist_dir, tmp_path, mnist):
 
 
 def test_load_picks_the_split_prefix(mnist_dir, mnist):
-    assert len(data.load(str(mnist_dir), split="train")) == 10000  # no train files: the only split there
+    assert len(data.load(str(mnist_dir))) == 10000  # no split named: the folder's only one
     assert len(data.load(str(mnist_dir), split="t10k")) == 10000
+    with pytest.raises(
+        data.DataError, match="no 't10kk\\*images-idx3-ubyte\\[.gz\\]' file .*t10k-images-idx3-ubyte.gz"
+    ):
+        data.load(str(mnist_dir), split="t10kk")
 
 
 def test_float_range_and_roundtrip(mnist):

@@ -280,18 +280,24 @@ def convert_torch_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, 
     ``X.conv.weight`` (OIHW) becomes ``params/X/conv/kernel`` (HWIO); ``X.bn.weight``,
     ``bias``, ``running_mean`` and ``running_var`` become ``scale``, ``bias``,
     ``mean`` and ``var``; ``fc.*`` and ``num_batches_tracked`` are dropped.
+
+    Raises:
+      ValueError: naming a key that is neither (a state dict of another network).
     """
     out = {}
     for name, value in state_dict.items():
         *module, leaf = name.split(".")
-        if module[0] == "fc" or leaf == "num_batches_tracked":
+        value = np.asarray(value)
+        if module[:1] == ["fc"] or leaf == "num_batches_tracked":
             continue
         block = "/".join(module)
-        if module[-1] == "conv":
-            out[f"params/{block}/kernel"] = np.transpose(np.asarray(value), (2, 3, 1, 0))
-        else:
+        if module[-1:] == ["conv"] and leaf == "weight" and value.ndim == 4:
+            out[f"params/{block}/kernel"] = np.transpose(value, (2, 3, 1, 0))
+        elif module[-1:] == ["bn"] and leaf in _TORCH_NAMES:
             collection, new = _TORCH_NAMES[leaf]
-            out[f"{collection}/{block}/{new}"] = np.asarray(value)
+            out[f"{collection}/{block}/{new}"] = value
+        else:
+            raise ValueError(f"{name} {value.shape}: not a parameter of pytorch-fid's InceptionV3")
     return out
 
 
@@ -475,7 +481,11 @@ def convert_torch_file(pth: str | pathlib.Path, npz: str | pathlib.Path) -> path
     pth, npz = pathlib.Path(pth), pathlib.Path(npz)
     if not pth.is_file():
         raise FileNotFoundError(f"{pth}: no such file; download it from {TORCH_WEIGHTS_URL}")
-    arrays = convert_torch_state_dict(read_torch_state_dict(pth))
+    state = read_torch_state_dict(pth)
+    try:
+        arrays = convert_torch_state_dict(state)
+    except ValueError as e:
+        raise ValueError(f"{pth}: {e}") from e
     check_weights(arrays, pth)
     npz.parent.mkdir(parents=True, exist_ok=True)
     with npz.open("wb") as f:

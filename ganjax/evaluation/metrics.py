@@ -136,8 +136,21 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 
 def fid_from_features(features1, features2) -> float:
-    """:func:`frechet_distance` between the Gaussians fitted to two feature sets."""
-    return frechet_distance(*feature_stats(features1), *feature_stats(features2))
+    """:func:`frechet_distance` between the Gaussians fitted to two feature sets.
+
+    With fewer rows than dimensions (e.g. 2,000 InceptionV3 features of 2,048) it forms no
+    ``D x D`` covariance: for the centred features ``A1``, ``A2``, the eigenvalues of
+    ``S1 S2 = A1ᵀA1 A2ᵀA2 / (c1 c2)`` (``c = N - 1``) are the squared singular values of
+    ``A1 A2ᵀ / sqrt(c1 c2)``, so ``tr (S1 S2)^½`` is that matrix's nuclear norm, exactly.
+    """
+    f1, f2 = np.asarray(features1, np.float64), np.asarray(features2, np.float64)
+    if min(len(f1), len(f2)) >= f1.shape[1]:
+        return frechet_distance(*feature_stats(f1), *feature_stats(f2))
+    a1, a2 = f1 - f1.mean(axis=0), f2 - f2.mean(axis=0)
+    c1, c2 = len(f1) - 1, len(f2) - 1
+    trace_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt(c1 * c2)
+    mean_term = np.sum((f1.mean(axis=0) - f2.mean(axis=0)) ** 2)
+    return float(mean_term + np.sum(a1**2) / c1 + np.sum(a2**2) / c2 - 2.0 * trace_sqrt)
 
 
 def polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:

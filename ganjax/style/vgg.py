@@ -95,14 +95,24 @@ def from_torchvision(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarr
     return out
 
 
+class WeightsError(ValueError):
+    """A weights file that is not VGG-19's."""
+
+
 def load_npz(path: str | pathlib.Path) -> dict:
     """VGG-19's params from an ``.npz`` of the layout in this module's docstring.
 
     Raises:
-      KeyError: naming the first missing array.
+      WeightsError: naming the file, when it is not an ``.npz`` or lacks an array (naming the first one missing).
     """
-    with np.load(path) as arrays:
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not an .npz of VGG-19 weights ({e})") from e
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise WeightsError(f"{path}: a single array, not an .npz of VGG-19 weights")
+    with arrays:
         missing = [f"{name}/{part}" for name in LAYERS for part in ("kernel", "bias") if f"{name}/{part}" not in arrays]
         if missing:
-            raise KeyError(f"{path}: missing {missing[0]} (and {len(missing) - 1} more); see ganjax.style.vgg")
+            raise WeightsError(f"{path}: missing {missing[0]} (and {len(missing) - 1} more); see ganjax.style.vgg")
         return {name: {part: jnp.asarray(arrays[f"{name}/{part}"]) for part in ("kernel", "bias")} for name in LAYERS}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 from typing import Literal
 
@@ -59,6 +60,9 @@ def _check_choice(value: object, field: str, table) -> None:
 
 
 def _check_range(value: object, field: str, low: float, high: float = float("inf")) -> None:
+    """Refuses ``value.field`` outside ``[low, high]``, and NaN and infinities."""
+    if not math.isfinite(getattr(value, field)):
+        _refuse(value, field, f"must be finite, got {getattr(value, field)}")
     if not low <= getattr(value, field) <= high:
         _refuse(value, field, f"must be in [{low}, {high}], got {getattr(value, field)}")
 

@@ -31,6 +31,16 @@ def test_frechet_distance_matches_scipy_sqrtm(d, shift, scale):
 def test_frechet_distance_of_a_set_with_itself_is_zero():
     x = _features(2, 300, 16)
     assert abs(metrics.fid_from_features(x, x)) < 1e-8
+    assert abs(metrics.fid_from_features(x[:10], x[:10])) < 1e-8  # fewer rows than dimensions
+
+
+@pytest.mark.parametrize("n1,n2", [(40, 50), (50, 40), (40, 200)])
+def test_fid_with_fewer_samples_than_dimensions_equals_the_covariance_route(n1, n2):
+    """2,000 InceptionV3 features of 2,048 dims: the nuclear norm of A1 A2ᵀ replaces the D x D matrix roots."""
+    x, y = _features(3, n1, 64), _features(4, n2, 64, 0.3, 1.2)
+    expected = metrics.frechet_distance(*metrics.feature_stats(x), *metrics.feature_stats(y))
+    np.testing.assert_allclose(metrics.fid_from_features(x, y), expected, rtol=1e-6)  # roots of a singular S
+    np.testing.assert_allclose(metrics.fid_from_features(x, y), _reference_fid(x, y), rtol=1e-5)
 
 
 def _reference_mmd2(x, y):

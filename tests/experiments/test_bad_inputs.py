@@ -33,6 +33,14 @@ PARSE_CASES = [
     (dcgan_mnist, ["--schedule.batch-size", "0"], "GANSchedule.batch_size: must be at least 1"),
     (dcgan_mnist, ["--schedule.n-critic", "0"], "GANSchedule.n_critic: must be at least 1"),
     (dcgan_mnist, ["--optim.lr-g", "0"], "Optimizers.lr_g: must be positive"),
+    (dcgan_mnist, ["--optim.lr-g", "inf"], "Optimizers.lr_g: must be finite, got inf"),
+    (dcgan_mnist, ["--optim.lr-d", "nan"], "Optimizers.lr_d: must be finite, got nan"),
+    (dcgan_mnist, ["--run.seed", str(2**32)], "Run.seed: must be in [0, 4294967295]"),
+    (dcgan_mnist, ["--evaluation.classifier-dir", __file__], "Evaluation.classifier_dir: "),
+    (dcgan_mnist, ["--noise.std", "inf"], "InputNoise.std"),
+    (cyclegan, ["--model.d-layers", "10"], "Model.d_layers: 10 stride-2 layers need images of at least 1024 px"),
+    (style_transfer, ["--content", "a.png", "--style", "b.png", "--output", "out"], "Config.output"),
+    (train_mnist_classifier, ["--training.shift", "100"], "ClassifierTraining.shift: must be in [0, 13]"),
     (dcgan_mnist, ["--optim.lr-d", "-1e-3"], "Optimizers.lr_d: must be positive"),
     (dcgan_mnist, ["--optim.b1", "2"], "Optimizers.b1: must be in [0, 1)"),
     (dcgan_mnist, ["--optim.b2", "-0.5"], "Optimizers.b2: must be in [0, 1)"),
@@ -41,7 +49,7 @@ PARSE_CASES = [
     (dcgan_mnist, ["--optim.weight-clip", "-0.01"], "Optimizers.weight_clip: must be positive"),
     (dcgan_mnist, ["--optim.g-optimizer", "adamw"], "adamw"),
     (dcgan_mnist, ["--optim.optimistic", "--optim.d-optimizer", "rmsprop"], "Optimizers.optimistic"),
-    (dcgan_mnist, ["--run.seed", "-1"], "Run.seed: must be at least 0"),
+    (dcgan_mnist, ["--run.seed", "-1"], "Run.seed: must be in [0, 4294967295]"),
     (dcgan_mnist, ["--run.log-every", "0"], "Run.log_every: must be at least 1"),
     (dcgan_mnist, ["--run.sample-every", "0"], "Run.sample_every: must be at least 1"),
     (dcgan_mnist, ["--run.checkpoint-every", "0"], "Run.checkpoint_every: must be at least 1"),
@@ -160,6 +168,26 @@ RUN_CASES = [
         "images are (28, 28, 1), but the config asks for image_size=32",
     ),
 ]
+
+
+# (experiment, arguments, the message): met when the run reads its data, before it trains.
+DATA_CASES = [
+    (dcgan_mnist, ["--data.split", "t10kk"], "no 't10kk*images-idx3-ubyte[.gz]' file in the folder"),
+    (cgan_mnist, ["--conditioning.num-classes", "5"], "holds 10 classes, but conditioning.num_classes is 5"),
+    (vaegan_mnist, ["--holdout", "20000"], "holdout=20000 leaves none to train"),
+    (train_mnist_classifier, ["--training.test-size", "20000"], "training.test_size=20000 leaves none"),
+]
+
+
+@pytest.mark.parametrize(
+    "module, args, named", DATA_CASES, ids=[f"{m.__name__.split('.')[-1]}:{' '.join(a)}" for m, a, _ in DATA_CASES]
+)
+def test_a_value_the_data_cannot_meet_is_one_line_naming_it(module, args, named, tmp_path, capsys):
+    where = ["--run.workdir", str(tmp_path / "run")] if hasattr(module.Config, "run") else ["--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit:
+        module.main([*where, *args])
+    err = capsys.readouterr().err.rsplit("\r", 1)[-1]
+    assert exit.value.code == 2 and err.startswith("error: ") and named in err
 
 
 @pytest.mark.parametrize("make, args, named", RUN_CASES)

@@ -111,7 +111,8 @@ HELP = {
         "--schedule.fade-images INT",
         "--critic.drift FLOAT",
         "--optim.lr-g FLOAT G's learning rate.",
-        "--data.image-size INT side of the square images. (default: 32)",
+        "--data.image-size {None}|INT side of the square images; None: the data's own",
+        "(image folders are centre-cropped and resized to it). (default: 32)",
     ),
 }
 
@@ -286,9 +287,10 @@ def test_workdir_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path
     run = configs.Run(workdir=str(tmp_path / "w"))
     runner.prepare_workdir(run, {"model": {"width": 8}, "schedule": {"steps": 4}})
     assert json.loads((tmp_path / "w" / "config.json").read_text())["model"] == {"width": 8}
+    runner.prepare_workdir(run, {"model": {"width": 12}})  # only a config: a run that failed before it started
+    (tmp_path / "w" / "stale.txt").write_text("old")
     with pytest.raises(runner.WorkdirError, match=f"{tmp_path / 'w'} already holds a run: pass --run.resume"):
         runner.prepare_workdir(run, {"model": {"width": 8}})
-    (tmp_path / "w" / "stale.txt").write_text("old")
     runner.prepare_workdir(configs.Run(workdir=str(tmp_path / "w"), overwrite=True), {"model": {"width": 16}})
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["config.json"]
 

@@ -1,4 +1,4 @@
-"""Smoke test: experiments/gaussian_mixture.py runs end to end with a tiny config."""
+"""experiments/gaussian_mixture.py end to end with a tiny config: its outputs, names, cadences, resume and errors."""
 
 import json
 
@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from experiments import gaussian_mixture as gm
+from ganjax import checkpoint
 
 TINY = [
     "--schedule.steps",
@@ -52,7 +53,7 @@ def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path, capsys):
     ):
         assert key in records[-1]
     assert 0 <= records[-1]["modes"] <= 25 and 0.0 <= records[-1]["high_quality"] <= 1.0
-    assert sorted(p.name for p in (workdir / "scatter").iterdir()) == ["step_000020.png", "step_000040.png"]
+    assert sorted(p.name for p in (workdir / "samples").iterdir()) == ["step_000020.png", "step_000040.png"]
     assert Image.open(workdir / "training.png").size[0] > 100
     assert json.loads((workdir / "config.json").read_text())["mixture"] == "grid"
     table = gm.table(tmp_path)
@@ -64,3 +65,60 @@ def test_nan_stops_the_run_naming_what_went_non_finite(tmp_path, capsys):
         gm.main(TINY + ["--optim.lr-d", "1e38", "--optim.d-optimizer", "sgd", "--run.workdir", str(tmp_path / "nan")])
     assert exit.value.code == 1
     assert capsys.readouterr().err.endswith("error: step 20: players/d/params/Dense_0/bias holds NaN or Inf\n")
+
+
+def records(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_steps_need_not_be_a_multiple_of_any_cadence(tmp_path):
+    """Evaluations, samples and checkpoints come at multiples of their cadence and at the last step, as in the
+    image experiments."""
+    workdir = tmp_path / "run"
+    gm.main(
+        TINY
+        + ["--schedule.steps", "50", "--run.log-every", "10", "--run.checkpoint-every", "20"]
+        + ["--run.workdir", str(workdir)]
+    )
+    assert [r["step"] for r in records(workdir) if "modes" in r] == [20, 40, 50]
+    assert [r["step"] for r in records(workdir)] == [10, 20, 30, 40, 50]
+    assert sorted(p.name for p in (workdir / "samples").iterdir()) == [f"step_0000{s}.png" for s in (20, 40, 50)]
+    assert checkpoint.saved_steps(workdir / "checkpoints") == [20, 40, 50]
+
+
+def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path, capsys):
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    gm.main(TINY + ["--run.checkpoint-every", "20", "--run.workdir", str(straight)])
+    gm.main(TINY + ["--schedule.steps", "20", "--run.workdir", str(halves)])
+    gm.main(TINY + ["--run.checkpoint-every", "20", "--run.workdir", str(halves), "--run.resume"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert printed[-1] == printed[0] and printed[-1]["step"] == 40
+    assert records(halves) == records(straight)
+    assert checkpoint.saved_steps(halves / "checkpoints") == [20, 40]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--mixture", "spiral"], "invalid choice 'spiral' for argument '--mixture'. Expected one of ('ring', 'grid')"),
+        (["table"], "error: usage: python -m experiments.gaussian_mixture table ROOT"),
+        (["table", "nowhere"], "error: nowhere: not a folder of runs"),
+    ],
+)
+def test_a_wrong_name_is_refused_listing_the_choices(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        gm.main(argv)
+    assert exit_.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.replace("│", " ").split())
+
+
+def test_a_config_with_an_unknown_mixture_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"Config.mixture: unknown mixture 'spiral'; choose one of \['grid', 'ring'\]"):
+        gm.Config(mixture="spiral")
+
+
+def test_the_table_names_a_folder_it_cannot_read(tmp_path):
+    (tmp_path / "spiral_ns_0").mkdir()
+    (tmp_path / "spiral_ns_0" / "training.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="spiral_ns_0: not named {mixture}_{variant}_{seed} with a mixture of"):
+        gm.table(tmp_path)

@@ -52,7 +52,7 @@ def test_vgg_layers_shapes_and_torchvision_conversion(tmp_path):
     loaded = vgg.load_npz(tmp_path / "vgg19.npz")
     jax.tree.map(np.testing.assert_array_equal, loaded, params)
     np.savez(tmp_path / "partial.npz", **{"conv1_1/kernel": np.zeros((3, 3, 3, 64))})
-    with pytest.raises(KeyError, match="missing conv1_1/bias"):
+    with pytest.raises(vgg.WeightsError, match="missing conv1_1/bias"):
         vgg.load_npz(tmp_path / "partial.npz")
 
 
