@@ -1,4 +1,4 @@
-"""AC-GAN on MNIST: ``python -m experiments.acgan_mnist --data.dir ../shared/data/mnist``.
+"""AC-GAN on MNIST: ``python -m experiments.acgan_mnist``.
 
 Odena, Olah and Shlens 2017: G takes the digit (embedded, concatenated with
 z); D takes no label but has a class head beside its real/fake logit, and both

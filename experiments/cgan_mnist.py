@@ -1,4 +1,4 @@
-"""Conditional DCGAN on MNIST: ``python -m experiments.cgan_mnist --data.dir ../shared/data/mnist``.
+"""Conditional DCGAN on MNIST: ``python -m experiments.cgan_mnist``.
 
 G takes the digit through a small embedding concatenated with z; D takes it as
 extra image channels (``--model.d-conditioning channels``, the default),

@@ -1,4 +1,4 @@
-"""DCGAN on MNIST: ``python -m experiments.dcgan_mnist --data.dir ../shared/data/mnist [--part.field value ...]``.
+"""DCGAN on MNIST: ``python -m experiments.dcgan_mnist [--part.field value ...]``.
 
 Radford et al. 2015 with the ganhacks defaults: images in [-1, 1] and a tanh
 output, separate all-real and all-fake batches for D, the non-saturating G

@@ -1,4 +1,4 @@
-"""MSG-GAN on MNIST: ``python -m experiments.msggan --data.dir ../shared/data/mnist [--part.field value ...]``.
+"""MSG-GAN on MNIST: ``python -m experiments.msggan [--part.field value ...]``.
 
 Karnewar and Wang 2020 (:mod:`ganjax.models.msggan`): G emits 7, 14 and 28
 pixel images (4 to 32 for 32x32 data), D reads each at its own depth; reals

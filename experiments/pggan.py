@@ -1,4 +1,4 @@
-"""Progressive growing GAN on MNIST padded to 32x32: ``python -m experiments.pggan --data.dir ../shared/data/mnist``.
+"""Progressive growing GAN on MNIST padded to 32x32: ``python -m experiments.pggan``.
 
 Karras et al. 2018 (:mod:`ganjax.models.pggan`): stages 4, 8, 16 and 32
 pixels, each new stage faded in over ``--schedule.fade-images`` images then

@@ -1,4 +1,4 @@
-"""SAGAN on MNIST: ``python -m experiments.sagan --data.dir ../shared/data/mnist [--part.field value ...]``.
+"""SAGAN on MNIST: ``python -m experiments.sagan [--part.field value ...]``.
 
 Zhang et al. 2019: residual G and D with spectral norm everywhere and
 self-attention at a middle resolution (:mod:`ganjax.models.sagan`), the hinge

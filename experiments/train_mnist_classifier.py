@@ -2,7 +2,7 @@
 
 Run::
 
-  python -m experiments.train_mnist_classifier --data-dir ../shared/data/mnist --out runs/mnist_classifier
+  python -m experiments.train_mnist_classifier --out runs/mnist_classifier
 
 The last ``test_size`` digits of the folder are held out; the rest train it
 (:func:`experiments.evaluation.train_classifier`: Adam and random shifts of up
@@ -30,8 +30,8 @@ MIN_ACCURACY = 0.9  # a working run reaches about 0.98 on the held-out digits (d
 class Config:
     """Trains the MNIST classifier."""
 
-    data_dir: str = "../shared/data/mnist"
-    """folder of MNIST-format IDX files."""
+    data: configs.Data = configs.Data()
+    """labelled 28x28 grey digits: the embedded MNIST test set unless --data.dir or --data.tfds-name."""
     out: str = "runs/mnist_classifier"
     """where the classifier is saved."""
     training: evaluation.ClassifierTraining = evaluation.ClassifierTraining()
@@ -39,7 +39,11 @@ class Config:
 
 def train(config: Config) -> dict:
     """Trains, saves and scores the classifier; returns and prints ``result.json``'s values."""
-    digits = data.load_idx_folder(config.data_dir)
+    if config.data.shape != (28, 28, 1):
+        configs.refuse(config.data, "image_size", f"the MNIST classifier reads 28x28x1 digits, not {config.data.shape}")
+    digits = config.data.load()
+    if digits.labels is None:
+        raise data.DataError(f"{digits.name}: the classifier trains on labelled digits; these have no labels")
     if config.training.test_size >= len(digits):
         raise data.DataError(
             f"{digits.name}: holds {len(digits)} digits; training.test_size={config.training.test_size} leaves none"

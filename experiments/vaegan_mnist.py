@@ -1,4 +1,4 @@
-"""VAE-GAN on MNIST: ``python -m experiments.vaegan_mnist --data.dir ../shared/data/mnist [--part.field value ...]``.
+"""VAE-GAN on MNIST: ``python -m experiments.vaegan_mnist [--part.field value ...]``.
 
 Larsen et al. 2016 (:mod:`ganjax.models.vaegan`): a DCGAN-shaped encoder, G as
 the decoder and D (LayerNorm by default) whose hidden layer measures the

@@ -1,4 +1,4 @@
-"""WGAN-GP on MNIST: ``python -m experiments.wgan_gp_mnist --data.dir ../shared/data/mnist``.
+"""WGAN-GP on MNIST: ``python -m experiments.wgan_gp_mnist``.
 
 Gulrajani et al. 2017: the Wasserstein loss with a two-sided gradient penalty
 of weight 10 on random interpolates, 5 critic updates per G update (each on

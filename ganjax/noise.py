@@ -12,14 +12,14 @@ Array = jax.Array
 def instance_noise_schedule(std: float, decay_steps: int) -> optax.Schedule:
     """The instance-noise standard deviation per step: ``std`` decayed linearly to 0 over ``decay_steps``.
 
-    ``decay_steps = 0`` keeps ``std`` constant.
+    ``decay_steps = 0`` keeps ``std`` constant. ``std`` may be traced (a population member's).
 
     References:
       Sønderby et al. 2016, Amortised MAP Inference for Image Super-resolution;
       Huszár 2016, "Instance noise"; ganhacks trick 10 "add noise to inputs,
       decay over time" (seeds 000, 001, 004).
     """
-    if std < 0 or decay_steps < 0:
+    if decay_steps < 0 or (not isinstance(std, jax.core.Tracer) and std < 0):  # a traced std is checked where set
         raise ValueError(f"instance noise: std and decay_steps must be >= 0, got {std} and {decay_steps}")
     return optax.linear_schedule(std, 0.0, decay_steps) if decay_steps else optax.constant_schedule(std)
 

@@ -59,8 +59,16 @@ def _check_choice(value: object, field: str, table) -> None:
         _refuse(value, field, f"unknown name {getattr(value, field)!r}; choose one of {sorted(table)}")
 
 
+def _traced(value: object) -> bool:
+    """Whether ``value`` is traced: a population member's value, checked where it is set
+    (:func:`ganjax.training.population.set_loss_hparams`)."""
+    return isinstance(value, jax.core.Tracer)
+
+
 def _check_range(value: object, field: str, low: float, high: float = float("inf")) -> None:
-    """Refuses ``value.field`` outside ``[low, high]``, and NaN and infinities."""
+    """Refuses ``value.field`` outside ``[low, high]``, and NaN and infinities (a traced value is not checked)."""
+    if _traced(getattr(value, field)):
+        return
     if not math.isfinite(getattr(value, field)):
         _refuse(value, field, f"must be finite, got {getattr(value, field)}")
     if not low <= getattr(value, field) <= high:
@@ -126,7 +134,7 @@ class Objective:
                 _refuse(self, "d_labels", f"{self.d_labels!r} needs a loss that takes labels; {self.loss!r} takes none")
             if self.label_flip_prob:
                 _refuse(self, "label_flip_prob", f"flipping needs a loss that takes labels; {self.loss!r} takes none")
-        if (self.penalty == "none") != (self.penalty_weight == 0):
+        if not _traced(self.penalty_weight) and (self.penalty == "none") != (self.penalty_weight == 0):
             _refuse(
                 self, "penalty_weight", f"is {self.penalty_weight} with penalty {self.penalty!r}: set both or neither"
             )
@@ -184,7 +192,7 @@ class InputNoise:
 
     def __call__(self, key: jax.Array, images: jax.Array, step: jax.Array, axis_name: str | None) -> jax.Array:
         """``images`` plus this step's noise; unchanged when off."""
-        if not self.std:
+        if not _traced(self.std) and not self.std:
             return images
         std = noise.instance_noise_schedule(self.std, self.decay_steps)(step)
         return images + std * rng.per_device(jax.random.normal, key, images.shape, axis_name)

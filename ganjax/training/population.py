@@ -51,9 +51,8 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from ganjax.training import rng
 from ganjax.training.devices import DATA_AXIS
-from ganjax.training.gan import GAN, InputNoise
+from ganjax.training.gan import GAN
 from ganjax.training.phases import make_step
 from ganjax.training.state import TrainState
 
@@ -63,8 +62,8 @@ Step = Callable[..., tuple[TrainState, Metrics]]
 
 # The buffer of the state that holds the members' loss-side hyperparameters.
 HPARAMS = "hparams"
-# The loss-side hyperparameters a member may set, and the field of the GAN each replaces.
-LOSS_HPARAMS = {"penalty_weight": ("objective", "penalty_weight"), "noise_std": ("noise", "std")}
+# The loss-side hyperparameters a member may set: Objective.penalty_weight and InputNoise.std.
+LOSS_HPARAMS = ("penalty_weight", "noise_std")
 LOWERINGS = ("vmap", "map", "unroll")
 
 
@@ -124,41 +123,23 @@ def set_loss_hparams(population: TrainState, **values: jax.typing.ArrayLike) -> 
     :func:`gan_step` puts them into the GAN in place of the GAN's own values.
 
     Raises:
-      ValueError: for an unknown name or a negative value.
+      ValueError: for an unknown name, or a value that is negative or not finite.
     """
     hparams = dict(population.buffers.get(HPARAMS, {}))
     for name, value in values.items():
         if name not in LOSS_HPARAMS:
             raise ValueError(f"unknown loss hyperparameter {name!r}; choose one of {sorted(LOSS_HPARAMS)}")
         hparams[name] = _per_member(population, name, value, jnp.float32)
-        if not np.all(np.asarray(hparams[name]) >= 0):
-            raise ValueError(f"{name}: every member's value must be at least 0, got {np.asarray(hparams[name])}")
+        given = np.asarray(hparams[name])
+        if not np.all(np.isfinite(given) & (given >= 0)):
+            raise ValueError(f"{name}: every member's value must be finite and at least 0, got {given}")
     return population.replace(buffers={**population.buffers, HPARAMS: hparams})
-
-
-@dataclasses.dataclass(frozen=True)
-class _TracedNoise(InputNoise):
-    """:class:`InputNoise` whose std may be traced: it adds ``std`` times the noise even at 0 (zeros then)."""
-
-    def __call__(self, key: jax.Array, images: jax.Array, step: jax.Array, axis_name: str | None) -> jax.Array:
-        std = optax.linear_schedule(self.std, 0.0, self.decay_steps)(step) if self.decay_steps else self.std
-        return images + std * rng.per_device(jax.random.normal, key, images.shape, axis_name)
-
-
-def _replaced(value: Any, cls: type, **fields: Any) -> Any:
-    """A ``cls`` with ``value``'s fields and ``fields``, which may be traced: the dataclass checks, which
-    branch on values, are skipped (:func:`set_loss_hparams` checked the values)."""
-    copy = object.__new__(cls)
-    for field in dataclasses.fields(value):
-        object.__setattr__(copy, field.name, fields.get(field.name, getattr(value, field.name)))
-    return copy
 
 
 def member_gan(gan: GAN, hparams: Mapping[str, jax.Array]) -> GAN:
     """``gan`` with a member's loss-side hyperparameters (traced scalars) in place of its own values.
 
-    ``dataclasses.replace`` cannot put a traced value into the GAN's parts: their
-    checks (``penalty_weight >= 0``) and :class:`InputNoise` (``if not std``) branch on it.
+    The GAN's parts leave traced values unchecked (:func:`set_loss_hparams` checked them).
 
     Raises:
       ValueError: for a penalty weight when ``gan`` has no penalty.
@@ -167,9 +148,9 @@ def member_gan(gan: GAN, hparams: Mapping[str, jax.Array]) -> GAN:
     if "penalty_weight" in hparams:
         if objective.penalty == "none":
             raise ValueError("penalty_weight: the GAN has no penalty; set Objective.penalty and a weight")
-        objective = _replaced(objective, type(objective), penalty_weight=hparams["penalty_weight"])
+        objective = dataclasses.replace(objective, penalty_weight=hparams["penalty_weight"])
     if "noise_std" in hparams:
-        noise = _replaced(noise, _TracedNoise, std=hparams["noise_std"])
+        noise = dataclasses.replace(noise, std=hparams["noise_std"])
     return dataclasses.replace(gan, objective=objective, noise=noise)
 
 

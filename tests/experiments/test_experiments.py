@@ -417,7 +417,7 @@ def test_sagan_and_msggan_train_and_write_samples(module, mnist_dir, tmp_path):
 def test_classifier_trains_and_reports_its_accuracy(mnist_dir, tmp_path, capsys):
     result = train_mnist_classifier.main(
         [
-            "--data-dir",
+            "--data.dir",
             str(mnist_dir),
             "--out",
             str(tmp_path / "c"),
