@@ -107,6 +107,10 @@ class ResumeError(ValueError):
     """A resumed run has nothing left to do."""
 
 
+class TrainingFailed(Exception):
+    """Training ended without a usable result (e.g. a classifier that did not learn)."""
+
+
 # ----------------------------------------------------------------------------- start
 
 
@@ -233,20 +237,22 @@ def main(config_cls: type[configs.Config], run_fn: Callable[[Any], Any], argv: S
     An expected error ends the process with one line on stderr, ``error: ...``,
     naming the file or field: bad data, a bad config, a workdir or checkpoint
     problem, a filesystem error (exit code 2), or training that produced NaN or
-    Inf (exit code 1). ``--debug`` anywhere in ``argv`` (or ``GANJAX_DEBUG=1``)
-    shows the full traceback instead.
+    Inf or failed otherwise (:class:`TrainingFailed`; exit code 1). ``--debug``
+    anywhere in ``argv`` (or ``GANJAX_DEBUG=1``) shows the full traceback instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv or os.environ.get("GANJAX_DEBUG") == "1"
     try:
         return run_fn(configs.parse(config_cls, [arg for arg in argv if arg != DEBUG_FLAG]))
-    except (FloatingPointError, ValueError, OSError) as e:
+    except (FloatingPointError, TrainingFailed, ValueError, OSError) as e:
         if debug:
             raise
         for bar in list(tqdm._instances):  # a progress bar the error left open: clear its line first
             bar.close()
         print(f"error: {e}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_FAILED if isinstance(e, FloatingPointError) else EXIT_BAD_INPUT) from None
+        raise SystemExit(
+            EXIT_FAILED if isinstance(e, (FloatingPointError, TrainingFailed)) else EXIT_BAD_INPUT
+        ) from None
 
 
 # ----------------------------------------------------------------------------- hooks

@@ -190,6 +190,14 @@ def test_a_value_the_data_cannot_meet_is_one_line_naming_it(module, args, named,
     assert exit.value.code == 2 and err.startswith("error: ") and named in err
 
 
+def test_a_classifier_that_does_not_learn_fails_and_is_not_saved(tmp_path, capsys):
+    args = ["--training.steps", "3", "--training.width", "4", "--training.lr", "1e30", "--out", str(tmp_path / "c")]
+    with pytest.raises(SystemExit) as exit:
+        train_mnist_classifier.main(args)
+    assert exit.value.code == 1 and "is below min_accuracy 0.9: the classifier was not saved" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize("make, args, named", RUN_CASES)
 def test_bad_data_is_one_line_naming_the_file(make, args, named, tmp_path, capsys):
     folder = tmp_path / "data"

@@ -429,6 +429,8 @@ def test_classifier_trains_and_reports_its_accuracy(mnist_dir, tmp_path, capsys)
             "8",
             "--training.test-size",
             "500",
+            "--min-accuracy",
+            "0",
         ]
     )
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_size"] == 500
