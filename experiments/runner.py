@@ -462,7 +462,10 @@ class Log(Hook):
         if self._tb is not None:
             self._tb.close()
             if self.path.exists() and self.path.stat().st_size:
-                plots.plot_training(self.path, self.workdir / "training.png")
+                try:
+                    plots.plot_training(self.path, self.workdir / "training.png")
+                except ValueError as e:  # every metric constant: a figure would show nothing
+                    print(f"warning: training.png not drawn: {e}", file=sys.stderr, flush=True)
 
 
 def _read_records(path: pathlib.Path) -> list[str]:

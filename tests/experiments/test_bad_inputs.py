@@ -107,6 +107,24 @@ PARSE_CASES = [
     (style_transfer, ["--content", "a.png", "--style", "b.png", "--size", "0"], "Config.size"),
     (train_mnist_classifier, ["--training.lr", "0"], "ClassifierTraining.lr: must be positive"),
     (train_mnist_classifier, ["--training.shift", "-1"], "ClassifierTraining.shift"),
+    # Flags an experiment does not have, and values its parts refuse together.
+    (dcgan_mnist, ["--swaps.every", "3"], "Unrecognized options: --swaps.every"),
+    (msggan, ["--devices.cross-replica-bn", "on"], "Unrecognized options: --devices.cross-replica-bn"),
+    (gaussian_mixture, ["--data.dir", "x"], "Unrecognized options: --data.dir"),
+    (sagan, ["--evaluation.eval-every", "3"], "Unrecognized options: --evaluation.eval-every"),
+    (dcgan_mnist, ["--objective.loss", "wasserstein", "--objective.d-labels", "one_sided"], "Objective.d_labels"),
+    (dcgan_mnist, ["--objective.loss", "hingee"], "Invalid choice"),
+    (cgan_mnist, ["--swaps.every", "3", "--swaps.duration", "5"], "SwapConfig.duration"),
+    (vaegan_mnist, ["--state.ema-decay", "0.9"], "Unrecognized options: --state.ema-decay"),
+    (vaegan_mnist, ["--latent.distribution", "uniform"], "VAEGAN.gan.latent.distribution"),
+    (vaegan_mnist, ["--objective.g-objective", "feature_matching"], "VAEGAN.gan.objective.g_objective"),
+    (cyclegan, ["--schedule.n-critic", "2"], "Unrecognized options: --schedule.n-critic"),
+    (cyclegan, ["--objective.loss", "hinge"], "Unrecognized options: --objective.loss"),
+    (cyclegan, ["--data-a", "x", "--data-b", "y", "--data.dir", "z"], "Data.dir: the domains come from"),
+    (pggan, ["--schedule.n-critic", "2"], "Unrecognized options: --schedule.n-critic"),
+    (pggan, ["--latent.dim", "8"], "Unrecognized options: --latent.dim"),
+    (wgan_gp_mnist, ["--optim.lr-d", "0"], "Optimizers.lr_d: must be positive, got 0.0"),
+    (cyclegan, ["--num-samples", "0"], "Config.num_samples: must be at least 1, got 0"),
 ]
 
 
