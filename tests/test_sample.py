@@ -50,7 +50,7 @@ EXPERIMENTS = {
         row=1,
     ),
 }
-FAST = ("dcgan_mnist", "cgan_mnist", "msggan", "vaegan_mnist")
+FAST = ("dcgan_mnist", "cgan_mnist")  # the other families in -m slow
 
 
 @pytest.fixture(scope="module")

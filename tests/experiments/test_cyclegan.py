@@ -24,6 +24,7 @@ def test_mnist_domains_are_inverted_thickened_and_unpaired(mnist):
     assert split["a"].shape == split["b"].shape == (4, 28, 28, 1)
 
 
+@pytest.mark.slow  # the model's step is checked by hand in the default suite
 def test_experiment_smoke(mnist_dir, tmp_path):
     run = tmp_path / "run"
     config = configs.parse(

@@ -354,6 +354,7 @@ def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
     assert 1 <= evaluated[1]["class_coverage"] <= 10
 
 
+@pytest.mark.slow  # their models' tests are in the default suite
 @pytest.mark.parametrize("module", [sagan, msggan], ids=["sagan", "msggan"])
 def test_sagan_and_msggan_train_and_write_samples(module, mnist_dir, tmp_path):
     argv = tiny(

@@ -61,6 +61,7 @@ def test_mnist_is_padded_to_32_and_the_schedule_spans_every_stage(mnist_dir, tmp
         experiment.Config(data=configs.Data(image_size=28))
 
 
+@pytest.mark.slow  # every stage's compile and weight are checked in tests/models/test_pggan.py
 def test_experiment_resumes_mid_stage_at_the_same_weight(mnist_dir, tmp_path):
     straight = experiment.train_and_evaluate(parse(tiny(mnist_dir, tmp_path / "a", "--schedule.steps", "4")))
     assert int(straight.step) == 4 and (tmp_path / "a" / "samples" / "step_000004.png").is_file()
