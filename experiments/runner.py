@@ -657,7 +657,13 @@ def gan_state(
     """G and D with ``config.optim``'s optimizers and ``config.state``'s options, at step 0.
 
     ``key`` is split into the players' key (which also seeds every step) and the optimizers' noise key.
+    Refuses a ``config.schedule.batch_size`` that PacGAN's ``Objective.packing`` does not divide.
     """
+    if config.schedule.batch_size % gan.objective.packing:
+        raise ValueError(
+            f"Objective.packing: {gan.objective.packing} does not divide schedule.batch_size "
+            f"{config.schedule.batch_size}; D judges whole packs"
+        )
     init_key, noise_key = jax.random.split(key)
     tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
     options = config.state

@@ -1,53 +1,23 @@
-"""The Dirac-GAN of Mescheder et al. 2018, built from ganjax's losses, penalties and optimizers.
+"""The Dirac-GAN of Mescheder et al. 2018 (ganjax.benchmarks.dirac) and its sweep (experiments.dirac_gan).
 
 Real data is a point mass at 0, G is a point mass at theta and D(x) = psi x.
-The only equilibrium is (theta, psi) = (0, 0). Both players take simultaneous
-gradient steps from (1, 1).
+The only equilibrium is (theta, psi) = (0, 0). Both players start from (1, 1).
 """
 
-import functools
+import json
 
 import chex
-import jax
 import jax.numpy as jnp
-import optax
 import pytest
 
-from ganjax import losses, optim, penalties
-
-REAL = jnp.zeros((1, 1))
-
-
-def _d_fn(psi):
-    return lambda x: psi * x[:, 0]
+from experiments import dirac_gan as experiment
+from ganjax import losses, optim
+from ganjax.benchmarks.dirac import distance_after
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "g_tx", "d_tx", "steps"))
-def dirac_gan(
-    loss: str, penalty_weight, g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation, steps: int
-):
-    """The distance of (theta, psi) from (0, 0) after every simultaneous step."""
-    pair = losses.LOSSES[loss]
-
-    def d_loss(psi, theta):
-        fake = jnp.full((1, 1), theta)
-        d_fn = _d_fn(psi)
-        return pair.d(d_fn(REAL), d_fn(fake)) + penalty_weight * penalties.r1(d_fn, REAL, fake, jax.random.key(0))
-
-    def g_loss(theta, psi):
-        d_fn = _d_fn(psi)
-        return pair.g(d_fn(jnp.full((1, 1), theta)), d_fn(REAL))
-
-    def step(carry, _):
-        theta, psi, g_state, d_state = carry
-        g_grad, d_grad = jax.grad(g_loss)(theta, psi), jax.grad(d_loss)(psi, theta)  # both at the same point
-        g_update, g_state = g_tx.update(g_grad, g_state, theta)
-        d_update, d_state = d_tx.update(d_grad, d_state, psi)
-        theta, psi = theta + g_update, psi + d_update
-        return (theta, psi, g_state, d_state), jnp.hypot(theta, psi)
-
-    theta, psi = jnp.float32(1.0), jnp.float32(1.0)
-    _, distances = jax.lax.scan(step, (theta, psi, g_tx.init(theta), d_tx.init(psi)), None, steps)
+def dirac_gan(loss, penalty_weight, g_tx, d_tx, steps):
+    """Simultaneous steps with R1 of the given weight (0: unregularised)."""
+    distances = distance_after(loss, "r1", penalty_weight, g_tx, d_tx, steps)
     chex.assert_shape(distances, (steps,))
     return distances
 
@@ -80,3 +50,46 @@ def test_optimism_damps_the_rotation():
     optimistic_adam = optim.player_optimizer("adam", 0.01, b1=0.5, b2=0.9, optimistic=True)
     assert dirac_gan("wasserstein", 0.0, adam, adam, 3000)[-1] > 0.1
     assert dirac_gan("wasserstein", 0.0, optimistic_adam, optimistic_adam, 3000)[-1] < 0.05
+
+
+H = optim.player_optimizer("sgd", 0.2)  # the paper's protocol: h = 0.2, 500 steps from (1, 1)
+
+
+def test_unregularised_non_saturating_gd_does_not_converge():
+    """Simultaneous GD on the unregularised non-saturating GAN circles the equilibrium, never nearing it."""
+    distances = distance_after("non_saturating", None, 0.0, H, H)
+    assert distances.min() > 0.5, distances.min()
+
+
+@pytest.mark.parametrize("penalty", ["r1", "r2"])
+@pytest.mark.parametrize("alternating", [False, True])
+def test_zero_centred_penalty_converges(penalty, alternating):
+    """R1 or R2 with gamma = 1 makes the non-saturating GAN converge with either update order."""
+    assert distance_after("non_saturating", penalty, 0.5, H, H, alternating=alternating)[-1] < 1e-3
+
+
+def test_wgan_gp_does_not_converge():
+    """WGAN-GP's penalty holds ||grad D|| = |psi| at 1, away from the equilibrium."""
+    assert distance_after("wasserstein", "wgan_gp", 0.5, H, H)[-1] > 0.5
+
+
+def test_alternating_differs_from_simultaneous():
+    """Unregularised WGAN: simultaneous GD spirals out, alternating GD stays on a bounded orbit."""
+    simultaneous = distance_after("wasserstein", None, 0.0, H, H)[-1]
+    alternating = distance_after("wasserstein", None, 0.0, H, H, alternating=True)[-1]
+    assert simultaneous > 100.0, simultaneous
+    assert 1.0 < alternating < 2.0, alternating
+
+
+def test_the_experiment_writes_one_row_per_combination(tmp_path, capsys):
+    experiment.main(["--workdir", str(tmp_path), "--steps", "20"])
+    table = (tmp_path / "dirac.md").read_text().splitlines()
+    combinations = len(losses.LOSSES) * len(experiment.PENALTIES) * len(experiment.OPTIMIZERS) * 2
+    assert table[0] == "| loss | penalty | optimizer | updates | final distance | converges |"
+    assert len(table) == 2 + combinations
+    assert capsys.readouterr().out.strip() == "\n".join(table)
+    saved = json.loads((tmp_path / "dirac.json").read_text())
+    assert saved["config"]["steps"] == 20
+    rows = saved["rows"]
+    assert len({(r["loss"], r["penalty"], r["optimizer"], r["updates"]) for r in rows}) == combinations
+    assert all(r["converges"] == (r["final_distance"] < experiment.CONVERGED) for r in rows)

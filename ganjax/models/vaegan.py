@@ -132,6 +132,7 @@ class VAEGAN:
             "gan.conditioning.num_classes": bool(self.gan.conditioning.num_classes),
             "gan.objective.g_objective": self.gan.objective.g_objective != "adversarial",
             "gan.objective.penalty_every": self.gan.objective.penalty_every != 1,
+            "gan.objective.packing": self.gan.objective.packing != 1,
         }
         for field, bad in refused.items():
             if bad:

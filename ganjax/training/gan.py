@@ -111,6 +111,8 @@ class Objective:
         1 adds it to D's main loss.
       g_objective: ``'adversarial'`` (G fools D through ``loss``) or ``'feature_matching'``
         (G matches D's mean hidden features on reals, Salimans et al. 2016; D must sow them).
+      packing: PacGAN (Lin et al. 2018): D judges packs of ``packing`` samples, each batch
+        packed along channels by :func:`pack` in both phases and in the penalty; 1 is off.
     """
 
     loss: Literal[tuple(losses.LOSSES)] = "non_saturating"
@@ -120,6 +122,7 @@ class Objective:
     penalty_weight: float = 0.0
     penalty_every: int = 1
     g_objective: Literal[G_OBJECTIVES] = "adversarial"
+    packing: int = 1
 
     def __post_init__(self):
         _check_choice(self, "loss", losses.LOSSES)
@@ -129,6 +132,9 @@ class Objective:
         _check_range(self, "label_flip_prob", 0.0, 1.0)
         _check_range(self, "penalty_weight", 0.0)
         _check_range(self, "penalty_every", 1)
+        _check_range(self, "packing", 1)
+        if not isinstance(self.packing, int):
+            _refuse(self, "packing", f"must be a whole number of samples, got {self.packing!r}")
         if not self.pair.uses_labels:
             if self.d_labels != "none":
                 _refuse(self, "d_labels", f"{self.d_labels!r} needs a loss that takes labels; {self.loss!r} takes none")
@@ -228,6 +234,23 @@ class GAN:
     def __post_init__(self):
         if self.objective.g_objective == "feature_matching" and self.conditioning.aux_class_weight:
             _refuse(self.objective, "g_objective", "feature matching has no AC-GAN class loss for G")
+        if self.objective.packing > 1 and self.conditioning.num_classes:
+            _refuse(
+                self.objective,
+                "packing",
+                f"is {self.objective.packing} with num_classes {self.conditioning.num_classes}: "
+                "a pack of samples of different classes has no single class for D to condition on or predict",
+            )
+
+    def packed(self, images: jax.Array) -> jax.Array:
+        """D's view of a batch: :func:`pack` by ``objective.packing``; refuses a batch it does not divide."""
+        if images.shape[0] % self.objective.packing:
+            _refuse(
+                self.objective,
+                "packing",
+                f"a batch of {images.shape[0]} rows does not split into packs of {self.objective.packing}",
+            )
+        return pack(images, self.objective.packing)
 
     # ------------------------------------------------------------------ the players' calls
 
@@ -280,7 +303,7 @@ class GAN:
     ) -> tuple[jax.Array, PhaseOutput]:
         """D's loss on an all-real and an all-fake batch, each its own BatchNorm call (ganhacks trick 4).
 
-        With the objective's labels, flips and (unless lazy) penalty, the
+        With the objective's labels, flips, packing and (unless lazy) penalty, the
         conditioning's class loss and the input noise. Other models' D phases
         (VAE-GAN's) call it with their own fakes.
         """
@@ -288,6 +311,7 @@ class GAN:
         label_key, real_noise, fake_noise, penalty_key = jax.random.split(rng.named(inputs.key, "d"), 4)
         step = inputs.state.step
         real, fake = self.noise(real_noise, real, step, axis), self.noise(fake_noise, fake, step, axis)
+        real, fake = self.packed(real), self.packed(fake)
         real_logits, real_classes, stats = self.discriminate(d, params, real, real_y)
         fake_logits, fake_classes, stats = self.discriminate(d.replace(batch_stats=stats), params, fake, fake_y)
         if pair.uses_labels:
@@ -312,7 +336,7 @@ class GAN:
         return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats})
 
     def penalty(self, d: Player, params, real, real_y, fake, fake_y, key: jax.Array) -> jax.Array:
-        """The objective's penalty on D; D scores examples independently (BatchNorm's running statistics)."""
+        """The objective's penalty on D's packed inputs; D scores examples independently (running statistics)."""
         penalty = penalties.PENALTIES[self.objective.penalty]
         y = fake_y if penalty.reads == "fake" else real_y
         critic = lambda x: self.discriminate(d, params, x, y, train=False)[0]
@@ -344,7 +368,8 @@ class GAN:
         real, real_y = self.real_inputs(inputs.batch)
         fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
         key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
-        value = self.penalty(inputs.state.players["d"], params["d"], real, real_y, fake, fake_y, key)
+        d = inputs.state.players["d"]
+        value = self.penalty(d, params["d"], self.packed(real), real_y, self.packed(fake), fake_y, key)
         weight = self.objective.penalty_weight * self.objective.penalty_every
         return weight * value, PhaseOutput(metrics={"penalty": value})
 
@@ -359,16 +384,17 @@ class GAN:
             fake, fake_y, g_stats = self.generate(g, params["g"], key, real.shape[0], inputs.axis_name)
         if self.objective.g_objective == "feature_matching":
             # Each device matches its own batch's means; gradients are averaged over devices.
-            real_features = lax.stop_gradient(self.d_features(d, real, real_y))
-            g_loss = losses.feature_matching_g_loss(self.d_features(d, fake, fake_y), real_features)
+            real_features = lax.stop_gradient(self.d_features(d, self.packed(real), real_y))
+            g_loss = losses.feature_matching_g_loss(self.d_features(d, self.packed(fake), fake_y), real_features)
             return g_loss, PhaseOutput(metrics={"g_loss": g_loss}, batch_stats={"g": g_stats})
         pair, axis, step = self.objective.pair, inputs.axis_name, inputs.state.step
         real_noise, fake_noise = jax.random.split(rng.named(inputs.key, "g"))
         # D's statistics are updated in D's phase only.
-        fake_logits, fake_classes, _ = self.discriminate(d, d.params, self.noise(fake_noise, fake, step, axis), fake_y)
+        d_view = lambda key, images: self.packed(self.noise(key, images, step, axis))
+        fake_logits, fake_classes, _ = self.discriminate(d, d.params, d_view(fake_noise, fake), fake_y)
         real_logits = None
         if pair.g_needs_real:
-            real_logits = self.discriminate(d, d.params, self.noise(real_noise, real, step, axis), real_y)[0]
+            real_logits = self.discriminate(d, d.params, d_view(real_noise, real), real_y)[0]
         parts = {"g_loss": pair.g(fake_logits, real_logits)}
         total = parts["g_loss"]
         if self.conditioning.aux_class_weight:
@@ -385,6 +411,16 @@ class GAN:
             phases.append(Phase("d_penalty", ("d",), self._d_penalty, every=self.objective.penalty_every))
         phases.append(Phase("g", ("g",), self._g_main))
         return tuple(phases)
+
+
+def pack(images: jax.Array, m: int) -> jax.Array:
+    """PacGAN's packing (Lin, Khetan, Fanti and Oh 2018): ``(N, ..., C)`` to ``(N / m, ..., m * C)``.
+
+    Pack ``i`` concatenates samples ``m * i`` to ``m * i + m - 1`` along the last (channel) axis.
+    """
+    n, *rest, channels = images.shape
+    grouped = jnp.moveaxis(images.reshape(n // m, m, *rest, channels), 1, -2)
+    return grouped.reshape(n // m, *rest, m * channels)
 
 
 def _split_aux(generated):
@@ -429,7 +465,8 @@ def create_state(
       generator: called as ``generator(z, train=...)`` (``generator(z, labels, train=...)`` when conditional).
       discriminator: called as ``discriminator(images, train=...)`` (with labels too when
         ``gan.conditioning.d_takes_labels``).
-      image_shape: the shape of one example, e.g. ``(H, W, C)``.
+      image_shape: the shape of one example, e.g. ``(H, W, C)``; D is initialised on packs of
+        ``gan.objective.packing`` of them, ``(H, W, packing * C)``.
       g_tx: G's optimizer.
       d_tx: D's optimizer.
       ema_decay: keep a moving average of G's params with this decay (0: none).
@@ -444,8 +481,9 @@ def create_state(
     g_key, d_key, run_key = jax.random.split(key, 3)
     y = (jnp.zeros((2,), jnp.int32),) if gan.conditioning.num_classes else ()
     g = Player.create(generator, g_tx, g_key, jnp.zeros((2, gan.latent.dim)), *y)
+    d_shape = (*image_shape[:-1], gan.objective.packing * image_shape[-1])
     d = Player.create(
-        discriminator, d_tx, d_key, jnp.zeros((2, *image_shape)), *(y if gan.conditioning.d_takes_labels else ())
+        discriminator, d_tx, d_key, jnp.zeros((2, *d_shape)), *(y if gan.conditioning.d_takes_labels else ())
     )
     buffers = (
         {"replay": ReplayBuffer.create(replay_capacity, image_shape, share=replay_share)} if replay_capacity else {}

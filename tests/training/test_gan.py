@@ -84,6 +84,12 @@ REFUSALS = [
         lambda: GAN(objective=Objective(g_objective="feature_matching"), conditioning=Conditioning(3, 1.0)),
         "Objective.g_objective: feature matching has no AC-GAN class loss for G",
     ),
+    (lambda: Objective(packing=0), "Objective.packing: must be in [1, inf], got 0"),
+    (lambda: Objective(packing=1.5), "Objective.packing: must be a whole number of samples, got 1.5"),
+    (
+        lambda: GAN(objective=Objective(packing=2), conditioning=Conditioning(num_classes=3)),
+        "Objective.packing: is 2 with num_classes 3: a pack of samples of different classes has no single class",
+    ),
     (lambda: tiny_gan().phases(n_critic=0), "n_critic must be at least 1, got 0"),
     (lambda: make_state(replay_share=0.5), "replay_share is 0.5 with replay_capacity 0: set both or neither"),
     (lambda: make_state(ema_decay=1.0), "EMA decay must be in [0, 1), got 1.0"),

@@ -1,0 +1,142 @@
+"""DCGAN on Stacked MNIST (1,000 modes): ``python -m experiments.stacked_mnist [--part.field value ...]``.
+
+The mode-collapse benchmark of Metz et al. 2017, Srivastava et al. 2017 (VEEGAN) and
+Lin et al. 2018 (PacGAN), see :mod:`ganjax.benchmarks.stacked_mnist`: a DCGAN trained
+on 28x28x3 images whose channels are three random digits (of the embedded MNIST
+digits, or the labelled IDX digits of ``--data.dir``). Every ``--evaluation.eval-every``
+steps and at the end, ``--evaluation.eval-samples`` samples (26,000 in the papers) are
+labelled channel by channel with the MNIST classifier in
+``--evaluation.classifier-dir`` (trained there on the digits first if missing), and
+``modes`` (of 1,000) and ``mode_kl`` (KL of the samples' mode distribution to the
+uniform one) are logged to ``metrics.jsonl``; ``ema_modes`` and ``ema_mode_kl`` too
+for the moving average of G when kept. Writes what :mod:`experiments.dcgan_mnist` writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+
+from experiments import config as configs
+from experiments import evaluation, runner
+from ganjax import data
+from ganjax.benchmarks import stacked_mnist
+from ganjax.evaluation import metrics
+from ganjax.training.gan import generate
+from ganjax.training.state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedData:
+    """Stacked MNIST images (28x28x3) built from labelled 28x28x1 digits."""
+
+    dir: str | None = None
+    """folder of labelled MNIST-format IDX digits; None: the embedded MNIST test set (10,000 digits)."""
+    split: str | None = None
+    """the IDX file prefix (e.g. 'train'); None: the folder's only split."""
+    size: int = 60_000
+    """stacked images to build."""
+    seed: int = 0
+    """seeds the draw of each image's three digits."""
+
+    def __post_init__(self):
+        configs.at_least(self, "size", 1)
+        configs.at_least(self, "seed", 0, configs.SEED_MAX)
+
+    image_size = 28
+    channels = 3
+    shape = (28, 28, 3)
+
+    def digits(self) -> data.ImageDataset:
+        """The digits the images are stacked from (and the classifier is trained on)."""
+        return data.load(self.dir or str(data.PACKAGED_MNIST), split=self.split)
+
+    def load(self) -> data.ImageDataset:
+        return stacked_mnist.stacked_dataset(self.digits(), self.size, self.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeEvaluation:
+    """Modes and KL of G's samples, each channel labelled by the MNIST classifier."""
+
+    eval_every: int = 2500
+    """steps between evaluations (0: none, not even at the end)."""
+    eval_samples: int = stacked_mnist.EVAL_SAMPLES
+    """samples per evaluation (26,000 in the papers)."""
+    classifier_dir: str = "runs/mnist_classifier"
+    """the MNIST classifier (trained there on the digits at the first evaluation if missing)."""
+
+    def __post_init__(self):
+        configs.at_least(self, "eval_every", 0)
+        configs.at_least(self, "eval_samples", 1)
+        configs.folder_or_missing(self, "classifier_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(configs.UnconditionalGAN):
+    """DCGAN on Stacked MNIST."""
+
+    data: StackedData = StackedData()
+    model: configs.DCGANModel = configs.DCGANModel()
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=20_000)
+    run: configs.Run = configs.Run(workdir="runs/stacked_mnist")
+    evaluation: ModeEvaluation = ModeEvaluation()
+    monitor: configs.Monitor = configs.Monitor(max_grad_norm=250.0)
+    """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs."""
+
+
+def mode_hooks(config: Config):
+    """``dataset -> [Evaluate hook]`` logging ``modes`` and ``mode_kl``; the classifier comes at the first use."""
+    settings, batch = config.evaluation, config.schedule.batch_size
+    ema = config.state.ema_decay > 0
+    key = jax.random.key(config.run.seed + 1)
+    draw = jax.jit(
+        lambda state, k, use_ema: generate(state, config.latent.sample(k, batch), use_ema=use_ema, rngs={"dropout": k}),
+        static_argnames="use_ema",
+    )
+
+    @functools.cache
+    def classify():
+        return evaluation.classifier_for(settings.classifier_dir, config.data.digits()).class_fn()
+
+    def modes(state: TrainState, use_ema: bool) -> dict[str, float]:
+        samples = metrics.generated_batches(
+            lambda k, n: draw(state, k, use_ema=use_ema), key, settings.eval_samples, batch
+        )
+        return stacked_mnist.mode_metrics(
+            np.concatenate([stacked_mnist.classify_channels(classify(), s) for s in samples])
+        )
+
+    def evaluate(state: TrainState, step: int) -> dict[str, float]:
+        found = modes(state, False)
+        result = {"modes": found["modes"], "mode_kl": found["kl"]}
+        if ema:
+            found = modes(state, True)
+            result.update(ema_modes=found["modes"], ema_mode_kl=found["kl"])
+        return result
+
+    def hooks(dataset: data.ImageDataset) -> list:
+        if not settings.eval_every or jax.process_count() > 1:
+            return []
+        return [runner.Evaluate(settings.eval_every, evaluate)]
+
+    return hooks
+
+
+def train_and_evaluate(config: Config) -> TrainState:
+    """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
+    return runner.train_dcgan(config, mode_hooks(config))
+
+
+generator = runner.dcgan_generator
+
+
+def main(argv=None):
+    return runner.main(Config, train_and_evaluate, argv)
+
+
+if __name__ == "__main__":
+    main()

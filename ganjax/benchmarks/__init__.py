@@ -1,0 +1,1 @@
+"""Standard GAN benchmarks: datasets with known modes and their metrics."""
