@@ -81,6 +81,7 @@ def test_alternating_differs_from_simultaneous():
     assert 1.0 < alternating < 2.0, alternating
 
 
+@pytest.mark.slow  # compiles all 140 combinations; the dynamics are tested above
 def test_the_experiment_writes_one_row_per_combination(tmp_path, capsys):
     experiment.main(["--workdir", str(tmp_path), "--steps", "20"])
     table = (tmp_path / "dirac.md").read_text().splitlines()
