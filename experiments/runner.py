@@ -415,10 +415,7 @@ class Log(Hook):
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            records = _read_records(self.path)
-            if len(records) < len(self.path.read_text().splitlines()):
-                print(f"warning: {self.path}: dropped a last line torn by a crash", file=sys.stderr, flush=True)
-            kept = [line for line in records if json.loads(line)["step"] <= step]
+            kept = [line for line in _read_records(self.path) if json.loads(line)["step"] <= step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._tb = event_log.EventLog(self.workdir / "tb", purge_step=step + 1 if step else None)
         if self.config is not None:
@@ -476,6 +473,7 @@ def _read_records(path: pathlib.Path) -> list[str]:
             json.loads(line)
         except json.JSONDecodeError as e:
             if number == len(lines):
+                print(f"warning: {path}: dropped a last line torn by a crash", file=sys.stderr, flush=True)
                 return lines[:-1]
             raise WorkdirError(f"{path}:{number}: not a JSON record ({e})") from e
     return lines
@@ -687,10 +685,10 @@ def grid_writer(workdir: str | pathlib.Path, sample: Callable[[PyTree], Any], nr
     folder = pathlib.Path(workdir) / "samples"
 
     def write(state: PyTree, step: int) -> np.ndarray:
-        grid = np.asarray(sample(state))  # every process takes part in the computation
+        picture = images.make_grid(np.asarray(sample(state)), nrow)  # every process takes part in sampling
         if jax.process_index() == 0:
-            images.save_grid(grid, folder / f"step_{step:06d}.png", nrow=nrow, scale=2)
-        return images.make_grid(grid, nrow)
+            images.save_picture(picture, folder / f"step_{step:06d}.png", scale=2)
+        return picture
 
     return write
 

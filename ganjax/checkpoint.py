@@ -27,15 +27,8 @@ class NonFiniteStateError(FloatingPointError):
     """A state to be saved holds NaN or Inf."""
 
 
-def _name(entry) -> str:
-    for attribute in ("key", "name", "idx"):
-        if hasattr(entry, attribute):
-            return str(getattr(entry, attribute))
-    return str(entry)
-
-
 def _path(path) -> str:
-    return "/".join(_name(entry) for entry in path)
+    return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 @jax.jit

@@ -82,22 +82,20 @@ def to_uint8(images) -> np.ndarray:
 # ----------------------------------------------------------------------------- IDX (MNIST format)
 
 
-def read_idx(path: str | pathlib.Path, expected_magic: int) -> np.ndarray:
-    """Reads one IDX file (raw or ``.gz``) of unsigned bytes.
-
-    Raises:
-      DataError: naming the file, if it is missing, has the wrong magic number
-        or holds fewer bytes than its header promises.
-    """
-    path = pathlib.Path(path)
+def _read_bytes(path: pathlib.Path, count: int = -1) -> bytes:
+    """The first ``count`` bytes (all with -1) of an IDX file, raw or ``.gz``."""
     if not path.is_file():
         raise DataError(f"{path}: IDX file not found")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            return f.read(count)
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read IDX file ({e})") from e
+
+
+def _idx_header(raw: bytes, path: pathlib.Path, expected_magic: int) -> tuple[tuple[int, ...], int]:
+    """The array shape an IDX file's header declares, and the header's length in bytes."""
     if len(raw) < 4:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     magic = int.from_bytes(raw[:4], "big")
@@ -107,7 +105,19 @@ def read_idx(path: str | pathlib.Path, expected_magic: int) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)), header
+
+
+def read_idx(path: str | pathlib.Path, expected_magic: int) -> np.ndarray:
+    """Reads one IDX file (raw or ``.gz``) of unsigned bytes.
+
+    Raises:
+      DataError: naming the file, if it is missing, has the wrong magic number
+        or holds fewer bytes than its header promises.
+    """
+    path = pathlib.Path(path)
+    raw = _read_bytes(path)
+    shape, header = _idx_header(raw, path, expected_magic)
     size = int(np.prod(shape))
     if len(raw) - header != size:
         raise DataError(
@@ -124,6 +134,14 @@ def _find_one(folder: pathlib.Path, pattern: str, split: str) -> pathlib.Path | 
     if len(matches) > 1:
         raise DataError(f"{folder}: several files match {split}*{pattern}*: {[m.name for m in matches]}")
     return matches[0] if matches else None
+
+
+def _idx_images_path(folder: pathlib.Path, split: str) -> pathlib.Path:
+    images_path = _find_one(folder, "images-idx3-ubyte", split)
+    if images_path is None:
+        present = sorted(p.name for p in folder.glob("*images-idx3-ubyte*"))
+        raise DataError(f"{folder}: no '{split}*images-idx3-ubyte[.gz]' file in the folder (it holds {present})")
+    return images_path
 
 
 def load_idx_folder(folder: str | pathlib.Path, split: str = "") -> ImageDataset:
@@ -144,10 +162,7 @@ def load_idx_folder(folder: str | pathlib.Path, split: str = "") -> ImageDataset
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: data folder not found")
-    images_path = _find_one(folder, "images-idx3-ubyte", split)
-    if images_path is None:
-        present = sorted(p.name for p in folder.glob("*images-idx3-ubyte*"))
-        raise DataError(f"{folder}: no '{split}*images-idx3-ubyte[.gz]' file in the folder (it holds {present})")
+    images_path = _idx_images_path(folder, split)
     images = read_idx(images_path, _IDX_IMAGES_MAGIC)
     labels = None
     labels_path = _find_one(folder, "labels-idx1-ubyte", split)
@@ -447,8 +462,10 @@ def native_shape(source: str, split: str | None = None) -> tuple[int, int]:
         )
         return height, channels
     folder = _folder(source)
-    if _is_idx(folder):
-        return load(source, split=split).images.shape[2:]
+    if _is_idx(folder):  # the header alone: (N, H, W) grey digits
+        path = _idx_images_path(folder, split or "")
+        shape, _ = _idx_header(_read_bytes(path, 16), path, _IDX_IMAGES_MAGIC)
+        return shape[2], 1
     return folder_shape(folder)
 
 

@@ -67,13 +67,20 @@ def _wrap(text: str, width: int) -> list[str]:
 def save_grid(
     images, path: str | pathlib.Path, nrow: int | None = None, scale: int = 1, caption: str | None = None
 ) -> pathlib.Path:
-    """Writes :func:`make_grid` of ``images`` as a PNG (upscaled ``scale`` times, nearest neighbour).
+    """Writes :func:`make_grid` of ``images`` as a PNG (:func:`save_picture`)."""
+    return save_picture(make_grid(images, nrow), path, scale, caption)
 
-    A ``caption`` is written on a strip below the grid, wrapped to its width.
+
+def save_picture(
+    picture: np.ndarray, path: str | pathlib.Path, scale: int = 1, caption: str | None = None
+) -> pathlib.Path:
+    """Writes a uint8 ``(H, W, C)`` picture as a PNG, upscaled ``scale`` times (nearest neighbour).
+
+    A ``caption`` is written on a strip below it, wrapped to its width.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = _pil(make_grid(images, nrow))
+    image = _pil(picture)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     if caption:
