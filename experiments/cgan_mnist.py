@@ -19,34 +19,13 @@ class ``c``, the share of G's class-``c`` samples that the classifier labels
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import jax
 
 from experiments import config as configs
 from experiments import evaluation, runner
-from ganjax import sample, swaps
+from ganjax import sample
 from ganjax.training.state import TrainState
-
-
-@dataclasses.dataclass(frozen=True)
-class Swaps:
-    """Past-opponent swaps (ganjax.swaps): now and then, train for a few steps against an old G or D."""
-
-    every: int = 0
-    """a swap window opens every this many steps (0: no swaps)."""
-    duration: int = 0
-    """steps a window lasts, fewer than every."""
-    history: int = 5
-    """past snapshots kept."""
-    player: Literal[swaps.SWAPPED] = "d"
-    """the player replaced by its past self ('either': a fair coin per window)."""
-
-    def __post_init__(self):
-        self.build()
-
-    def build(self) -> swaps.SwapConfig:
-        return swaps.SwapConfig(every=self.every, duration=self.duration, history=self.history, swapped=self.player)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +37,7 @@ class Config(configs.ConditionalGAN):
     """What the state keeps: samples and class accuracy come from the moving average of G."""
     schedule: configs.GANSchedule = configs.GANSchedule(steps=6000)
     run: configs.Run = configs.Run(workdir="runs/cgan_mnist")
-    swaps: Swaps = Swaps()
+    swaps: configs.Swaps = configs.Swaps()
 
 
 def keys(config: configs.ConditionalGAN) -> jax.Array:
@@ -84,7 +63,6 @@ def generator(config: configs.ConditionalGAN) -> sample.Generator:
 def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the conditional GAN; returns the final state and the per-class accuracy (None without classifier)."""
     init_key, sample_key, eval_key = keys(config)
-    swap = config.swaps.build()
     state, _ = runner.train_image_gan(
         config,
         config.make_gan(config.conditioning),
@@ -93,8 +71,8 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
         generator(config).grid(sample_key),
         nrow=config.samples_per_class,
         evaluations=evaluation.class_accuracy_hooks(config, eval_key),
-        prepare=lambda state: swaps.init(state, swap) if swap.every else state,
-        wrap_step=lambda step: swaps.with_opponent_swaps(step, swap) if swap.every else step,
+        prepare=config.swaps.prepare,
+        wrap_step=config.swaps.wrap,
     )
     return state, evaluation.write_class_accuracy(config, state, eval_key)
 

@@ -30,7 +30,7 @@ import optax
 import tyro
 from tqdm import tqdm
 
-from ganjax import data, optim, penalties
+from ganjax import data, optim, penalties, swaps
 from ganjax.evaluation import monitor
 from ganjax.models import conditional, dcgan
 from ganjax.training import gan
@@ -56,6 +56,7 @@ __all__ = [
     "Run",
     "Schedule",
     "StateOptions",
+    "Swaps",
     "UnconditionalGAN",
     "at_least",
     "parse",
@@ -292,6 +293,34 @@ class StateOptions:
                 "replay_share",
                 f"is {self.replay_share} with replay_capacity {self.replay_capacity}: set both or neither",
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class Swaps:
+    """Past-opponent swaps (ganjax.swaps): now and then, train for a few steps against an old G or D."""
+
+    every: int = 0
+    """a swap window opens every this many steps (0: no swaps)."""
+    duration: int = 0
+    """steps a window lasts, fewer than every."""
+    history: int = 5
+    """past snapshots kept."""
+    player: Literal[swaps.SWAPPED] = "d"
+    """the player replaced by its past self ('either': a fair coin per window)."""
+
+    def __post_init__(self):
+        self.build()
+
+    def build(self) -> swaps.SwapConfig:
+        return swaps.SwapConfig(every=self.every, duration=self.duration, history=self.history, swapped=self.player)
+
+    def prepare(self, state):
+        """``state`` with the snapshot ring the swaps keep (unchanged when off)."""
+        return swaps.init(state, self.build()) if self.every else state
+
+    def wrap(self, step):
+        """``step`` with the swap windows (unchanged when off)."""
+        return swaps.with_opponent_swaps(step, self.build()) if self.every else step
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,8 +27,8 @@ import itertools
 import json
 import pathlib
 import sys
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 import jax
 import numpy as np
@@ -41,11 +41,12 @@ from ganjax.evaluation import metrics
 from ganjax.models import mlp
 from ganjax.training import gan as gans
 from ganjax.training.phases import batches_per_step, make_step
+from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """MLP G and D (ganjax.models.mlp)."""
+    """MLP G and D (ganjax.models.mlp) and the tricks inside them."""
 
     g_width: int = 128
     """units of each of G's hidden layers."""
@@ -55,10 +56,32 @@ class Model:
     """units of each of D's hidden layers."""
     d_depth: int = 3
     """D's hidden layers."""
+    g_noise_std: float = 0.0
+    """Gaussian noise after every hidden layer of G in training (EBGAN)."""
+    g_dropout: float = 0.0
+    """dropout in G, kept on at generation time (pix2pix: 0.5)."""
+    d_norm: Literal[mlp.D_NORMS] = "none"
+    """D's normalization: spectral norm or none."""
+    d_minibatch: Literal[mlp.MINIBATCH] = "none"
+    """minibatch features before D's last layer: the batch's standard deviation, minibatch discrimination, or
+    none."""
 
     def __post_init__(self):
         for field in ("g_width", "g_depth", "d_width", "d_depth"):
             configs.at_least(self, field, 1)
+        configs.at_least(self, "g_noise_std", 0.0)
+        if not 0.0 <= self.g_dropout < 1.0:
+            configs.refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
+
+    def build(self, latent_dim: int, packing: int = 1) -> tuple[mlp.Generator, mlp.Discriminator]:
+        """``(G, D)`` for 2D points; D judges PacGAN packs of ``packing`` points."""
+        generator = mlp.Generator(
+            latent_dim, 2, (self.g_width,) * self.g_depth, noise_std=self.g_noise_std, dropout=self.g_dropout
+        )
+        discriminator = mlp.Discriminator(
+            2 * packing, (self.d_width,) * self.d_depth, norm=self.d_norm, minibatch=self.d_minibatch
+        )
+        return generator, discriminator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +107,10 @@ class Config:
     model: Model = Model()
     latent: configs.Latent = configs.Latent(dim=2)
     objective: configs.Objective = configs.Objective()
+    noise: configs.InputNoise = configs.InputNoise()
     optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3)
+    state: configs.StateOptions = configs.StateOptions()
+    swaps: configs.Swaps = configs.Swaps()
     schedule: configs.GANSchedule = configs.GANSchedule(steps=10000, batch_size=256)
     run: configs.Run = configs.Run(
         workdir="runs/gaussian_mixture", log_every=500, sample_every=2500, checkpoint_every=2500
@@ -97,38 +123,77 @@ class Config:
             configs.refuse(self, "mixture", f"unknown mixture {self.mixture!r}; choose one of {sorted(data.MIXTURES)}")
 
 
-def create_state(config: Config, gan: gans.GAN):
-    """MLP G and D with the config's optimizers."""
-    generator = mlp.Generator(config.latent.dim, 2, (config.model.g_width,) * config.model.g_depth)
-    discriminator = mlp.Discriminator(2, (config.model.d_width,) * config.model.d_depth)
-    key = jax.random.key(config.run.seed)
-    tx = config.optim.build(jax.random.fold_in(key, 1), config.schedule.steps, config.schedule.n_critic)
-    return gans.create_state(key, gan, generator, discriminator, (2,), g_tx=tx.g, d_tx=tx.d)
+class Keys(NamedTuple):
+    """A run's three key streams, from its seed."""
+
+    init: jax.Array
+    """the players' init (and every step's draws)."""
+    data: jax.Array
+    """the real batch of step ``s`` is drawn from ``fold_in(data, s)``."""
+    eval: jax.Array
+    """evaluation ``i`` draws its z from ``fold_in(eval, i)``."""
+
+
+def run_keys(seed: int | jax.Array) -> Keys:
+    """The key streams of the run seeded ``seed`` (a traced seed too, for a population's members)."""
+    data_key, eval_key = jax.random.split(jax.random.key(seed + 1_000_003))
+    return Keys(jax.random.key(seed), data_key, eval_key)
+
+
+class Benchmark(NamedTuple):
+    """What a run of a config is made of: the experiment trains one, :mod:`experiments.ablation` populations."""
+
+    mixture: data.Mixture2D
+    init: Callable[[jax.Array], TrainState]
+    """``init(key)``: the state at step 0."""
+    step: Callable[[TrainState, jax.Array], tuple[TrainState, dict]]
+    """``step(state, data_key)``: one train step on the batch drawn from ``fold_in(data_key, state.step)``."""
+    sample: Callable[[TrainState, jax.Array], jax.Array]
+    """``sample(state, key)``: ``evaluation.eval_samples`` points, from G's moving average when the state keeps
+    one."""
+    phases: tuple
+
+
+def benchmark(config: Config) -> Benchmark:
+    """The state, step and sampler of ``config``'s GAN (unjitted, so they can be vmapped over a population)."""
+    gan = gans.GAN(config.latent, config.objective, noise=config.noise)
+    phases = gan.phases(config.schedule.n_critic)
+    mixture = data.MIXTURES[config.mixture]()
+    generator, discriminator = config.model.build(config.latent.dim, config.objective.packing)
+    rows = config.schedule.batch_size * batches_per_step(phases)
+    inner = config.swaps.wrap(make_step(phases))
+    use_ema = config.state.ema_decay > 0
+
+    def init(key: jax.Array) -> TrainState:
+        state = runner.gan_state(key, gan, generator, discriminator, (2,), config)
+        return config.swaps.prepare(state)
+
+    def step(state: TrainState, data_key: jax.Array):
+        return inner(state, {"image": mixture.sample(jax.random.fold_in(data_key, state.step), rows)})
+
+    def sample(state: TrainState, key: jax.Array) -> jax.Array:
+        z = config.latent.sample(key, config.evaluation.eval_samples)
+        return gans.generate(state, z, use_ema=use_ema, rngs={"dropout": key})
+
+    return Benchmark(mixture, init, step, sample, phases)
 
 
 def train_and_evaluate(config: Config) -> dict:
     """Trains, evaluates and plots; returns the last log record."""
-    gan = gans.GAN(config.latent, config.objective)
-    phases = gan.phases(config.schedule.n_critic)
-    runner.start(config, batches_per_step(phases))
+    parts = benchmark(config)
+    runner.start(config, batches_per_step(parts.phases))
     workdir = pathlib.Path(config.run.workdir)
-    mixture = data.MIXTURES[config.mixture]()
-    data_key, eval_key = jax.random.split(jax.random.key(config.run.seed + 1_000_003))
-    n = config.evaluation.eval_samples
-    reference = np.asarray(mixture.sample(jax.random.fold_in(eval_key, 0), n))  # z: steps > 0
-    sample = jax.jit(lambda state, key: gans.generate(state, config.latent.sample(key, n)))
-    rows = config.schedule.batch_size * batches_per_step(phases)
-    inner = make_step(phases)
-    step = jax.jit(
-        lambda state, key: inner(state, {"image": mixture.sample(jax.random.fold_in(key, state.step), rows)}),
-        donate_argnums=0,
-    )
+    mixture = parts.mixture
+    keys = run_keys(config.run.seed)
+    reference = np.asarray(mixture.sample(jax.random.fold_in(keys.eval, 0), config.evaluation.eval_samples))
+    sample = jax.jit(parts.sample)
+    step = jax.jit(parts.step, donate_argnums=0)
 
     drawn: dict[int, tuple[np.ndarray, dict]] = {}  # the last step's samples and mode metrics, shared by both hooks
 
     def draw(state, done: int) -> tuple[np.ndarray, dict]:
         if done not in drawn:
-            points = np.asarray(sample(state, jax.random.fold_in(eval_key, done)))
+            points = np.asarray(sample(state, jax.random.fold_in(keys.eval, done)))
             drawn.clear()
             drawn[done] = points, metrics.mixture_metrics(points, mixture.means, mixture.std)
         return drawn[done]
@@ -157,9 +222,9 @@ def train_and_evaluate(config: Config) -> dict:
     )
     log = next(hook for hook in hooks if isinstance(hook, runner.Log))
     state = runner.train(
-        create_state(config, gan),
+        parts.init(keys.init),
         step,
-        lambda start: itertools.repeat(data_key),
+        lambda start: itertools.repeat(keys.data),
         config.schedule.steps,
         hooks,
         desc=config.mixture,

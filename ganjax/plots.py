@@ -163,3 +163,38 @@ def scatter_mixture(
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     return _save(fig, png_path)
+
+
+def ablation_figure(
+    settings: Mapping[str, Mapping[str, Sequence[float]]],
+    metrics: Mapping[str, bool],
+    png_path: str | pathlib.Path,
+    title: str = "",
+) -> pathlib.Path:
+    """One panel per metric, one row per setting: every seed's value a point, the mean a bar; as a PNG.
+
+    Args:
+      settings: ``{setting: {metric: [value per seed]}}``; the first setting is the base,
+        whose mean is drawn as a dashed line across its panel.
+      metrics: ``{metric: whether larger is better}`` (said in the panel's title).
+      png_path: where the PNG goes.
+      title: the figure's title.
+    """
+    names = list(settings)
+    rows = np.arange(len(names))
+    fig = Figure(figsize=(4 * len(metrics), 1.5 + 0.28 * len(names)), layout="constrained")
+    axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
+    for ax, (metric, higher) in zip(axes, metrics.items(), strict=True):
+        means = [np.mean(settings[name][metric]) for name in names]
+        ax.barh(rows, means, height=0.6, color="0.85")
+        for row, name in zip(rows, names, strict=True):
+            values = np.asarray(settings[name][metric], np.float64)
+            jitter = np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(values, row + jitter, s=10, color="tab:blue", zorder=3)
+        ax.axvline(means[0], color="tab:red", linestyle="--", linewidth=1)
+        ax.set_title(f"{metric} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(rows, names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, png_path)
