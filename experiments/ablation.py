@@ -161,7 +161,7 @@ class Config:
     """the switches, each tried alone on top of the base."""
     seeds: int = 5
     """runs per setting (seeds 0 .. seeds-1), trained as one population."""
-    base: tuple[str, ...] = ("schedule.steps=2000",)
+    base: tuple[str, ...] = ("schedule.steps=3000", "schedule.batch_size=128", "optim.lr_decay=true")
     """part.field=value settings of experiments.gaussian_mixture on top of its defaults: the base recipe."""
     lowering: Literal[population.LOWERINGS] = "vmap"
     """how the population's program runs its members (ganjax.training.population.population_step)."""

@@ -31,8 +31,8 @@ def hard_labels(key: Array, shape: Shape) -> DLabels:
     return DLabels(jnp.ones(shape), jnp.zeros(shape))
 
 
-def one_sided_smoothing(key: Array, shape: Shape, real: float = 0.9) -> DLabels:
-    """Real = 0.9, fake = 0: smooth only the real targets.
+def one_sided_smoothing(key: Array, shape: Shape, real: float | Array = 0.9) -> DLabels:
+    """Real = 0.9 (or ``real``), fake = 0: smooth only the real targets.
 
     Smoothing the fake side too would reward G for samples where the data
     density is zero, hence one-sided.
@@ -83,8 +83,14 @@ LABELS: dict[str, Callable[[Array, Shape], DLabels]] = {
 }
 
 
-def d_labels(key: Array, shape: Shape, scheme: str = "none", flip_prob: float = 0.0) -> DLabels:
+def d_labels(
+    key: Array, shape: Shape, scheme: str = "none", flip_prob: float | Array = 0.0, real_label: float | Array = 0.9
+) -> DLabels:
     """D's targets from the config: the ``scheme`` of :data:`LABELS`, then flips with ``flip_prob`` (if > 0).
+
+    ``real_label`` is the real target of ``'one_sided'`` smoothing. Either value
+    may be a traced array (a population member's own value); a traced
+    ``flip_prob`` always draws its flips.
 
     Example:
       >>> from ganjax import losses
@@ -95,5 +101,10 @@ def d_labels(key: Array, shape: Shape, scheme: str = "none", flip_prob: float = 
       (64,)
     """
     scheme_key, flip_key = jax.random.split(key)
-    labels = LABELS[scheme](scheme_key, shape)
-    return flip_labels(flip_key, labels, flip_prob) if flip_prob > 0 else labels
+    labels = (
+        one_sided_smoothing(scheme_key, shape, real_label)
+        if scheme == "one_sided"
+        else LABELS[scheme](scheme_key, shape)
+    )
+    flips = isinstance(flip_prob, jax.core.Tracer) or flip_prob > 0
+    return flip_labels(flip_key, labels, flip_prob) if flips else labels

@@ -104,6 +104,7 @@ class Objective:
       loss: the loss pair, a key of :data:`ganjax.losses.LOSSES`.
       d_labels: D's targets, a key of :data:`ganjax.labels.LABELS` (only for losses that take labels).
       label_flip_prob: probability of flipping each of D's targets.
+      real_label: the real target of ``d_labels='one_sided'`` (0.9 in Salimans et al. 2016).
       penalty: ``'none'`` or a key of :data:`ganjax.penalties.PENALTIES`.
       penalty_weight: the penalty's weight in D's loss.
       penalty_every: lazy regularization (Karras et al. 2020, StyleGAN2): the penalty
@@ -118,6 +119,7 @@ class Objective:
     loss: Literal[tuple(losses.LOSSES)] = "non_saturating"
     d_labels: Literal[tuple(labels.LABELS)] = "none"
     label_flip_prob: float = 0.0
+    real_label: float = 0.9
     penalty: Literal[("none", *penalties.PENALTIES)] = "none"
     penalty_weight: float = 0.0
     penalty_every: int = 1
@@ -130,6 +132,9 @@ class Objective:
         _check_choice(self, "penalty", {"none": None, **penalties.PENALTIES})
         _check_choice(self, "g_objective", G_OBJECTIVES)
         _check_range(self, "label_flip_prob", 0.0, 1.0)
+        _check_range(self, "real_label", 0.0, 1.0)
+        if not _traced(self.real_label) and self.real_label != 0.9 and self.d_labels != "one_sided":
+            _refuse(self, "real_label", f"is {self.real_label}: it is the real target of d_labels 'one_sided' only")
         _check_range(self, "penalty_weight", 0.0)
         _check_range(self, "penalty_every", 1)
         _check_range(self, "packing", 1)
@@ -138,7 +143,7 @@ class Objective:
         if not self.pair.uses_labels:
             if self.d_labels != "none":
                 _refuse(self, "d_labels", f"{self.d_labels!r} needs a loss that takes labels; {self.loss!r} takes none")
-            if self.label_flip_prob:
+            if _traced(self.label_flip_prob) or self.label_flip_prob:
                 _refuse(self, "label_flip_prob", f"flipping needs a loss that takes labels; {self.loss!r} takes none")
         if not _traced(self.penalty_weight) and (self.penalty == "none") != (self.penalty_weight == 0):
             _refuse(
@@ -315,7 +320,12 @@ class GAN:
         real_logits, real_classes, stats = self.discriminate(d, params, real, real_y)
         fake_logits, fake_classes, stats = self.discriminate(d.replace(batch_stats=stats), params, fake, fake_y)
         if pair.uses_labels:
-            draw = functools.partial(labels.d_labels, scheme=objective.d_labels, flip_prob=objective.label_flip_prob)
+            draw = functools.partial(
+                labels.d_labels,
+                scheme=objective.d_labels,
+                flip_prob=objective.label_flip_prob,
+                real_label=objective.real_label,
+            )
             targets = rng.per_device(draw, label_key, real_logits.shape, axis)
             d_loss = pair.d(real_logits, fake_logits, targets.real, targets.fake)
         else:

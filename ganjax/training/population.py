@@ -8,13 +8,13 @@ arrays in the state, so one program serves every member:
 - the optimizers' hyperparameters (learning rate, Adam's ``b1``/``b2``, ...) of
   a player whose optimizer is built with ``optax.inject_hyperparams``: they
   live in its optimizer state; :func:`set_optimizer_hparams` sets them;
-- the loss-side values of :data:`LOSS_HPARAMS`: the penalty's weight and the
-  instance noise's std; they live in ``state.buffers['hparams']``
-  (:func:`set_loss_hparams`), and :func:`gan_step` puts them into the GAN.
+- the loss-side values of :data:`LOSS_HPARAMS`: the penalty's weight, D's label
+  flip probability and one-sided real label, and the instance noise's std; they
+  live in ``state.buffers['hparams']`` (:func:`set_loss_hparams`), and
+  :func:`gan_step` puts them into the GAN.
 
-Everything else (the loss pair, D's label scheme and flip probability, the
-penalty kind and period, ``n_critic``, the models, the batch size) is static
-and shared by all members.
+Everything else (the loss pair, D's label scheme, the penalty kind and period,
+``n_critic``, the models, the batch size) is static and shared by all members.
 
 Example:
   >>> from ganjax.models import mlp
@@ -62,8 +62,14 @@ Step = Callable[..., tuple[TrainState, Metrics]]
 
 # The buffer of the state that holds the members' loss-side hyperparameters.
 HPARAMS = "hparams"
-# The loss-side hyperparameters a member may set: Objective.penalty_weight and InputNoise.std.
-LOSS_HPARAMS = ("penalty_weight", "noise_std")
+# The loss-side hyperparameters a member may set, each with its range: Objective's penalty weight, flip
+# probability and one-sided real label, and InputNoise's std.
+LOSS_HPARAMS = {
+    "penalty_weight": (0.0, float("inf")),
+    "label_flip_prob": (0.0, 1.0),
+    "real_label": (0.0, 1.0),
+    "noise_std": (0.0, float("inf")),
+}
 LOWERINGS = ("vmap", "map", "unroll")
 
 
@@ -130,9 +136,9 @@ def set_loss_hparams(population: TrainState, **values: jax.typing.ArrayLike) -> 
         if name not in LOSS_HPARAMS:
             raise ValueError(f"unknown loss hyperparameter {name!r}; choose one of {sorted(LOSS_HPARAMS)}")
         hparams[name] = _per_member(population, name, value, jnp.float32)
-        given = np.asarray(hparams[name])
-        if not np.all(np.isfinite(given) & (given >= 0)):
-            raise ValueError(f"{name}: every member's value must be finite and at least 0, got {given}")
+        given, (low, high) = np.asarray(hparams[name]), LOSS_HPARAMS[name]
+        if not np.all(np.isfinite(given) & (given >= low) & (given <= high)):
+            raise ValueError(f"{name}: every member's value must be finite and in [{low}, {high}], got {given}")
     return population.replace(buffers={**population.buffers, HPARAMS: hparams})
 
 
@@ -142,13 +148,20 @@ def member_gan(gan: GAN, hparams: Mapping[str, jax.Array]) -> GAN:
     The GAN's parts leave traced values unchecked (:func:`set_loss_hparams` checked them).
 
     Raises:
-      ValueError: for a penalty weight when ``gan`` has no penalty.
+      ValueError: for a value the GAN does not use: a penalty weight without a penalty, a flip probability
+        with a loss that takes no labels, a real label without one-sided smoothing.
     """
     objective, noise = gan.objective, gan.noise
-    if "penalty_weight" in hparams:
-        if objective.penalty == "none":
-            raise ValueError("penalty_weight: the GAN has no penalty; set Objective.penalty and a weight")
-        objective = dataclasses.replace(objective, penalty_weight=hparams["penalty_weight"])
+    if "penalty_weight" in hparams and objective.penalty == "none":
+        raise ValueError("penalty_weight: the GAN has no penalty; set Objective.penalty and a weight")
+    if "label_flip_prob" in hparams and not objective.pair.uses_labels:
+        raise ValueError(f"label_flip_prob: the GAN's loss {objective.loss!r} takes no labels")
+    if "real_label" in hparams and objective.d_labels != "one_sided":
+        raise ValueError(f"real_label: the GAN's d_labels is {objective.d_labels!r}, not 'one_sided'")
+    objective = dataclasses.replace(
+        objective,
+        **{name: hparams[name] for name in ("penalty_weight", "label_flip_prob", "real_label") if name in hparams},
+    )
     if "noise_std" in hparams:
         noise = dataclasses.replace(noise, std=hparams["noise_std"])
     return dataclasses.replace(gan, objective=objective, noise=noise)

@@ -84,6 +84,8 @@ REFUSALS = [
         lambda: GAN(objective=Objective(g_objective="feature_matching"), conditioning=Conditioning(3, 1.0)),
         "Objective.g_objective: feature matching has no AC-GAN class loss for G",
     ),
+    (lambda: Objective(real_label=0.8), "Objective.real_label: is 0.8: it is the real target of d_labels 'one_sided'"),
+    (lambda: Objective(d_labels="one_sided", real_label=1.5), "Objective.real_label: must be in [0.0, 1.0]"),
     (lambda: Objective(packing=0), "Objective.packing: must be in [1, inf], got 0"),
     (lambda: Objective(packing=1.5), "Objective.packing: must be a whole number of samples, got 1.5"),
     (

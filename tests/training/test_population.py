@@ -99,6 +99,52 @@ def test_member_trains_as_the_single_run_of_its_seed_and_values():
         np.testing.assert_allclose(metrics["d_loss"][seed], single_metrics["d_loss"], rtol=1e-5)
 
 
+REAL_LABEL, FLIP_PROB = [0.9, 0.8, 0.7], [0.0, 0.05, 0.2]
+
+
+def smoothed_gan(real_label: float = 0.9, flip_prob: float = 0.0) -> GAN:
+    return GAN(Latent(dim=2), Objective(d_labels="one_sided", real_label=real_label, label_flip_prob=flip_prob))
+
+
+def test_members_smooth_and_flip_their_labels_as_single_runs_with_their_values():
+    k, steps = len(REAL_LABEL), 30
+    make = lambda key: create_state(key, smoothed_gan(), G, D, (2,), g_tx=adam(), d_tx=adam())
+    population = pop.init_population(make, jax.vmap(jax.random.key)(jnp.arange(k)))
+    population = pop.set_loss_hparams(population, real_label=REAL_LABEL, label_flip_prob=FLIP_PROB)
+    step = pop.population_step(drawing(pop.gan_step(smoothed_gan())))
+    keys = jax.vmap(data_key)(jnp.arange(k))
+    for _ in range(steps):
+        population, _ = step(population, keys)
+    for seed in range(k):
+        gan = smoothed_gan(REAL_LABEL[seed], FLIP_PROB[seed])
+        single = jax.jit(drawing(make_step(gan.phases())), donate_argnums=0)
+        state = create_state(jax.random.key(seed), gan, G, D, (2,), g_tx=adam(), d_tx=adam())
+        for _ in range(steps):
+            state, _ = single(state, data_key(seed))
+        assert_close(flat(pop.member(population, seed)), flat(state))
+    # The values are used: members trained with the first member's values differ from members 1 and 2.
+    same = pop.set_loss_hparams(
+        pop.init_population(make, jax.vmap(jax.random.key)(jnp.arange(k))), real_label=0.9, label_flip_prob=0.0
+    )
+    for _ in range(steps):
+        same, _ = step(same, keys)
+    for seed in (1, 2):
+        mine, theirs = flat(pop.member(population, seed)), flat(pop.member(same, seed))
+        assert any(not np.allclose(mine[name], theirs[name]) for name in mine)
+
+
+@pytest.mark.parametrize(
+    "objective, hparam, message",
+    [
+        (Objective(loss="hinge"), "label_flip_prob", "loss 'hinge' takes no labels"),
+        (Objective(d_labels="noisy"), "real_label", "d_labels is 'noisy', not 'one_sided'"),
+    ],
+)
+def test_a_member_value_the_gan_does_not_use_is_refused(objective, hparam, message):
+    with pytest.raises(ValueError, match=message):
+        pop.member_gan(GAN(objective=objective), {hparam: jnp.float32(0.5)})
+
+
 def tiny_population(k: int = 2):
     """``k`` tiny GANs (BatchNorm in G, a lazy R1 penalty, an EMA) of their own keys, weights and D rates; the GAN."""
     gan = tiny_gan(Objective(penalty="r1", penalty_weight=1.0, penalty_every=2), noise=InputNoise(std=0.1))
@@ -140,8 +186,10 @@ def test_hyperparameters_are_checked():
     population, _ = tiny_population(2)
     with pytest.raises(ValueError, match="unknown loss hyperparameter 'label_smoothing'"):
         pop.set_loss_hparams(population, label_smoothing=0.9)
-    with pytest.raises(ValueError, match="noise_std: every member's value must be finite and at least 0"):
+    with pytest.raises(ValueError, match=r"noise_std: every member's value must be finite and in \[0.0, inf\]"):
         pop.set_loss_hparams(population, noise_std=[0.1, -0.1])
+    with pytest.raises(ValueError, match=r"label_flip_prob: every member's value must be finite and in \[0.0, 1.0\]"):
+        pop.set_loss_hparams(population, label_flip_prob=[0.1, 1.5])
     with pytest.raises(ValueError, match="penalty_weight: every member's value must be finite"):
         pop.set_loss_hparams(population, penalty_weight=[1.0, float("inf")])
     with pytest.raises(ValueError, match=r"one per member \(2\), got shape \(3,\)"):
