@@ -3,7 +3,7 @@
 Run::
 
   python -m experiments.gaussian_mixture --mixture ring --run.seed 0 --run.workdir runs/gm/ring_ns_0
-  python -m experiments.gaussian_mixture table runs/gm   # markdown table of every run under runs/gm
+  python -m experiments.gaussian_mixture table runs/gm   # mean ± std over the seeds of every setting in runs/gm
 
 Every ``--evaluation.eval-every`` steps and at the last step it adds the
 mode metrics of ``eval_samples`` samples (modes captured, high-quality share,
@@ -26,7 +26,6 @@ import dataclasses
 import itertools
 import json
 import pathlib
-import sys
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
@@ -232,58 +231,16 @@ def train_and_evaluate(config: Config) -> dict:
     return {"step": int(state.step), **log.last}
 
 
-TABLE_METRICS = ("modes", "high_quality", "mode_kl")
-
-
-def table(root: str | pathlib.Path) -> str:
-    """A markdown table of the last record of every finished run ``{root}/{mixture}_{variant}_{seed}``.
-
-    Each cell is the mean ± std over seeds; a run is finished once it has drawn ``training.png``.
-
-    Raises:
-      ValueError: naming ``root`` when it is not a folder, or a run folder whose name or last record does not fit.
-    """
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        raise ValueError(f"{root}: not a folder of runs")
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(root.glob("*/training.png")):
-        parts = path.parent.name.split("_")
-        if len(parts) < 3 or parts[0] not in data.MIXTURES:
-            raise ValueError(
-                f"{path.parent}: not named {{mixture}}_{{variant}}_{{seed}} with a mixture of {sorted(data.MIXTURES)}"
-            )
-        last = plots.read_jsonl(path.parent / "metrics.jsonl")[-1]
-        missing = [name for name in TABLE_METRICS if name not in last]
-        if missing:
-            raise ValueError(f"{path.parent}: the last record of metrics.jsonl has no {', '.join(missing)}")
-        groups.setdefault((parts[0], "_".join(parts[1:-1])), []).append(last)
-    lines = ["| mixture | variant | seeds | modes | high-quality share | mode KL |", "|---|---|---|---|---|---|"]
-    for (mixture, variant), records in sorted(groups.items()):
-
-        def stat(key: str, spec: str, records=records) -> str:
-            values = [r[key] for r in records]
-            return f"{np.mean(values):{spec}} ± {np.std(values):{spec}}"
-
-        lines.append(
-            f"| {mixture} | {variant} | {len(records)} | {stat('modes', '.1f')} "
-            f"| {stat('high_quality', '.3f')} | {stat('mode_kl', '.3f')} |"
-        )
-    return "\n".join(lines)
+# The columns of ``python -m experiments.gaussian_mixture table ROOT``: metric, header and format.
+TABLE_COLUMNS = (
+    ("modes", "modes", ".1f"),
+    ("high_quality", "high-quality share", ".3f"),
+    ("mode_kl", "mode KL", ".3f"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["table"]:
-        try:
-            if len(argv) != 2:
-                raise ValueError("usage: python -m experiments.gaussian_mixture table ROOT (a folder of runs)")
-            print(table(argv[1]))
-        except (ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(runner.EXIT_BAD_INPUT) from None
-        return
-    runner.main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv)
+    runner.main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv, TABLE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ FIXED_ON_RESUME = (
     "state.",
     "conditioning.num_classes",
 )
+METRICS_FILE = "metrics.jsonl"
 PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_score", "d_fake_score", "fid")
 
 
@@ -231,8 +232,51 @@ DEBUG_FLAG = "--debug"
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
-def main(config_cls: type[configs.Config], run_fn: Callable[[Any], Any], argv: Sequence[str] | None = None):
+def seeds_table(root: str | pathlib.Path, columns: Sequence[tuple[str, str, str]]) -> str:
+    """A markdown table of the last record of every finished run ``{root}/{setting}_{seed}``, a row per setting.
+
+    Each cell is the mean ± std over the setting's seeds of a logged metric;
+    ``columns`` lists ``(metric, header, format)``. A run is finished once it has
+    drawn ``training.png``.
+
+    Raises:
+      ValueError: naming ``root`` when it is not a folder, or a run whose name or last record does not fit.
+    """
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of runs")
+    settings: dict[str, list[dict]] = {}
+    for path in sorted(root.glob("*/training.png")):
+        setting, _, seed = path.parent.name.rpartition("_")
+        if not setting or not seed.isdigit():
+            raise ValueError(f"{path.parent}: not named {{setting}}_{{seed}}")
+        last = plots.read_jsonl(path.parent / METRICS_FILE)[-1]
+        missing = [metric for metric, _, _ in columns if metric not in last]
+        if missing:
+            raise ValueError(f"{path.parent}: the last record of {METRICS_FILE} has no {', '.join(missing)}")
+        settings.setdefault(setting, []).append(last)
+    lines = [
+        "| setting | seeds | " + " | ".join(header for _, header, _ in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for setting, records in settings.items():
+        cells = []
+        for metric, _, spec in columns:
+            values = [record[metric] for record in records]
+            cells.append(f"{np.mean(values):{spec}} ± {np.std(values):{spec}}")
+        lines.append(f"| {setting} | {len(records)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(
+    config_cls: type[configs.Config],
+    run_fn: Callable[[Any], Any],
+    argv: Sequence[str] | None = None,
+    table_columns: Sequence[tuple[str, str, str]] = (),
+):
     """Parses ``config_cls`` from ``argv`` (the command line when None) and returns ``run_fn(config)``.
+
+    With ``table_columns``, ``table ROOT`` prints :func:`seeds_table` of the runs in ``ROOT`` instead.
 
     An expected error ends the process with one line on stderr, ``error: ...``,
     naming the file or field: bad data, a bad config, a workdir or checkpoint
@@ -243,6 +287,10 @@ def main(config_cls: type[configs.Config], run_fn: Callable[[Any], Any], argv: S
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in argv or os.environ.get("GANJAX_DEBUG") == "1"
     try:
+        if table_columns and argv[:1] == ["table"]:
+            if len(argv) != 2:
+                raise ValueError(f"usage: python -m {experiment_name(config_cls)} table ROOT (a folder of runs)")
+            return print(seeds_table(argv[1], table_columns))
         return run_fn(configs.parse(config_cls, [arg for arg in argv if arg != DEBUG_FLAG]))
     except (FloatingPointError, TrainingFailed, ValueError, OSError) as e:
         if debug:
@@ -405,7 +453,7 @@ class Log(Hook):
         config: Mapping | None = None,
     ):
         self.every, self.workdir, self.progress, self.config = every, pathlib.Path(workdir), tuple(progress), config
-        self.path = self.workdir / "metrics.jsonl"
+        self.path = self.workdir / METRICS_FILE
         self.active = jax.process_index() == 0
         self._tb = None
         self.last: dict[str, Any] = {}  # the last record written

@@ -10,6 +10,8 @@ labelled channel by channel with the MNIST classifier in
 ``modes`` (of 1,000) and ``mode_kl`` (KL of the samples' mode distribution to the
 uniform one) are logged to ``metrics.jsonl``; ``ema_modes`` and ``ema_mode_kl`` too
 for the moving average of G when kept. Writes what :mod:`experiments.dcgan_mnist` writes.
+``python -m experiments.stacked_mnist table ROOT`` prints the mean ± std over seeds of
+the runs ``ROOT/{setting}_{seed}``.
 """
 
 from __future__ import annotations
@@ -134,8 +136,12 @@ def train_and_evaluate(config: Config) -> TrainState:
 generator = runner.dcgan_generator
 
 
+# The columns of ``python -m experiments.stacked_mnist table ROOT``: metric, header and format.
+TABLE_COLUMNS = (("modes", "modes (of 1,000)", ".1f"), ("mode_kl", "KL to uniform", ".3f"))
+
+
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return runner.main(Config, train_and_evaluate, argv, TABLE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from experiments import gaussian_mixture as gm
+from experiments import runner
 from ganjax import checkpoint
 
 TINY = [
@@ -56,8 +57,8 @@ def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path, capsys):
     assert sorted(p.name for p in (workdir / "samples").iterdir()) == ["step_000020.png", "step_000040.png"]
     assert Image.open(workdir / "training.png").size[0] > 100
     assert json.loads((workdir / "config.json").read_text())["mixture"] == "grid"
-    table = gm.table(tmp_path)
-    assert "| grid | ns | 1 |" in table
+    table = runner.seeds_table(tmp_path, gm.TABLE_COLUMNS)
+    assert "| grid_ns | 1 |" in table
 
 
 def test_nan_stops_the_run_naming_what_went_non_finite(tmp_path, capsys):
@@ -118,7 +119,7 @@ def test_a_config_with_an_unknown_mixture_lists_the_known_ones():
 
 
 def test_the_table_names_a_folder_it_cannot_read(tmp_path):
-    (tmp_path / "spiral_ns_0").mkdir()
-    (tmp_path / "spiral_ns_0" / "training.png").write_bytes(b"")
-    with pytest.raises(ValueError, match="spiral_ns_0: not named {mixture}_{variant}_{seed} with a mixture of"):
-        gm.table(tmp_path)
+    (tmp_path / "grid_ns").mkdir()
+    (tmp_path / "grid_ns" / "training.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="grid_ns: not named {setting}_{seed}"):
+        runner.seeds_table(tmp_path, gm.TABLE_COLUMNS)
