@@ -59,6 +59,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -103,6 +104,16 @@ def _check_images(shape: Shape) -> None:
 def _per_example(values: Array, images: Array) -> Array:
     """``(B,)`` values as ``(B, 1, 1, 1)`` in the images' dtype."""
     return values.reshape(-1, 1, 1, 1).astype(images.dtype)
+
+
+def _uniform_ints(u: Array, low: Array | int, high: Array | int) -> Array:
+    """Integers uniform in ``{low, ..., high - 1}`` from uniforms ``u`` in [0, 1)."""
+    return jnp.minimum(low + jnp.floor(u * (high - low)).astype(jnp.int32), high - 1)
+
+
+def _normal(u: Array) -> Array:
+    """Standard normals from uniforms ``u`` in [0, 1), by the inverse CDF (as ``jax.random.normal`` does)."""
+    return math.sqrt(2.0) * lax.erf_inv(jnp.maximum(2.0 * u - 1.0, jnp.nextafter(-1.0, 0.0)))
 
 
 def _gather(images: Array, rows: Array, cols: Array) -> Array:
@@ -167,7 +178,7 @@ def rand_translation(ratio: float = 0.125) -> Augment:
     def draw(key: Array, shape: Shape) -> Array:
         _check_images(shape)
         limits = jnp.array([_shift_range(shape[1], ratio), _shift_range(shape[2], ratio)])
-        return jax.random.randint(key, (shape[0], 2), -limits, limits + 1)
+        return _uniform_ints(jax.random.uniform(key, (shape[0], 2)), -limits, limits + 1)
 
     def apply(shift: Array, images: Array) -> Array:
         _, h, w, _ = images.shape
@@ -200,7 +211,7 @@ def rand_cutout(ratio: float = 0.5) -> Augment:
     def draw(key: Array, shape: Shape) -> Array:
         _check_images(shape)
         sizes = jnp.array(_cutout_sizes(shape, ratio))
-        return jax.random.randint(key, (shape[0], 2), 0, jnp.array(shape[1:3]) + 1 - sizes % 2)
+        return _uniform_ints(jax.random.uniform(key, (shape[0], 2)), 0, jnp.array(shape[1:3]) + 1 - sizes % 2)
 
     def apply(offset: Array, images: Array) -> Array:
         _, h, w, _ = images.shape
@@ -230,10 +241,11 @@ def _policy_names(policy: str, table) -> list[str]:
 
 
 def chain(*augments: Augment) -> Augment:
-    """The augmentations one after another; each draws from its own key (``fold_in(key, position)``)."""
+    """The augmentations one after another; each draws from its own key (``split(key, len(augments))``)."""
 
     def draw(key: Array, shape: Shape, *args) -> tuple[Params, ...]:
-        return tuple(aug.draw(jax.random.fold_in(key, i), shape, *args) for i, aug in enumerate(augments))
+        keys = jax.random.split(key, len(augments)) if augments else []
+        return tuple(aug.draw(k, shape, *args) for k, aug in zip(keys, augments))
 
     def apply(params: tuple[Params, ...], images: Array) -> Array:
         for aug, aug_params in zip(augments, params):
@@ -284,6 +296,11 @@ CONTRAST_STD = 0.5
 HUE_MAX = 1.0
 SATURATION_STD = 1.0
 
+# The uniforms each op takes: whether it is applied, then its parameters (xint: one per axis).
+_ADA_WIDTHS = {name: 3 if name == "xint" else 2 for name in ADA_OPS}
+_ADA_COLUMNS = sum(_ADA_WIDTHS.values())
+_ADA_SPLITS = list(itertools.accumulate(_ADA_WIDTHS.values()))[:-1]
+
 _LUMA = jnp.array([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3.0)  # the luma axis, in homogeneous RGB
 
 
@@ -318,30 +335,32 @@ def _rotation(theta: Array) -> Array:
 
 
 def _ada_draw(ops: frozenset[str], key: Array, shape: Shape, p: Array | float) -> AdaParams:
-    """Every example's ADA parameters; each op is applied with probability ``p`` and draws from its own key."""
+    """Every example's ADA parameters; each op is applied with probability ``p``, from its own uniforms."""
     _check_images(shape)
     n, h, w, channels = shape
     if "rotate90" in ops and h != w:
         raise ValueError(f"ADA: rotate90 needs square images, got {h}x{w}")
     if ops & set(_COLOUR) and channels not in (1, 3):
         raise ValueError(f"ADA: colour ops need 1 or 3 channels, got {channels}")
-    # Each op draws from its own key, so that its draws do not depend on which other ops are on.
-    keys = {name: jax.random.split(jax.random.fold_in(key, i)) for i, name in enumerate(ADA_OPS) if name in ops}
+    # One draw for everything (random draws dominate the compile time); each op has its own columns,
+    # so that its draws do not depend on which other ops are on.
+    u = jax.random.uniform(key, (n, _ADA_COLUMNS))
+    columns = dict(zip(ADA_OPS, jnp.split(u, _ADA_SPLITS, axis=1)))
     p = jnp.asarray(p, jnp.float32)
-    applied = {name: jax.random.uniform(op_keys[0], (n,)) < p for name, op_keys in keys.items()}
-    param_key = {name: op_keys[1] for name, op_keys in keys.items()}
+    applied = {name: columns[name][:, 0] < p for name in ops}
+    value = {name: columns[name][:, 1] for name in ADA_OPS}
 
     matrix = jnp.broadcast_to(jnp.eye(2, dtype=jnp.int32), (n, 2, 2))
     shift = jnp.zeros((n, 2), jnp.int32)
     if "xflip" in ops:
-        flip = jax.random.randint(param_key["xflip"], (n,), 0, 2) * applied["xflip"]
+        flip = _uniform_ints(value["xflip"], 0, 2) * applied["xflip"]
         matrix = matrix.at[:, 0, 0].set(1 - 2 * flip)
     if "rotate90" in ops:
-        quarter = jax.random.randint(param_key["rotate90"], (n,), 0, 4) * applied["rotate90"]
+        quarter = _uniform_ints(value["rotate90"], 0, 4) * applied["rotate90"]
         cos, sin = jnp.array([1, 0, -1, 0])[quarter], jnp.array([0, 1, 0, -1])[quarter]
         matrix = matrix @ jnp.stack([jnp.stack([cos, -sin], -1), jnp.stack([sin, cos], -1)], -2)
     if "xint" in ops:
-        t = (jax.random.uniform(param_key["xint"], (n, 2)) * 2.0 - 1.0) * XINT_MAX
+        t = (columns["xint"][:, 1:] * 2.0 - 1.0) * XINT_MAX
         t = jnp.where(applied["xint"][:, None], t, 0.0)
         shift = jnp.round(t * jnp.array([w, h])).astype(jnp.int32)
 
@@ -349,21 +368,21 @@ def _ada_draw(ops: frozenset[str], key: Array, shape: Shape, p: Array | float) -
     colour, coloured = eye, jnp.zeros((n,), bool)
     then = lambda op, c: jnp.matmul(op, c, precision=HIGHEST)
     if "brightness" in ops:
-        b = jax.random.normal(param_key["brightness"], (n,)) * BRIGHTNESS_STD
+        b = _normal(value["brightness"]) * BRIGHTNESS_STD
         b = jnp.where(applied["brightness"], b, 0.0)
         colour = then(eye.at[:, :3, 3].set(b[:, None]), colour)
     if "contrast" in ops:
-        c = jnp.exp2(jax.random.normal(param_key["contrast"], (n,)) * CONTRAST_STD)
+        c = jnp.exp2(_normal(value["contrast"]) * CONTRAST_STD)
         c = jnp.where(applied["contrast"], c, 1.0)
         colour = then(eye * jnp.stack([c, c, c, jnp.ones_like(c)], -1)[:, None, :], colour)
     if "lumaflip" in ops:
-        flip = jax.random.randint(param_key["lumaflip"], (n,), 0, 2) * applied["lumaflip"]
+        flip = _uniform_ints(value["lumaflip"], 0, 2) * applied["lumaflip"]
         colour = then(eye - 2.0 * jnp.outer(_LUMA, _LUMA) * flip[:, None, None], colour)
     if channels == 3 and "hue" in ops:
-        theta = (jax.random.uniform(param_key["hue"], (n,)) * 2.0 - 1.0) * jnp.pi * HUE_MAX
+        theta = (value["hue"] * 2.0 - 1.0) * jnp.pi * HUE_MAX
         colour = then(_rotation(jnp.where(applied["hue"], theta, 0.0)), colour)
     if channels == 3 and "saturation" in ops:
-        s = jnp.exp2(jax.random.normal(param_key["saturation"], (n,)) * SATURATION_STD)
+        s = jnp.exp2(_normal(value["saturation"]) * SATURATION_STD)
         s = jnp.where(applied["saturation"], s, 1.0)[:, None, None]
         luma = jnp.outer(_LUMA, _LUMA)
         colour = then(luma + (jnp.eye(4) - luma) * s, colour)
