@@ -1,9 +1,11 @@
 """Augmentation of D's inputs: DiffAugment and ADA's adaptive pipeline, as pure functions of a key.
 
 With little data D memorises the training set and its feedback to G becomes
-noise. Both methods show D augmented images only, reals and fakes alike, and
-keep the augmentation differentiable so that G is trained through it (G never
-learns to produce augmented images, since D never sees an unaugmented one).
+noise. Both methods show D only augmented images, reals and fakes alike,
+through a transform that is differentiable so that G is trained through it.
+Since reals and fakes go through the same random transform, matching the
+augmented data still means matching the data (ADA: as long as ``p`` stays below
+about 0.8, above which its augmentations start to leak into G's samples).
 
 - **DiffAugment** (Zhao, Liu, Lin, Zhu and Han 2020): :func:`diff_augment`
   turns a policy such as ``"color,translation,cutout"`` into one
@@ -44,14 +46,14 @@ Using it in a GAN step (the step itself lives in :mod:`ganjax.training.gan`):
 
 Example:
   >>> images = jnp.zeros((8, 16, 16, 3))
-  >>> diff = diff_augment("color,translation,cutout")
+  >>> diff = jax.jit(diff_augment("color,translation,cutout"))
   >>> diff(jax.random.key(0), images).shape
   (8, 16, 16, 3)
-  >>> ada, state = ada_pipeline(), ada_init()
+  >>> ada, update, state = jax.jit(ada_pipeline()), jax.jit(ada_update), ada_init()
   >>> ada(jax.random.key(1), images, state.p).shape
   (8, 16, 16, 3)
   >>> for _ in range(4):  # D calls every real image real: r_t = 1 > 0.6
-  ...     state = ada_update(state, jnp.ones(64))
+  ...     state = update(state, jnp.ones(64))
   >>> round(float(state.p), 6), float(state.rt)  # + 64 images x 4 steps / 500k images
   (0.000512, 1.0)
 """
@@ -66,6 +68,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -266,7 +269,7 @@ def diff_augment(policy: str = "color,translation,cutout") -> Augment:
     empty policy is the identity.
 
     Example:
-      >>> aug = diff_augment("translation,cutout")
+      >>> aug = jax.jit(diff_augment("translation,cutout"))
       >>> aug(jax.random.key(0), jnp.ones((4, 32, 32, 1))).shape
       (4, 32, 32, 1)
 
@@ -301,7 +304,7 @@ _ADA_WIDTHS = {name: 3 if name == "xint" else 2 for name in ADA_OPS}
 _ADA_COLUMNS = sum(_ADA_WIDTHS.values())
 _ADA_SPLITS = list(itertools.accumulate(_ADA_WIDTHS.values()))[:-1]
 
-_LUMA = jnp.array([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3.0)  # the luma axis, in homogeneous RGB
+_LUMA = np.array([1.0, 1.0, 1.0, 0.0], np.float32) / np.float32(math.sqrt(3.0))  # the luma axis, in homogeneous RGB
 
 
 class AdaParams(NamedTuple):
@@ -452,7 +455,7 @@ def ada_pipeline(policy: str = ADA_DEFAULT) -> Augment:
     noise ops are not included.
 
     Example:
-      >>> flip = ada_pipeline("xflip")
+      >>> flip = jax.jit(ada_pipeline("xflip"))
       >>> x = jnp.arange(4.0).reshape(1, 1, 4, 1)
       >>> bool((flip(jax.random.key(0), x, 0.0) == x).all())
       True
