@@ -16,6 +16,7 @@ G's weights (:class:`EMA`) lives beside the optimizer, in the train state.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -170,19 +171,29 @@ def ema_update(ema_params: PyTree, params: PyTree, decay: float | jax.Array) -> 
 
 
 class EMA(struct.PyTreeNode):
-    """An exponential moving average of G's weights, for sampling and evaluation.
+    """An exponential moving average of G's weights, for sampling and evaluation, debiased from its start.
 
-    Average ``{'params': ..., 'batch_stats': ...}`` to keep G's BatchNorm
-    statistics in step with its averaged weights.
+    After ``n`` updates it is ``sum_k w_k params_k`` with weights proportional
+    to ``decay^(n - k)`` over the ``n`` updates only: the debiasing of Adam's
+    moments (Kingma and Ba 2015), applied to the average itself, so the
+    initial weights it was created from carry no weight once it has been
+    updated. (A plain average started at G's initial weights keeps
+    ``decay^n`` of them: 5% after 3,000 steps at 0.999, enough to pull a 2D
+    G's samples 0.05 towards the origin.) Average ``{'params': ...,
+    'batch_stats': ...}`` to keep G's BatchNorm statistics in step with its
+    averaged weights.
 
     Example:
       >>> ema = EMA.create({"w": jnp.zeros(2)}, decay=0.9)
       >>> ema = ema.update({"w": jnp.ones(2)})  # after every G step
-      >>> [round(w, 6) for w in ema.params["w"].tolist()]
-      [0.1, 0.1]
+      >>> [round(w, 4) for w in ema.params["w"].tolist()]  # the first update replaces the start
+      [1.0, 1.0]
+      >>> [round(w, 4) for w in ema.update({"w": jnp.zeros(2)}).params["w"].tolist()]  # weights 0.9 : 1
+      [0.4737, 0.4737]
     """
 
     params: PyTree
+    count: jax.Array
     decay: float = struct.field(pytree_node=False)
 
     @classmethod
@@ -190,8 +201,15 @@ class EMA(struct.PyTreeNode):
         """Starts the average at a copy of ``params`` (a copy, so the train step may donate both)."""
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        return cls(params=jax.tree.map(jnp.copy, params), decay=decay)
+        return cls(params=jax.tree.map(jnp.copy, params), count=jnp.zeros((), jnp.int32), decay=decay)
 
     def update(self, params: PyTree) -> EMA:
-        """The average after one more step of ``params``."""
-        return self.replace(params=ema_update(self.params, params, self.decay))
+        """The average after one more step of ``params``.
+
+        The debiased average ``m_n / (1 - decay^n)`` of ``m_n = decay m_{n-1} + (1 - decay) params_n``
+        obeys ``avg_n = avg_{n-1} + (params_n - avg_{n-1}) (1 - decay) / (1 - decay^n)``.
+        """
+        count = self.count + 1
+        # 1 - decay^n as -expm1(n log decay): accurate in float32 for decays near 1.
+        step_size = (1.0 - self.decay) / -jnp.expm1(count * math.log(self.decay)) if self.decay else 1.0
+        return self.replace(params=ema_update(self.params, params, 1.0 - step_size), count=count)

@@ -3,6 +3,7 @@
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
@@ -75,18 +76,30 @@ def test_gradient_noise_variance_decays():
 
 
 def test_ema_tracks_its_source():
-    """After n steps toward a fixed target, ema = target + decay^n (start - target)."""
+    """After n steps toward a fixed target, the debiased average is the target: the start has no weight."""
     ema = optim.EMA.create(PARAMS, decay=0.9)
     target = jax.tree.map(lambda p: p + 2.0, PARAMS)
     step = jax.jit(chex.assert_max_traces(lambda e, p: e.update(p), n=1))
     for _ in range(30):
         ema = step(ema, target)
-    expected = jax.tree.map(lambda s, t: t + 0.9**30 * (s - t), PARAMS, target)
-    chex.assert_trees_all_close(ema.params, expected, rtol=1e-5)
+    chex.assert_trees_all_close(ema.params, target, rtol=1e-6)
     chex.assert_trees_all_close(optim.ema_update(PARAMS, target, 0.0), target)
     assert ema.params["w"] is not PARAMS["w"] and optim.EMA.create(PARAMS, 0.5).params["w"] is not PARAMS["w"]
     with pytest.raises(ValueError):
         optim.EMA.create(PARAMS, 1.0)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.9, 0.999])
+def test_ema_is_the_exponentially_weighted_mean_of_its_updates_only(decay):
+    """avg_n = sum_k decay^(n-k) p_k / sum_k decay^(n-k) over the n updates, whatever it started from."""
+    values = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    ema = optim.EMA.create({"w": jnp.full(3, 100.0)}, decay=decay)
+    update = jax.jit(lambda e, p: e.update(p))
+    for value in values:
+        ema = update(ema, {"w": jnp.asarray(value)})
+    weights = decay ** np.arange(len(values))[::-1]
+    np.testing.assert_allclose(ema.params["w"], weights @ values / weights.sum(), rtol=2e-5, atol=2e-6)
+    assert int(ema.count) == len(values)
 
 
 def test_linear_decay_is_constant_then_falls_linearly_to_zero():
