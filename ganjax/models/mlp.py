@@ -94,6 +94,6 @@ class Discriminator(nn.Module):
         self.sow("intermediates", FEATURES, x)  # the layer feature matching compares
         if self.minibatch == "stddev":
             x = MinibatchStdDev()(x[:, None, None, :])[:, 0, 0, :]
-        elif self.minibatch == "discrimination":
-            x = MinibatchDiscrimination()(x)
+        elif self.minibatch == "discrimination":  # 16 kernels of 4 (Salimans et al.: 100 of 5) for 2D points
+            x = MinibatchDiscrimination(num_kernels=16, kernel_dim=4)(x)
         return self._dense(1, x, train)[:, 0]
