@@ -277,9 +277,10 @@ def compare(values: Sequence[float], base: Sequence[float], higher_is_better: bo
 
 
 def grouped(results: Sequence[dict]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """``{mixture: {setting: {metric: [value per seed]}}}``, settings in the order they ran."""
+    """``{mixture: {setting: {metric: [value per seed]}}}``, the base first, then the switches in table order."""
+    order = {name: i for i, name in enumerate((BASE, *SWITCH_NAMES))}
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for row in results:
+    for row in sorted(results, key=lambda row: (order[row["switch"]], row["seed"])):
         per_metric = out.setdefault(row["mixture"], {}).setdefault(row["switch"], {name: [] for name in METRICS})
         for name in METRICS:
             per_metric[name].append(row[name])
