@@ -83,14 +83,17 @@ class SpectralConv(nn.Module):
 class PixelNorm(nn.Module):
     """Divides every feature vector by its root mean square over channels (Karras et al. 2018, ProGAN).
 
-    ``y = x / sqrt(mean(x ** 2, axis=-1) + epsilon)``; no parameters.
+    ``y = x / sqrt(mean(x ** 2, axis=-1) + epsilon)``; no parameters. The mean is taken in float32
+    (at least), the output has ``x``'s dtype.
     """
 
     epsilon: float = 1e-8
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
+        wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        scale = jax.lax.rsqrt(jnp.mean(jnp.square(wide), axis=-1, keepdims=True) + self.epsilon)
+        return x * scale.astype(x.dtype)
 
 
 def _batch_norm(train: bool, momentum: float, epsilon: float, axis_name: str | None) -> nn.BatchNorm:
