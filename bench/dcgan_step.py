@@ -415,9 +415,9 @@ def main(argv=None) -> None:
                 ratio = f"{torch_best / t:.2f}"
             else:
                 ratio = ""
-            mib = f"{memory[name] / 2**20:.0f}" if name in memory else ""
+            mib = f"{memory[name] / 2**20:.3g}" if name in memory else ""
             print(
-                f"| {size} | {name} | {members * args.batch / t:.1f} | {1e3 * t:.1f} | {members * flops / 1e9:.2f} | "
+                f"| {size} | {name} | {members * args.batch / t:.1f} | {1e3 * t:.1f} | {members * flops / 1e9:.3g} | "
                 f"{tflops:.3f} | {_share(args, name, tflops, matmul_tflops)} | {mib} | {ratio} | "
                 f"{loads[0]:.2f} -> {loads[1]:.2f} |",
                 flush=True,
