@@ -146,13 +146,19 @@ def test_parse_gives_nested_typed_parts():
     assert config.optim.lr_d == dcgan_mnist.Config().optim.lr_d and config.run.workdir == "runs/dcgan_mnist"
 
 
-@pytest.mark.parametrize("module", [dcgan_mnist, cgan_mnist])
-def test_compute_dtype_flag_sets_both_models_dtype(module):
+@pytest.mark.parametrize(
+    "module, build",
+    [
+        (dcgan_mnist, lambda config: config.model.build(config.data, config.latent.dim)),
+        (cgan_mnist, lambda config: config.models()),
+        (vaegan_mnist, vaegan_mnist.players),
+    ],
+)
+def test_compute_dtype_flag_sets_every_models_dtype(module, build):
     """``--model.compute-dtype``: auto is float32 on this CPU; params stay float32 either way (tests/models)."""
     for flag, dtype in [("auto", jnp.float32), ("float32", jnp.float32), ("bfloat16", jnp.bfloat16)]:
         config = configs.parse(module.Config, ["--model.compute-dtype", flag])
-        g, d = config.models() if module is cgan_mnist else config.model.build(config.data, config.latent.dim)
-        assert g.dtype == d.dtype == dtype
+        assert {jnp.dtype(model.dtype) for model in build(config)} == {jnp.dtype(dtype)}
     with pytest.raises(ValueError, match="DCGANModel.compute_dtype: unknown name 'float16'"):
         configs.DCGANModel(compute_dtype="float16")
 
