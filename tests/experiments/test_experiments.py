@@ -152,6 +152,7 @@ def test_parse_gives_nested_typed_parts():
         (dcgan_mnist, lambda config: config.model.build(config.data, config.latent.dim)),
         (cgan_mnist, lambda config: config.models()),
         (vaegan_mnist, vaegan_mnist.players),
+        (sagan, sagan.players),
     ],
 )
 def test_compute_dtype_flag_sets_every_models_dtype(module, build):
