@@ -153,6 +153,7 @@ def test_parse_gives_nested_typed_parts():
         (cgan_mnist, lambda config: config.models()),
         (vaegan_mnist, vaegan_mnist.players),
         (sagan, sagan.players),
+        (msggan, lambda config: (msggan.generator(config).module,)),
     ],
 )
 def test_compute_dtype_flag_sets_every_models_dtype(module, build):
