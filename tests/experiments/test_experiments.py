@@ -154,6 +154,7 @@ def test_parse_gives_nested_typed_parts():
         (vaegan_mnist, vaegan_mnist.players),
         (sagan, sagan.players),
         (msggan, lambda config: (msggan.generator(config).module,)),
+        (cyclegan, cyclegan.players),
     ],
 )
 def test_compute_dtype_flag_sets_every_models_dtype(module, build):
