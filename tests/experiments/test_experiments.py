@@ -155,6 +155,7 @@ def test_parse_gives_nested_typed_parts():
         (sagan, sagan.players),
         (msggan, lambda config: (msggan.generator(config).module,)),
         (cyclegan, cyclegan.players),
+        (pggan, pggan.players),
     ],
 )
 def test_compute_dtype_flag_sets_every_models_dtype(module, build):
