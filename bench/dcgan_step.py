@@ -385,7 +385,17 @@ def main(argv=None) -> None:
         + ("max_memory_allocated" if args.torch_device == "cuda" else "peak RSS rise in a subprocess")
     )
     reference = "share of f32 matmul" if on_matmul else "MFU"
-    columns = ("size", "variant", "img/s", "ms/step", "GFLOP/step", "TFLOP/s", reference, "peak MiB", "vs best torch")
+    columns = (
+        "size",
+        "variant",
+        "img/s",
+        "ms/step",
+        "GFLOP/step",
+        "TFLOP/s",
+        reference,
+        "peak MiB",
+        "vs best torch / members/s",
+    )
     print("| " + " | ".join((*columns, "load")) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for size in args.sizes:
