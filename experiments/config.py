@@ -477,6 +477,7 @@ class DCGANModel:
 
     def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``."""
+        dtype = precision.compute_dtype(self.compute_dtype)
         generator = dcgan.Generator(
             data.image_size,
             data.channels,
@@ -488,14 +489,14 @@ class DCGANModel:
             noise_std=self.g_noise_std,
             dropout=self.g_dropout,
             bn_axis_name=bn_axis_name,
-            dtype=precision.compute_dtype(self.compute_dtype),
+            dtype=dtype,
         )
         discriminator = dcgan.Discriminator(
             data.image_size,
             self.d_width,
             norm=self.d_norm,
             bn_axis_name=bn_axis_name,
-            dtype=precision.compute_dtype(self.compute_dtype),
+            dtype=dtype,
         )
         return generator, discriminator
 
@@ -561,6 +562,7 @@ class ConditionalModel:
 
     def build(self, data: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images and ``num_classes`` classes."""
+        dtype = precision.compute_dtype(self.compute_dtype)
         generator = conditional.Generator(
             num_classes,
             self.g_embed_dim,
@@ -570,7 +572,7 @@ class ConditionalModel:
             latent_dim,
             norm=self.g_norm,
             bn_axis_name=bn_axis_name,
-            dtype=precision.compute_dtype(self.compute_dtype),
+            dtype=dtype,
         )
         discriminator = conditional.Discriminator(
             self.d_conditioning,
@@ -580,7 +582,7 @@ class ConditionalModel:
             self.d_width,
             self.d_norm,
             bn_axis_name,
-            precision.compute_dtype(self.compute_dtype),
+            dtype,
         )
         return generator, discriminator
 
