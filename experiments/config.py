@@ -33,6 +33,7 @@ from tqdm import tqdm
 from ganjax import data, optim, penalties, swaps
 from ganjax.evaluation import monitor
 from ganjax.models import conditional, dcgan
+from ganjax.nn import precision
 from ganjax.training import gan
 from ganjax.training.gan import Conditioning, InputNoise
 
@@ -59,6 +60,7 @@ __all__ = [
     "Swaps",
     "UnconditionalGAN",
     "at_least",
+    "known_dtype",
     "parse",
     "refuse",
     "to_dict",
@@ -89,6 +91,12 @@ def positive(part: object, field: str) -> None:
         refuse(part, field, f"must be finite, got {value}")
     if not value > 0:
         refuse(part, field, f"must be positive, got {value}")
+
+
+def known_dtype(part: object, field: str) -> None:
+    """Refuses ``part.field`` unless it names a compute dtype (:data:`ganjax.nn.precision.COMPUTE_DTYPES`)."""
+    if getattr(part, field) not in precision.COMPUTE_DTYPES:
+        refuse(part, field, f"unknown name {getattr(part, field)!r}; choose one of {list(precision.COMPUTE_DTYPES)}")
 
 
 def folder_or_missing(part: object, field: str) -> None:
@@ -484,6 +492,9 @@ class DCGANModel:
     """Gaussian noise after every hidden layer of G in training (EBGAN)."""
     g_dropout: float = 0.0
     """dropout in G, kept on at generation time (pix2pix: 0.5)."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """G's and D's activations and convolutions: float32, bfloat16 (params, optimizer state, losses and
+    BatchNorm statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
         for field in ("g_width", "d_width"):
@@ -491,9 +502,11 @@ class DCGANModel:
         at_least(self, "g_noise_std", 0.0)
         if not 0.0 <= self.g_dropout < 1.0:
             refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
+        known_dtype(self, "compute_dtype")
 
     def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``."""
+        dtype = precision.compute_dtype(self.compute_dtype)
         generator = dcgan.Generator(
             data.image_size,
             data.channels,
@@ -505,8 +518,15 @@ class DCGANModel:
             noise_std=self.g_noise_std,
             dropout=self.g_dropout,
             bn_axis_name=bn_axis_name,
+            dtype=dtype,
         )
-        discriminator = dcgan.Discriminator(data.image_size, self.d_width, norm=self.d_norm, bn_axis_name=bn_axis_name)
+        discriminator = dcgan.Discriminator(
+            data.image_size,
+            self.d_width,
+            norm=self.d_norm,
+            bn_axis_name=bn_axis_name,
+            dtype=dtype,
+        )
         return generator, discriminator
 
 
@@ -560,13 +580,18 @@ class ConditionalModel:
     """G's normalization."""
     d_norm: Literal[dcgan.D_NORMS] = "batch"
     """D's normalization."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """G's and D's activations and convolutions: float32, bfloat16 (params, optimizer state, losses and
+    BatchNorm statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
         for field in ("g_embed_dim", "d_embed_dim", "g_width", "d_width"):
             at_least(self, field, 1)
+        known_dtype(self, "compute_dtype")
 
     def build(self, data: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None):
         """``(G, D)`` for ``data``'s images and ``num_classes`` classes."""
+        dtype = precision.compute_dtype(self.compute_dtype)
         generator = conditional.Generator(
             num_classes,
             self.g_embed_dim,
@@ -576,9 +601,17 @@ class ConditionalModel:
             latent_dim,
             norm=self.g_norm,
             bn_axis_name=bn_axis_name,
+            dtype=dtype,
         )
         discriminator = conditional.Discriminator(
-            self.d_conditioning, num_classes, self.d_embed_dim, data.image_size, self.d_width, self.d_norm, bn_axis_name
+            self.d_conditioning,
+            num_classes,
+            self.d_embed_dim,
+            data.image_size,
+            self.d_width,
+            self.d_norm,
+            bn_axis_name,
+            dtype,
         )
         return generator, discriminator
 

@@ -33,6 +33,7 @@ from experiments import config as configs
 from experiments import runner
 from ganjax import data, images, optim, sample
 from ganjax.models import cyclegan
+from ganjax.nn import precision
 from ganjax.training import devices
 from ganjax.training.state import TrainState
 
@@ -49,10 +50,14 @@ class Model:
     """channels of D's first conv (doubling with depth, up to 8 times as many)."""
     d_layers: int = 3
     """D's stride-2 convs (3: the paper's 70x70 PatchGAN)."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """the players' activations and convolutions: float32, bfloat16 (params, optimizer state, losses and
+    instance-norm statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
         for field in ("g_width", "g_blocks", "d_width", "d_layers"):
             configs.at_least(self, field, 1)
+        configs.known_dtype(self, "compute_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,9 +215,10 @@ def split_domains(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 def players(config: Config) -> tuple[cyclegan.ResnetGenerator, cyclegan.PatchDiscriminator]:
     """The architecture of both generators and of both discriminators."""
+    m, dtype = config.model, precision.compute_dtype(config.model.compute_dtype)
     return (
-        cyclegan.ResnetGenerator(config.data.channels, config.model.g_width, config.model.g_blocks),
-        cyclegan.PatchDiscriminator(config.model.d_width, config.model.d_layers),
+        cyclegan.ResnetGenerator(config.data.channels, m.g_width, m.g_blocks, dtype=dtype),
+        cyclegan.PatchDiscriminator(m.d_width, m.d_layers, dtype),
     )
 
 

@@ -22,6 +22,7 @@ from experiments import config as configs
 from experiments import runner
 from ganjax import images, sample
 from ganjax.models import msggan
+from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
 from ganjax.training.state import TrainState
 
@@ -34,10 +35,14 @@ class Model:
     """G's base channels."""
     d_width: int = 16
     """D's base channels."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """G's and D's activations and convolutions: float32, bfloat16 (params, optimizer state, losses and the
+    minibatch statistic stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
         for field in ("g_width", "d_width"):
             configs.at_least(self, field, 1)
+        configs.known_dtype(self, "compute_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +74,10 @@ def finest(packed: jax.Array, sides: list[int]) -> jax.Array:
 def generator(config: Config) -> sample.Generator:
     """G as the run samples it (for :mod:`ganjax.sample`): its finest scale, z from the second of two keys split
     from ``run.seed``."""
-    module = msggan.Generator(config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim)
+    dtype = precision.compute_dtype(config.model.compute_dtype)
+    module = msggan.Generator(
+        config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim, dtype
+    )
     sides = msggan.scales(config.data.image_size)
     return sample.Generator(
         module,
@@ -87,7 +95,8 @@ def train_and_evaluate(config: Config) -> TrainState:
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     sides = msggan.scales(config.data.image_size)
     g = generator(config)
-    models = lambda _: (g.module, msggan.Discriminator(config.data.image_size, config.model.d_width))
+    dtype = precision.compute_dtype(config.model.compute_dtype)
+    models = lambda _: (g.module, msggan.Discriminator(config.data.image_size, config.model.d_width, dtype))
     fixed = g.grid(sample_key)
     state, sample_fn = runner.train_image_gan(
         config,

@@ -23,6 +23,7 @@ from experiments import config as configs
 from experiments import runner
 from ganjax import data, sample
 from ganjax.models import pggan
+from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
 from ganjax.training import devices
 from ganjax.training.gan import Objective
@@ -66,10 +67,14 @@ class Model:
     """D's channels at the finest stage (doubling towards 4x4, up to max_width)."""
     max_width: int = 64
     """the most channels of any stage."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """G's and D's activations and convolutions: float32, bfloat16 (params, optimizer state, losses, the
+    penalty and the minibatch statistic stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
         for field in ("latent_dim", "g_width", "d_width", "max_width"):
             configs.at_least(self, field, 1)
+        configs.known_dtype(self, "compute_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,9 +156,10 @@ def load_data(config: Config) -> data.ImageDataset:
 def players(config: Config) -> tuple[pggan.Generator, pggan.Discriminator]:
     """``(G, D)`` of every stage."""
     stages, m = config.plan.num_stages, config.model
+    dtype = precision.compute_dtype(m.compute_dtype)
     return (
-        pggan.Generator(stages, config.data.channels, m.g_width, m.max_width, m.latent_dim),
-        pggan.Discriminator(stages, m.d_width, m.max_width),
+        pggan.Generator(stages, config.data.channels, m.g_width, m.max_width, m.latent_dim, dtype),
+        pggan.Discriminator(stages, m.d_width, m.max_width, dtype),
     )
 
 

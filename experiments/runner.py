@@ -83,6 +83,7 @@ FREE_CHANGES = (
     "evaluation.",
     "class_accuracy.",
     "schedule.steps",
+    "model.compute_dtype",  # params and optimizer state are float32 whatever the models compute in
 )
 # Config fields that shape the state or its random streams: a resumed run never changes them.
 FIXED_ON_RESUME = (

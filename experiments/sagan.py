@@ -22,6 +22,7 @@ from experiments import config as configs
 from experiments import runner
 from ganjax import sample
 from ganjax.models import sagan
+from ganjax.nn import precision
 from ganjax.training.state import TrainState
 
 
@@ -35,8 +36,12 @@ class Model:
     """D's base channels."""
     num_classes: int = 0
     """> 0: class-conditional G (conditional BatchNorm) and projection D; batches then need labels."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """G's and D's activations, convolutions and attention: float32, bfloat16 (params, optimizer state, losses,
+    softmax and BatchNorm statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
+        configs.known_dtype(self, "compute_dtype")
         for field in ("g_width", "d_width", "num_classes"):
             if getattr(self, field) < (0 if field == "num_classes" else 1):
                 configs.refuse(self, field, f"must be at least {0 if field == 'num_classes' else 1}")
@@ -59,9 +64,12 @@ class Config(configs.UnconditionalGAN):
 def players(config: Config, bn_axis_name: str | None = None) -> tuple[sagan.Generator, sagan.Discriminator]:
     """``(G, D)``; G's BatchNorm synchronized over ``bn_axis_name``."""
     image, m = config.data, config.model
+    dtype = precision.compute_dtype(m.compute_dtype)
     return (
-        sagan.Generator(image.image_size, image.channels, m.g_width, config.latent.dim, m.num_classes, bn_axis_name),
-        sagan.Discriminator(image.image_size, m.d_width, m.num_classes),
+        sagan.Generator(
+            image.image_size, image.channels, m.g_width, config.latent.dim, m.num_classes, bn_axis_name, dtype
+        ),
+        sagan.Discriminator(image.image_size, m.d_width, m.num_classes, dtype),
     )
 
 

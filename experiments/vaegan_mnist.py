@@ -35,6 +35,7 @@ from experiments import config as configs
 from experiments import evaluation, runner
 from ganjax import data, images, sample
 from ganjax.models import dcgan, vaegan
+from ganjax.nn import precision
 from ganjax.training import devices
 from ganjax.training.gan import GAN
 from ganjax.training.phases import batches_per_step
@@ -57,9 +58,13 @@ class Model:
     """weight of the feature-space reconstruction in the decoder's loss (the paper's gamma)."""
     kl_weight: float = 1.0
     """weight of the KL term in the encoder's loss."""
+    compute_dtype: precision.ComputeDtype = "auto"
+    """the three players' activations and convolutions: float32, bfloat16 (params, optimizer state, losses and
+    normalization statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
         configs.at_least(self, "width", 1)
+        configs.known_dtype(self, "compute_dtype")
         configs.at_least(self, "gamma", 0.0)
         configs.at_least(self, "kl_weight", 0.0)
 
@@ -128,6 +133,7 @@ def players(config: Config, bn_axis_name: str | None = None) -> tuple[nn.Module,
         m.g_norm,
         m.d_norm,
         bn_axis_name,
+        precision.compute_dtype(m.compute_dtype),
     )
 
 

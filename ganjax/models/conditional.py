@@ -17,10 +17,13 @@ Every :class:`Discriminator` sows its penultimate features as
 (:mod:`ganjax.models.vaegan`) compare.
 
 D's body is :class:`ganjax.models.dcgan.Features` and G's body is
-:class:`ganjax.models.dcgan.Generator` itself.
+:class:`ganjax.models.dcgan.Generator` itself; both compute in ``dtype``
+(:mod:`ganjax.nn.precision`), D's heads in float32 on the body's float32 features.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -49,7 +52,7 @@ class Generator(nn.Module):
       num_classes: the number of classes.
       embed_dim: size of the label embedding (kept low, seed 001 §16).
       image_size, channels, width, latent_dim, norm, upsampling, activation,
-        bn_axis_name: as for :class:`ganjax.models.dcgan.Generator`.
+        bn_axis_name, dtype: as for :class:`ganjax.models.dcgan.Generator`.
     """
 
     num_classes: int = 10
@@ -62,6 +65,7 @@ class Generator(nn.Module):
     upsampling: str = "transposed"
     activation: str = "relu"
     bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array, train: bool = True) -> jax.Array:
@@ -77,6 +81,7 @@ class Generator(nn.Module):
             norm=self.norm,
             upsampling=self.upsampling,
             activation=self.activation,
+            dtype=self.dtype,
             name="body",
         )
         return body(jnp.concatenate([z, embedded.astype(z.dtype)], axis=-1), train=train)
@@ -97,7 +102,7 @@ class Discriminator(nn.Module):
         ``'projection'`` (Miyato and Koyama 2018) or ``'auxiliary'`` (AC-GAN).
       num_classes: the number of classes (unused with ``'none'``).
       embed_dim: channels of the label embedding with ``'channels'``.
-      image_size, width, norm, bn_axis_name: as for :class:`ganjax.models.dcgan.Features`.
+      image_size, width, norm, bn_axis_name, dtype: as for :class:`ganjax.models.dcgan.Features`.
     """
 
     conditioning: str = "channels"
@@ -107,6 +112,7 @@ class Discriminator(nn.Module):
     width: int = 64
     norm: str = "batch"
     bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     def __post_init__(self):
         dcgan._check(self, "conditioning", CONDITIONINGS)
@@ -127,7 +133,7 @@ class Discriminator(nn.Module):
         if self.conditioning == "channels":
             embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels).astype(x.dtype)
             x = jnp.concatenate([x, jnp.broadcast_to(embedded[:, None, None, :], (*x.shape[:3], self.embed_dim))], -1)
-        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
+        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, self.dtype, name="body")(x, train)
         self.sow("intermediates", FEATURES, h)
         if self.norm == "spectral":
             logits = SpectralDense(1, kernel_init=dcgan.weight_init, name="logit")(h, train)[:, 0]

@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -67,18 +68,22 @@ def _reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
-def _norm() -> nn.InstanceNorm:
-    return nn.InstanceNorm(epsilon=1e-5)
+def _norm(dtype: Any) -> nn.InstanceNorm:
+    """Instance norm with output in ``dtype`` and float32 statistics."""
+    return nn.InstanceNorm(epsilon=1e-5, dtype=dtype)
 
 
 class ResidualBlock(nn.Module):
-    """``x + IN(conv3(pad(ReLU(IN(conv3(pad(x)))))))`` with reflect padding."""
+    """``x + IN(conv3(pad(ReLU(IN(conv3(pad(x)))))))`` with reflect padding; norms output ``dtype``."""
+
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = x.shape[-1]
-        h = nn.relu(_norm()(Conv(features, (3, 3), padding="VALID", kernel_init=weight_init)(_reflect_pad(x, 1))))
-        h = _norm()(Conv(features, (3, 3), padding="VALID", kernel_init=weight_init)(_reflect_pad(h, 1)))
+        conv = Conv(features, (3, 3), padding="VALID", kernel_init=weight_init)
+        h = nn.relu(_norm(self.dtype)(conv(_reflect_pad(x, 1))))
+        h = _norm(self.dtype)(Conv(features, (3, 3), padding="VALID", kernel_init=weight_init)(_reflect_pad(h, 1)))
         return x + h
 
 
@@ -90,26 +95,31 @@ class ResnetGenerator(nn.Module):
       width: channels of the first conv; each downsampling doubles them.
       n_blocks: residual blocks (9 at 256 pixels, 6 at 128 in the paper).
       n_down: stride-2 downsamplings (and as many upsamplings); H and W must divide by ``2^n_down``.
+      dtype: the computation dtype (:mod:`ganjax.nn.precision`); params stay float32, images are float32.
     """
 
     channels: int = 1
     width: int = 32
     n_blocks: int = 6
     n_down: int = 2
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         del train  # instance norm has no running statistics
         if x.ndim != 4 or x.shape[1] % 2**self.n_down or x.shape[2] % 2**self.n_down:
             raise ValueError(f"ResnetGenerator: NHWC images with sides divisible by {2**self.n_down}, got {x.shape}")
-        h = nn.relu(_norm()(Conv(self.width, (7, 7), padding="VALID", kernel_init=weight_init)(_reflect_pad(x, 3))))
+        norm = lambda: _norm(self.dtype)
+        h = Conv(self.width, (7, 7), padding="VALID", kernel_init=weight_init)(_reflect_pad(x.astype(self.dtype), 3))
+        h = nn.relu(norm()(h))
         for i in range(self.n_down):
-            h = nn.relu(_norm()(Conv(self.width * 2 ** (i + 1), (3, 3), strides=2, kernel_init=weight_init)(h)))
+            h = nn.relu(norm()(Conv(self.width * 2 ** (i + 1), (3, 3), strides=2, kernel_init=weight_init)(h)))
         for _ in range(self.n_blocks):
-            h = ResidualBlock()(h)
+            h = ResidualBlock(self.dtype)(h)
         for i in reversed(range(self.n_down)):
-            h = nn.relu(_norm()(ConvTranspose(self.width * 2**i, (3, 3), strides=2, kernel_init=weight_init)(h)))
-        return jnp.tanh(Conv(self.channels, (7, 7), padding="VALID", kernel_init=weight_init)(_reflect_pad(h, 3)))
+            h = nn.relu(norm()(ConvTranspose(self.width * 2**i, (3, 3), strides=2, kernel_init=weight_init)(h)))
+        h = Conv(self.channels, (7, 7), padding="VALID", kernel_init=weight_init)(_reflect_pad(h, 3))
+        return jnp.tanh(h).astype(jnp.float32)
 
 
 class PatchDiscriminator(nn.Module):
@@ -118,20 +128,22 @@ class PatchDiscriminator(nn.Module):
     Attributes:
       width: channels of the first conv; each later conv doubles them, up to ``8 * width``.
       n_layers: stride-2 convs (3 in the paper's 70x70 PatchGAN).
+      dtype: the computation dtype (:mod:`ganjax.nn.precision`); params stay float32, logits are float32.
     """
 
     width: int = 32
     n_layers: int = 3
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         del train
-        h = nn.leaky_relu(Conv(self.width, (4, 4), strides=2, kernel_init=weight_init)(x), 0.2)
+        h = nn.leaky_relu(Conv(self.width, (4, 4), strides=2, kernel_init=weight_init)(x.astype(self.dtype)), 0.2)
         for i in range(1, self.n_layers + 1):
             stride = 2 if i < self.n_layers else 1
             conv = Conv(self.width * min(2**i, 8), (4, 4), strides=stride, use_bias=False, kernel_init=weight_init)
-            h = nn.leaky_relu(_norm()(conv(h)), 0.2)
-        return Conv(1, (4, 4), kernel_init=weight_init)(h)[..., 0]
+            h = nn.leaky_relu(_norm(self.dtype)(conv(h)), 0.2)
+        return Conv(1, (4, 4), kernel_init=weight_init)(h)[..., 0].astype(jnp.float32)
 
 
 DOMAINS = ("a", "b")

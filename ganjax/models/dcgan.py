@@ -12,9 +12,16 @@ Options (defaults are the paper's): G's norm (:data:`G_NORMS`), upsampling
 (:data:`UPSAMPLINGS`) and activation (:data:`ACTIVATIONS`); D's norm
 (:data:`D_NORMS`). Spectral norm keeps its power-iteration vectors in
 ``batch_stats``, so every option trains through ``mutable=['batch_stats']``.
+
+``dtype`` is the computation dtype (:mod:`ganjax.nn.precision`): with
+bfloat16, activations, convolutions and BatchNorm outputs are bfloat16 while
+parameters and BatchNorm statistics stay float32; G's images and D's features
+and logits leave the module as float32.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -67,22 +74,30 @@ def _check(module: nn.Module, field: str, choices) -> None:
         raise ValueError(f"{type(module).__name__}.{field}: unknown option {value!r}; choose one of {sorted(choices)}")
 
 
-def _batch_norm(train: bool, axis_name: str | None) -> nn.BatchNorm:
+def _batch_norm(train: bool, axis_name: str | None, dtype: Any = jnp.float32) -> nn.BatchNorm:
     return nn.BatchNorm(
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=bn_scale_init, axis_name=axis_name
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        scale_init=bn_scale_init,
+        axis_name=axis_name,
+        dtype=dtype,
     )
 
 
-def _norm(kind: str, train: bool, axis_name: str | None):
-    """The norm layer named ``kind`` (a callable on NHWC features), or None for ``'none'`` and ``'spectral'``."""
+def _norm(kind: str, train: bool, axis_name: str | None, dtype: Any = jnp.float32):
+    """The norm layer named ``kind`` (a callable on NHWC features), or None for ``'none'`` and ``'spectral'``.
+
+    Its output is ``dtype``; its statistics are float32.
+    """
     if kind == "batch":
-        return _batch_norm(train, axis_name)
+        return _batch_norm(train, axis_name, dtype)
     if kind == "pixel":
         return PixelNorm()
     if kind == "instance":
-        return nn.InstanceNorm(epsilon=1e-5)
+        return nn.InstanceNorm(epsilon=1e-5, dtype=dtype)
     if kind == "layer":
-        return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1)
+        return nn.LayerNorm(epsilon=1e-5, reduction_axes=(1, 2, 3), feature_axes=-1, dtype=dtype)
     return None
 
 
@@ -113,6 +128,7 @@ class Generator(nn.Module):
         (``ganjax.noise.GaussianNoise``, rng ``'noise'``; 0: off).
       dropout: rate of the dropout after every hidden layer, kept on at generation time
         (``ganjax.noise.DropoutAlways``, rng ``'dropout'``; 0: off).
+      dtype: the computation dtype (:mod:`ganjax.nn.precision`); params stay float32, images are float32.
     """
 
     image_size: int = 28
@@ -125,6 +141,7 @@ class Generator(nn.Module):
     activation: str = "relu"
     noise_std: float = 0.0
     dropout: float = 0.0
+    dtype: Any = jnp.float32
 
     def __post_init__(self):
         _check(self, "norm", G_NORMS)
@@ -138,12 +155,12 @@ class Generator(nn.Module):
             raise ValueError(f"Generator expects z of shape (N, {self.latent_dim}), got {z.shape}")
         base, n_up = layout(self.image_size)
         features = self.width * 2 ** (n_up - 1)
-        x = nn.Dense(base * base * features, use_bias=False, kernel_init=weight_init)(z)
+        x = nn.Dense(base * base * features, use_bias=False, kernel_init=weight_init, dtype=self.dtype)(z)
         x = x.reshape(z.shape[0], base, base, features)
         act = ACTIVATIONS[self.activation]
 
         def hidden(x):
-            x = act(_norm(self.norm, train, self.bn_axis_name)(x))
+            x = act(_norm(self.norm, train, self.bn_axis_name, self.dtype)(x))
             x = GaussianNoise(self.noise_std)(x, deterministic=not train)
             return DropoutAlways(self.dropout)(x) if self.dropout else x
 
@@ -152,7 +169,7 @@ class Generator(nn.Module):
             features //= 2
             x = hidden(_upsample(self.upsampling, features, use_bias=self.norm == "pixel")(x))
         x = _upsample(self.upsampling, self.channels, use_bias=True)(x)
-        return jnp.tanh(x)
+        return jnp.tanh(x).astype(jnp.float32)
 
 
 class Features(nn.Module):
@@ -168,23 +185,27 @@ class Features(nn.Module):
       width: channels of the first conv; each later conv doubles them.
       norm: one of :data:`D_NORMS`.
       bn_axis_name: mapped axis for cross-replica BatchNorm, or None.
+      dtype: the computation dtype of the conv stack (:mod:`ganjax.nn.precision`); params stay float32 and
+        the features are returned as float32, so the heads and the losses on them are float32.
     """
 
     image_size: int = 28
     width: int = 64
     norm: str = "batch"
     bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     def __post_init__(self):
         _check(self, "norm", D_NORMS)
         super().__post_init__()
 
     def body(self, x: jax.Array, train: bool) -> jax.Array:
-        """The conv stack, its layers made in the calling compact method's scope."""
+        """The conv stack, its layers made in the calling compact method's scope; float32 features."""
         if x.ndim != 4 or x.shape[1:3] != (self.image_size, self.image_size):
             raise ValueError(f"{type(self).__name__} expects NHWC images of side {self.image_size}, got {x.shape}")
+        x = x.astype(self.dtype)
         for i in range(downsamplings(self.image_size)):
-            norm = _norm(self.norm, train, self.bn_axis_name) if i > 0 else None
+            norm = _norm(self.norm, train, self.bn_axis_name, self.dtype) if i > 0 else None
             conv_args = (self.width * 2**i, (4, 4), 2, "SAME")
             conv_kwargs = {"use_bias": norm is None, "kernel_init": weight_init}
             if self.norm == "spectral":
@@ -194,7 +215,7 @@ class Features(nn.Module):
             if norm is not None:
                 x = norm(x)
             x = nn.leaky_relu(x, 0.2)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1).astype(jnp.float32)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:

@@ -18,6 +18,8 @@ labels) train MSG-GAN unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -77,12 +79,14 @@ class Generator(nn.Module):
       channels: image channels.
       width: channels of the finest block; each coarser block has twice as many.
       latent_dim: size of z.
+      dtype: the computation dtype (:mod:`ganjax.nn.precision`); params stay float32, the images are float32.
     """
 
     image_size: int = 28
     channels: int = 1
     width: int = 16
     latent_dim: int = 64
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -96,7 +100,7 @@ class Generator(nn.Module):
             return x
 
         features = self.width * 2 ** (n - 1)
-        x = nn.Dense(sides[0] * sides[0] * features)(PixelNorm()(z))
+        x = nn.Dense(sides[0] * sides[0] * features, dtype=self.dtype)(PixelNorm()(z))
         x = PixelNorm()(_lrelu(x.reshape(z.shape[0], sides[0], sides[0], features)))
         images = []
         for i in range(n):
@@ -104,7 +108,7 @@ class Generator(nn.Module):
                 x = nearest_upsample(x, 2)
             x = block(x, self.width * 2 ** (n - 1 - i))
             images.append(jnp.tanh(Conv(self.channels, (1, 1), name=f"to_rgb_{i}")(x)))
-        return pack(images)
+        return pack(images).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -113,10 +117,13 @@ class Discriminator(nn.Module):
     Attributes:
       image_size: the side of the finest image.
       width: channels of the finest block; each coarser block has twice as many.
+      dtype: the computation dtype of the blocks (:mod:`ganjax.nn.precision`); params stay float32, the
+        features and the logit are float32.
     """
 
     image_size: int = 28
     width: int = 16
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, packed: jax.Array, train: bool = True) -> jax.Array:
@@ -125,7 +132,7 @@ class Discriminator(nn.Module):
         n = len(sides)
         if packed.ndim != 4 or packed.shape[1:3] != (sides[-1],) * 2 or packed.shape[-1] % n:
             raise ValueError(f"msggan.Discriminator expects {n} packed scales of side {sides[-1]}, got {packed.shape}")
-        images = unpack(packed, sides)
+        images = unpack(packed.astype(self.dtype), sides)
         x = _lrelu(Conv(self.width, (1, 1), name="from_rgb")(images[-1]))
         for i in reversed(range(n)):
             features = self.width * 2 ** (n - 1 - i)
@@ -137,6 +144,6 @@ class Discriminator(nn.Module):
             x = _lrelu(Conv(features, (3, 3))(x))
             if i:
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-        h = x.reshape(x.shape[0], -1)
+        h = x.reshape(x.shape[0], -1).astype(jnp.float32)
         self.sow("intermediates", FEATURES, h)  # the layer feature matching compares
         return nn.Dense(1)(h)[:, 0]

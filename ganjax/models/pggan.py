@@ -46,6 +46,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -87,7 +88,8 @@ def _check_stage(stage: int, num_stages: int, who: str) -> None:
 
 
 def fade(alpha: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
-    """``alpha * new + (1 - alpha) * old``; exactly ``new`` at ``alpha = 1``."""
+    """``alpha * new + (1 - alpha) * old`` in ``new``'s dtype; exactly ``new`` at ``alpha = 1``."""
+    alpha = jnp.asarray(alpha).astype(new.dtype)
     return alpha * new + (1.0 - alpha) * old
 
 
@@ -123,7 +125,7 @@ class DBlock(nn.Module):
         if self.last:
             x = _lrelu(EqualizedConv(self.features)(MinibatchStdDev()(x)))
             x = _lrelu(EqualizedConv(self.features, (4, 4), padding="VALID")(x))
-            return EqualizedDense(1, gain=1.0)(x.reshape(x.shape[0], -1))[:, 0]
+            return EqualizedDense(1, gain=1.0)(x.reshape(x.shape[0], -1).astype(jnp.float32))[:, 0]
         x = _lrelu(EqualizedConv(self.features)(x))
         return _avg_pool2(_lrelu(EqualizedConv(self.out_features)(x)))
 
@@ -137,6 +139,7 @@ class Generator(nn.Module):
       width: channels at the finest stage; coarser stages double them up to ``max_width``.
       max_width: the most channels of any stage.
       latent_dim: size of z.
+      dtype: the computation dtype (:mod:`ganjax.nn.precision`); params stay float32, images are float32.
     """
 
     num_stages: int = 4
@@ -144,6 +147,7 @@ class Generator(nn.Module):
     width: int = 16
     max_width: int = 128
     latent_dim: int = 128
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, alpha: jax.Array, stage: int, train: bool = True) -> jax.Array:
@@ -153,14 +157,14 @@ class Generator(nn.Module):
         def to_rgb(i, h):
             return EqualizedConv(self.channels, (1, 1), gain=1.0, name=f"to_rgb_{i}")(h)
 
-        h = z
+        h = z.astype(self.dtype)
         previous = None
         for i in range(stage + 1):
             previous = h
             h = GBlock(_features(i, self.num_stages, self.width, self.max_width), first=i == 0, name=f"block_{i}")(h)
         if stage == 0:
-            return to_rgb(0, h)
-        return fade(alpha, to_rgb(stage, h), nearest_upsample(to_rgb(stage - 1, previous), 2))
+            return to_rgb(0, h).astype(jnp.float32)
+        return fade(alpha, to_rgb(stage, h), nearest_upsample(to_rgb(stage - 1, previous), 2)).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -170,11 +174,14 @@ class Discriminator(nn.Module):
       num_stages: as for :class:`Generator`.
       width: channels at the finest stage; coarser stages double them up to ``max_width``.
       max_width: the most channels of any stage.
+      dtype: the computation dtype of the blocks (:mod:`ganjax.nn.precision`); params stay float32, the last
+        dense layer and the scores are float32.
     """
 
     num_stages: int = 4
     width: int = 16
     max_width: int = 128
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, alpha: jax.Array, stage: int, train: bool = True) -> jax.Array:
@@ -185,6 +192,7 @@ class Discriminator(nn.Module):
                 f"pggan.Discriminator at stage {stage} expects NHWC images of side {resolution(stage)}, got {x.shape}"
             )
         features = lambda i: _features(i, self.num_stages, self.width, self.max_width)
+        x = x.astype(self.dtype)
 
         def from_rgb(i, images):
             return _lrelu(EqualizedConv(features(i), (1, 1), name=f"from_rgb_{i}")(images))

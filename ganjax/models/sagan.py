@@ -15,6 +15,8 @@ loss and TTUR (:func:`ganjax.optim.ttur`: Adam lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -41,16 +43,17 @@ def _check_labels(num_classes: int, labels: jax.Array | None, who: str) -> None:
 
 
 class _Norm(nn.Module):
-    """BatchNorm, or conditional BatchNorm with ``num_classes > 0``."""
+    """BatchNorm, or conditional BatchNorm with ``num_classes > 0``; output in ``dtype``, statistics float32."""
 
     num_classes: int
     axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
         if self.num_classes:
-            return ConditionalBatchNorm(self.num_classes, axis_name=self.axis_name)(x, labels, train)
-        return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name)(x)
+            return ConditionalBatchNorm(self.num_classes, axis_name=self.axis_name, dtype=self.dtype)(x, labels, train)
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name, dtype=self.dtype)(x)
 
 
 class GBlock(nn.Module):
@@ -60,20 +63,22 @@ class GBlock(nn.Module):
       features: output channels ``F``.
       num_classes: classes of conditional BatchNorm; 0 for plain BatchNorm.
       axis_name: mapped axis for cross-replica BatchNorm, or None.
+      dtype: the computation dtype of its norms (its convolutions follow the input's).
     """
 
     features: int
     num_classes: int = 0
     axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
         def conv(size, name):
             return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
 
-        h = nn.relu(_Norm(self.num_classes, self.axis_name, name="norm1")(x, labels, train))
+        h = nn.relu(_Norm(self.num_classes, self.axis_name, self.dtype, name="norm1")(x, labels, train))
         h = conv(3, "conv1")(nearest_upsample(h, 2), train)
-        h = nn.relu(_Norm(self.num_classes, self.axis_name, name="norm2")(h, labels, train))
+        h = nn.relu(_Norm(self.num_classes, self.axis_name, self.dtype, name="norm2")(h, labels, train))
         h = conv(3, "conv2")(h, train)
         return h + conv(1, "shortcut")(nearest_upsample(x, 2), train)
 
@@ -109,6 +114,8 @@ class Generator(nn.Module):
       latent_dim: size of z.
       num_classes: classes of the conditional BatchNorms; 0 for an unconditional G.
       bn_axis_name: mapped axis for cross-replica BatchNorm, or None.
+      dtype: the computation dtype (:mod:`ganjax.nn.precision`); params and statistics stay float32, images
+        are float32.
     """
 
     image_size: int = 28
@@ -117,6 +124,7 @@ class Generator(nn.Module):
     latent_dim: int = 128
     num_classes: int = 0
     bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, z: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
@@ -125,14 +133,16 @@ class Generator(nn.Module):
         _check_labels(self.num_classes, labels, "sagan.Generator")
         base, n_up = layout(self.image_size)
         features = self.width * 2 ** (n_up - 1)
-        x = SpectralDense(base * base * features, kernel_init=weight_init)(z, train)
+        x = SpectralDense(base * base * features, kernel_init=weight_init, dtype=self.dtype)(z, train)
         x = x.reshape(z.shape[0], base, base, features)
         for i in range(n_up):
-            x = GBlock(self.width * 2 ** (n_up - 1 - i), self.num_classes, self.bn_axis_name)(x, labels, train)
+            features = self.width * 2 ** (n_up - 1 - i)
+            x = GBlock(features, self.num_classes, self.bn_axis_name, self.dtype)(x, labels, train)
             if i == (n_up - 1) // 2:
-                x = SelfAttention()(x)
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(x))
-        return jnp.tanh(SpectralConv(self.channels, (3, 3), kernel_init=weight_init)(x, train))
+                x = SelfAttention(dtype=self.dtype)(x)
+        norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name, dtype=self.dtype)
+        x = nn.relu(norm(x))
+        return jnp.tanh(SpectralConv(self.channels, (3, 3), kernel_init=weight_init)(x, train)).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -142,11 +152,14 @@ class Discriminator(nn.Module):
       image_size: input side S; one downsampling block per G upsampling block.
       width: channels of the first block; each later block doubles them.
       num_classes: classes of the projection embedding; 0 for an unconditional D.
+      dtype: the computation dtype of the blocks (:mod:`ganjax.nn.precision`); params stay float32, the
+        features and the heads on them are float32.
     """
 
     image_size: int = 28
     width: int = 32
     num_classes: int = 0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True) -> jax.Array:
@@ -154,11 +167,12 @@ class Discriminator(nn.Module):
             raise ValueError(f"sagan.Discriminator expects NHWC images of side {self.image_size}, got {x.shape}")
         _check_labels(self.num_classes, labels, "sagan.Discriminator")
         _, n_down = layout(self.image_size)
+        x = x.astype(self.dtype)
         for i in range(n_down):
             x = DBlock(self.width * 2**i, preactivate=i > 0)(x, train)
             if i == 0:
-                x = SelfAttention()(x)
-        h = jnp.sum(nn.relu(x), axis=(1, 2))
+                x = SelfAttention(dtype=self.dtype)(x)
+        h = jnp.sum(nn.relu(x).astype(jnp.float32), axis=(1, 2))
         self.sow("intermediates", FEATURES, h)  # the layer feature matching compares
         logits = SpectralDense(1, kernel_init=weight_init)(h, train)[:, 0]
         if self.num_classes:

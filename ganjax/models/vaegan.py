@@ -39,6 +39,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -59,7 +60,8 @@ class Encoder(nn.Module):
 
     Attributes:
       latent_dim: size of z.
-      image_size, width, norm, bn_axis_name: as for :class:`ganjax.models.dcgan.Features`.
+      image_size, width, norm, bn_axis_name, dtype: as for :class:`ganjax.models.dcgan.Features` (the posterior
+        head is float32, on the body's float32 features).
     """
 
     latent_dim: int = 100
@@ -67,10 +69,11 @@ class Encoder(nn.Module):
     width: int = 64
     norm: str = "batch"
     bn_axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
-        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, name="body")(x, train)
+        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, self.dtype, name="body")(x, train)
         out = nn.Dense(2 * self.latent_dim, kernel_init=dcgan.weight_init, name="posterior")(h)
         mean, log_variance = out[:, : self.latent_dim], out[:, self.latent_dim :]
         return mean, log_variance
@@ -85,16 +88,20 @@ def players(
     g_norm: str = "batch",
     d_norm: str = "layer",
     bn_axis_name: str | None = None,
+    dtype: Any = jnp.float32,
 ) -> tuple[Encoder, dcgan.Generator, conditional.Discriminator]:
     """``(encoder, decoder, discriminator)``, DCGAN-shaped, ``width`` channels at the image end of each.
 
     D defaults to LayerNorm: its features of reals and of reconstructions are
     compared example by example, which BatchNorm's batch statistics would mix.
+    All three compute in ``dtype`` (:mod:`ganjax.nn.precision`) and return float32.
     """
     return (
-        Encoder(latent_dim, image_size, width, encoder_norm, bn_axis_name),
-        dcgan.Generator(image_size, channels, width, latent_dim, bn_axis_name=bn_axis_name, norm=g_norm),
-        conditional.Discriminator("none", image_size=image_size, width=width, norm=d_norm, bn_axis_name=bn_axis_name),
+        Encoder(latent_dim, image_size, width, encoder_norm, bn_axis_name, dtype),
+        dcgan.Generator(image_size, channels, width, latent_dim, bn_axis_name=bn_axis_name, norm=g_norm, dtype=dtype),
+        conditional.Discriminator(
+            "none", image_size=image_size, width=width, norm=d_norm, bn_axis_name=bn_axis_name, dtype=dtype
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from ganjax.nn.normalization import (
     SpectralDense,
     VirtualBatchNorm,
 )
+from ganjax.nn.precision import COMPUTE_DTYPES, compute_dtype
 from ganjax.nn.resample import (
     AvgPoolDown,
     NearestUpsampleConv,
@@ -24,6 +25,7 @@ from ganjax.nn.resample import (
 from ganjax.nn.residual import ResBlockD, ResBlockG
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "AvgPoolDown",
     "ConditionalBatchNorm",
     "Conv",
@@ -44,6 +46,7 @@ __all__ = [
     "SpectralDense",
     "StridedConvDown",
     "VirtualBatchNorm",
+    "compute_dtype",
     "conv",
     "conv_transpose",
     "he_constant",

@@ -22,11 +22,13 @@ class SelfAttention(nn.Module):
       key_ratio: channels of queries and keys are ``C // key_ratio``.
       value_ratio: channels of values are ``C // value_ratio``.
       kernel_init: initializer of the projections.
+      dtype: the computation dtype of the projections (:mod:`ganjax.nn.precision`); the softmax is float32.
     """
 
     key_ratio: int = 8
     value_ratio: int = 2
     kernel_init: Any = nn.initializers.lecun_normal()
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -34,12 +36,13 @@ class SelfAttention(nn.Module):
         flat = x.reshape(n, h * w, c)
 
         def project(features, name):
-            return nn.Dense(features, use_bias=False, kernel_init=self.kernel_init, name=name)
+            return nn.Dense(features, use_bias=False, kernel_init=self.kernel_init, dtype=self.dtype, name=name)
 
         query = project(max(c // self.key_ratio, 1), "query")(flat)
         key = project(max(c // self.key_ratio, 1), "key")(flat)
         value = project(max(c // self.value_ratio, 1), "value")(flat)
-        beta = jax.nn.softmax(jnp.einsum("nqd,nkd->nqk", query, key), axis=-1)
+        scores = jnp.einsum("nqd,nkd->nqk", query, key).astype(jnp.promote_types(self.dtype, jnp.float32))
+        beta = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out = project(c, "out")(jnp.einsum("nqk,nkd->nqd", beta, value))
         gamma = self.param("gamma", nn.initializers.zeros, ())
-        return x + gamma * out.reshape(n, h, w, c)
+        return x + gamma.astype(out.dtype) * out.reshape(n, h, w, c)

@@ -36,9 +36,9 @@ class EqualizedDense(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.normal(1.0), (x.shape[-1], self.features))
-        y = x @ (kernel * he_constant(x.shape[-1], self.gain))
+        y = x @ (kernel * he_constant(x.shape[-1], self.gain)).astype(x.dtype)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y
 
 
@@ -65,10 +65,10 @@ class EqualizedConv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.normal(1.0), shape)
-        kernel = kernel * he_constant(math.prod(shape[:-1]), self.gain)
+        kernel = (kernel * he_constant(math.prod(shape[:-1]), self.gain)).astype(x.dtype)
         y = lax.conv_general_dilated(
             x, kernel, tuple(self.strides), self.padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         return y

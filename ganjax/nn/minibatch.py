@@ -48,6 +48,8 @@ class MinibatchStdDev(nn.Module):
     Attributes:
       group_size: examples per group (``min(group_size, N)``; must divide ``N``).
       epsilon: added to the variance.
+
+    The statistic is computed in float32 (at least) and appended in ``x``'s dtype.
     """
 
     group_size: int = 4
@@ -59,7 +61,7 @@ class MinibatchStdDev(nn.Module):
         group = min(self.group_size, n)
         if n % group:
             raise ValueError(f"MinibatchStdDev: group_size {group} must divide the batch size {n}")
-        y = x.reshape(group, n // group, *x.shape[1:])
+        y = x.reshape(group, n // group, *x.shape[1:]).astype(jnp.promote_types(x.dtype, jnp.float32))
         std = jnp.sqrt(jnp.var(y, axis=0) + self.epsilon)  # (M, H, W, C)
         stat = jnp.mean(std, axis=(1, 2, 3))  # (M,)
         stat = jnp.broadcast_to(jnp.tile(stat, group)[:, None, None, None], (n, h, w, 1))

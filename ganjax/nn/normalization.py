@@ -33,16 +33,18 @@ class SpectralDense(nn.Module):
       use_bias: add a learned bias (not normalized).
       kernel_init: kernel initializer.
       n_steps: power iterations per call.
+      dtype: the computation dtype (the kernel and its normalization stay float32).
     """
 
     features: int
     use_bias: bool = True
     kernel_init: Any = nn.initializers.lecun_normal()
     n_steps: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        dense = nn.Dense(self.features, use_bias=self.use_bias, kernel_init=self.kernel_init)
+        dense = nn.Dense(self.features, use_bias=self.use_bias, kernel_init=self.kernel_init, dtype=self.dtype)
         return nn.SpectralNorm(dense, n_steps=self.n_steps)(x, update_stats=train)
 
 
@@ -83,18 +85,23 @@ class SpectralConv(nn.Module):
 class PixelNorm(nn.Module):
     """Divides every feature vector by its root mean square over channels (Karras et al. 2018, ProGAN).
 
-    ``y = x / sqrt(mean(x ** 2, axis=-1) + epsilon)``; no parameters.
+    ``y = x / sqrt(mean(x ** 2, axis=-1) + epsilon)``; no parameters. The mean is taken in float32
+    (at least), the output has ``x``'s dtype.
     """
 
     epsilon: float = 1e-8
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.epsilon)
+        wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        scale = jax.lax.rsqrt(jnp.mean(jnp.square(wide), axis=-1, keepdims=True) + self.epsilon)
+        return x * scale.astype(x.dtype)
 
 
-def _batch_norm(train: bool, momentum: float, epsilon: float, axis_name: str | None) -> nn.BatchNorm:
-    """BatchNorm without its own scale and shift, for the modulated norms below."""
+def _batch_norm(
+    train: bool, momentum: float, epsilon: float, axis_name: str | None, dtype: Any = jnp.float32
+) -> nn.BatchNorm:
+    """BatchNorm without its own scale and shift, for the modulated norms below (float32 statistics)."""
     return nn.BatchNorm(
         use_running_average=not train,
         momentum=momentum,
@@ -102,13 +109,14 @@ def _batch_norm(train: bool, momentum: float, epsilon: float, axis_name: str | N
         use_scale=False,
         use_bias=False,
         axis_name=axis_name,
+        dtype=dtype,
     )
 
 
 def _modulate(x: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
-    """``x * scale + shift`` with per-sample ``(N, C)`` scale and shift broadcast over space."""
+    """``x * scale + shift`` with per-sample ``(N, C)`` scale and shift broadcast over space, in ``x``'s dtype."""
     shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-    return x * scale.reshape(shape) + shift.reshape(shape)
+    return x * scale.reshape(shape).astype(x.dtype) + shift.reshape(shape).astype(x.dtype)
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -122,17 +130,19 @@ class ConditionalBatchNorm(nn.Module):
       momentum: decay of the running statistics.
       epsilon: added to the variance.
       axis_name: mapped axis for cross-replica statistics, or None.
+      dtype: the output's dtype (statistics and tables stay float32).
     """
 
     num_classes: int
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array, train: bool) -> jax.Array:
         features = x.shape[-1]
-        x = _batch_norm(train, self.momentum, self.epsilon, self.axis_name)(x)
+        x = _batch_norm(train, self.momentum, self.epsilon, self.axis_name, self.dtype)(x)
         scale = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.ones, name="scale")(labels)
         shift = nn.Embed(self.num_classes, features, embedding_init=nn.initializers.zeros, name="shift")(labels)
         return _modulate(x, scale, shift)

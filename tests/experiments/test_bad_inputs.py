@@ -63,6 +63,7 @@ PARSE_CASES = [
     (dcgan_mnist, ["--model.g-dropout", "1"], "DCGANModel.g_dropout"),
     (dcgan_mnist, ["--model.g-noise-std", "-1"], "DCGANModel.g_noise_std"),
     (dcgan_mnist, ["--model.d-norm", "group"], "group"),
+    (dcgan_mnist, ["--model.compute-dtype", "float16"], "float16"),
     (dcgan_mnist, ["--latent.dim", "0"], "Latent.dim"),
     (dcgan_mnist, ["--latent.distribution", "cauchy"], "cauchy"),
     (dcgan_mnist, ["--objective.loss", "hinge", "--objective.label-flip-prob", "0.1"], "Objective.label_flip_prob"),

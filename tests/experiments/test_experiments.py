@@ -146,6 +146,27 @@ def test_parse_gives_nested_typed_parts():
     assert config.optim.lr_d == dcgan_mnist.Config().optim.lr_d and config.run.workdir == "runs/dcgan_mnist"
 
 
+@pytest.mark.parametrize(
+    "module, build",
+    [
+        (dcgan_mnist, lambda config: config.model.build(config.data, config.latent.dim)),
+        (cgan_mnist, lambda config: config.models()),
+        (vaegan_mnist, vaegan_mnist.players),
+        (sagan, sagan.players),
+        (msggan, lambda config: (msggan.generator(config).module,)),
+        (cyclegan, cyclegan.players),
+        (pggan, pggan.players),
+    ],
+)
+def test_compute_dtype_flag_sets_every_models_dtype(module, build):
+    """``--model.compute-dtype``: auto is float32 on this CPU; params stay float32 either way (tests/models)."""
+    for flag, dtype in [("auto", jnp.float32), ("float32", jnp.float32), ("bfloat16", jnp.bfloat16)]:
+        config = configs.parse(module.Config, ["--model.compute-dtype", flag])
+        assert {jnp.dtype(model.dtype) for model in build(config)} == {jnp.dtype(dtype)}
+    with pytest.raises(ValueError, match="DCGANModel.compute_dtype: unknown name 'float16'"):
+        configs.DCGANModel(compute_dtype="float16")
+
+
 def test_lr_decay_schedules_both_players_over_the_run():
     """D's schedule spans n_critic updates per step, so both reach 0 at the last step."""
     optimizers = configs.Optimizers(lr_decay=True, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd", g_optimizer="sgd")

@@ -110,3 +110,21 @@ def test_acgan_class_head_learns_the_labels_of_real_digits(mnist):
     for _ in range(50):
         state, _ = step(state, batch)
     assert before > 2.0 and real_class_loss(state) < 0.5 * before
+
+
+@pytest.mark.parametrize("conditioning", ["channels", "projection", "auxiliary"])
+def test_bfloat16_players_match_float32_on_the_same_params(conditioning):
+    """With ``dtype=bfloat16`` the same params give float32 outputs within bfloat16's rounding of float32's."""
+    d32, params, inputs = d_params(conditioning)
+    d16 = d32.clone(dtype=jnp.bfloat16)
+    g32 = conditional.Generator(num_classes=3, embed_dim=2, image_size=S, width=4, latent_dim=4)
+    g16 = g32.clone(dtype=jnp.bfloat16)
+    z = jax.random.normal(jax.random.key(2), (6, 4))
+    g_vars = g32.init(jax.random.key(3), z, Y, train=False)
+    for full, mixed in [
+        (d32.apply({"params": params}, *inputs, train=False), d16.apply({"params": params}, *inputs, train=False)),
+        (g32.apply(g_vars, z, Y, train=False), g16.apply(g_vars, z, Y, train=False)),
+    ]:
+        for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(mixed), strict=True):
+            assert b.dtype == jnp.float32
+            np.testing.assert_allclose(b, a, atol=0.02 * float(jnp.max(jnp.abs(a))))

@@ -161,3 +161,16 @@ def test_translate_and_refusals():
         cyclegan.translate(state, BATCH["a"], "aa")
     with pytest.raises(ValueError, match="must not be negative"):
         cyclegan.CycleGAN(cycle_weight=-1.0)
+
+
+def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
+    """``dtype=bfloat16``: same params, float32 outputs within bfloat16's rounding of float32's.
+
+    Measured relative L2 errors are below 1%; asserted 5%.
+    """
+    x = jax.random.uniform(jax.random.key(2), (2, 16, 16, 1), minval=-1, maxval=1)
+    for full in (cyclegan.ResnetGenerator(1, width=4, n_blocks=1), cyclegan.PatchDiscriminator(width=4, n_layers=2)):
+        variables = full.init(jax.random.key(0), x)
+        expected, actual = full.apply(variables, x), full.clone(dtype=jnp.bfloat16).apply(variables, x)
+        assert actual.dtype == jnp.float32 and not np.array_equal(actual, expected)
+        assert jnp.linalg.norm(actual - expected) < 0.05 * jnp.linalg.norm(expected)

@@ -81,3 +81,17 @@ def test_seed_determines_the_run_and_steps_lower_d_loss(mnist):
     d_losses = [m["d_loss"] for m in metrics]
     assert np.mean(d_losses[-3:]) < d_losses[0]
     assert all(np.isfinite(m["g_loss"]) for m in metrics)
+
+
+def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
+    """``dtype=bfloat16``: same params, float32 outputs within bfloat16's rounding of float32's.
+
+    Measured: relative L2 error 2.2% for G (pixel norm over 4 channels), 0.5% for D; asserted 5%.
+    """
+    z = jax.random.normal(jax.random.key(1), (4, 8))
+    real = msggan.real_scales(jax.random.uniform(jax.random.key(2), (4, 16, 16, 1), minval=-1, maxval=1))
+    for full, inputs in [(msggan.Generator(16, 1, 4, 8), z), (msggan.Discriminator(16, 4), real)]:
+        variables = full.init(jax.random.key(0), inputs)
+        expected, actual = full.apply(variables, inputs), full.clone(dtype=jnp.bfloat16).apply(variables, inputs)
+        assert actual.dtype == jnp.float32 and not np.array_equal(actual, expected)
+        assert jnp.linalg.norm(actual - expected) < 0.05 * jnp.linalg.norm(expected)

@@ -118,3 +118,24 @@ def test_conditional_experiment_smoke(mnist_dir, tmp_path):
     assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
     chex.assert_tree_all_finite(state.params("g"))
     assert state.params("d")["projection"]["embedding"].shape == (10, 8)
+
+
+def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
+    """``dtype=bfloat16`` (conditional BatchNorm, attention, projection): same params, float32 outputs within
+    bfloat16's rounding of float32's; params and statistics stay float32."""
+    labels = jnp.arange(4) % 3
+    z, x = jax.random.normal(jax.random.key(1), (4, 8)), jax.random.uniform(jax.random.key(2), (4, 16, 16, 1))
+    cases = [
+        (sagan.Generator(16, channels=1, width=4, latent_dim=8, num_classes=3), z),
+        (sagan.Discriminator(16, width=4, num_classes=3), x),
+    ]
+    for full, inputs in cases:
+        variables = full.init(jax.random.key(0), inputs, labels, train=False)
+        mixed = full.clone(dtype=jnp.bfloat16)
+        (expected, _), (actual, stats) = (
+            module.apply(variables, inputs, labels, train=True, mutable=["batch_stats"]) for module in (full, mixed)
+        )
+        assert actual.dtype == jnp.float32
+        assert {leaf.dtype for leaf in jax.tree.leaves(stats)} == {jnp.dtype("float32")}
+        np.testing.assert_allclose(actual, expected, atol=0.03 * float(jnp.max(jnp.abs(expected))))
+        assert not np.array_equal(actual, expected)  # it did compute in bfloat16

@@ -161,3 +161,15 @@ def test_unsupported_options_are_refused():
         vaegan.VAEGAN(gamma=-1.0)
     with pytest.raises(ValueError, match="n_critic must be at least 1"):
         MODEL.phases(0)
+
+
+def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
+    """``players(dtype=bfloat16)``: the encoder's posterior, G's images and D's logits are float32, near float32's."""
+    z = jax.random.normal(jax.random.key(1), (6, LATENT))
+    inputs = (REAL["image"], z, REAL["image"])
+    for full, mixed, x in zip(PLAYERS, vaegan.players(S, 1, LATENT, width=4, dtype=jnp.bfloat16), inputs, strict=True):
+        variables = full.init(jax.random.key(2), x, train=False)
+        expected, actual = full.apply(variables, x, train=False), mixed.apply(variables, x, train=False)
+        for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(actual), strict=True):
+            assert b.dtype == jnp.float32
+            np.testing.assert_allclose(b, a, atol=0.02 * float(jnp.max(jnp.abs(a))))

@@ -1,4 +1,5 @@
-"""ganjax.nn.conv: the fast transposed conv equals flax.linen.ConvTranspose in value and every gradient."""
+"""ganjax.nn.conv: the fast transposed conv equals flax.linen.ConvTranspose in value and every gradient; its
+zero-free (sub-pixel) dilated convolutions equal lax's."""
 
 import itertools
 
@@ -7,8 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
+from jax.extend import core as jax_core
 
-from ganjax.nn import Conv, ConvTranspose
+from ganjax.nn import Conv, ConvTranspose, conv, conv_transpose
 
 PADDINGS = ["SAME", "VALID", ((1, 2), (0, 1)), ((2, 2), (3, 3))]
 # (kernel size, input channels, output channels), cycled over the stride x padding cases so that
@@ -101,3 +104,44 @@ def test_conv_matches_flax_to_second_order(strides, padding, kernel, c_in, c_out
 
     for actual, expected in zip(jax.tree.leaves(penalty(ours)), jax.tree.leaves(penalty(ref))):
         assert_rel_close(actual, expected)
+
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("strides,padding,kernel,c_in,c_out", CASES)
+@pytest.mark.parametrize("size", [(8, 6), (7, 6)])
+def test_transposed_conv_and_input_gradient_equal_laxs(strides, padding, kernel, c_in, c_out, size):
+    """Split by output phase where the sizes allow it (8 x 6), dilated where they do not (7 rows)."""
+    x = jax.random.normal(jax.random.key(0), (2, *size, c_in))
+    k = jax.random.normal(jax.random.key(1), (kernel, kernel, c_in, c_out))
+    s = (strides, strides)
+    assert_rel_close(conv_transpose(x, k, s, padding), lax.conv_transpose(x, k, s, padding, dimension_numbers=DN))
+    g = jax.random.normal(jax.random.key(2), lax.conv_general_dilated(x, k, s, padding, dimension_numbers=DN).shape)
+    ours = jax.vjp(lambda v: conv(v, k, s, padding), x)[1](g)[0]
+    ref = jax.vjp(lambda v: lax.conv_general_dilated(v, k, s, padding, dimension_numbers=DN), x)[1](g)[0]
+    assert_rel_close(ours, ref)
+
+
+def _input_dilations(fn, *args) -> list[tuple[int, ...]]:
+    """The ``lhs_dilation`` of every convolution in ``fn``'s jaxpr, custom VJPs included."""
+    found = []
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                found.append(tuple(eqn.params["lhs_dilation"]))
+            for sub in jax_core.jaxprs_in_params(eqn.params):
+                visit(sub)
+
+    visit(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+def test_dcgan_layers_convolve_no_zeros():
+    """DCGAN's 4x4 stride-2 layers: G's transposed conv and D's input gradient are four stride-1 convs each."""
+    x, k = jnp.ones((2, 16, 16, 8)), jnp.ones((4, 4, 8, 4))
+    g = jnp.ones((2, 8, 8, 4))
+    input_grad = lambda g: jax.vjp(lambda v: conv(v, k, (2, 2), "SAME"), x)[1](g)[0]
+    assert set(_input_dilations(input_grad, g)) == {(1, 1)}  # and, without the sub-pixel form, (2, 2)
+    assert _input_dilations(lambda v: conv_transpose(v, jnp.ones((4, 4, 4, 8)), (2, 2), "SAME"), g) == [(1, 1)] * 4

@@ -11,6 +11,7 @@ every draw that is made per device (z, noisy and flipped labels, instance
 noise), BatchNorm in G, several critic updates, a lazy penalty and an EMA.
 """
 
+import math
 import os
 import pathlib
 import socket
@@ -174,6 +175,17 @@ def test_one_device_mesh_is_the_plain_jitted_step():
     step = devices.data_parallel(make_step(PHASES), mesh, batches_per_step(PHASES))
     plain = train(create(), jax.jit(make_step(PHASES)))
     chex.assert_trees_all_equal(flat(train(devices.replicate(create(), mesh), step)), flat(plain))
+
+
+def test_the_runs_step_donates_the_state():
+    """The step experiments run aliases every byte of the state to the new one: it never holds two copies."""
+    mesh = devices.make_mesh(1)
+    step = devices.data_parallel(make_step(PHASES), mesh, batches_per_step(PHASES))
+    state = create()
+    batch = {"image": np.zeros((batches_per_step(PHASES) * 8, 4), np.float32)}
+    compiled = step.lower(state, batch).compile()
+    state_bytes = sum(math.prod(leaf.shape) * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+    assert compiled.memory_analysis().alias_size_in_bytes >= state_bytes > 0
 
 
 def test_batch_must_divide_over_devices():
