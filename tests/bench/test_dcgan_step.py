@@ -5,6 +5,8 @@ import math
 import jax
 import pytest
 
+pytest.importorskip("torch", reason="the benchmark compares against PyTorch: pip install -e .[bench]")
+
 from bench import dcgan_step
 
 
