@@ -163,6 +163,7 @@ def test_translate_and_refusals():
         cyclegan.CycleGAN(cycle_weight=-1.0)
 
 
+@pytest.mark.slow  # compiles the model in both precisions; DCGAN's bf16 tests stay in the default tier
 def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
     """``dtype=bfloat16``: same params, float32 outputs within bfloat16's rounding of float32's.
 

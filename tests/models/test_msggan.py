@@ -83,6 +83,7 @@ def test_seed_determines_the_run_and_steps_lower_d_loss(mnist):
     assert all(np.isfinite(m["g_loss"]) for m in metrics)
 
 
+@pytest.mark.slow  # compiles the model in both precisions; DCGAN's bf16 tests stay in the default tier
 def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
     """``dtype=bfloat16``: same params, float32 outputs within bfloat16's rounding of float32's.
 

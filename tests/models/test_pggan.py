@@ -193,6 +193,7 @@ def test_phases_refuse_a_stage_outside_the_schedule():
         MODEL.phases(3)
 
 
+@pytest.mark.slow  # compiles the model in both precisions; DCGAN's bf16 tests stay in the default tier
 def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
     """``dtype=bfloat16`` mid fade-in (stage 1, alpha 0.5): same params, float32 outputs within bfloat16's
     rounding of float32's (measured below 2% relative L2 error; asserted 5%)."""

@@ -120,6 +120,7 @@ def test_conditional_experiment_smoke(mnist_dir, tmp_path):
     assert state.params("d")["projection"]["embedding"].shape == (10, 8)
 
 
+@pytest.mark.slow  # compiles the model in both precisions; DCGAN's bf16 tests stay in the default tier
 def test_bfloat16_players_give_float32_close_to_float32_on_the_same_params():
     """``dtype=bfloat16`` (conditional BatchNorm, attention, projection): same params, float32 outputs within
     bfloat16's rounding of float32's; params and statistics stay float32."""
