@@ -15,9 +15,9 @@ alternating within a round; the table gives the median. The load average (``os.g
 before and after, and with every row; a row gives its ratio to ``loop`` only while the 1-minute load is at
 most :data:`MAX_LOAD` (this is a shared 2-core machine), and the load otherwise.
 
-On the 2-core machine (jax 0.10.2, 1-minute load 3.5-4.8, so noisy) the DCGAN took 13 ms a member step as
-``loop`` and ``unroll``, 42 as ``vmap`` and 136 as ``map``; the MLP about 2.6 ms as ``loop`` and ``map`` at
-every K, and as ``vmap`` 2.5 at K = 1 but 4.6 at K = 64: each member's step already keeps both cores busy.
+On the 2-core machine (jax 0.10.2, 1-minute load 1.9-2.1) the DCGAN took 10.1 ms a member step as
+``loop``, 7.4 as ``unroll``, 22.7 as ``vmap`` and 69.7 as ``map``; the MLP 2.3-2.5 ms as ``loop`` at every K,
+and as ``vmap`` 2.7 at K = 1, 2.2 at K = 16 and 3.8 at K = 64 (docs/ablation.md).
 
 Run: python -m bench.population [--steps 3 --repeats 3 --models dcgan mlp]
 """
