@@ -44,7 +44,6 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tyro
 
 from experiments import config as configs
 from experiments import gaussian_mixture, runner
@@ -206,7 +205,7 @@ def setting_config(config: Config, mixture: str, switch: Switch | None) -> gauss
     fields = [*config.base, *(switch.fields if switch else ())]
     argv = ["--mixture", mixture, *[flag for setting in fields for flag in _flags(setting, "base")]]
     try:
-        return tyro.cli(gaussian_mixture.Config, args=argv)
+        return configs.parse(gaussian_mixture.Config, argv)
     except SystemExit:
         raise ValueError(f"{switch.name if switch else BASE}: the fields {fields} are not a valid config") from None
 

@@ -77,18 +77,16 @@ class Discriminator(nn.Module):
     norm: Literal[D_NORMS] = "none"
     minibatch: Literal[MINIBATCH] = "none"
 
-    def setup(self):
-        if self.norm not in D_NORMS:
-            raise ValueError(f"mlp.Discriminator.norm: unknown {self.norm!r}; choose one of {D_NORMS}")
-        if self.minibatch not in MINIBATCH:
-            raise ValueError(f"mlp.Discriminator.minibatch: unknown {self.minibatch!r}; choose one of {MINIBATCH}")
-
     def _dense(self, features: int, x: jax.Array, train: bool) -> jax.Array:
         return SpectralDense(features)(x, train) if self.norm == "spectral" else nn.Dense(features)(x)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         _check_2d(x, self.in_dim, "mlp.Discriminator")
+        for field, choices in (("norm", D_NORMS), ("minibatch", MINIBATCH)):
+            value = getattr(self, field)
+            if value not in choices:
+                raise ValueError(f"mlp.Discriminator.{field}: unknown {value!r}; choose one of {choices}")
         for width in self.hidden:
             x = nn.leaky_relu(self._dense(width, x, train), 0.2)
         self.sow("intermediates", FEATURES, x)  # the layer feature matching compares
