@@ -1,6 +1,7 @@
 """experiments/ablation.py: settings built from switches, members equal to single runs, each switch changes the
 run, the comparison marks, and the workdir's results, resume and refusals."""
 
+import dataclasses
 import functools
 import json
 
@@ -151,6 +152,7 @@ def test_ablation_writes_results_table_and_plot_and_resumes_only_what_is_missing
     workdir = tmp_path / "ablation"
     ablation.main(
         ["--mixtures", "ring", "--seeds", "2", "--switches", "r1", "--workdir", str(workdir), "--base", *TINY_BASE]
+        + ["--workers", "1"]
     )
     results = [json.loads(line) for line in (workdir / "results.jsonl").read_text().splitlines()]
     assert [(r["switch"], r["seed"]) for r in results] == [("base", 0), ("base", 1), ("r1", 0), ("r1", 1)]
@@ -171,3 +173,15 @@ def test_ablation_writes_results_table_and_plot_and_resumes_only_what_is_missing
     printed = capsys.readouterr().out
     assert "ring packing" in printed and "ring r1" not in printed and "ring base" not in printed
     assert len((workdir / "results.jsonl").read_text().splitlines()) == 6
+
+
+def test_settings_trained_by_single_threaded_worker_processes_score_as_in_one_process(tmp_path):
+    config = tiny(switches=("r1", "packing"), base=(*TINY_BASE, "schedule.steps=20"))
+    inline, workers = (
+        ablation.run_ablation(dataclasses.replace(config, workers=n, workdir=str(tmp_path / str(n)))) for n in (1, 2)
+    )
+    assert workers == inline
+    rows = [json.loads(line) for line in (tmp_path / "2" / "results.jsonl").read_text().splitlines()]
+    assert sorted((r["switch"], r["seed"]) for r in rows) == sorted(
+        (name, seed) for name in ("base", "r1", "packing") for seed in range(2)
+    )
