@@ -42,14 +42,16 @@ import torch
 from torch import nn as tnn
 
 from ganjax.models import dcgan
-from ganjax.training import gan
+from ganjax.training import devices, gan
 from ganjax.training import population as pop
 from ganjax.training.phases import make_step
 
 CHANNELS, WIDTH, LATENT = 3, 64, 100
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_LOAD_PER_CORE = 1.5
-VARIANTS = ("ganjax-f32", "ganjax-bf16", "torch-eager", "torch-compile")
+VARIANTS = ("ganjax-f32", "ganjax-bf16", "ganjax-f32-dp", "torch-eager", "torch-compile")
+# XLA:CPU with one thread per operation (the Eigen thread pool off).
+SINGLE_THREADED = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 DEFAULT_VARIANTS = {
     "cpu": ("ganjax-f32", "torch-eager"),
     "gpu": VARIANTS,
@@ -107,21 +109,31 @@ def xla_peak_bytes(compiled) -> int:
     )
 
 
-def ganjax_step(size: int, batch: int, dtype: str = "float32", device=None):
-    """``(run, compiled)``: a ``() -> None`` running one ganjax train step, the state donated, and its program."""
+def ganjax_step(size: int, batch: int, dtype: str = "float32", device=None, mesh=None):
+    """``(run, compiled)``: a ``() -> None`` running one ganjax train step, the state donated, and its program.
+
+    With a ``mesh``, the step is data parallel over its devices (:mod:`ganjax.training.devices`), with
+    BatchNorm statistics averaged over them: the maths of the one-device step.
+    """
     device = device or jax.devices()[0]
     compute = jnp.dtype(dtype)
     objective = gan.GAN(gan.Latent(dim=LATENT))
+    axis = devices.DATA_AXIS if mesh is not None else None
     with jax.default_device(device):
         state = gan.create_state(
             jax.random.key(0),
             objective,
-            dcgan.Generator(size, CHANNELS, WIDTH, LATENT, dtype=compute),
-            dcgan.Discriminator(size, WIDTH, dtype=compute),
+            dcgan.Generator(size, CHANNELS, WIDTH, LATENT, bn_axis_name=axis, dtype=compute),
+            dcgan.Discriminator(size, WIDTH, bn_axis_name=axis, dtype=compute),
             (size, size, CHANNELS),
         )
         images = {"image": jax.random.uniform(jax.random.key(1), (batch, size, size, CHANNELS), minval=-1, maxval=1)}
-    compiled = jax.jit(make_step(objective.phases()), donate_argnums=0).lower(state, images).compile()
+    if mesh is None:
+        step = jax.jit(make_step(objective.phases()), donate_argnums=0)
+    else:
+        step = devices.data_parallel(make_step(objective.phases()), mesh)
+        state, images = devices.replicate(state, mesh), devices.shard_batch(images, mesh)
+    compiled = step.lower(state, images).compile()
     holder = [state]
 
     def run():
@@ -313,6 +325,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         "the measured f32 matmul is the reference)",
     )
     parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=1,
+        help="on cpu, how many XLA devices the cores are split into (ganjax-f32-dp runs data parallel over them)",
+    )
+    parser.add_argument(
+        "--xla-threads",
+        choices=("all", "1"),
+        default="all",
+        help="XLA:CPU's threads per operation: all cores (the default) or one",
+    )
+    parser.add_argument(
         "--population",
         type=int,
         default=0,
@@ -321,6 +345,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.variants = tuple(args.variants or DEFAULT_VARIANTS[args.device])
+    if args.cpu_devices < 1:
+        parser.error(f"--cpu-devices: must be at least 1, got {args.cpu_devices}")
+    if "ganjax-f32-dp" in args.variants and args.device == "cpu" and args.cpu_devices < 2:
+        parser.error("--variants: ganjax-f32-dp needs several devices; on cpu give --cpu-devices 2 or more")
+    if args.cpu_devices > 1:  # both act only before JAX's backend starts (jax refuses the first when late)
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    if args.xla_threads == "1":
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED}".strip()
     try:
         args.jax_device = jax.devices(args.device)[0]
     except RuntimeError as e:
@@ -344,7 +376,11 @@ def _variants(args, size: int) -> tuple[dict[str, Callable[[], None]], dict[str,
     """``({variant: run}, {variant: peak bytes}, FLOPs of the f32 step)``; skips a torch variant that cannot run."""
     runs, memory, programs = {}, {}, {}
     for variant in args.variants:
-        if variant.startswith("ganjax"):
+        if variant == "ganjax-f32-dp":
+            mesh = devices.make_mesh()
+            runs[variant], program = ganjax_step(size, args.batch, "float32", args.jax_device, mesh)
+            memory[variant] = xla_peak_bytes(program)  # per device
+        elif variant.startswith("ganjax"):
             dtype = "bfloat16" if variant == "ganjax-bf16" else "float32"
             runs[variant], programs[dtype] = ganjax_step(size, args.batch, dtype, args.jax_device)
             memory[variant] = xla_peak_bytes(programs[dtype])

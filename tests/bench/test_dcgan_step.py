@@ -1,6 +1,8 @@
 """bench.dcgan_step: its CPU command end to end at a tiny size, the load mark, the peak table, the donated state."""
 
 import math
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -61,3 +63,17 @@ def _has(platform: str) -> bool:
         return bool(jax.devices(platform))
     except RuntimeError:
         return False
+
+
+def test_the_data_parallel_variant_runs_over_cpu_devices_in_a_fresh_process():
+    command = [sys.executable, "-m", "bench.dcgan_step", "--sizes", "8", "--batch", "4", "--repeats", "1"]
+    command += ["--steps", "1", "--cpu-devices", "2", "--xla-threads", "1", "--variants", "ganjax-f32-dp"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=dcgan_step.ROOT).stdout
+    (row,) = [line.split(" | ") for line in out.splitlines() if line.startswith("| 8 |")]
+    assert row[1] == "ganjax-f32-dp" and float(row[2]) > 0
+
+
+def test_the_data_parallel_variant_without_devices_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        dcgan_step.parse_args(["--variants", "ganjax-f32-dp"])
+    assert "--cpu-devices 2" in capsys.readouterr().err
