@@ -346,9 +346,7 @@ def table(results: Sequence[dict]) -> str:
             for metric, higher in METRICS.items():
                 mark = "" if name == BASE else compare(values[metric], base[metric], higher)
                 spec = ".1f" if metric == "modes" else ".3f"
-                cells.append(
-                    f"{np.mean(values[metric]):{spec}} ± {np.std(values[metric], ddof=1):{spec}} {mark}".strip()
-                )
+                cells.append(f"{runner.mean_std(values[metric], spec)} {mark}".strip())
             lines.append(f"| {name} | {len(values['modes'])} | {' | '.join(cells)} | {tricks[name]} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

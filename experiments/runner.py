@@ -233,10 +233,16 @@ DEBUG_FLAG = "--debug"
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
+def mean_std(values: Sequence[float], spec: str) -> str:
+    """``'mean ± std'`` of ``values`` over seeds, each as ``spec``; the sample std (ddof 1), 0 for one seed."""
+    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{np.mean(values):{spec}} ± {std:{spec}}"
+
+
 def seeds_table(root: str | pathlib.Path, columns: Sequence[tuple[str, str, str]]) -> str:
     """A markdown table of the last record of every finished run ``{root}/{setting}_{seed}``, a row per setting.
 
-    Each cell is the mean ± std over the setting's seeds of a logged metric;
+    Each cell is :func:`mean_std` over the setting's seeds of a logged metric;
     ``columns`` lists ``(metric, header, format)``. A run is finished once it has
     drawn ``training.png``.
 
@@ -261,10 +267,7 @@ def seeds_table(root: str | pathlib.Path, columns: Sequence[tuple[str, str, str]
         "|---|---|" + "---|" * len(columns),
     ]
     for setting, records in settings.items():
-        cells = []
-        for metric, _, spec in columns:
-            values = [record[metric] for record in records]
-            cells.append(f"{np.mean(values):{spec}} ± {np.std(values):{spec}}")
+        cells = [mean_std([record[metric] for record in records], spec) for metric, _, spec in columns]
         lines.append(f"| {setting} | {len(records)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
