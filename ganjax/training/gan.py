@@ -457,7 +457,7 @@ class GAN:
         p = self.augment.p(inputs.state.buffers)
         real_seen, real_draw = self.augmented(rng.named(inputs.key, "augment_real"), real, p, axis)
         fake_seen, fake_draw = self.augmented(rng.named(inputs.key, "augment_fake"), fake, p, axis)
-        batch_size = real.shape[0] * (1 if axis is None else lax.psum(1, axis))
+        real_rows = real.shape[0]  # real images per device, before packing (ADA counts images)
         real, fake = self.packed(real), self.packed(fake)
         real_seen, fake_seen = self.packed(real_seen), self.packed(fake_seen)
         real_logits, real_classes, stats = self.discriminate(d, params, real_seen, real_y)
@@ -496,6 +496,7 @@ class GAN:
         metrics = {**parts, **d_outputs(real_logits, fake_logits, pair)}
         buffers = {}
         if p is not None:
+            batch_size = real_rows * (1 if axis is None else lax.psum(1, axis))
             buffers["ada"] = ada = self.augment.ada_update(inputs.state.buffers["ada"], real_logits, batch_size, axis)
             metrics.update(ada_p=ada.p, ada_rt=ada.rt)
         return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats}, buffers=buffers)
