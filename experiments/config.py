@@ -10,7 +10,8 @@ prints as a usage error.
 
 The GAN objective's parts are the library's own values
 (:class:`ganjax.training.gan.Latent`, :class:`Objective`,
-:class:`ganjax.training.gan.Conditioning`, :class:`ganjax.training.gan.InputNoise`);
+:class:`ganjax.training.gan.Conditioning`, :class:`ganjax.training.gan.InputNoise`,
+:class:`ganjax.training.gan.Augmentation`);
 ``Latent`` and ``Objective`` are re-declared here only so that their name
 fields are ``Literal`` choices on the command line.
 """
@@ -35,9 +36,10 @@ from ganjax.evaluation import monitor
 from ganjax.models import conditional, dcgan
 from ganjax.nn import precision
 from ganjax.training import gan
-from ganjax.training.gan import Conditioning, InputNoise
+from ganjax.training.gan import Augmentation, Conditioning, InputNoise
 
 __all__ = [
+    "Augmentation",
     "BatchNormDevices",
     "ClassAccuracy",
     "ConditionalGAN",
@@ -538,6 +540,7 @@ class ImageGAN:
     latent: Latent = Latent()
     objective: Objective = Objective()
     noise: InputNoise = InputNoise()
+    augment: Augmentation = Augmentation()
     optim: Optimizers = Optimizers()
     state: StateOptions = StateOptions()
     schedule: GANSchedule = GANSchedule()
@@ -547,7 +550,7 @@ class ImageGAN:
 
     def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
         """The objective these parts make (with ``conditioning`` for a class-conditional GAN)."""
-        return gan.GAN(self.latent, self.objective, conditioning or Conditioning(), self.noise)
+        return gan.GAN(self.latent, self.objective, conditioning or Conditioning(), self.noise, self.augment)
 
 
 @dataclasses.dataclass(frozen=True)

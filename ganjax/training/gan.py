@@ -1,12 +1,18 @@
 """The phases of an (optionally class-conditional) GAN: D's update, its lazy penalty, G's update.
 
-A :class:`GAN` is four small values, one per concern: z's :class:`Latent`
+A :class:`GAN` is five small values, one per concern: z's :class:`Latent`
 distribution, the :class:`Objective` (loss pair, D's labels, penalty and how
-often it runs, G's target), the :class:`Conditioning` on classes and the
-:class:`InputNoise` on D's inputs. :meth:`GAN.phases` turns them into
+often it runs, G's target), the :class:`Conditioning` on classes, the
+:class:`InputNoise` on D's inputs and the :class:`Augmentation` of D's inputs
+(DiffAugment or ADA). :meth:`GAN.phases` turns them into
 :class:`ganjax.training.phases.Phase` values for
 :func:`ganjax.training.phases.make_step`; the defaults are DCGAN's
-(non-saturating loss, hard labels, Gaussian z, no penalty, no noise).
+(non-saturating loss, hard labels, Gaussian z, no penalty, no noise, no augmentation).
+
+D sees a batch as: the batch (reals, or fakes mixed with replayed ones), plus
+instance noise, then augmented, then packed. The noise is part of the sample
+(it smooths both distributions); the augmentation is D's view of it, the first
+thing D does, as in StyleGAN2-ADA; packing groups the augmented samples.
 
 D's phase linearises G on this step's z and shares that forward pass and its
 pullback with G's phase (``shared['g_forward']``), so a step runs G forward
@@ -14,7 +20,9 @@ once, as a hand-written step would.
 
 What the state holds is the state's option, not the step's: an EMA of G when
 ``state.ema`` has ``'g'``, replayed fakes when ``state.buffers`` has
-``'replay'`` (:func:`create_state`).
+``'replay'`` (:func:`create_state`). ADA's controller
+(:class:`ganjax.augment.AdaState`) lives in ``state.buffers['ada']``, so its
+``p`` is checkpointed and restored with the rest of the state.
 
 Example::
 
@@ -29,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import flax.linen as nn
@@ -38,7 +46,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax import labels, latent, losses, noise, penalties
+from ganjax import augment, labels, latent, losses, noise, penalties
 from ganjax.replay import ReplayBuffer, mix_and_push
 from ganjax.training import rng
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
@@ -209,6 +217,120 @@ class InputNoise:
         return images + std * rng.per_device(jax.random.normal, key, images.shape, axis_name)
 
 
+AUGMENT_KINDS = ("none", "diffaugment", "ada")
+# Each kind's policy when ``Augmentation.policy`` is '' (DiffAugment's policy for limited data; ADA's 'bc').
+DEFAULT_POLICIES = {"none": "", "diffaugment": "color,translation,cutout", "ada": augment.ADA_DEFAULT}
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Differentiable augmentation of every input of D, real and fake, in both players' updates.
+
+    Each batch D sees (reals and fakes, in D's phase, G's phase and the
+    penalty) gets its own random draw; the transform is differentiable, so G
+    is trained through it. A penalty differentiates D's output on the augmented
+    inputs with respect to the unaugmented ones (R1 as in StyleGAN2-ADA),
+    with the draw of the batch it reads.
+
+    - ``'diffaugment'``: DiffAugment (Zhao, Liu, Lin, Zhu and Han 2020,
+      Differentiable Augmentation for Data-Efficient GAN Training):
+      :func:`ganjax.augment.diff_augment` of ``policy``.
+    - ``'ada'``: adaptive discriminator augmentation (Karras, Aittala,
+      Hellsten, Laine, Lehtinen and Aila 2020, Training Generative Adversarial
+      Networks with Limited Data): :func:`ganjax.augment.ada_pipeline` of
+      ``policy``, each op applied with probability ``p``; ``p`` is kept in
+      ``state.buffers['ada']`` and adjusted from the sign of D's real logits by
+      :func:`ganjax.augment.ada_update`.
+
+    Attributes:
+      kind: ``'none'``, ``'diffaugment'`` or ``'ada'``.
+      policy: DiffAugment's ops (of ``color``, ``translation``, ``cutout``) or
+        ADA's (of :data:`ganjax.augment.ADA_OPS`), comma-separated; '' is the
+        kind's default (:data:`DEFAULT_POLICIES`).
+      target: ADA's target for ``r_t = E[sign(D(x_real))]`` (0.6 in the paper).
+      interval: ADA: D updates between adjustments of ``p`` (4 in the paper).
+      kimg: ADA: thousands of real images for ``p`` to go from 0 to 1 (500 in the paper).
+      initial_p: ADA's ``p`` at step 0 (0 in the paper).
+    """
+
+    kind: Literal[AUGMENT_KINDS] = "none"
+    policy: str = ""
+    target: float = 0.6
+    interval: int = 4
+    kimg: float = 500.0
+    initial_p: float = 0.0
+
+    def __post_init__(self):
+        _check_choice(self, "kind", AUGMENT_KINDS)
+        if self.kind == "none" and self.policy:
+            _refuse(self, "policy", f"is {self.policy!r} with kind 'none': choose a kind to augment")
+        try:
+            _ = self.augment
+        except ValueError as error:
+            _refuse(self, "policy", f"{error} (kind {self.kind!r})")
+        _check_range(self, "target", 0.0, 1.0)
+        _check_range(self, "interval", 1)
+        if not isinstance(self.interval, int):
+            _refuse(self, "interval", f"must be a whole number of D updates, got {self.interval!r}")
+        _check_range(self, "kimg", 0.0)
+        if not _traced(self.kimg) and self.kimg == 0:
+            _refuse(self, "kimg", "must be positive")
+        _check_range(self, "initial_p", 0.0, 1.0)
+        defaults = Augmentation.__dataclass_fields__
+        for field in ("target", "interval", "kimg", "initial_p"):
+            value = getattr(self, field)
+            if self.kind != "ada" and (_traced(value) or value != defaults[field].default):
+                _refuse(self, field, f"is {value} with kind {self.kind!r}: it is ADA's only (kind 'ada')")
+
+    @property
+    def on(self) -> bool:
+        return self.kind != "none"
+
+    @property
+    def augment(self) -> augment.Augment | None:
+        """The :class:`ganjax.augment.Augment` of ``kind`` and ``policy`` (None when off)."""
+        policy = self.policy or DEFAULT_POLICIES[self.kind]
+        if self.kind == "diffaugment":
+            return augment.diff_augment(policy)
+        if self.kind == "ada":
+            return augment.ada_pipeline(policy)
+        return None
+
+    def p(self, buffers: Mapping) -> jax.Array | None:
+        """ADA's current ``p`` from the state's buffers (None for the other kinds)."""
+        if self.kind != "ada":
+            return None
+        if "ada" not in buffers:
+            _refuse(self, "kind", "is 'ada' but the state has no buffers['ada']: make it with create_state(gan=...)")
+        return buffers["ada"].p
+
+    def draw(self, key: jax.Array, shape: tuple[int, ...], p: jax.Array | None, axis_name: str | None):
+        """This device's rows of one draw for the global batch (the parameters of :meth:`apply`); None when off."""
+        if not self.on:
+            return None
+        if len(shape) != 4:
+            _refuse(self, "kind", f"{self.kind!r} augments images (N, H, W, C); D's inputs have shape {shape}")
+        aug = self.augment
+        draw = aug.draw if p is None else functools.partial(aug.draw, p=p)
+        return rng.per_device(draw, key, shape, axis_name)
+
+    def apply(self, params, images: jax.Array) -> jax.Array:
+        """``images`` transformed by a draw (differentiably); unchanged when off."""
+        return images if params is None else self.augment.apply(params, images)
+
+    def ada_update(self, state: augment.AdaState, real_logits: jax.Array, batch_size, axis_name: str | None):
+        """ADA's controller after one D update, with this part's target, interval and kimg."""
+        return augment.ada_update(
+            state,
+            real_logits,
+            target=self.target,
+            interval=self.interval,
+            ada_kimg=self.kimg,
+            batch_size=batch_size,
+            axis_name=axis_name,
+        )
+
+
 def _class_loss(class_logits: jax.Array, y: jax.Array) -> jax.Array:
     """The AC-GAN auxiliary loss: cross-entropy of D's class logits against the labels."""
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, y))
@@ -235,6 +357,7 @@ class GAN:
     objective: Objective = Objective()
     conditioning: Conditioning = Conditioning()
     noise: InputNoise = InputNoise()
+    augment: Augmentation = Augmentation()
 
     def __post_init__(self):
         if self.objective.g_objective == "feature_matching" and self.conditioning.aux_class_weight:
@@ -256,6 +379,18 @@ class GAN:
                 f"a batch of {images.shape[0]} rows does not split into packs of {self.objective.packing}",
             )
         return pack(images, self.objective.packing)
+
+    def augmented(self, key: jax.Array, images: jax.Array, p: jax.Array | None, axis_name: str | None):
+        """``(images augmented by a fresh draw, the draw)``: the draw is None and the images unchanged when off."""
+        params = self.augment.draw(key, images.shape, p, axis_name)
+        return self.augment.apply(params, images), params
+
+    def seen_by_d(self, draw) -> Callable[[jax.Array], jax.Array]:
+        """``packed -> packed``: D's view, through ``draw``, of a packed batch (a penalty's inputs); identity if off."""
+        if draw is None:
+            return lambda x: x
+        m = self.objective.packing
+        return lambda x: pack(self.augment.apply(draw, unpack(x, m)), m)
 
     # ------------------------------------------------------------------ the players' calls
 
@@ -309,16 +444,24 @@ class GAN:
         """D's loss on an all-real and an all-fake batch, each its own BatchNorm call (ganhacks trick 4).
 
         With the objective's labels, flips, packing and (unless lazy) penalty, the
-        conditioning's class loss and the input noise. Other models' D phases
-        (VAE-GAN's) call it with their own fakes.
+        conditioning's class loss, the input noise and the augmentation (noise,
+        then augmentation, then packing; keys ``'augment_real'`` and
+        ``'augment_fake'``). With ADA it also returns the controller's new state
+        (``buffers['ada']``, from the signs of D's real logits) and logs
+        ``ada_p`` and ``ada_rt``. Other models' D phases (VAE-GAN's) call it with their own fakes.
         """
         d, objective, pair, axis = inputs.state.players["d"], self.objective, self.objective.pair, inputs.axis_name
         label_key, real_noise, fake_noise, penalty_key = jax.random.split(rng.named(inputs.key, "d"), 4)
         step = inputs.state.step
         real, fake = self.noise(real_noise, real, step, axis), self.noise(fake_noise, fake, step, axis)
+        p = self.augment.p(inputs.state.buffers)
+        real_seen, real_draw = self.augmented(rng.named(inputs.key, "augment_real"), real, p, axis)
+        fake_seen, fake_draw = self.augmented(rng.named(inputs.key, "augment_fake"), fake, p, axis)
+        real_rows = real.shape[0]  # real images per device, before packing (ADA counts images)
         real, fake = self.packed(real), self.packed(fake)
-        real_logits, real_classes, stats = self.discriminate(d, params, real, real_y)
-        fake_logits, fake_classes, stats = self.discriminate(d.replace(batch_stats=stats), params, fake, fake_y)
+        real_seen, fake_seen = self.packed(real_seen), self.packed(fake_seen)
+        real_logits, real_classes, stats = self.discriminate(d, params, real_seen, real_y)
+        fake_logits, fake_classes, stats = self.discriminate(d.replace(batch_stats=stats), params, fake_seen, fake_y)
         if pair.uses_labels:
             draw = functools.partial(
                 labels.d_labels,
@@ -333,8 +476,16 @@ class GAN:
         parts = {"d_loss": d_loss}
         total = d_loss
         if objective.penalty != "none" and objective.penalty_every == 1:
+            draw = fake_draw if penalties.PENALTIES[objective.penalty].reads == "fake" else real_draw
             parts["penalty"] = self.penalty(
-                d.replace(batch_stats=stats), params, real, real_y, fake, fake_y, rng.device_key(penalty_key, axis)
+                d.replace(batch_stats=stats),
+                params,
+                real,
+                real_y,
+                fake,
+                fake_y,
+                rng.device_key(penalty_key, axis),
+                view=self.seen_by_d(draw),
             )
             total = total + objective.penalty_weight * parts["penalty"]
         if self.conditioning.aux_class_weight:
@@ -343,13 +494,26 @@ class GAN:
             ) + self.conditioning.aux_fake_class_weight * _class_loss(fake_classes, fake_y)
             total = total + self.conditioning.aux_class_weight * parts["d_class_loss"]
         metrics = {**parts, **d_outputs(real_logits, fake_logits, pair)}
-        return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats})
+        buffers = {}
+        if p is not None:
+            batch_size = real_rows * (1 if axis is None else lax.psum(1, axis))
+            buffers["ada"] = ada = self.augment.ada_update(inputs.state.buffers["ada"], real_logits, batch_size, axis)
+            metrics.update(ada_p=ada.p, ada_rt=ada.rt)
+        return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats}, buffers=buffers)
 
-    def penalty(self, d: Player, params, real, real_y, fake, fake_y, key: jax.Array) -> jax.Array:
-        """The objective's penalty on D's packed inputs; D scores examples independently (running statistics)."""
+    def penalty(
+        self, d: Player, params, real, real_y, fake, fake_y, key: jax.Array, view: Callable | None = None
+    ) -> jax.Array:
+        """The objective's penalty on D's packed inputs; D scores examples independently (running statistics).
+
+        ``view`` maps the penalty's inputs to what D sees (:meth:`seen_by_d`, the augmentation), so the
+        gradient is taken with respect to the unaugmented inputs through the augmentation, as
+        StyleGAN2-ADA takes R1 (Karras et al. 2020).
+        """
         penalty = penalties.PENALTIES[self.objective.penalty]
         y = fake_y if penalty.reads == "fake" else real_y
-        critic = lambda x: self.discriminate(d, params, x, y, train=False)[0]
+        view = view or (lambda x: x)
+        critic = lambda x: self.discriminate(d, params, view(x), y, train=False)[0]
         return penalty.fn(critic, real, fake, key)
 
     def _fresh_fakes(self, inputs: PhaseInputs, batch_size: int):
@@ -371,15 +535,23 @@ class GAN:
             pool = inputs.state.buffers["replay"]
             fake, buffers["replay"] = mix_and_push(pool, rng.named(inputs.key, "replay"), fake, inputs.axis_name)
         loss, output = self.d_loss(params["d"], inputs, real, real_y, fake, fake_y)
-        return loss, output._replace(buffers=buffers, shared=shared)
+        return loss, output._replace(buffers={**output.buffers, **buffers}, shared=shared)
 
     def _d_penalty(self, params, inputs: PhaseInputs):
-        """The lazy penalty phase: weight times ``penalty_every``, on this step's reals and fresh fakes."""
+        """The lazy penalty phase: weight times ``penalty_every``, on this step's reals and fresh fakes.
+
+        Augmented (its own draw, key ``'penalty/augment'``) as D's phase augments the batch the penalty reads.
+        """
         real, real_y = self.real_inputs(inputs.batch)
         fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
         key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
         d = inputs.state.players["d"]
-        value = self.penalty(d, params["d"], self.packed(real), real_y, self.packed(fake), fake_y, key)
+        read = fake if penalties.PENALTIES[self.objective.penalty].reads == "fake" else real
+        p = self.augment.p(inputs.state.buffers)
+        draw = self.augment.draw(rng.named(inputs.key, "penalty/augment"), read.shape, p, inputs.axis_name)
+        value = self.penalty(
+            d, params["d"], self.packed(real), real_y, self.packed(fake), fake_y, key, view=self.seen_by_d(draw)
+        )
         weight = self.objective.penalty_weight * self.objective.penalty_every
         return weight * value, PhaseOutput(metrics={"penalty": value})
 
@@ -392,19 +564,24 @@ class GAN:
         else:
             key = rng.named(inputs.key, "fake")
             fake, fake_y, g_stats = self.generate(g, params["g"], key, real.shape[0], inputs.axis_name)
+        axis, p = inputs.axis_name, self.augment.p(inputs.state.buffers)
+        # D sees fresh augmentations of both batches (keys 'g/augment_real', 'g/augment_fake'); G's gradient
+        # flows through the augmentation of the fakes.
+        augmented = lambda name, images: self.augmented(rng.named(inputs.key, f"g/augment_{name}"), images, p, axis)[0]
         if self.objective.g_objective == "feature_matching":
             # Each device matches its own batch's means; gradients are averaged over devices.
-            real_features = lax.stop_gradient(self.d_features(d, self.packed(real), real_y))
-            g_loss = losses.feature_matching_g_loss(self.d_features(d, self.packed(fake), fake_y), real_features)
+            real_features = lax.stop_gradient(self.d_features(d, self.packed(augmented("real", real)), real_y))
+            fake_features = self.d_features(d, self.packed(augmented("fake", fake)), fake_y)
+            g_loss = losses.feature_matching_g_loss(fake_features, real_features)
             return g_loss, PhaseOutput(metrics={"g_loss": g_loss}, batch_stats={"g": g_stats})
-        pair, axis, step = self.objective.pair, inputs.axis_name, inputs.state.step
+        pair, step = self.objective.pair, inputs.state.step
         real_noise, fake_noise = jax.random.split(rng.named(inputs.key, "g"))
         # D's statistics are updated in D's phase only.
-        d_view = lambda key, images: self.packed(self.noise(key, images, step, axis))
-        fake_logits, fake_classes, _ = self.discriminate(d, d.params, d_view(fake_noise, fake), fake_y)
+        d_view = lambda key, name, images: self.packed(augmented(name, self.noise(key, images, step, axis)))
+        fake_logits, fake_classes, _ = self.discriminate(d, d.params, d_view(fake_noise, "fake", fake), fake_y)
         real_logits = None
         if pair.g_needs_real:
-            real_logits = self.discriminate(d, d.params, d_view(real_noise, real), real_y)[0]
+            real_logits = self.discriminate(d, d.params, d_view(real_noise, "real", real), real_y)[0]
         parts = {"g_loss": pair.g(fake_logits, real_logits)}
         total = parts["g_loss"]
         if self.conditioning.aux_class_weight:
@@ -431,6 +608,13 @@ def pack(images: jax.Array, m: int) -> jax.Array:
     n, *rest, channels = images.shape
     grouped = jnp.moveaxis(images.reshape(n // m, m, *rest, channels), 1, -2)
     return grouped.reshape(n // m, *rest, m * channels)
+
+
+def unpack(packed: jax.Array, m: int) -> jax.Array:
+    """The inverse of :func:`pack`: ``(N / m, ..., m * C)`` to ``(N, ..., C)``."""
+    n, *rest, channels = packed.shape
+    grouped = jnp.moveaxis(packed.reshape(n, *rest, m, channels // m), -2, 1)
+    return grouped.reshape(n * m, *rest, channels // m)
 
 
 def _split_aux(generated):
@@ -471,7 +655,8 @@ def create_state(
 
     Args:
       key: the run's key; it seeds both players' init and every later step.
-      gan: the objective (``latent.dim`` and the conditioning shape the players' inputs).
+      gan: the objective (``latent.dim`` and the conditioning shape the players' inputs; ADA's
+        augmentation adds its controller, ``buffers['ada'] = ada_init(gan.augment.initial_p)``).
       generator: called as ``generator(z, train=...)`` (``generator(z, labels, train=...)`` when conditional).
       discriminator: called as ``discriminator(images, train=...)`` (with labels too when
         ``gan.conditioning.d_takes_labels``).
@@ -498,6 +683,8 @@ def create_state(
     buffers = (
         {"replay": ReplayBuffer.create(replay_capacity, image_shape, share=replay_share)} if replay_capacity else {}
     )
+    if gan.augment.kind == "ada":
+        buffers["ada"] = augment.ada_init(gan.augment.initial_p)
     return TrainState.create(run_key, {"g": g, "d": d}, ema_decay={"g": ema_decay}, buffers=buffers)
 
 
