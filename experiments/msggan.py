@@ -58,6 +58,11 @@ class Config(configs.UnconditionalGAN):
     devices: configs.Devices = configs.Devices()
     """The devices a run uses (the models have no BatchNorm to synchronize)."""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.augment.kind != "none":  # D's input is every scale packed along channels, not one image
+            configs.refuse(self.augment, "kind", "MSG-GAN's D sees all scales packed along channels; augment none")
+
 
 def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:
     """Every scale nearest-upsampled to the finest, interleaved per example: ``(N * n_scales, S, S, C)``."""
