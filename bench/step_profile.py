@@ -217,13 +217,13 @@ def profile(size: int, batch: int, repeats: int) -> list[dict]:
     for row in (*rows, steps):  # warm-up: compile, allocate
         for run in row["runs"]:
             run(), run()
-    times = {id(row): ([], []) for row in (*rows, steps)}
+    times = [([], []) for _ in (*rows, steps)]
     for _ in range(repeats):  # alternate, so that load from elsewhere hits all alike
-        for row in (*rows, steps):
-            for framework, run in enumerate(row["runs"]):
-                times[id(row)][framework].append(median_ms(run, 1))
-    for row in (*rows, steps):
-        row["ms"] = tuple(statistics.median(t) for t in times[id(row)])
+        for row, row_times in zip((*rows, steps), times, strict=True):
+            for run, samples in zip(row["runs"], row_times, strict=True):
+                samples.append(median_ms(run, 1))
+    for row, row_times in zip((*rows, steps), times, strict=True):
+        row["ms"] = tuple(statistics.median(t) for t in row_times)
     return [*rows, steps]
 
 

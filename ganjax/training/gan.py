@@ -164,6 +164,11 @@ class Objective:
     def pair(self) -> losses.LossPair:
         return losses.LOSSES[self.loss]
 
+    @property
+    def penalty_reads_fakes(self) -> bool:
+        """Whether the penalty differentiates D on the fakes (R2): it then reads their labels and their draw."""
+        return self.penalty != "none" and penalties.PENALTIES[self.penalty].reads == "fake"
+
 
 @dataclasses.dataclass(frozen=True)
 class Conditioning:
@@ -476,7 +481,7 @@ class GAN:
         parts = {"d_loss": d_loss}
         total = d_loss
         if objective.penalty != "none" and objective.penalty_every == 1:
-            draw = fake_draw if penalties.PENALTIES[objective.penalty].reads == "fake" else real_draw
+            draw = fake_draw if objective.penalty_reads_fakes else real_draw
             parts["penalty"] = self.penalty(
                 d.replace(batch_stats=stats),
                 params,
@@ -511,7 +516,7 @@ class GAN:
         StyleGAN2-ADA takes R1 (Karras et al. 2020).
         """
         penalty = penalties.PENALTIES[self.objective.penalty]
-        y = fake_y if penalty.reads == "fake" else real_y
+        y = fake_y if self.objective.penalty_reads_fakes else real_y
         view = view or (lambda x: x)
         critic = lambda x: self.discriminate(d, params, view(x), y, train=False)[0]
         return penalty.fn(critic, real, fake, key)
@@ -546,7 +551,7 @@ class GAN:
         fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
         key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
         d = inputs.state.players["d"]
-        read = fake if penalties.PENALTIES[self.objective.penalty].reads == "fake" else real
+        read = fake if self.objective.penalty_reads_fakes else real
         p = self.augment.p(inputs.state.buffers)
         draw = self.augment.draw(rng.named(inputs.key, "penalty/augment"), read.shape, p, inputs.axis_name)
         value = self.penalty(
