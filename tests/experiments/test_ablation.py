@@ -175,6 +175,7 @@ def test_ablation_writes_results_table_and_plot_and_resumes_only_what_is_missing
     assert len((workdir / "results.jsonl").read_text().splitlines()) == 6
 
 
+@pytest.mark.slow  # spawns worker processes (about 20 s of CPU)
 def test_settings_trained_by_single_threaded_worker_processes_score_as_in_one_process(tmp_path):
     config = tiny(switches=("r1",))  # two settings, one per worker
     inline, workers = (

@@ -66,6 +66,7 @@ def test_per_class_accuracy():
     assert evaluation.per_class_accuracy([0, 0, 1, 1, 2, 0], [0, 1, 1, 1, 2, 2], 3) == [1.0, 2 / 3, 0.5]
 
 
+@pytest.mark.slow  # a whole cGAN run with its evaluation (about 25 s of CPU)
 def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_dir, tmp_path, classifier_dir):
     config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, "--swaps.every", "4", "--swaps.duration", "1")
     state, shares = cgan_mnist.train_and_evaluate(config)

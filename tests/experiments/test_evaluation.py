@@ -48,6 +48,7 @@ def one_line(text):
 # ----------------------------------------------------------------------------- the report's run
 
 
+@pytest.mark.slow  # a whole RGB run (about 20 s of CPU)
 def test_rgb_folder_trains_on_with_one_line_about_the_missing_metrics(tmp_path, classifier_dir, capsys):
     """The report: 64px RGB images with an MNIST classifier about failed before training (MNISTClassifier expects
     (N, 28, 28, 1)); now the run trains, logs the pixel-space signals and says once what it cannot compute."""
