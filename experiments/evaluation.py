@@ -178,8 +178,8 @@ class FeatureNetwork:
     """identifies the network and its weights in the feature cache."""
     features: Callable[[jax.Array], jax.Array]
     """images in [-1, 1] -> features ``(N, D)``, jitted."""
-    classes: Callable[[jax.Array], jax.Array] | None = None
-    """images -> predicted classes, for class coverage and KL (the MNIST classifier's)."""
+    class_probabilities: Callable[[jax.Array], jax.Array] | None = None
+    """images -> class probabilities, for class coverage and KL and the readable share (the MNIST classifier's)."""
     batch_size: int = 500
     """real images per forward pass."""
 
@@ -188,7 +188,7 @@ def mnist_network(folder: str | pathlib.Path, dataset: data.ImageDataset) -> Fea
     """The MNIST classifier in ``folder`` (trained on ``dataset`` first if missing), named by its params."""
     classifier = classifier_for(folder, dataset)
     name = f"mnist_classifier-{metrics.fingerprint(*jax.tree.leaves(classifier.params))}"
-    return FeatureNetwork(name, classifier.feature_fn(), classifier.class_fn())
+    return FeatureNetwork(name, classifier.feature_fn(), classifier.probability_fn())
 
 
 def inception_network(weights: str | pathlib.Path, resize: int | None = inception.INPUT_SIZE) -> FeatureNetwork:
@@ -314,7 +314,8 @@ def evaluator(
     Returns:
       A function giving ``duplicate_share`` and ``pairwise_distance_ratio`` and, with a
       network, ``fid``, ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
-      ``coverage`` (and ``class_coverage`` and ``class_kl`` with the classifier's classes)
+      ``coverage`` (and ``class_coverage``, ``class_kl`` and ``readable_share``, the share read with
+      confidence at least 0.9, with the classifier's classes)
       of G (and the same prefixed ``ema_`` for the EMA of G with ``ema``), plus ``fid_floor`` the first time.
     """
     rng = np.random.default_rng(seed)
@@ -339,7 +340,7 @@ def evaluator(
                 network.features,
                 real,
                 key,
-                class_fn=network.classes,
+                class_fn=network.class_probabilities,
                 kid_subset_size=min(1000, len(real)),
             )
         return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference_pixels)}

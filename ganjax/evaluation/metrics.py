@@ -283,6 +283,21 @@ def class_metrics(predictions, num_classes: int, reference_counts=None) -> dict[
     return {"class_coverage": int(np.sum(counts > 0)), "class_kl": _kl_to(counts, reference)}
 
 
+def readable_share(probabilities, confidence: float = 0.9) -> float:
+    """The share of samples a classifier reads as some class with probability at least ``confidence``.
+
+    A digit is "readable" when the MNIST classifier is sure of it: a sample
+    between two classes, or a scrawl, spreads its probability and is not.
+
+    Args:
+      probabilities: class probabilities ``(N, num_classes)``.
+      confidence: the least top probability of a readable sample.
+    """
+    if not 0.0 < confidence <= 1.0:
+        raise ValueError(f"readable_share: confidence must be in (0, 1], got {confidence}")
+    return float(np.mean(np.max(np.asarray(probabilities), axis=-1) >= confidence))
+
+
 def mixture_metrics(samples, means, std: float, quality_stds: float = 3.0) -> dict[str, float]:
     """Mode metrics of 2D samples over a Gaussian mixture (usually 2,500 samples).
 
@@ -316,14 +331,18 @@ def evaluate_images(
     key: jax.Array,
     class_fn: Callable | None = None,
     num_classes: int = 10,
+    confidence: float = 0.9,
     k: int = 3,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
 ) -> dict[str, float]:
-    """FID, KID (mean and std), precision/recall, density/coverage and, with ``class_fn``, class coverage and KL.
+    """FID, KID (mean and std), precision/recall, density/coverage and, with ``class_fn``, the classes' metrics.
 
     One pass over ``batches`` (e.g. :func:`generated_batches` of G) computes the
-    features and the class predictions of each batch together.
+    features and the class probabilities of each batch together. ``class_fn``
+    maps images to class probabilities ``(N, num_classes)``; it adds class
+    coverage and KL (:func:`class_metrics` of the most probable classes) and
+    :func:`readable_share` at ``confidence``.
     """
     fns = (feature_fn,) if class_fn is None else (feature_fn, class_fn)
     outputs = _extract(fns, batches)
@@ -338,5 +357,7 @@ def evaluate_images(
         **density_coverage(real, fake),
     }
     if class_fn is not None:
-        result.update(class_metrics(outputs[1], num_classes))
+        probabilities = outputs[1]
+        result.update(class_metrics(np.argmax(probabilities, -1), num_classes))
+        result["readable_share"] = readable_share(probabilities, confidence)
     return result

@@ -80,6 +80,10 @@ class Classifier(struct.PyTreeNode):
         """A jitted ``images -> predicted class (N,)``."""
         return self._jitted(lambda logits, features: jnp.argmax(logits, -1))
 
+    def probability_fn(self) -> Callable[[jax.Array], jax.Array]:
+        """A jitted ``images -> class probabilities (N, num_classes)`` (softmax of the logits)."""
+        return self._jitted(lambda logits, features: jax.nn.softmax(logits, -1))
+
 
 def init(key: jax.Array, config: ClassifierConfig = ClassifierConfig()) -> Classifier:
     """A classifier with fresh params."""

@@ -175,7 +175,9 @@ def test_evaluate_images_in_one_pass():
     fake_images = _features(17, 300, 6, 0.2).reshape(300, 2, 3, 1)
     calls = []
     feature_fn = lambda b: calls.append(len(b)) or b.reshape(len(b), -1)
-    class_fn = lambda b: (b.reshape(len(b), -1)[:, 0] > 0).astype(np.int32)
+    # Class 1 with probability 0.95 where the first pixel is positive, else class 0 with 0.6: half readable.
+    positive = lambda b: b.reshape(len(b), -1)[:, :1] > 0
+    class_fn = lambda b: np.where(positive(b), [[0.05, 0.95]], [[0.6, 0.4]])
     got = metrics.evaluate_images(
         metrics.array_batches(fake_images, 128),
         feature_fn,
@@ -192,3 +194,21 @@ def test_evaluate_images_in_one_pass():
     assert got["precision"] == metrics.precision_recall(real, fake)["precision"]
     assert got["coverage"] == metrics.density_coverage(real, fake)["coverage"]
     assert got["class_coverage"] == 2 and got["kid_std"] > 0
+    assert got["readable_share"] == np.mean(fake[:, 0] > 0)
+
+
+@pytest.mark.parametrize(
+    "probabilities, confidence, share",
+    [
+        ([[0.95, 0.05], [0.5, 0.5], [0.0, 1.0], [0.89, 0.11]], 0.9, 0.5),
+        ([[0.95, 0.05], [0.5, 0.5], [0.0, 1.0], [0.89, 0.11]], 0.5, 1.0),
+        ([[0.9, 0.1]], 0.9, 1.0),  # at the threshold is readable
+    ],
+)
+def test_readable_share(probabilities, confidence, share):
+    assert metrics.readable_share(np.array(probabilities), confidence) == share
+
+
+def test_readable_share_refuses_a_confidence_outside_0_1():
+    with pytest.raises(ValueError, match="confidence"):
+        metrics.readable_share(np.ones((1, 2)) / 2, 1.5)

@@ -43,6 +43,11 @@ def test_features_and_classes_feed_the_metrics(trained):
         [np.asarray(classifier.class_fn()(data.to_float(b))) for b in metrics.array_batches(test_set.images, 200)]
     )
     assert metrics.class_metrics(predictions, 10)["class_coverage"] == 10
+    probabilities = np.concatenate(
+        [np.asarray(classifier.probability_fn()(data.to_float(b))) for b in metrics.array_batches(test_set.images, 200)]
+    )
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(probabilities.argmax(-1), predictions)
     half = len(features) // 2
     assert metrics.fid_from_features(features[:half], features[half:]) < metrics.fid_from_features(
         features[:half], features[half:] * 0.0

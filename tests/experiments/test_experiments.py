@@ -373,6 +373,7 @@ def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
     for name in ("fid", "kid", "precision", "recall", "class_coverage", "duplicate_share", "ema_fid"):
         assert np.isfinite(evaluated[1][name]), name
     assert 1 <= evaluated[1]["class_coverage"] <= 10
+    assert 0.0 <= evaluated[1]["readable_share"] <= 1.0 and "ema_readable_share" in evaluated[1]
 
 
 @pytest.mark.slow  # their models' tests are in the default suite
