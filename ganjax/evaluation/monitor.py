@@ -12,7 +12,7 @@ loss that jumps about instead of settling, G's loss falling while D still wins
 
 A batch's loss is a noisy estimate: D's loss on batches of 64 has a spread of
 about half its mean in a healthy DCGAN, with single batches at 3x the median.
-So the checks judge levels, not batches: medians, and the moving median over
+So the checks judge levels, not batches: medians, and medians of blocks of
 ``config.smooth`` steps, compared with the loss's own batch-to-batch spread or
 with its earlier level, never one batch against a fixed scale.
 
@@ -53,7 +53,7 @@ class MonitorConfig:
     Attributes:
       window: the recent steps each check judges.
       baseline: the steps before those that are the run's earlier level (the history keeps ``kept`` steps).
-      smooth: span of the moving median that takes out batch-to-batch noise before a trend is judged.
+      smooth: steps per block median, the level of a noisy metric judged by the trend checks.
       d_loss_floor: D's median loss over the window below this is "near 0".
       max_grad_norm: a gradient norm of G or D (median of the last ``explosion_steps``) above this ...
       explosion_ratio: ... and this many times its earlier median (its own median over the window
@@ -62,8 +62,8 @@ class MonitorConfig:
       vanish_ratio: G's gradient norm (median of the last ``explosion_steps``) below this share of its
         earlier median, or below ``min_grad_norm``, has vanished.
       min_grad_norm: a gradient norm below this is 0 whatever the run's scale.
-      max_d_loss_swing: D's smoothed loss moving over the window by more than this many times its
-        batch-to-batch spread (interquartile range) is unstable.
+      max_d_loss_swing: D's loss level both rising and falling over the window by more than this many
+        times its earlier batch-to-batch spread is unstable.
       g_loss_fall: G's smoothed loss falling by at least this many of its batch-to-batch spreads over the window ...
       d_wins_real: ... while D(x) at least this ...
       d_wins_fake: ... and D(G(z)) at most this (window medians): G fools D with garbage.
@@ -81,7 +81,7 @@ class MonitorConfig:
     explosion_steps: int = 20
     vanish_ratio: float = 0.01
     min_grad_norm: float = 1e-4
-    max_d_loss_swing: float = 4.0
+    max_d_loss_swing: float = 6.0
     g_loss_fall: float = 2.0
     d_wins_real: float = 0.9
     d_wins_fake: float = 0.1
@@ -118,16 +118,18 @@ def _values(history: History, name: str, config: MonitorConfig) -> tuple[np.ndar
     return values[:split], values[split:]
 
 
-def _smoothed(values: np.ndarray, span: int) -> np.ndarray:
-    """The moving median of ``values`` over ``span`` steps (fewer when there are fewer values)."""
-    span = min(span, len(values))
-    return np.median(np.lib.stride_tricks.sliding_window_view(values, span), axis=1)
+def _block_medians(values: np.ndarray, span: int) -> np.ndarray:
+    """Medians of consecutive blocks of ``span`` steps, the last block ending at the last value: the level of a
+    noisy metric, one independent estimate per block."""
+    blocks = len(values) // span
+    return np.median(values[len(values) - blocks * span :].reshape(blocks, span), axis=1)
 
 
 def _spread(values: np.ndarray) -> float:
-    """The batch-to-batch spread of ``values``: the interquartile range of their steps about the moving median."""
-    q1, q3 = np.percentile(values, [25, 75])
-    return float(max(q3 - q1, 1e-8))
+    """The batch-to-batch spread of ``values``: the interquartile range of their step-to-step changes over
+    sqrt(2), the interquartile range of their noise when it is independent from step to step, whatever the level."""
+    q1, q3 = np.percentile(np.diff(values), [25, 75])
+    return float(max((q3 - q1) / np.sqrt(2), 1e-8))
 
 
 def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
@@ -180,26 +182,29 @@ def vanishing_gradients(history: History, config: MonitorConfig) -> Flag | None:
 
 
 def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
-    """D's smoothed loss swinging over the window by many times its batch-to-batch spread.
+    """D's loss going up and down: its level both rose and fell over the window by many of its earlier batch spreads.
 
-    A healthy D loss is noisy from batch to batch but its moving median drifts
-    slowly; an unstable one jumps between levels (ganhacks tip 13: "D loss has high variance ... and goes up and
-    down"). The spread is the interquartile range of the loss's steps about its
-    moving median, so the bound follows the loss's own scale (a Wasserstein
-    critic's loss has no fixed one).
+    A healthy D loss is noisy from batch to batch but its level settles or
+    drifts one way; an unstable one goes up and down (ganhacks tip 13: "D loss
+    has high variance ... going up and down"). The level is the median of each
+    ``smooth`` steps; the unit is the loss's batch-to-batch spread over the
+    earlier level, so the bound follows the loss's own scale (a Wasserstein
+    critic's has no fixed one) and a loss falling to 0 is not called unstable.
+    Silent until the history holds half a window of earlier steps: a run's first
+    steps are a transient.
     """
     d = _values(history, "d_loss", config)
-    if d is None or len(d[1]) < 2 * config.smooth:
+    if d is None or len(d[0]) < config.window // 2 or len(d[1]) < 2 * config.smooth:
         return None
-    recent = d[1]
-    level = _smoothed(recent, config.smooth)
-    noise = recent[config.smooth // 2 :][: len(level)] - level
-    spread = _spread(noise)
-    swing = (level.max() - level.min()) / spread
+    earlier, recent = d
+    level = _block_medians(recent, config.smooth)
+    rise = np.max(level[1:] - np.minimum.accumulate(level)[:-1])
+    fall = np.max(np.maximum.accumulate(level)[:-1] - level[1:])
+    swing = min(rise, fall) / _spread(earlier)
     if swing > config.max_d_loss_swing:
         return Flag(
             "d_loss_unstable",
-            f"D loss unstable: its {config.smooth}-step median moved {swing:.1f}x its batch-to-batch spread",
+            f"D loss unstable: its level rose and fell by {swing:.1f}x its earlier batch-to-batch spread",
         )
     return None
 
@@ -213,10 +218,9 @@ def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None
     g, real, fake = (_values(history, n, config) for n in ("g_loss", "d_real", "d_fake"))
     if g is None or real is None or fake is None or len(g[1]) < 2 * config.smooth:
         return None
-    level = _smoothed(g[1], config.smooth)
-    spread = _spread(g[1][config.smooth // 2 :][: len(level)] - level)
+    level = _block_medians(g[1], config.smooth)
     slope = np.polyfit(np.arange(len(level)), level, 1)[0]
-    fall = -slope * (len(level) - 1) / spread
+    fall = -slope * (len(level) - 1) / _spread(g[1])
     real, fake = np.median(real[1]), np.median(fake[1])
     if fall >= config.g_loss_fall and real >= config.d_wins_real and fake <= config.d_wins_fake:
         return Flag(
