@@ -268,10 +268,16 @@ class TraceScore(NamedTuple):
     last_flags: tuple[str, ...]
 
 
-def score(trace: Trace, every: int = LOG_EVERY, config: monitor.MonitorConfig | None = None) -> TraceScore:
-    """Replays ``trace`` through the monitor (:func:`ganjax.evaluation.monitor.replay`, default settings when
-    ``config`` is None) and sorts its alarms."""
-    checks = monitor.replay(trace.metrics, every, config or monitor.MonitorConfig(), trace.evaluations)
+def monitor_config(case: Case) -> monitor.MonitorConfig:
+    """The monitor's settings in ``case``'s run: its experiment's ``Monitor`` part, built for its loss."""
+    module = importlib.import_module(case.module)
+    config = configs.parse(module.Config, [*case.flags, *case.failure_flags])
+    return config.monitor.build(getattr(config, "objective", None))
+
+
+def score(trace: Trace, config: monitor.MonitorConfig, every: int = LOG_EVERY) -> TraceScore:
+    """Replays ``trace`` through the monitor (:func:`ganjax.evaluation.monitor.replay`) and sorts its alarms."""
+    checks = monitor.replay(trace.metrics, every, config, trace.evaluations)
     false_alarms: dict[str, int] = {}
     detections: dict[str, int] = {}
     first = None
@@ -292,18 +298,24 @@ def score(trace: Trace, every: int = LOG_EVERY, config: monitor.MonitorConfig | 
     )
 
 
+def scores(traces: dict[str, Trace], every: int = LOG_EVERY) -> dict[str, TraceScore]:
+    """:func:`score` of each of ``traces`` (named as in :data:`CASES`) with its run's monitor settings."""
+    cases = {case.name: case for case in CASES}
+    return {name: score(trace, monitor_config(cases[name]), every) for name, trace in traces.items()}
+
+
 def tables(traces: dict[str, Trace], every: int = LOG_EVERY) -> str:
     """Markdown tables of the monitor's precision and recall per flag and its alarms per trace."""
-    scores = {name: score(trace, every) for name, trace in traces.items()}
+    results = scores(traces, every)
     lines = [
         "| flag | alarms | right | precision | failure traces | detected | recall |",
         "|---|---|---|---|---|---|---|",
     ]
     for flag in monitor.CHECKS:
-        right = sum(s.detections.get(flag, 0) for s in scores.values())
-        alarms = right + sum(s.false_alarms.get(flag, 0) for s in scores.values())
+        right = sum(s.detections.get(flag, 0) for s in results.values())
+        alarms = right + sum(s.false_alarms.get(flag, 0) for s in results.values())
         labelled = [name for name, t in traces.items() if t.label == flag]
-        found = sum(scores[name].first_detection is not None for name in labelled)
+        found = sum(results[name].first_detection is not None for name in labelled)
         precision = f"{right / alarms:.2f}" if alarms else "-"
         recall = f"{found / len(labelled):.2f}" if labelled else "-"
         lines.append(f"| {flag} | {alarms} | {right} | {precision} | {len(labelled)} | {found} | {recall} |")
@@ -313,7 +325,7 @@ def tables(traces: dict[str, Trace], every: int = LOG_EVERY) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, trace in traces.items():
-        s = scores[name]
+        s = results[name]
         label = trace.label if trace.label == "healthy" else f"{trace.label} ({trace.failure_step})"
         wrong = ", ".join(f"{f} {n}" for f, n in s.false_alarms.items()) or "-"
         first = "-" if s.first_detection is None else str(s.first_detection)

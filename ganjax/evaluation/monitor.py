@@ -79,7 +79,7 @@ class MonitorConfig:
     max_grad_norm: float = 100.0
     explosion_ratio: float = 10.0
     explosion_steps: int = 20
-    vanish_ratio: float = 0.01
+    vanish_ratio: float = 0.1
     min_grad_norm: float = 1e-4
     max_d_loss_swing: float = 6.0
     g_loss_fall: float = 2.0
@@ -190,11 +190,11 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
     ``smooth`` steps; the unit is the loss's batch-to-batch spread over the
     earlier level, so the bound follows the loss's own scale (a Wasserstein
     critic's has no fixed one) and a loss falling to 0 is not called unstable.
-    Silent until the history holds half a window of earlier steps: a run's first
-    steps are a transient.
+    Silent until the history holds a window of earlier steps: a run's first
+    hundreds of steps are a transient, where the losses move fast by design.
     """
     d = _values(history, "d_loss", config)
-    if d is None or len(d[0]) < config.window // 2 or len(d[1]) < 2 * config.smooth:
+    if d is None or len(d[0]) < config.window or len(d[1]) < 2 * config.smooth:
         return None
     earlier, recent = d
     level = _block_medians(recent, config.smooth)
@@ -286,8 +286,14 @@ class Monitor:
 
 
 def stack_history(window: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """A list of per-step metrics dicts -> ``{name: (T, ...) array}``, the history the checks read."""
-    return {name: np.stack([np.asarray(m[name]) for m in window]) for name in window[0]} if window else {}
+    """A list of per-step metrics dicts -> ``{name: (T, ...) array}``, the history the checks read.
+
+    The names are the last step's, each stacked over the steps that have it: a
+    run resumed with another objective may drop a metric (a penalty) or add one.
+    """
+    if not window:
+        return {}
+    return {name: np.stack([np.asarray(m[name]) for m in window if name in m]) for name in window[-1]}
 
 
 def replay(

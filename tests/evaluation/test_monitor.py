@@ -145,6 +145,11 @@ def test_stack_history():
     window = [{"d_loss": np.float32(i), "g_loss": np.float32(2 * i)} for i in range(4)]
     stacked = monitor.stack_history(window)
     np.testing.assert_array_equal(stacked["g_loss"], [0, 2, 4, 6])
+    resumed = [*window, {"d_loss": np.float32(9)}, {"d_loss": np.float32(8), "penalty": np.float32(1)}]
+    assert {k: v.tolist() for k, v in monitor.stack_history(resumed).items()} == {
+        "d_loss": [0, 1, 2, 3, 9, 8],
+        "penalty": [1],
+    }
     assert dataclasses.is_dataclass(monitor.MonitorConfig())
 
 
