@@ -194,8 +194,7 @@ def record(case: Case, scratch: pathlib.Path) -> dict[str, np.ndarray]:
     records = plots.read_jsonl(workdir / "metrics.jsonl")
     train = [name for name, value in records[0].items() if name != "step" and isinstance(value, float)]
     evaluated = [r for r in records if set(r) - set(train) - {"step", "flags", "stopped"}]
-    names = sorted({k for r in evaluated for k, v in r.items() if k not in train and isinstance(v, (int, float))})
-    names.remove("step")
+    names = sorted({k for r in evaluated for k, v in r.items() if k not in (*train, "step") and isinstance(v, float)})
     steps = np.array([r["step"] for r in records])
     if not np.array_equal(steps, np.arange(1, len(records) + 1)):
         raise ValueError(f"{workdir}: metrics.jsonl does not hold every step from 1")

@@ -54,6 +54,8 @@ class MonitorConfig:
       window: the recent steps each check judges.
       baseline: the steps before those that are the run's earlier level (the history keeps ``kept`` steps).
       smooth: steps per block median, the level of a noisy metric judged by the trend checks.
+      warmup: in a history of fewer steps (the start of a run, where the losses move fast and G's samples are
+        alike by design) only outright failures are flagged: D's loss near 0 and exploding or vanishing gradients.
       d_loss_floor: D's median loss over the window below this is "near 0".
       max_grad_norm: a gradient norm of G or D (median of the last ``explosion_steps``) above this ...
       explosion_ratio: ... and this many times its earlier median (its own median over the window
@@ -75,6 +77,7 @@ class MonitorConfig:
     window: int = 200
     baseline: int = 400
     smooth: int = 25
+    warmup: int = 400
     d_loss_floor: float = 0.05
     max_grad_norm: float = 100.0
     explosion_ratio: float = 10.0
@@ -100,6 +103,8 @@ class MonitorConfig:
             raise ValueError(f"MonitorConfig.window must be at least 2, got {self.window}")
         if self.baseline < 0:
             raise ValueError(f"MonitorConfig.baseline must be at least 0, got {self.baseline}")
+        if self.warmup < 0:
+            raise ValueError(f"MonitorConfig.warmup must be at least 0, got {self.warmup}")
 
     @property
     def kept(self) -> int:
@@ -116,6 +121,12 @@ def _values(history: History, name: str, config: MonitorConfig) -> tuple[np.ndar
         return None
     split = max(len(values) - config.window, 0)
     return values[:split], values[split:]
+
+
+def _warming_up(history: History, config: MonitorConfig) -> bool:
+    """Whether ``history`` is shorter than ``config.warmup`` steps (at most ``kept``, the longest history)."""
+    steps = max((len(np.asarray(v).reshape(-1)) for v in history.values()), default=0)
+    return steps < min(config.warmup, config.kept)
 
 
 def _block_medians(values: np.ndarray, span: int) -> np.ndarray:
@@ -190,11 +201,10 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
     ``smooth`` steps; the unit is the loss's batch-to-batch spread over the
     earlier level, so the bound follows the loss's own scale (a Wasserstein
     critic's has no fixed one) and a loss falling to 0 is not called unstable.
-    Silent until the history holds a window of earlier steps: a run's first
-    hundreds of steps are a transient, where the losses move fast by design.
+    Silent in the warmup.
     """
     d = _values(history, "d_loss", config)
-    if d is None or len(d[0]) < config.window or len(d[1]) < 2 * config.smooth:
+    if d is None or _warming_up(history, config) or len(d[0]) < 2 or len(d[1]) < 2 * config.smooth:
         return None
     earlier, recent = d
     level = _block_medians(recent, config.smooth)
@@ -213,10 +223,11 @@ def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None
     """G's smoothed loss falling steadily while D still wins (D(x) high, D(G(z)) low): G fools D with garbage.
 
     Needs ``d_real``/``d_fake``, D's probabilities, which only the cross-entropy
-    losses log (``ganjax.training.gan.d_outputs``); silent for the others.
+    losses log (``ganjax.training.gan.d_outputs``); silent for the others, and in
+    the warmup, where G's loss falls as it first catches up with D.
     """
     g, real, fake = (_values(history, n, config) for n in ("g_loss", "d_real", "d_fake"))
-    if g is None or real is None or fake is None or len(g[1]) < 2 * config.smooth:
+    if g is None or real is None or fake is None or _warming_up(history, config) or len(g[1]) < 2 * config.smooth:
         return None
     level = _block_medians(g[1], config.smooth)
     slope = np.polyfit(np.arange(len(level)), level, 1)[0]
@@ -232,7 +243,12 @@ def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None
 
 
 def mode_collapse(history: History, config: MonitorConfig) -> Flag | None:
-    """Many near-duplicate samples, or samples much closer together than the data (see ``metrics.sample_diversity``)."""
+    """Many near-duplicate samples, or samples much closer together than the data (see ``metrics.sample_diversity``).
+
+    Silent in the warmup: a G that has barely trained maps every z to nearly one image.
+    """
+    if _warming_up(history, config):
+        return None
     dup = _values(history, "duplicate_share", config)
     ratio = _values(history, "pairwise_distance_ratio", config)
     reasons = []

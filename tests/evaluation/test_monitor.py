@@ -10,7 +10,7 @@ import pytest
 
 from ganjax.evaluation import monitor
 
-T = 200
+T = 600  # longer than the warmup, so that every check judges
 
 
 def healthy(seed=0) -> dict[str, np.ndarray]:
@@ -190,3 +190,11 @@ def test_replay_checks_at_the_runners_cadence():
 def test_replay_refuses_bad_input(metrics, every, match):
     with pytest.raises(ValueError, match=match):
         monitor.replay(metrics, every)
+
+
+@pytest.mark.parametrize("name", sorted(FAILURES))
+def test_only_outright_failures_are_flagged_in_the_warmup(name):
+    """The last 300 steps of each failure, as if the run had just begun (warmup 400 steps)."""
+    short = {metric: values[-300:] for metric, values in FAILURES[name].items()}
+    outright = name in ("d_loss_zero", "grad_explosion", "vanishing_gradients")
+    assert [f.name for f in monitor.Monitor().check(short)] == ([name] if outright else [])
