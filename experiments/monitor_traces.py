@@ -192,9 +192,13 @@ def record(case: Case, scratch: pathlib.Path) -> dict[str, np.ndarray]:
         argv = [a for a in argv if a != "--run.overwrite"] + ["--run.resume", *case.failure_flags]
     _train(module, [*argv, "--schedule.steps", str(case.steps)])
     records = plots.read_jsonl(workdir / "metrics.jsonl")
-    train = [name for name, value in records[0].items() if name != "step" and isinstance(value, float)]
-    evaluated = [r for r in records if set(r) - set(train) - {"step", "flags", "stopped"}]
-    names = sorted({k for r in evaluated for k, v in r.items() if k not in (*train, "step") and isinstance(v, float)})
+    # train metrics are in every step's record (a penalty that the failure drops is left out), evaluations
+    # only in those of their steps, never the first
+    train = [
+        name for name, value in records[-1].items() if isinstance(value, float) and all(name in r for r in records)
+    ]
+    evaluated = [r for r in records if set(r) - set(records[0]) - {"flags", "stopped"}]
+    names = sorted({k for r in evaluated for k, v in r.items() if k not in records[0] and isinstance(v, (int, float))})
     steps = np.array([r["step"] for r in records])
     if not np.array_equal(steps, np.arange(1, len(records) + 1)):
         raise ValueError(f"{workdir}: metrics.jsonl does not hold every step from 1")

@@ -65,7 +65,7 @@ class MonitorConfig:
         earlier median, or below ``min_grad_norm``, has vanished.
       min_grad_norm: a gradient norm below this is 0 whatever the run's scale.
       max_d_loss_swing: D's loss level both rising and falling over the window by more than this many
-        times its earlier batch-to-batch spread is unstable.
+        times its batch-to-batch spread is unstable.
       g_loss_fall: G's smoothed loss falling by at least this many of its batch-to-batch spreads over the window ...
       d_wins_real: ... while D(x) at least this ...
       d_wins_fake: ... and D(G(z)) at most this (window medians): G fools D with garbage.
@@ -198,9 +198,10 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
     A healthy D loss is noisy from batch to batch but its level settles or
     drifts one way; an unstable one goes up and down (ganhacks tip 13: "D loss
     has high variance ... going up and down"). The level is the median of each
-    ``smooth`` steps; the unit is the loss's batch-to-batch spread over the
-    earlier level, so the bound follows the loss's own scale (a Wasserstein
-    critic's has no fixed one) and a loss falling to 0 is not called unstable.
+    ``smooth`` steps; the unit is the loss's batch-to-batch spread (the larger
+    of the earlier level's and the window's, so a quiet start does not make a
+    unit too small), so the bound follows the loss's own scale (a Wasserstein
+    critic's has no fixed one); a loss falling to 0 is not called unstable.
     Silent in the warmup.
     """
     d = _values(history, "d_loss", config)
@@ -210,11 +211,11 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
     level = _block_medians(recent, config.smooth)
     rise = np.max(level[1:] - np.minimum.accumulate(level)[:-1])
     fall = np.max(np.maximum.accumulate(level)[:-1] - level[1:])
-    swing = min(rise, fall) / _spread(earlier)
+    swing = min(rise, fall) / max(_spread(earlier), _spread(recent))
     if swing > config.max_d_loss_swing:
         return Flag(
             "d_loss_unstable",
-            f"D loss unstable: its level rose and fell by {swing:.1f}x its earlier batch-to-batch spread",
+            f"D loss unstable: its level rose and fell by {swing:.1f}x its batch-to-batch spread",
         )
     return None
 
