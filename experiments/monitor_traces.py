@@ -87,17 +87,11 @@ CASES = (
         1000,
     ),
     Case(
-        "sagan_rgb64",
-        "experiments.sagan",
-        ("--model.g-width", "8", "--model.d-width", "8", "--schedule.batch-size", "16"),
-        400,
+        "dcgan_rgb64",
+        "experiments.dcgan_mnist",
+        (*DCGAN_SMALL[4:], "--model.g-width", "16", "--model.d-width", "16", "--schedule.batch-size", "32"),
+        500,
         rgb_digits=True,
-    ),
-    Case(
-        "stacked_mnist",
-        "experiments.stacked_mnist",
-        ("--model.g-width", "16", "--model.d-width", "16", "--evaluation.eval-every", "0"),
-        800,
     ),
     Case("gaussian_ring", "experiments.gaussian_mixture", ("--evaluation.eval-every", "100"), 2000),
     Case(
@@ -187,6 +181,7 @@ def record(case: Case, scratch: pathlib.Path) -> dict[str, np.ndarray]:
     argv = [*case.flags, *QUIET, "--run.workdir", str(workdir), "--run.overwrite"]
     if case.rgb_digits:
         argv += ["--data.dir", str(write_rgb_digits(scratch / "rgb_digits")), "--data.image-size", "64"]
+        argv += ["--data.channels", "3"]
     if case.failure_flags:
         _train(module, [*argv, "--schedule.steps", str(case.failure_step)])
         argv = [a for a in argv if a != "--run.overwrite"] + ["--run.resume", *case.failure_flags]
