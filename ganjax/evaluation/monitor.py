@@ -10,9 +10,9 @@ tips 10 and 13): D's loss going to 0, exploding or vanishing gradients, a D
 loss that jumps about instead of settling, G's loss falling while D still wins
 (G fooling D with garbage), and mode collapse.
 
-A batch's loss is a noisy estimate: D's loss on batches of 64 has a spread of
-about half its mean in a healthy DCGAN, with single batches at 3x the median.
-So the checks judge levels, not batches: medians, and medians of blocks of
+A batch's loss is a noisy estimate of the loss, and a healthy run's batches
+scatter widely about its level (docs/monitor.md has the measurements behind
+every threshold). So the checks judge levels, not batches: medians, and medians of blocks of
 ``config.smooth`` steps, compared with the loss's own batch-to-batch spread or
 with its earlier level, never one batch against a fixed scale.
 
@@ -147,8 +147,8 @@ def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
     """D's mean loss over the window near 0: D separates real from fake on every batch and G gets no useful gradient.
 
     The mean, not the median: a D that wins most batches while G still fools it
-    now and then (a loss spike) is a GAN at work, as in the first thousand steps
-    of a healthy Stacked MNIST run; a D that wins every batch is not.
+    now and then (a loss spike) is a GAN at work, as early in a healthy Stacked
+    MNIST run; a D that wins every batch is not.
     """
     d = _values(history, "d_loss", config)
     if d is not None and d[1].mean() < config.d_loss_floor:
@@ -159,9 +159,9 @@ def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
 def grad_explosion(history: History, config: MonitorConfig) -> Flag | None:
     """A gradient norm of G or D far above its earlier level and above ``max_grad_norm`` (medians).
 
-    The absolute bound alone cries wolf: D's gradient norm with BatchNorm is 50-250 in
-    healthy MNIST DCGANs, and healthy gradient norms drift by several times as D
-    sharpens. A diverging run's grow by orders of magnitude.
+    The absolute bound alone cries wolf: a healthy norm's scale depends on the
+    model (BatchNorm in D makes it large), and it drifts by several times as D
+    sharpens; a diverging run's grows by orders of magnitude.
     """
     worst = {}
     for name in ("g_grad_norm", "d_grad_norm"):
