@@ -403,14 +403,17 @@ class Monitor:
     """The failure monitor (ganjax.evaluation.monitor): its flags are logged; NaN or Inf always stops the run."""
 
     window: int = 200
-    """recent steps each check reads."""
+    """recent steps each check judges."""
+    baseline: int = 400
+    """steps before those that are the run's earlier level (gradient norms are judged against it)."""
     max_grad_norm: float = 100.0
-    """a median gradient norm above this is an explosion."""
+    """a median gradient norm above this and 10x its earlier level is an explosion."""
     stop_on: tuple[Literal[tuple(monitor.CHECKS)], ...] = ()
     """flags that stop the run early (after a last sample and checkpoint)."""
 
     def __post_init__(self):
         at_least(self, "window", 2)
+        at_least(self, "baseline", 0)
         positive(self, "max_grad_norm")
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
@@ -421,7 +424,11 @@ class Monitor:
             else monitor.MonitorConfig.d_loss_floor
         )
         return monitor.MonitorConfig(
-            window=self.window, max_grad_norm=self.max_grad_norm, d_loss_floor=floor, stop_on=tuple(self.stop_on)
+            window=self.window,
+            baseline=self.baseline,
+            max_grad_norm=self.max_grad_norm,
+            d_loss_floor=floor,
+            stop_on=tuple(self.stop_on),
         )
 
 

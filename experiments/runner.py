@@ -414,7 +414,7 @@ class Watch(Hook):
 
     def __post_init__(self):
         self._monitor = monitor.Monitor(self.config)
-        self._history: collections.deque = collections.deque(maxlen=self.config.window)
+        self._history: collections.deque = collections.deque(maxlen=self.config.kept)
 
     def __call__(self, context: Context) -> None:
         monitor.check_finite(monitor.stack_history(context.window), context.step)

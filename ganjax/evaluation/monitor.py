@@ -1,18 +1,27 @@
-"""Failure flags over a window of recent GAN metrics.
+"""Failure flags over the recent metrics of a GAN run, judged against the run's own earlier level.
 
 Every check is a pure function ``(history, config) -> Flag | None`` over a
 history ``{name: values over recent steps}`` (the metrics dicts of
-:func:`ganjax.training.phases.make_step`'s step, stacked; NumPy or JAX arrays). The signs are
-those of the GAN training folklore (ganhacks, Chintala et al. 2016, tips 10
-and 13): D's loss going to 0, exploding gradients, a D loss that jumps about
-instead of settling, G's loss falling while D still wins (G fooling D with
-garbage), and mode collapse.
+:func:`ganjax.training.phases.make_step`'s step, stacked; NumPy or JAX arrays),
+oldest first: its last ``config.window`` steps are the *recent* ones judged,
+the up to ``config.baseline`` steps before them the run's *earlier level*. The
+signs are those of the GAN training folklore (ganhacks, Chintala et al. 2016,
+tips 10 and 13): D's loss going to 0, exploding or vanishing gradients, a D
+loss that jumps about instead of settling, G's loss falling while D still wins
+(G fooling D with garbage), and mode collapse.
+
+A batch's loss is a noisy estimate of the loss, and a healthy run's batches
+scatter widely about its level (docs/monitor.md has the measurements behind
+every threshold). So the checks judge levels, not batches: medians, and medians of blocks of
+``config.smooth`` steps, compared with the loss's own batch-to-batch spread or
+with its earlier level, never one batch against a fixed scale.
 
 Example::
 
   monitor = Monitor(MonitorConfig(stop_on=("grad_explosion",)))
-  flags = monitor.check(history)         # every N steps, on the fetched window
+  flags = monitor.check(history)         # every N steps, on the last config.kept steps
   if monitor.should_stop(flags): ...
+  replay(trace, every=50)                # the flags a run logging every 50 steps would have raised
 """
 
 from __future__ import annotations
@@ -42,118 +51,217 @@ class MonitorConfig:
     """Thresholds of the checks, and which flags stop training.
 
     Attributes:
-      window: how many of the most recent values each check looks at.
-      d_loss_floor: D's mean loss below this is "near 0".
-      max_grad_norm: a global gradient norm of G or D above this, as the median of
-        the last ``explosion_steps`` steps (so one spike is not an explosion), is an explosion.
-      explosion_steps: how many recent steps that median covers.
-      max_d_loss_rel_std: D's loss std over its mean above this is "high variance".
-      spike_ratio: a D loss above this times the window's median is a spike.
-      max_spike_share: more spikes than this share of the window is unstable.
-      g_loss_fall: G's loss falling by at least this fraction over the window (on a linear fit) is "falling steadily".
-      d_wins_real: D(x) at least this ...
-      d_wins_fake: ... and D(G(z)) at most this mean D is winning.
+      window: the recent steps each check judges.
+      baseline: the steps before those that are the run's earlier level (the history keeps ``kept`` steps).
+      smooth: steps per block median, the level of a noisy metric judged by the trend checks.
+      warmup: in a history of fewer steps (the start of a run, where the losses move fast and G's samples are
+        alike by design) only outright failures are flagged: D's loss near 0 and exploding or vanishing gradients.
+      d_loss_floor: D's mean loss over the window below this is "near 0".
+      max_grad_norm: a gradient norm of G or D (median of the last ``explosion_steps``) above this ...
+      explosion_ratio: ... and this many times its earlier median (its own median over the window
+        while there is no earlier level) is an explosion.
+      explosion_steps: how many recent steps that median covers (so one spike is not an explosion).
+      vanish_ratio: G's gradient norm (median of the last ``explosion_steps``) below this share of its
+        earlier median, or below ``min_grad_norm``, has vanished.
+      min_grad_norm: a gradient norm below this is 0 whatever the run's scale.
+      max_d_loss_swing: D's loss level both rising and falling over the window by more than this many
+        times its batch-to-batch spread is unstable.
+      g_loss_fall: G's smoothed loss falling by at least this many of its batch-to-batch spreads over the window ...
+      d_wins_real: ... while D(x) at least this ...
+      d_wins_fake: ... and D(G(z)) at most this (window medians): G fools D with garbage.
       max_duplicate_share: a larger share of near-duplicate samples is mode collapse.
       min_distance_ratio: a smaller samples-to-data mean pairwise distance ratio is mode collapse.
       stop_on: names of the flags that should stop training.
     """
 
     window: int = 200
+    baseline: int = 400
+    smooth: int = 25
+    warmup: int = 400
     d_loss_floor: float = 0.05
     max_grad_norm: float = 100.0
+    explosion_ratio: float = 10.0
     explosion_steps: int = 20
-    max_d_loss_rel_std: float = 0.5
-    spike_ratio: float = 3.0
-    max_spike_share: float = 0.02
-    g_loss_fall: float = 0.2
-    d_wins_real: float = 0.8
-    d_wins_fake: float = 0.2
+    vanish_ratio: float = 0.1
+    min_grad_norm: float = 1e-4
+    max_d_loss_swing: float = 6.0
+    g_loss_fall: float = 2.0
+    d_wins_real: float = 0.9
+    d_wins_fake: float = 0.1
     max_duplicate_share: float = 0.5
-    min_distance_ratio: float = 0.5
+    min_distance_ratio: float = 0.4
     stop_on: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = set(self.stop_on) - set(CHECKS)
         if unknown:
             raise ValueError(f"MonitorConfig.stop_on: unknown flags {sorted(unknown)}; choose from {sorted(CHECKS)}")
+        for field in ("window", "smooth", "explosion_steps"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"MonitorConfig.{field} must be at least 1, got {getattr(self, field)}")
         if self.window < 2:
             raise ValueError(f"MonitorConfig.window must be at least 2, got {self.window}")
+        if self.baseline < 0:
+            raise ValueError(f"MonitorConfig.baseline must be at least 0, got {self.baseline}")
+        if self.warmup < 0:
+            raise ValueError(f"MonitorConfig.warmup must be at least 0, got {self.warmup}")
+
+    @property
+    def kept(self) -> int:
+        """How many recent steps of history the checks read: the window and the earlier level before it."""
+        return self.window + self.baseline
 
 
-def _recent(history: History, name: str, config: MonitorConfig) -> np.ndarray | None:
+def _values(history: History, name: str, config: MonitorConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(earlier, recent)`` values of ``name``: the last ``window`` steps and up to ``baseline`` before them."""
     if name not in history:
         return None
-    values = np.asarray(history[name], np.float64).reshape(-1)[-config.window :]
-    return values if len(values) else None
+    values = np.asarray(history[name], np.float64).reshape(-1)[-config.kept :]
+    if not len(values):
+        return None
+    split = max(len(values) - config.window, 0)
+    return values[:split], values[split:]
+
+
+def _warming_up(history: History, config: MonitorConfig) -> bool:
+    """Whether ``history`` is shorter than ``config.warmup`` steps (at most ``kept``, the longest history)."""
+    steps = max((len(np.asarray(v).reshape(-1)) for v in history.values()), default=0)
+    return steps < min(config.warmup, config.kept)
+
+
+def _block_medians(values: np.ndarray, span: int) -> np.ndarray:
+    """Medians of consecutive blocks of ``span`` steps, the last block ending at the last value: the level of a
+    noisy metric, one independent estimate per block."""
+    blocks = len(values) // span
+    return np.median(values[len(values) - blocks * span :].reshape(blocks, span), axis=1)
+
+
+def _spread(values: np.ndarray) -> float:
+    """The batch-to-batch spread of ``values``: the interquartile range of their step-to-step changes over
+    sqrt(2), the interquartile range of their noise when it is independent from step to step, whatever the level."""
+    q1, q3 = np.percentile(np.diff(values), [25, 75])
+    return float(max((q3 - q1) / np.sqrt(2), 1e-8))
 
 
 def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
-    """D's loss near 0: D separates real from fake perfectly and G gets no useful gradient."""
-    d = _recent(history, "d_loss", config)
-    if d is not None and d.mean() < config.d_loss_floor:
-        return Flag("d_loss_zero", f"D loss {d.mean():.3g} is near 0: D wins outright and G learns nothing")
+    """D's mean loss over the window near 0: D separates real from fake on every batch and G gets no useful gradient.
+
+    The mean, not the median: a D that wins most batches while G still fools it
+    now and then (a loss spike) is a GAN at work, as early in a healthy Stacked
+    MNIST run; a D that wins every batch is not.
+    """
+    d = _values(history, "d_loss", config)
+    if d is not None and d[1].mean() < config.d_loss_floor:
+        return Flag("d_loss_zero", f"D loss {d[1].mean():.3g} is near 0: D wins outright and G learns nothing")
     return None
 
 
 def grad_explosion(history: History, config: MonitorConfig) -> Flag | None:
-    """The global gradient norm of G or D above ``max_grad_norm`` over the last ``explosion_steps`` (median)."""
+    """A gradient norm of G or D far above its earlier level and above ``max_grad_norm`` (medians).
+
+    The absolute bound alone cries wolf: a healthy norm's scale depends on the
+    model (BatchNorm in D makes it large), and it drifts by several times as D
+    sharpens; a diverging run's grows by orders of magnitude.
+    """
     worst = {}
     for name in ("g_grad_norm", "d_grad_norm"):
-        values = _recent(history, name, config)
-        if values is not None and np.median(values[-config.explosion_steps :]) > config.max_grad_norm:
-            worst[name[0].upper()] = np.median(values[-config.explosion_steps :])
+        values = _values(history, name, config)
+        if values is None:
+            continue
+        earlier, recent = values
+        now = np.median(recent[-config.explosion_steps :])
+        before = np.median(earlier) if len(earlier) else np.median(recent)
+        if now > config.max_grad_norm and now > config.explosion_ratio * before:
+            worst[name[0].upper()] = (now, before)
     if worst:
-        which = ", ".join(f"{p} {v:.3g}" for p, v in worst.items())
-        return Flag(
-            "grad_explosion", f"gradient norm above {config.max_grad_norm:g} (median {which}): training is unstable"
-        )
+        which = ", ".join(f"{p} {now:.3g} (was {before:.3g})" for p, (now, before) in worst.items())
+        return Flag("grad_explosion", f"gradient norm exploded (median {which}): training is diverging")
+    return None
+
+
+def vanishing_gradients(history: History, config: MonitorConfig) -> Flag | None:
+    """G's gradient norm collapsed: below ``vanish_ratio`` of its earlier median, or below ``min_grad_norm``.
+
+    With the saturating minimax loss and a D that rejects every fake, ``log(1 - D(G(z)))``
+    is flat and G stops learning (Goodfellow et al. 2014, section 3; ganhacks tip 2).
+    """
+    values = _values(history, "g_grad_norm", config)
+    if values is None:
+        return None
+    earlier, recent = values
+    now = np.median(recent[-config.explosion_steps :])
+    collapsed = len(earlier) and now < config.vanish_ratio * np.median(earlier)
+    if collapsed or now < config.min_grad_norm:
+        was = f" (was {np.median(earlier):.3g})" if len(earlier) else ""
+        return Flag("vanishing_gradients", f"G's gradient norm vanished: median {now:.3g}{was}; G learns nothing")
     return None
 
 
 def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
-    """D's loss with a high relative variance or spikes, where a healthy run has low variance."""
-    d = _recent(history, "d_loss", config)
-    if d is None or len(d) < 2:
+    """D's loss going up and down: its level both rose and fell over the window by many of its earlier batch spreads.
+
+    A healthy D loss is noisy from batch to batch but its level settles or
+    drifts one way; an unstable one goes up and down (ganhacks tip 13: "D loss
+    has high variance ... going up and down"). The level is the median of each
+    ``smooth`` steps; the unit is the loss's batch-to-batch spread (the larger
+    of the earlier level's and the window's, so a quiet start does not make a
+    unit too small), so the bound follows the loss's own scale (a Wasserstein
+    critic's has no fixed one); a loss falling to 0 is not called unstable.
+    Silent in the warmup.
+    """
+    d = _values(history, "d_loss", config)
+    if d is None or _warming_up(history, config) or len(d[0]) < 2 or len(d[1]) < 2 * config.smooth:
         return None
-    rel_std = d.std() / max(abs(d.mean()), 1e-8)
-    spikes = int(np.sum(d > config.spike_ratio * max(np.median(d), 1e-8)))
-    if rel_std > config.max_d_loss_rel_std or spikes > config.max_spike_share * len(d):
+    earlier, recent = d
+    level = _block_medians(recent, config.smooth)
+    rise = np.max(level[1:] - np.minimum.accumulate(level)[:-1])
+    fall = np.max(np.maximum.accumulate(level)[:-1] - level[1:])
+    swing = min(rise, fall) / max(_spread(earlier), _spread(recent))
+    if swing > config.max_d_loss_swing:
         return Flag(
             "d_loss_unstable",
-            f"D loss unstable: std/mean {rel_std:.2f}, {spikes} spike(s) above {config.spike_ratio:g}x the median",
+            f"D loss unstable: its level rose and fell by {swing:.1f}x its batch-to-batch spread",
         )
     return None
 
 
 def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None:
-    """G's loss falling steadily while D still wins (D(x) high, D(G(z)) low): G fools D with garbage.
+    """G's smoothed loss falling steadily while D still wins (D(x) high, D(G(z)) low): G fools D with garbage.
 
     Needs ``d_real``/``d_fake``, D's probabilities, which only the cross-entropy
-    losses log (``ganjax.training.gan.d_outputs``); silent for the others.
+    losses log (``ganjax.training.gan.d_outputs``); silent for the others, and in
+    the warmup, where G's loss falls as it first catches up with D.
     """
-    g, real, fake = (_recent(history, n, config) for n in ("g_loss", "d_real", "d_fake"))
-    if g is None or real is None or fake is None or len(g) < 2:
+    g, real, fake = (_values(history, n, config) for n in ("g_loss", "d_real", "d_fake"))
+    if g is None or real is None or fake is None or _warming_up(history, config) or len(g[1]) < 2 * config.smooth:
         return None
-    slope = np.polyfit(np.arange(len(g)), g, 1)[0]
-    fall = -slope * (len(g) - 1) / max(abs(g.mean()), 1e-8)
-    if fall >= config.g_loss_fall and real.mean() >= config.d_wins_real and fake.mean() <= config.d_wins_fake:
+    level = _block_medians(g[1], config.smooth)
+    slope = np.polyfit(np.arange(len(level)), level, 1)[0]
+    fall = -slope * (len(level) - 1) / _spread(g[1])
+    real, fake = np.median(real[1]), np.median(fake[1])
+    if fall >= config.g_loss_fall and real >= config.d_wins_real and fake <= config.d_wins_fake:
         return Flag(
             "g_fools_with_garbage",
-            f"G loss fell {fall:.0%} while D still wins (D(x) {real.mean():.2f}, "
-            f"D(G(z)) {fake.mean():.2f}): G may be fooling D with garbage",
+            f"G loss fell {fall:.1f}x its batch spread while D still wins (D(x) {real:.2f}, "
+            f"D(G(z)) {fake:.2f}): G may be fooling D with garbage",
         )
     return None
 
 
 def mode_collapse(history: History, config: MonitorConfig) -> Flag | None:
-    """Many near-duplicate samples, or samples much closer together than the data (see ``metrics.sample_diversity``)."""
-    dup = _recent(history, "duplicate_share", config)
-    ratio = _recent(history, "pairwise_distance_ratio", config)
+    """Many near-duplicate samples, or samples much closer together than the data (see ``metrics.sample_diversity``).
+
+    Silent in the warmup: a G that has barely trained maps every z to nearly one image.
+    """
+    if _warming_up(history, config):
+        return None
+    dup = _values(history, "duplicate_share", config)
+    ratio = _values(history, "pairwise_distance_ratio", config)
     reasons = []
-    if dup is not None and dup[-1] > config.max_duplicate_share:
-        reasons.append(f"{dup[-1]:.0%} of samples are near-duplicates")
-    if ratio is not None and ratio[-1] < config.min_distance_ratio:
-        reasons.append(f"samples are {ratio[-1]:.2f}x as far apart as the data")
+    if dup is not None and dup[1][-1] > config.max_duplicate_share:
+        reasons.append(f"{dup[1][-1]:.0%} of samples are near-duplicates")
+    if ratio is not None and ratio[1][-1] < config.min_distance_ratio:
+        reasons.append(f"samples are {ratio[1][-1]:.2f}x as far apart as the data")
     if reasons:
         return Flag("mode_collapse", "mode collapse: " + "; ".join(reasons))
     return None
@@ -162,6 +270,7 @@ def mode_collapse(history: History, config: MonitorConfig) -> Flag | None:
 CHECKS: dict[str, Callable[[History, MonitorConfig], Flag | None]] = {
     "d_loss_zero": d_loss_zero,
     "grad_explosion": grad_explosion,
+    "vanishing_gradients": vanishing_gradients,
     "d_loss_unstable": d_loss_unstable,
     "g_fools_with_garbage": g_fools_with_garbage,
     "mode_collapse": mode_collapse,
@@ -199,5 +308,51 @@ class Monitor:
 
 
 def stack_history(window: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """A list of per-step metrics dicts -> ``{name: (T, ...) array}``, the history the checks read."""
-    return {name: np.stack([np.asarray(m[name]) for m in window]) for name in window[0]} if window else {}
+    """A list of per-step metrics dicts -> ``{name: (T, ...) array}``, the history the checks read.
+
+    The names are the last step's, each stacked over the steps that have it: a
+    run resumed with another objective may drop a metric (a penalty) or add one.
+    """
+    if not window:
+        return {}
+    return {name: np.stack([np.asarray(m[name]) for m in window if name in m]) for name in window[-1]}
+
+
+def replay(
+    metrics: Mapping[str, np.ndarray],
+    every: int,
+    config: MonitorConfig = MonitorConfig(),
+    evaluations: Mapping[int, Mapping[str, float]] | None = None,
+) -> list[tuple[int, list[Flag]]]:
+    """The flags a run's monitor raises at each logging step, replayed from the run's per-step metrics.
+
+    Checks as ``experiments.runner.Watch`` does in a run that logs every ``every``
+    steps: at each multiple of ``every`` and at the last step, on the last
+    ``config.kept`` steps, with the evaluations made since the previous check.
+
+    Args:
+      metrics: ``{name: (T,) values}``, entry ``i`` being step ``i + 1``'s.
+      every: steps between checks (``run.log_every``).
+      config: the monitor's settings.
+      evaluations: ``{step: {name: value}}``, e.g. ``duplicate_share`` at the evaluation steps.
+
+    Returns:
+      ``(step, flags)`` per check, in step order.
+
+    Raises:
+      ValueError: naming ``every`` below 1, or ``metrics`` of unequal lengths.
+    """
+    if every < 1:
+        raise ValueError(f"replay: every must be at least 1, got {every}")
+    lengths = {len(np.asarray(values).reshape(-1)) for values in metrics.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"replay: metrics have different lengths {sorted(lengths)}")
+    steps = lengths.pop() if lengths else 0
+    checked = [*range(every, steps + 1, every), *([steps] if steps % every else [])]
+    monitor, evaluations, flags = Monitor(config), evaluations or {}, []
+    for before, step in zip([0, *checked], checked):
+        history = {name: np.asarray(values)[max(step - config.kept, 0) : step] for name, values in metrics.items()}
+        for at in sorted(at for at in evaluations if before < at <= step):
+            history.update({name: np.array([value]) for name, value in evaluations[at].items()})
+        flags.append((step, monitor.check(history)))
+    return flags
