@@ -36,8 +36,9 @@ PyTree = Any
 STANDING_BATCHES = 16
 """Batches whose statistics are averaged. The running statistics that BatchNorm keeps in training (momentum 0.9 in
 flax's layers as G uses them, 0.99 by default) weigh the last 10 to 100 batches; 16 batches of the run's batch size
-(1,024 samples at 64) put each channel's mean within about 3% of its standard deviation of the population's, at the
-cost of 16 forward passes per sampling event, a small share of an evaluation's thousands of samples."""
+(1,024 samples at 64) put each channel's mean within about 3% of its standard deviation (one standard error) of the
+population's, at the cost of 16 forward passes per sampling event, a small share of an evaluation's thousands of
+samples."""
 STANDING_KEY = "standing_stats"
 """The name under which the batches' key is derived from a sampling event's key (:func:`ganjax.training.rng.named`)."""
 
@@ -51,6 +52,9 @@ def _batch_statistics(next_fun, args, kwargs, context):
     module = context.module
     if not isinstance(module, nn.BatchNorm) or context.method_name != "__call__":
         return next_fun(*args, **kwargs)
+    given = kwargs.get("use_running_average")
+    if module.use_running_average if given is None else given:
+        return next_fun(*args, **kwargs)  # a layer that normalizes with its running statistics in training too
     for name in ("mean", "var"):
         module.put_variable("batch_stats", name, jnp.zeros_like(module.get_variable("batch_stats", name)))
     out = next_fun(*args, **kwargs)

@@ -208,15 +208,15 @@ def test_inception_features_evaluate_any_images_and_are_cached(tmp_path, capsys)
     network = evaluation.inception_network(weights, resize=None)  # 75x75 inputs keep the CPU test small
     network = dataclasses.replace(network, batch_size=8)  # real batches of G's size: one compiled forward
     dataset = data.ImageDataset(images(32, 75, 3), None, "rgb75")
-    sample = lambda state, key, use_ema: jax.random.uniform(key, (8, 75, 75, 3), minval=-1.0, maxval=1.0)
-    result = evaluation.evaluator(16, dataset, network, sample, 8, 0, False)(None, 1)
+    sample = lambda state, key, ema_stats: jax.random.uniform(key, (8, 75, 75, 3), minval=-1.0, maxval=1.0)
+    result = evaluation.evaluator(16, dataset, network, sample, 8, 0, None)(None, 1)
     for name in ("fid", "fid_floor", "kid", "precision", "recall", "density", "coverage", "duplicate_share"):
         assert np.isfinite(result[name]), name
     assert "class_coverage" not in result  # InceptionV3 predicts no digits
     (cached,) = (tmp_path / "cache").glob("*.npz")
     assert cached.name.startswith("rgb75__32x75x75x3-") and cached.name.endswith(f"__{network.name}.npz")
     assert "real images" in capsys.readouterr().err  # the progress bar while they were computed
-    evaluation.evaluator(16, dataset, network, sample, 8, 0, False)
+    evaluation.evaluator(16, dataset, network, sample, 8, 0, None)
     assert "real images" not in capsys.readouterr().err  # read from the cache
     other = inception.save_weights(inception.init_variables(jax.random.key(1), SMALL), tmp_path / "other.npz")
     assert evaluation.inception_network(other, resize=None).name != network.name
