@@ -46,6 +46,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
         config.models,
         init_key,
         generator(config).grid(sample_key),
+        sample_key,
         nrow=config.samples_per_class,
         evaluations=evaluation.class_accuracy_hooks(config, eval_key),
     )

@@ -31,7 +31,7 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -45,9 +45,10 @@ from experiments import runner
 from ganjax import data
 from ganjax.evaluation import inception, metrics
 from ganjax.evaluation import mnist_classifier as mc
-from ganjax.training.gan import generate
+from ganjax.training.gan import ema_stats, generate
 from ganjax.training.state import TrainState
 
+PyTree = Any
 CACHE_DIR = "runs/cache"
 FID_WEIGHTS_ENV = "GANJAX_FID_WEIGHTS"
 HOW_TO_GET_FID_WEIGHTS = (
@@ -295,10 +296,10 @@ def evaluator(
     eval_samples: int,
     dataset: data.ImageDataset,
     network: FeatureNetwork | None,
-    sample: Callable[[TrainState, jax.Array, bool], jax.Array],
+    sample: Callable[[TrainState, jax.Array, PyTree | None], jax.Array],
     batch_size: int,
     seed: int,
-    ema: bool,
+    ema_stats: Callable[[TrainState, jax.Array], PyTree] | None,
 ) -> Callable[[TrainState, int], dict]:
     """An ``evaluate(state, step)`` for :class:`experiments.runner.Evaluate`.
 
@@ -306,17 +307,20 @@ def evaluator(
       eval_samples: G's samples per evaluation; G is compared with as many real images.
       dataset: the real images.
       network: the feature network; None: the mode-collapse signals only.
-      sample: ``(state, key, use_ema) -> images`` for a batch of ``batch_size``.
+      sample: ``(state, key, ema_stats) -> images`` for a batch of ``batch_size``: G's with ``ema_stats``
+        None, else the moving average of G's with these BatchNorm statistics.
       batch_size: the sample batch.
       seed: picks the real images compared and the evaluation's latents.
-      ema: also evaluate the moving average of G.
+      ema_stats: ``(state, key) -> `` the moving average's BatchNorm statistics
+        (:func:`ganjax.training.gan.ema_stats`), computed once per evaluation from its key; None: the
+        moving average is not evaluated.
 
     Returns:
       A function giving ``duplicate_share`` and ``pairwise_distance_ratio`` and, with a
       network, ``fid``, ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
       ``coverage`` (and ``class_coverage``, ``class_kl`` and ``readable_share``, the share read with
       confidence at least 0.9, with the classifier's classes)
-      of G (and the same prefixed ``ema_`` for the EMA of G with ``ema``), plus ``fid_floor`` the first time.
+      of G (and the same prefixed ``ema_`` for the EMA of G with ``ema_stats``), plus ``fid_floor`` the first time.
     """
     rng = np.random.default_rng(seed)
     reference_pixels = data.to_float(dataset.images[rng.permutation(len(dataset))[:1000]])
@@ -331,8 +335,8 @@ def evaluator(
         real, other = features[order[:n]], features[order[n : 2 * n]]
         floor["fid_floor"] = metrics.fid_from_features(real, other)
 
-    def evaluate_one(state: TrainState, use_ema: bool) -> dict[str, float]:
-        batches = list(metrics.generated_batches(lambda k, n: sample(state, k, use_ema), key, eval_samples, batch_size))
+    def evaluate_one(state: TrainState, stats: PyTree | None) -> dict[str, float]:
+        batches = list(metrics.generated_batches(lambda k, n: sample(state, k, stats), key, eval_samples, batch_size))
         result = {}
         if network is not None:
             result = metrics.evaluate_images(
@@ -346,10 +350,10 @@ def evaluator(
         return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference_pixels)}
 
     def evaluate(state: TrainState, step: int) -> dict[str, float]:
-        result = {**floor, **evaluate_one(state, False)}
+        result = {**floor, **evaluate_one(state, None)}
         floor.clear()
-        if ema:
-            result.update({f"ema_{k}": v for k, v in evaluate_one(state, True).items()})
+        if ema_stats is not None:
+            result.update({f"ema_{k}": v for k, v in evaluate_one(state, ema_stats(state, key)).items()})
         return result
 
     return evaluate
@@ -369,18 +373,27 @@ def build_evaluator(
         built = inception_network(fid_weights(settings))
     else:
         built = None
-    draw = lambda state, key, use_ema: generate(
-        state, config.latent.sample(key, batch_size), use_ema=use_ema, rngs={"dropout": key}
+    sample, stats = samplers(config, batch_size)
+    return evaluator(settings.eval_samples, dataset, built, sample, batch_size, config.run.seed, stats)
+
+
+def samplers(config, batch_size: int) -> tuple[Callable, Callable | None]:
+    """An unconditional GAN experiment's jitted ``sample(state, key, ema_stats)`` of ``batch_size`` images and
+    ``ema_stats(state, key)`` (None when the state keeps no moving average), for :func:`evaluator`.
+
+    ``sample`` draws z of ``config.latent`` and G's dropout (if any) from ``key``; with ``ema_stats`` None it
+    samples G, else the moving average of G with these BatchNorm statistics, which ``ema_stats`` recomputes
+    for it over batches of the run's batch size (:func:`ganjax.training.gan.ema_stats`).
+    """
+    draw = lambda state, key, stats: generate(
+        state,
+        config.latent.sample(key, batch_size),
+        use_ema=stats is not None,
+        rngs={"dropout": key},
+        ema_stats=stats,
     )
-    return evaluator(
-        settings.eval_samples,
-        dataset,
-        built,
-        jax.jit(draw, static_argnums=2),
-        batch_size,
-        config.run.seed,
-        config.state.ema_decay > 0,
-    )
+    stats = lambda state, key: ema_stats(state, key, config.latent.sample, config.schedule.batch_size)
+    return jax.jit(draw), jax.jit(stats) if config.state.ema_decay > 0 else None
 
 
 def scheduled(every: int, build: Callable[[], Callable[[TrainState, int], dict]]) -> runner.Evaluate:
@@ -428,6 +441,14 @@ def class_labels(num_classes: int, per_class: int) -> jax.Array:
 
 
 _generate = jax.jit(generate, static_argnames=("train", "use_ema"))  # one compiled sampler for every check
+_ema_stats = jax.jit(ema_stats, static_argnames=("draw", "batch_size", "num_classes"))
+
+
+@functools.cache
+def _normal(latent_dim: int) -> Callable[[jax.Array, int], jax.Array]:
+    """``(key, n) -> z``: ``n`` N(0, 1) latents of ``latent_dim``, as :func:`sample_accuracy` draws them (one function
+    per size, so the statistics of the moving average compile once)."""
+    return lambda key, n: jax.random.normal(key, (n, latent_dim))
 
 
 def sample_accuracy(
@@ -439,12 +460,23 @@ def sample_accuracy(
     latent_dim: int,
     use_ema: bool = False,
     batch_size: int = 500,
+    run_batch_size: int = 64,
 ) -> list[float]:
-    """The classifier's per-class accuracy on ``per_class`` samples of each class from G (running statistics)."""
+    """The classifier's per-class accuracy on ``per_class`` samples of each class from G (running statistics).
+
+    With ``use_ema`` the samples come from the moving average of G, with BatchNorm statistics recomputed for
+    it once, from ``key``, over batches of ``run_batch_size``, the run's batch size
+    (:func:`ganjax.training.gan.ema_stats`).
+    """
     labels = class_labels(num_classes, per_class)
     z = jax.random.normal(key, (len(labels), latent_dim))
+    stats = _ema_stats(state, key, _normal(latent_dim), run_batch_size, num_classes) if use_ema else None
     predictions = [
-        np.asarray(classify(_generate(state, z[i : i + batch_size], labels[i : i + batch_size], use_ema=use_ema)))
+        np.asarray(
+            classify(
+                _generate(state, z[i : i + batch_size], labels[i : i + batch_size], use_ema=use_ema, ema_stats=stats)
+            )
+        )
         for i in range(0, len(labels), batch_size)
     ]
     return per_class_accuracy(np.concatenate(predictions), labels, num_classes)
@@ -486,6 +518,7 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
                     settings.eval_per_class,
                     config.latent.dim,
                     config.state.ema_decay > 0,
+                    run_batch_size=config.schedule.batch_size,
                 )
                 return {"class_accuracy_min": min(shares), "class_accuracy_mean": float(np.mean(shares))}
 
@@ -511,6 +544,7 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
         settings.final_eval_per_class,
         config.latent.dim,
         config.state.ema_decay > 0,
+        run_batch_size=config.schedule.batch_size,
     )
     if jax.process_index() == 0:
         result = {

@@ -109,6 +109,7 @@ def train_and_evaluate(config: Config) -> TrainState:
         models,
         init_key,
         fixed,
+        sample_key,
         example_shape=(sides[-1], sides[-1], len(sides) * config.data.channels),
         view=lambda packed: finest(packed, sides),
         inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])},

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import os
 import pathlib
@@ -63,7 +62,7 @@ from ganjax import latent as latent_paths
 from ganjax.evaluation import monitor
 from ganjax.sample import CHECKPOINTS, CONFIG_FILE, EXPERIMENT_KEY, Generator
 from ganjax.training import devices
-from ganjax.training.gan import GAN, create_state, generate
+from ganjax.training.gan import GAN, create_state, ema_stats, generate
 from ganjax.training.phases import Phase, batches_per_step, make_step
 from ganjax.training.state import TrainState
 
@@ -815,6 +814,7 @@ def train_image_gan(
     models: Callable[[str | None], tuple[nn.Module, nn.Module]],
     init_key: jax.Array,
     fixed: tuple,
+    sample_key: jax.Array,
     *,
     example_shape: tuple[int, ...] | None = None,
     view: Callable[[jax.Array], jax.Array] | None = None,
@@ -838,6 +838,9 @@ def train_image_gan(
       models: ``bn_axis_name -> (G, D)``; the axis is None unless ``config.devices`` has cross-replica BatchNorm on.
       init_key: the players' and the steps' key.
       fixed: G's inputs for every sample grid (``(z,)`` or ``(z, labels)``).
+      sample_key: the key ``fixed`` was drawn from; the moving average of G is sampled with BatchNorm
+        statistics recomputed for it from this key (:func:`ganjax.training.gan.ema_stats`), as
+        :mod:`ganjax.sample` recomputes them from the run's sample key.
       example_shape: D's input shape (default: ``config.data``'s images).
       view: maps G's output to the grid's images.
       nrow: images per grid row.
@@ -846,7 +849,8 @@ def train_image_gan(
       prepare, wrap_step, inputs: see :func:`fit_gan` (``prepare`` maps the new state, e.g. to add buffers).
 
     Returns:
-      The last state and ``sample(state, *inputs)``, G's jitted images (its moving average when kept).
+      The last state and ``sample(state, *inputs)``, G's jitted images (its moving average when kept, with its
+      recomputed statistics).
     """
     phases = gan.phases(config.schedule.n_critic)
     mesh = start(config, batches_per_step(phases))
@@ -864,7 +868,13 @@ def train_image_gan(
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
     state = prepare(state) if prepare is not None else state
-    sample = jax.jit(functools.partial(generate, use_ema=config.state.ema_decay > 0, rngs=rngs))
+    use_ema, batch_size = config.state.ema_decay > 0, config.schedule.batch_size
+
+    def draw(state: TrainState, *inputs) -> jax.Array:
+        stats = ema_stats(state, sample_key, gan.latent.sample, batch_size, classes) if use_ema else None
+        return generate(state, *inputs, use_ema=use_ema, rngs=rngs, ema_stats=stats)
+
+    sample = jax.jit(draw)
     fixed = devices.replicate(fixed, mesh)
     view = view or (lambda x: x)
     writer = grid_writer(config.run.workdir, lambda s: view(sample(s, *fixed)), nrow)
@@ -925,6 +935,7 @@ def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook
         lambda bn: config.model.build(config.data, config.latent.dim, bn),
         init_key,
         g.grid(g.key),
+        g.key,
         rngs={"dropout": jax.random.fold_in(g.key, 1)},
         evaluations=evaluations,
     )

@@ -94,7 +94,7 @@ def train_and_evaluate(config: Config) -> TrainState:
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     gan = config.make_gan(configs.Conditioning(num_classes=config.model.num_classes))
     fixed = generator(config).grid(sample_key)
-    return runner.train_image_gan(config, gan, functools.partial(players, config), init_key, fixed)[0]
+    return runner.train_image_gan(config, gan, functools.partial(players, config), init_key, fixed, sample_key)[0]
 
 
 def main(argv=None):

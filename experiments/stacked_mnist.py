@@ -27,7 +27,6 @@ from experiments import evaluation, runner
 from ganjax import data
 from ganjax.benchmarks import stacked_mnist
 from ganjax.evaluation import metrics
-from ganjax.training.gan import generate
 from ganjax.training.state import TrainState
 
 
@@ -93,30 +92,24 @@ class Config(configs.UnconditionalGAN):
 def mode_hooks(config: Config):
     """``dataset -> [Evaluate hook]`` logging ``modes`` and ``mode_kl``; the classifier comes at the first use."""
     settings, batch = config.evaluation, config.schedule.batch_size
-    ema = config.state.ema_decay > 0
     key = jax.random.key(config.run.seed + 1)
-    draw = jax.jit(
-        lambda state, k, use_ema: generate(state, config.latent.sample(k, batch), use_ema=use_ema, rngs={"dropout": k}),
-        static_argnames="use_ema",
-    )
+    draw, ema_stats = evaluation.samplers(config, batch)
 
     @functools.cache
     def classify():
         return evaluation.classifier_for(settings.classifier_dir, config.data.digits()).class_fn()
 
-    def modes(state: TrainState, use_ema: bool) -> dict[str, float]:
-        samples = metrics.generated_batches(
-            lambda k, n: draw(state, k, use_ema=use_ema), key, settings.eval_samples, batch
-        )
+    def modes(state: TrainState, stats) -> dict[str, float]:
+        samples = metrics.generated_batches(lambda k, n: draw(state, k, stats), key, settings.eval_samples, batch)
         return stacked_mnist.mode_metrics(
             np.concatenate([stacked_mnist.classify_channels(classify(), s) for s in samples])
         )
 
     def evaluate(state: TrainState, step: int) -> dict[str, float]:
-        found = modes(state, False)
+        found = modes(state, None)
         result = {"modes": found["modes"], "mode_kl": found["kl"]}
-        if ema:
-            found = modes(state, True)
+        if ema_stats is not None:
+            found = modes(state, ema_stats(state, key))
             result.update(ema_modes=found["modes"], ema_mode_kl=found["kl"])
         return result
 

@@ -11,7 +11,9 @@ gives images in [-1, 1], NHWC.
 
 Without ``seed``, G's inputs are the run's own: the same draw from the same
 key as its ``samples/step_*.png``, so the grid of a checkpoint's step is that
-step's sample grid (with ``ema`` when the run sampled its moving average).
+step's sample grid (with ``ema`` when the run sampled its moving average: its
+BatchNorm statistics are recomputed for the averaged params from the same key
+as the run's, :func:`ganjax.training.standing.standing_stats`).
 A conditional G is sampled one row per class; an image-to-image G (CycleGAN)
 translates images of its input domain instead of drawing z.
 
@@ -44,6 +46,7 @@ import orbax.checkpoint as ocp
 from ganjax import checkpoint, images
 from ganjax import latent as latent_paths
 from ganjax.training.gan import Latent
+from ganjax.training.standing import standing_stats
 
 PyTree = Any
 T = TypeVar("T")
@@ -106,6 +109,12 @@ class Generator:
 def _apply(generator: Generator, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
     """``generator(variables, inputs, key, step)``, compiled once per generator and step."""
     return generator(variables, inputs, key, step)
+
+
+@functools.partial(jax.jit, static_argnames=("generator", "batch_size"))
+def _standing_stats(generator: Generator, variables: PyTree, key: jax.Array, batch_size: int) -> PyTree:
+    """The BatchNorm statistics of ``variables['params']`` over batches of the run's inputs, compiled once per G."""
+    return standing_stats(generator.module.apply, variables, key, generator.draw, batch_size, generator.num_classes)
 
 
 # ----------------------------------------------------------------------------- the config
@@ -191,7 +200,8 @@ class Run:
             no average, or ``num`` below 1.
         """
         g = self.generator
-        variables, key = self._variables(ema), self._key(seed)
+        key = self._key(seed)
+        variables = self._variables(ema, key)
         labels = self._labels(classes, self._count(num, g.nrow))
         if num is None and classes is None:
             inputs = g.grid(key)
@@ -222,7 +232,8 @@ class Run:
         g = self.generator
         if g.latent is None:
             raise SampleError(f"{self.experiment}'s G translates images; it has no z to interpolate")
-        variables, key = self._variables(ema), self._key(seed)
+        key = self._key(seed)
+        variables = self._variables(ema, key)
         rows, labels = self._count(rows, 1), self._labels(classes, 1)
         paths = latent_paths.interpolation_grid(
             key, rows, INTERPOLATION_COLUMNS, g.latent.dim, INTERPOLATION_ANCHORS, sampler=g.latent.distribution
@@ -253,12 +264,18 @@ class Run:
             raise SampleError(f"classes {unknown or classes}: {self.experiment} knows classes 0 to {known - 1}")
         return np.repeat(np.asarray(classes, np.int32), per_class)
 
-    def _variables(self, ema: bool) -> dict[str, PyTree]:
+    def _variables(self, ema: bool, key: jax.Array) -> dict[str, PyTree]:
+        """G's variables; with ``ema``, the moving average with BatchNorm statistics recomputed for it from
+        ``key`` (:func:`ganjax.training.standing.standing_stats`, as the run sampled it)."""
         if not ema:
             return self.variables
         if self.ema_params is None:
             raise SampleError(f"{self.path}: the run kept no moving average of G (its EMA decay was 0)")
-        return {**self.variables, "params": self.ema_params}
+        variables = {**self.variables, "params": self.ema_params}
+        if "batch_stats" not in variables:
+            return variables
+        stats = _standing_stats(self.generator, variables, key, self.config.schedule.batch_size)
+        return {**variables, "batch_stats": stats}
 
     def _generate(self, variables: dict[str, PyTree], inputs: tuple, key: jax.Array) -> np.ndarray:
         inputs = tuple(jnp.asarray(x) for x in inputs)

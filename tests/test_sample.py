@@ -4,7 +4,9 @@ import dataclasses
 import importlib
 import json
 import shutil
+import types
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +14,7 @@ from PIL import Image
 from experiments import config as configs
 from experiments import dcgan_mnist, runner
 from ganjax import sample
+from tests.training.tiny import LATENT, TinyG, make_state, standing_by_hand, with_ema_apart
 
 SMALL = ("--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4")
 
@@ -220,3 +223,18 @@ def test_a_config_dict_with_unknown_fields_is_refused_naming_them():
 def test_the_runner_records_the_experiment(trained):
     saved = json.loads((trained("dcgan_mnist") / runner.CONFIG_FILE).read_text())
     assert saved[sample.EXPERIMENT_KEY] == "experiments.dcgan_mnist"
+
+
+def test_the_moving_average_is_sampled_with_batchnorm_statistics_recomputed_for_it(tmp_path):
+    state = with_ema_apart(make_state(ema_decay=0.9))
+    g, ema = state.players["g"], state.ema["g"].params
+    draw = lambda key, n: jax.random.normal(key, (n, LATENT))
+    generator = sample.Generator(TinyG(), draw, key=jax.random.key(2), num=6, nrow=3)
+    config = types.SimpleNamespace(schedule=types.SimpleNamespace(batch_size=8))
+    run = sample.Run(tmp_path, "tiny", config, generator, 1, {"params": g.params, "batch_stats": g.batch_stats}, ema)
+    for key, images in ((generator.key, run.sample(ema=True)), (jax.random.key(4), run.sample(5, seed=4, ema=True))):
+        z = draw(key, len(images))
+        expected = g.apply_fn({"params": ema, "batch_stats": standing_by_hand(ema, key, draw, 8)}, z, train=False)
+        np.testing.assert_allclose(images, expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(images, g.apply_fn({"params": ema, "batch_stats": g.batch_stats}, z, train=False))
+    np.testing.assert_array_equal(run.sample(), g.apply_fn(run.variables, draw(generator.key, 6), train=False))

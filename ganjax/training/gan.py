@@ -38,7 +38,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -48,11 +48,12 @@ from jax import lax
 
 from ganjax import augment, labels, latent, losses, noise, penalties
 from ganjax.replay import ReplayBuffer, mix_and_push
-from ganjax.training import rng
+from ganjax.training import rng, standing
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
 
 Metrics = dict[str, jax.Array]
+PyTree = Any
 G_OBJECTIVES = ("adversarial", "feature_matching")
 # The name under which D's phase shares G's linearised forward pass with G's phase.
 G_FORWARD = "g_forward"
@@ -693,6 +694,25 @@ def create_state(
     return TrainState.create(run_key, {"g": g, "d": d}, ema_decay={"g": ema_decay}, buffers=buffers)
 
 
+def ema_stats(
+    state: TrainState,
+    key: jax.Array,
+    draw: Callable[[jax.Array, int], jax.Array],
+    batch_size: int,
+    num_classes: int = 0,
+) -> PyTree:
+    """G's BatchNorm statistics recomputed for the moving average of its params (BigGAN's standing statistics).
+
+    :func:`ganjax.training.standing.standing_stats` of G's module and ``state.ema['g']``'s params over
+    :data:`ganjax.training.standing.STANDING_BATCHES` batches of ``batch_size`` z from ``draw`` (and labels of
+    ``num_classes`` classes drawn uniformly, for a conditional G), from the sampling event's ``key``. ``{}``
+    for a G without BatchNorm. Pass the result to :func:`generate` as ``ema_stats``.
+    """
+    g = state.players["g"]
+    variables = {"params": state.params("g", use_ema=True), "batch_stats": g.batch_stats}
+    return standing.standing_stats(g.apply_fn, variables, key, draw, batch_size, num_classes)
+
+
 def generate(
     state: TrainState,
     z: jax.Array,
@@ -700,16 +720,34 @@ def generate(
     train: bool = False,
     use_ema: bool = False,
     rngs=None,
+    ema_stats: PyTree | None = None,
 ) -> jax.Array:
     """G's images for ``z`` (and class ``labels``), with BatchNorm running statistics unless ``train``.
+
+    G's running statistics belong to G's own params; the moving average of its params is sampled with
+    statistics recomputed for it (:func:`ema_stats`).
 
     Args:
       state: the train state.
       z: latents ``(N, latent_dim)``.
       labels: class labels ``(N,)`` for a conditional G.
       train: use batch statistics instead of running ones.
-      use_ema: use the moving average of G's params.
+      use_ema: use the moving average of G's params (with ``ema_stats``).
       rngs: keys for G's noise and dropout layers, if it has any.
+      ema_stats: the moving average's BatchNorm statistics (:func:`ema_stats`); needed with ``use_ema`` by a
+        G with BatchNorm outside training mode.
+
+    Raises:
+      ValueError: for ``use_ema`` without ``ema_stats`` where they are needed, or without a moving average.
     """
+    g = state.players["g"]
+    params = state.params("g", use_ema)
+    if use_ema and not train and g.batch_stats:
+        if ema_stats is None:
+            raise ValueError(
+                "generate: use_ema samples G's moving average, whose BatchNorm statistics are not G's running "
+                "ones; pass ema_stats=ema_stats(state, key, ...)"
+            )
+        g = g.replace(batch_stats=ema_stats)
     inputs = (z,) if labels is None else (z, labels)
-    return state.players["g"](state.params("g", use_ema), *inputs, train=train, rngs=rngs)[0]
+    return g(params, *inputs, train=train, rngs=rngs)[0]

@@ -12,7 +12,7 @@ from experiments import acgan_mnist, cgan_mnist, evaluation
 from experiments import config as configs
 from ganjax import images
 from ganjax.evaluation import mnist_classifier
-from ganjax.training.gan import generate
+from ganjax.training.gan import ema_stats, generate
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +76,19 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     _, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
     labels = np.repeat(np.arange(10), 3)
     z = jax.random.normal(sample_key, (30, 8))
-    expected = images.make_grid(np.asarray(generate(state, z, labels, use_ema=True)), nrow=3)
+    # The moving average is sampled with BatchNorm statistics recomputed for it from the grid's key.
+    stats = ema_stats(state, sample_key, config.latent.sample, 16, 10)
+    expected = images.make_grid(np.asarray(generate(state, z, labels, use_ema=True, ema_stats=stats)), nrow=3)
     grid = np.asarray(Image.open(run / "samples" / "step_000006.png"))[::2, ::2]
     # Jitted and eager G differ in the last float bits, which can move a pixel across a rounding boundary.
     np.testing.assert_allclose(grid, expected[..., 0], atol=1)
+    running = state.replace(
+        ema={}, players={**state.players, "g": state.players["g"].replace(params=state.ema["g"].params)}
+    )
+    wrong = images.make_grid(np.asarray(generate(running, z, labels)), nrow=3)  # the average with G's statistics
+    assert np.abs(grid.astype(int) - wrong[..., 0]).max() > 1
     classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
-    recomputed = evaluation.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True)
+    recomputed = evaluation.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True, run_batch_size=16)
     saved = json.loads((run / "class_accuracy.json").read_text())
     assert saved["per_class"] == shares == recomputed and saved["min"] == min(shares)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

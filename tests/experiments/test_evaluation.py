@@ -5,6 +5,7 @@ import itertools
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,8 +13,19 @@ from PIL import Image
 from experiments import cgan_mnist, dcgan_mnist, evaluation, runner
 from experiments import config as configs
 from ganjax import data
-from ganjax.evaluation import inception
+from ganjax.evaluation import inception, metrics
 from ganjax.evaluation import mnist_classifier as mc
+from ganjax.training.gan import Conditioning
+from tests.training.tiny import (
+    CLASSES,
+    LATENT,
+    ConditionalBatchNormG,
+    ConditionalD,
+    make_state,
+    standing_by_hand,
+    tiny_gan,
+    with_ema_apart,
+)
 
 SMALL = inception.InceptionV3(resize=None)
 
@@ -197,15 +209,15 @@ def test_inception_features_evaluate_any_images_and_are_cached(tmp_path, capsys)
     network = evaluation.inception_network(weights, resize=None)  # 75x75 inputs keep the CPU test small
     network = dataclasses.replace(network, batch_size=8)  # real batches of G's size: one compiled forward
     dataset = data.ImageDataset(images(32, 75, 3), None, "rgb75")
-    sample = lambda state, key, use_ema: jax.random.uniform(key, (8, 75, 75, 3), minval=-1.0, maxval=1.0)
-    result = evaluation.evaluator(16, dataset, network, sample, 8, 0, False)(None, 1)
+    sample = lambda state, key, ema_stats: jax.random.uniform(key, (8, 75, 75, 3), minval=-1.0, maxval=1.0)
+    result = evaluation.evaluator(16, dataset, network, sample, 8, 0, None)(None, 1)
     for name in ("fid", "fid_floor", "kid", "precision", "recall", "density", "coverage", "duplicate_share"):
         assert np.isfinite(result[name]), name
     assert "class_coverage" not in result  # InceptionV3 predicts no digits
     (cached,) = (tmp_path / "cache").glob("*.npz")
     assert cached.name.startswith("rgb75__32x75x75x3-") and cached.name.endswith(f"__{network.name}.npz")
     assert "real images" in capsys.readouterr().err  # the progress bar while they were computed
-    evaluation.evaluator(16, dataset, network, sample, 8, 0, False)
+    evaluation.evaluator(16, dataset, network, sample, 8, 0, None)
     assert "real images" not in capsys.readouterr().err  # read from the cache
     other = inception.save_weights(inception.init_variables(jax.random.key(1), SMALL), tmp_path / "other.npz")
     assert evaluation.inception_network(other, resize=None).name != network.name
@@ -221,3 +233,51 @@ def test_mnist_network_is_named_by_its_params_and_its_training_is_announced(tmp_
     monkeypatch.setattr(evaluation, "train_classifier", lambda settings, train_set: mc.init(jax.random.key(0)))
     evaluation.mnist_network(tmp_path / "new", digits)
     assert "training the MNIST feature network on 100 digits for 1500 steps" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the moving average of G
+
+
+def tiny_samples(state, variables, key, n, batch, draw):
+    """G's images for the evaluation's batches of z with ``variables``: batch ``i`` from ``fold_in(key, i)``."""
+    g = state.players["g"]
+    return np.concatenate(
+        [g.apply_fn(variables, draw(jax.random.fold_in(key, i), batch), train=False) for i in range(n)]
+    )
+
+
+def test_the_moving_average_is_evaluated_with_batchnorm_statistics_recomputed_for_it():
+    config = dcgan_config("--latent.dim", "3", "--state.ema-decay", "0.9", "--schedule.batch-size", "8")
+    config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, eval_samples=24))
+    state = with_ema_apart(make_state(ema_decay=0.9))
+    dataset = data.ImageDataset(images(32, 2, 1), None, "tiny")
+    result = evaluation.build_evaluator(config, dataset, None)(state, 1)
+    key, ema = jax.random.key(config.run.seed + 1), state.ema["g"].params
+    reference = data.to_float(dataset.images[np.random.default_rng(config.run.seed).permutation(32)])
+    diversity = lambda stats: metrics.sample_diversity(
+        tiny_samples(state, {"params": ema, "batch_stats": stats}, key, 3, 8, config.latent.sample), reference
+    )["pairwise_distance_ratio"]
+    expected = diversity(standing_by_hand(ema, key, config.latent.sample, 8))
+    assert result["ema_pairwise_distance_ratio"] == pytest.approx(expected, rel=1e-5)
+    assert result["ema_pairwise_distance_ratio"] != pytest.approx(diversity(state.players["g"].batch_stats), rel=1e-3)
+    _, stats = evaluation.samplers(config, 8)
+    stats(state, jax.random.key(1)), stats(with_ema_apart(state), jax.random.key(2))
+    assert stats._cache_size() == 1  # once per run, not per evaluation
+
+
+def test_the_class_accuracy_of_the_moving_average_uses_statistics_recomputed_for_it():
+    gan = tiny_gan(conditioning=Conditioning(num_classes=CLASSES))
+    state = with_ema_apart(make_state(gan, g=ConditionalBatchNormG(), d=ConditionalD(), ema_decay=0.9))
+    classify = lambda x: jnp.floor(x[:, 0] * 20).astype(jnp.int32) % CLASSES  # moves with every sample
+    key, ema, per_class = jax.random.key(7), state.ema["g"].params, 20
+    shares = evaluation.sample_accuracy(state, classify, key, CLASSES, per_class, LATENT, True, run_batch_size=8)
+    labels = evaluation.class_labels(CLASSES, per_class)
+    z = jax.random.normal(key, (len(labels), LATENT))
+    normal = lambda k, n: jax.random.normal(k, (n, LATENT))
+
+    def accuracy(stats):
+        fakes = state.players["g"].apply_fn({"params": ema, "batch_stats": stats}, z, labels, train=False)
+        return evaluation.per_class_accuracy(classify(fakes), labels, CLASSES)
+
+    assert shares == accuracy(standing_by_hand(ema, key, normal, 8, num_classes=CLASSES))
+    assert shares != accuracy(state.players["g"].batch_stats)

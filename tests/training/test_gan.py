@@ -18,7 +18,7 @@ import pytest
 
 from ganjax import labels, latent, losses, optim, penalties
 from ganjax.models import dcgan
-from ganjax.training.gan import GAN, Conditioning, InputNoise, Latent, Objective, create_state, generate
+from ganjax.training.gan import GAN, Conditioning, InputNoise, Latent, Objective, create_state, ema_stats, generate
 from tests.training.tiny import (
     CLASSES,
     LABELLED,
@@ -37,6 +37,7 @@ from tests.training.tiny import (
     make_state,
     run,
     sgd_step,
+    standing_by_hand,
     step_fake,
     tiny_gan,
 )
@@ -391,10 +392,16 @@ def test_ema_of_g_follows_each_g_update_and_samples():
     expected = jax.tree.map(lambda a, b: (0.9 * a + b) / 1.9, g_params(first), g_params(new))
     chex.assert_trees_all_close(new.ema["g"].params, expected, rtol=1e-5)
     z = jnp.ones((2, LATENT))
+    normal = lambda key, n: jax.random.normal(key, (n, LATENT))
+    stats = ema_stats(new, jax.random.key(5), normal, 8)
+    chex.assert_trees_all_close(stats, standing_by_hand(new.ema["g"].params, jax.random.key(5), normal, 8), rtol=1e-5)
+    ema_g = new.players["g"].replace(batch_stats=stats)
     chex.assert_trees_all_close(
-        generate(new, z, use_ema=True), new.players["g"](new.ema["g"].params, z, train=False)[0]
+        generate(new, z, use_ema=True, ema_stats=stats), ema_g(new.ema["g"].params, z, train=False)[0]
     )
-    assert not np.allclose(generate(new, z, use_ema=True), generate(new, z))
+    assert not np.allclose(generate(new, z, use_ema=True, ema_stats=stats), generate(new, z))
+    with pytest.raises(ValueError, match="generate: use_ema samples G's moving average, whose BatchNorm statistics"):
+        generate(new, z, use_ema=True)  # G's running statistics are G's, not the average's
     with pytest.raises(ValueError, match="player 'g' keeps no moving average"):
         generate(make_state(), z, use_ema=True)
 

@@ -15,6 +15,7 @@ from ganjax import latent
 from ganjax.training import rng
 from ganjax.training.gan import GAN, Latent, Objective, create_state
 from ganjax.training.phases import make_step
+from ganjax.training.standing import STANDING_BATCHES
 
 LATENT = 3
 CLASSES = 3
@@ -57,6 +58,15 @@ class ConditionalG(nn.Module):
         return jnp.tanh(nn.Dense(4)(jnp.concatenate([z, jax.nn.one_hot(y, CLASSES)], -1)))
 
 
+class ConditionalBatchNormG(nn.Module):
+    """(z, one-hot class) -> Dense -> BatchNorm -> ReLU -> Dense -> tanh: 4 values."""
+
+    @nn.compact
+    def __call__(self, z, y, train=True):
+        h = nn.Dense(12, use_bias=False)(jnp.concatenate([z, jax.nn.one_hot(y, CLASSES)], -1))
+        return jnp.tanh(nn.Dense(4)(nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))))
+
+
 class ConditionalD(nn.Module):
     @nn.compact
     def __call__(self, x, y, train=True):
@@ -69,6 +79,33 @@ class AuxD(nn.Module):
     @nn.compact
     def __call__(self, x, train=True):
         return nn.Dense(1)(x)[:, 0], nn.Dense(CLASSES)(x)
+
+
+def standing_by_hand(params, key, draw, batch_size, num_batches=STANDING_BATCHES, num_classes=0):
+    """The standing statistics of TinyG's (or ConditionalBatchNormG's) ``params``, written out.
+
+    Batch ``i`` is drawn as :func:`ganjax.training.standing.standing_stats` documents it; the statistics are
+    the mean over the batches of the first Dense layer's batch means and of its (biased) batch variances.
+    """
+    key = rng.named(key, "standing_stats")
+    means, variances = [], []
+    for i in range(num_batches):
+        z_key, y_key, _, _ = jax.random.split(jax.random.fold_in(key, i), 4)
+        x = draw(z_key, batch_size)
+        if num_classes:
+            x = jnp.concatenate(
+                [x, jax.nn.one_hot(jax.random.randint(y_key, (batch_size,), 0, num_classes), num_classes)], -1
+            )
+        h = x @ params["Dense_0"]["kernel"]
+        means.append(h.mean(0))
+        variances.append(((h - h.mean(0)) ** 2).mean(0))
+    return {"BatchNorm_0": {"mean": jnp.mean(jnp.stack(means), 0), "var": jnp.mean(jnp.stack(variances), 0)}}
+
+
+def with_ema_apart(state):
+    """``state`` whose moving average of G is far from G's params (as after many steps of a moving G)."""
+    apart = jax.tree.map(lambda p: 1.5 * p + 0.2, state.players["g"].params)
+    return state.replace(ema={"g": state.ema["g"].replace(params=apart)})
 
 
 def tiny_gan(objective=None, **parts) -> GAN:
