@@ -633,7 +633,7 @@ class ClassAccuracy:
     classifier_dir: str = "runs/mnist_classifier"
     """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no class accuracy."""
     eval_every: int = 1000
-    """steps between checks, logged as class_accuracy_min and _mean (0: none)."""
+    """steps between checks, logged as class_accuracy_min and _mean, and class_readable_min and _mean (0: none)."""
     eval_per_class: int = 100
     """samples per class for each check."""
     final_eval_per_class: int = 1000

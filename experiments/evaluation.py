@@ -435,6 +435,18 @@ def per_class_accuracy(predictions, labels, num_classes: int) -> list[float]:
     return [float(np.mean(predictions[labels == c] == c)) for c in range(num_classes)]
 
 
+def per_class_shares(probabilities, labels, num_classes: int, confidence: float = 0.9) -> dict[str, list[float]]:
+    """Per class ``c``, of the examples of label ``c``: ``'accuracy'``, the share the classifier reads as ``c``,
+    and ``'readable'``, the share it reads as ``c`` with probability at least ``confidence``."""
+    probabilities = np.asarray(probabilities)
+    sure = np.max(probabilities, axis=-1) >= confidence
+    predictions = np.where(sure, np.argmax(probabilities, axis=-1), -1)
+    return {
+        "accuracy": per_class_accuracy(np.argmax(probabilities, axis=-1), labels, num_classes),
+        "readable": per_class_accuracy(predictions, labels, num_classes),
+    }
+
+
 def class_labels(num_classes: int, per_class: int) -> jax.Array:
     """``[0]*per_class + [1]*per_class + ...``: row ``c`` of a grid with ``per_class`` columns is class ``c``."""
     return jnp.repeat(jnp.arange(num_classes), per_class)
@@ -446,14 +458,14 @@ _ema_stats = jax.jit(ema_stats, static_argnames=("draw", "batch_size", "num_clas
 
 @functools.cache
 def _normal(latent_dim: int) -> Callable[[jax.Array, int], jax.Array]:
-    """``(key, n) -> z``: ``n`` N(0, 1) latents of ``latent_dim``, as :func:`sample_accuracy` draws them (one function
-    per size, so the statistics of the moving average compile once)."""
+    """``(key, n) -> z``: ``n`` N(0, 1) latents of ``latent_dim``, as :func:`sample_class_shares` draws them (one
+    function per size, so the statistics of the moving average compile once)."""
     return lambda key, n: jax.random.normal(key, (n, latent_dim))
 
 
-def sample_accuracy(
+def sample_class_shares(
     state: TrainState,
-    classify,
+    class_probabilities,
     key: jax.Array,
     num_classes: int,
     per_class: int,
@@ -461,8 +473,10 @@ def sample_accuracy(
     use_ema: bool = False,
     batch_size: int = 500,
     run_batch_size: int = 64,
-) -> list[float]:
-    """The classifier's per-class accuracy on ``per_class`` samples of each class from G (running statistics).
+) -> dict[str, list[float]]:
+    """:func:`per_class_shares` of ``per_class`` samples of each class from G (running statistics).
+
+    ``class_probabilities`` maps images to the classifier's class probabilities.
 
     With ``use_ema`` the samples come from the moving average of G, with BatchNorm statistics recomputed for
     it once, from ``key``, over batches of ``run_batch_size``, the run's batch size
@@ -471,19 +485,20 @@ def sample_accuracy(
     labels = class_labels(num_classes, per_class)
     z = jax.random.normal(key, (len(labels), latent_dim))
     stats = _ema_stats(state, key, _normal(latent_dim), run_batch_size, num_classes) if use_ema else None
-    predictions = [
+    probabilities = [
         np.asarray(
-            classify(
+            class_probabilities(
                 _generate(state, z[i : i + batch_size], labels[i : i + batch_size], use_ema=use_ema, ema_stats=stats)
             )
         )
         for i in range(0, len(labels), batch_size)
     ]
-    return per_class_accuracy(np.concatenate(predictions), labels, num_classes)
+    return per_class_shares(np.concatenate(probabilities), labels, num_classes)
 
 
 def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset], list]:
-    """``dataset -> [Evaluate hook]`` logging ``class_accuracy_min`` and ``_mean`` of a conditional GAN's config.
+    """``dataset -> [Evaluate hook]`` logging ``class_accuracy_min`` and ``_mean`` (and ``class_readable_min`` and
+    ``_mean``, read with confidence at least 0.9: :func:`per_class_shares`) of a conditional GAN's config.
 
     Each check, at the multiples of ``eval_every``, draws ``eval_per_class`` samples per class from
     ``fold_in(key, step)``; the classifier is loaded at the first. None without a classifier for
@@ -507,12 +522,12 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
             return []
 
         def build() -> Callable[[TrainState, int], dict]:
-            classify = mc.load_mnist_classifier(settings.classifier_dir).class_fn()
+            class_probabilities = mc.load_mnist_classifier(settings.classifier_dir).probability_fn()
 
             def evaluate(state: TrainState, step: int) -> dict[str, float]:
-                shares = sample_accuracy(
+                shares = sample_class_shares(
                     state,
-                    classify,
+                    class_probabilities,
                     jax.random.fold_in(key, step),
                     config.conditioning.num_classes,
                     settings.eval_per_class,
@@ -520,7 +535,11 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
                     config.state.ema_decay > 0,
                     run_batch_size=config.schedule.batch_size,
                 )
-                return {"class_accuracy_min": min(shares), "class_accuracy_mean": float(np.mean(shares))}
+                return {
+                    f"class_{name}_{stat}": value
+                    for name, per_class in shares.items()
+                    for stat, value in (("min", min(per_class)), ("mean", float(np.mean(per_class))))
+                }
 
             return evaluate
 
@@ -530,15 +549,16 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
 
 
 def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[float] | None:
-    """The per-class accuracy of ``final_eval_per_class`` samples per class, also written to
-    ``{workdir}/class_accuracy.json``; None without a classifier for the config's images."""
+    """The per-class accuracy of ``final_eval_per_class`` samples per class, written with the per-class
+    readable shares (:func:`per_class_shares`) to ``{workdir}/class_accuracy.json``; None without a classifier
+    for the config's images."""
     settings = config.class_accuracy
     classifier = find_classifier(settings.classifier_dir, config.data.shape)
     if classifier is None:
         return None
-    shares = sample_accuracy(
+    shares = sample_class_shares(
         state,
-        classifier.class_fn(),
+        classifier.probability_fn(),
         key,
         config.conditioning.num_classes,
         settings.final_eval_per_class,
@@ -546,13 +566,17 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
         config.state.ema_decay > 0,
         run_batch_size=config.schedule.batch_size,
     )
+    accuracy, readable = shares["accuracy"], shares["readable"]
     if jax.process_index() == 0:
         result = {
-            "per_class": shares,
-            "min": min(shares),
-            "mean": float(np.mean(shares)),
+            "per_class": accuracy,
+            "min": min(accuracy),
+            "mean": float(np.mean(accuracy)),
+            "readable_per_class": readable,
+            "readable_min": min(readable),
+            "readable_mean": float(np.mean(readable)),
             "samples_per_class": settings.final_eval_per_class,
             "classifier_dir": settings.classifier_dir,
         }
         (pathlib.Path(config.run.workdir) / "class_accuracy.json").write_text(json.dumps(result, indent=1))
-    return shares
+    return accuracy

@@ -66,6 +66,14 @@ def test_per_class_accuracy():
     assert evaluation.per_class_accuracy([0, 0, 1, 1, 2, 0], [0, 1, 1, 1, 2, 2], 3) == [1.0, 2 / 3, 0.5]
 
 
+def test_per_class_shares_count_as_readable_only_sure_and_right_reads():
+    sure = lambda c: np.eye(3)[c] * 0.95 + 0.025  # read as c with probability 0.95
+    unsure = lambda c: np.eye(3)[c] * 0.5 + 0.25  # read as c with probability 0.75
+    probabilities = [sure(0), unsure(0), sure(1), sure(2), unsure(2)]
+    shares = evaluation.per_class_shares(np.array(probabilities), [0, 0, 1, 2, 1], 3)
+    assert shares == {"accuracy": [1.0, 0.5, 1.0], "readable": [0.5, 0.5, 1.0]}
+
+
 @pytest.mark.slow  # a whole cGAN run with its evaluation (about 25 s of CPU)
 def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_dir, tmp_path, classifier_dir):
     config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, "--swaps.every", "4", "--swaps.duration", "1")
@@ -87,10 +95,12 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     )
     wrong = images.make_grid(np.asarray(generate(running, z, labels)), nrow=3)  # the average with G's statistics
     assert np.abs(grid.astype(int) - wrong[..., 0]).max() > 1
-    classify = mnist_classifier.load_mnist_classifier(classifier_dir).class_fn()
-    recomputed = evaluation.sample_accuracy(state, classify, eval_key, 10, 20, 8, use_ema=True, run_batch_size=16)
+    probabilities = mnist_classifier.load_mnist_classifier(classifier_dir).probability_fn()
+    recomputed = evaluation.sample_class_shares(state, probabilities, eval_key, 10, 20, 8, True, run_batch_size=16)
     saved = json.loads((run / "class_accuracy.json").read_text())
-    assert saved["per_class"] == shares == recomputed and saved["min"] == min(shares)
+    assert saved["per_class"] == shares == recomputed["accuracy"] and saved["min"] == min(shares)
+    assert saved["readable_per_class"] == recomputed["readable"]
+    assert all(r <= a for r, a in zip(recomputed["readable"], recomputed["accuracy"]))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # Computed at steps 3 and 6, logged with the records of steps 4 and 6.
     assert [r["step"] for r in records if "class_accuracy_min" in r] == [4, 6]

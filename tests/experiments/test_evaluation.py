@@ -269,8 +269,10 @@ def test_the_class_accuracy_of_the_moving_average_uses_statistics_recomputed_for
     gan = tiny_gan(conditioning=Conditioning(num_classes=CLASSES))
     state = with_ema_apart(make_state(gan, g=ConditionalBatchNormG(), d=ConditionalD(), ema_decay=0.9))
     classify = lambda x: jnp.floor(x[:, 0] * 20).astype(jnp.int32) % CLASSES  # moves with every sample
+    probabilities = lambda x: jax.nn.one_hot(classify(x), CLASSES)
     key, ema, per_class = jax.random.key(7), state.ema["g"].params, 20
-    shares = evaluation.sample_accuracy(state, classify, key, CLASSES, per_class, LATENT, True, run_batch_size=8)
+    shares = evaluation.sample_class_shares(state, probabilities, key, CLASSES, per_class, LATENT, True, 500, 8)
+    shares = shares["accuracy"]
     labels = evaluation.class_labels(CLASSES, per_class)
     z = jax.random.normal(key, (len(labels), LATENT))
     normal = lambda k, n: jax.random.normal(k, (n, LATENT))
