@@ -378,7 +378,7 @@ def build_evaluator(
         jax.jit(draw, static_argnums=2),
         batch_size,
         config.run.seed,
-        config.state.ema_decay > 0,
+        config.state.keeps_ema,
     )
 
 
@@ -484,7 +484,7 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
                     config.conditioning.num_classes,
                     settings.eval_per_class,
                     config.latent.dim,
-                    config.state.ema_decay > 0,
+                    config.state.keeps_ema,
                 )
                 return {"class_accuracy_min": min(shares), "class_accuracy_mean": float(np.mean(shares))}
 
@@ -509,7 +509,7 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
         config.conditioning.num_classes,
         settings.final_eval_per_class,
         config.latent.dim,
-        config.state.ema_decay > 0,
+        config.state.keeps_ema,
     )
     if jax.process_index() == 0:
         result = {

@@ -725,7 +725,7 @@ def gan_state(
         example_shape,
         g_tx=tx.g,
         d_tx=tx.d,
-        ema_decay=options.ema_decay,
+        ema_decay=options.ema(config.schedule.batch_size),
         replay_capacity=options.replay_capacity,
         replay_share=options.replay_share,
     )
@@ -864,7 +864,7 @@ def train_image_gan(
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
     state = prepare(state) if prepare is not None else state
-    sample = jax.jit(functools.partial(generate, use_ema=config.state.ema_decay > 0, rngs=rngs))
+    sample = jax.jit(functools.partial(generate, use_ema=config.state.keeps_ema, rngs=rngs))
     fixed = devices.replicate(fixed, mesh)
     view = view or (lambda x: x)
     writer = grid_writer(config.run.workdir, lambda s: view(sample(s, *fixed)), nrow)

@@ -93,7 +93,7 @@ class Config(configs.UnconditionalGAN):
 def mode_hooks(config: Config):
     """``dataset -> [Evaluate hook]`` logging ``modes`` and ``mode_kl``; the classifier comes at the first use."""
     settings, batch = config.evaluation, config.schedule.batch_size
-    ema = config.state.ema_decay > 0
+    ema = config.state.keeps_ema
     key = jax.random.key(config.run.seed + 1)
     draw = jax.jit(
         lambda state, k, use_ema: generate(state, config.latent.sample(k, batch), use_ema=use_ema, rngs={"dropout": k}),
