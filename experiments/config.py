@@ -622,9 +622,9 @@ def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
     name, args = _preset(sys.argv[1:] if argv is None else argv)
     summary = (cls.__doc__ or "").strip().split("\n")[0]
     presets = "; ".join(f"{key}: {PRESETS[key].apply.__doc__.splitlines()[0]}" for key in PRESETS if _applies(key, cls))
-    description = f"{summary} (--debug: show the traceback of an error" + (
-        f"; {PRESET_FLAG} NAME: start from a preset, the other flags on top. {presets})" if presets else ")"
-    )
+    if presets:
+        presets = f"; {PRESET_FLAG} NAME starts from a preset, the other flags apply on top. Presets: {presets}"
+    description = f"{summary} (--debug: show the traceback of an error{presets})"
     cli = functools.partial(tyro.cli, cls, args=args, description=description)
     if name is None:
         return resolve(cli())

@@ -103,7 +103,7 @@ def cosine_anneal(base: float, final: float, steps: int) -> optax.Schedule:
 
     References:
       Huang, Gokaslan, Kuleshov and Tompkin 2024, The GAN is dead; long live the GAN!
-      A Modern GAN Baseline (R3GAN), section 4; Loshchilov and Hutter 2017, SGDR.
+      A Modern GAN Baseline (R3GAN); Loshchilov and Hutter 2017, SGDR.
     """
     if steps < 1:
         raise ValueError(f"cosine_anneal: steps must be at least 1, got {steps}")

@@ -111,9 +111,15 @@ def r1_r2(d_real: DFn, d_fake: DFn, real: Array, fake: Array, key: Array) -> Arr
     and class labels; the same function without either). Weight ``gamma / 2``
     gives R3GAN's ``(gamma / 2)(R1 + R2)`` (gamma 0.05 annealed to 0.005 on CIFAR-10).
 
+    Example:
+      >>> d_real = lambda x: jnp.sum(x, axis=1)  # input gradient (1, 1): ||grad||^2 = 2
+      >>> d_fake = lambda x: 2 * jnp.sum(x, axis=1)  # (2, 2): 8
+      >>> float(r1_r2(d_real, d_fake, jnp.zeros((4, 2)), jnp.ones((4, 2)), None))
+      10.0
+
     References:
       Huang, Gokaslan, Kuleshov and Tompkin 2024, The GAN is dead; long live
-      the GAN! A Modern GAN Baseline, eq. 3 (with the relativistic loss of
+      the GAN! A Modern GAN Baseline (with the relativistic loss of
       :func:`ganjax.losses.relativistic_d_loss`); Mescheder et al. 2018, eqs. 9 and 10.
     """
     return r1(d_real, real, fake, key) + r2(d_fake, real, fake, key)
