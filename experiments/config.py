@@ -23,8 +23,9 @@ import functools
 import json
 import math
 import pathlib
-from collections.abc import Sequence
-from typing import Literal, TypeVar
+import sys
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple, TypeVar
 
 import jax
 import optax
@@ -39,6 +40,7 @@ from ganjax.training import gan
 from ganjax.training.gan import Augmentation, Conditioning, InputNoise
 
 __all__ = [
+    "PRESETS",
     "Augmentation",
     "BatchNormDevices",
     "ClassAccuracy",
@@ -56,6 +58,7 @@ __all__ = [
     "Monitor",
     "Objective",
     "Optimizers",
+    "Preset",
     "Run",
     "Schedule",
     "StateOptions",
@@ -64,6 +67,7 @@ __all__ = [
     "at_least",
     "known_dtype",
     "parse",
+    "r3gan",
     "refuse",
     "to_dict",
 ]
@@ -234,6 +238,16 @@ class Optimizers:
     """Adam's second-moment decay."""
     lr_decay: bool = False
     """constant learning rates for the first half of the steps, then linearly to 0 (ganjax.optim.linear_decay)."""
+    lr_g_final: float | None = None
+    """anneal G's learning rate with a cosine from lr_g to this over anneal_steps steps (R3GAN, Huang et al. 2024;
+    ganjax.optim.cosine_anneal); None: constant."""
+    lr_d_final: float | None = None
+    """anneal D's learning rate from lr_d to this likewise, over anneal_steps times n_critic D updates."""
+    b2_final: float | None = None
+    """anneal Adam's b2 from b2 to this likewise (R3GAN: 0.9 to 0.99), each player over its own updates; None:
+    constant."""
+    anneal_steps: int = 0
+    """the steps the *_final values are annealed over (with one of them; 0: none)."""
     grad_clip: float | None = None
     """clip each player's gradient to this global norm."""
     grad_noise: float | None = None
@@ -254,22 +268,45 @@ class Optimizers:
                 positive(self, field)
         if self.optimistic and "rmsprop" in (self.g_optimizer, self.d_optimizer):
             refuse(self, "optimistic", "there is no optimistic RMSprop; use adam or sgd")
+        finals = ("lr_g_final", "lr_d_final", "b2_final")
+        for field in finals[:2]:
+            if getattr(self, field) is not None:
+                positive(self, field)
+        if self.b2_final is not None:
+            if not 0.0 <= self.b2_final < 1.0:
+                refuse(self, "b2_final", f"must be in [0, 1), got {self.b2_final}")
+            if (self.g_optimizer, self.d_optimizer) != ("adam", "adam"):
+                refuse(self, "b2_final", "anneals both players' Adam b2: both must use adam")
+        if self.lr_decay and (self.lr_g_final, self.lr_d_final) != (None, None):
+            refuse(self, "lr_decay", "the learning rates are annealed to lr_g_final / lr_d_final: choose one schedule")
+        at_least(self, "anneal_steps", 0)
+        annealed = [field for field in finals if getattr(self, field) is not None]
+        if annealed and not self.anneal_steps:
+            refuse(self, "anneal_steps", f"is 0 with {annealed[0]} set: give the steps it anneals over")
+        if self.anneal_steps and not annealed:
+            refuse(self, "anneal_steps", f"is {self.anneal_steps} with none of {', '.join(finals)} to anneal to")
 
     def build(self, key: jax.Array, steps: int, n_critic: int = 1) -> optim.GANOptimizers:
         """G's and D's chains; ``key`` seeds the gradient noise, ``steps`` and ``n_critic`` span the decay.
 
-        D takes ``n_critic`` updates per step, each counted by its schedule, so both rates reach 0 at the last step.
+        D takes ``n_critic`` updates per step, each counted by its schedules, so both rates reach 0 at the last step
+        and D's annealed values reach their final values after ``anneal_steps`` steps, as G's do.
         """
         lr_g, lr_d = self.lr_g, self.lr_d
         if self.lr_decay:
             lr_g, lr_d = optim.linear_decay(lr_g, steps), optim.linear_decay(lr_d, steps * n_critic)
+
+        def anneal(base, final, updates_per_step):
+            return base if final is None else optim.cosine_anneal(base, final, self.anneal_steps * updates_per_step)
+
         tx = optim.gan_optimizers(
-            lr_g,
-            lr_d,
+            anneal(lr_g, self.lr_g_final, 1),
+            anneal(lr_d, self.lr_d_final, n_critic),
             g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer,
             b1=self.b1,
-            b2=self.b2,
+            b2=anneal(self.b2, self.b2_final, 1),
+            b2_d=anneal(self.b2, self.b2_final, n_critic),
             grad_clip=self.grad_clip,
             grad_noise=self.grad_noise,
             optimistic=self.optimistic,
@@ -286,6 +323,12 @@ class StateOptions:
 
     ema_decay: float = 0.0
     """keep a moving average of G's params with this decay, and sample and evaluate it (0: none)."""
+    ema_half_life: float = 0.0
+    """keep the moving average with this half-life in images instead, a decay of 0.5 ** (batch_size / ema_half_life)
+    per step (0: none; StyleGAN2-ADA's ema_kimg, in images)."""
+    ema_anneal_steps: int = 0
+    """raise the half-life from 0 (the average is G) to ema_half_life with a cosine over this many steps (R3GAN;
+    ganjax.optim.cosine_anneal); 0: constant."""
     replay_capacity: int = 0
     """keep a ring of this many past fakes for D (0: none; ganhacks trick 7)."""
     replay_share: float = 0.0
@@ -294,6 +337,12 @@ class StateOptions:
     def __post_init__(self):
         if not 0.0 <= self.ema_decay < 1.0:
             refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        at_least(self, "ema_half_life", 0.0)
+        if self.ema_half_life and self.ema_decay:
+            refuse(self, "ema_half_life", f"is {self.ema_half_life} with ema_decay {self.ema_decay}: choose one")
+        at_least(self, "ema_anneal_steps", 0)
+        if self.ema_anneal_steps and not self.ema_half_life:
+            refuse(self, "ema_anneal_steps", f"is {self.ema_anneal_steps} with no ema_half_life to anneal to")
         at_least(self, "replay_capacity", 0)
         if not 0.0 <= self.replay_share <= 1.0:
             refuse(self, "replay_share", f"must be in [0, 1], got {self.replay_share}")
@@ -303,6 +352,20 @@ class StateOptions:
                 "replay_share",
                 f"is {self.replay_share} with replay_capacity {self.replay_capacity}: set both or neither",
             )
+
+    @property
+    def keeps_ema(self) -> bool:
+        """Whether the state keeps a moving average of G (which samples and evaluations then use)."""
+        return bool(self.ema_decay or self.ema_half_life)
+
+    def ema(self, batch_size: int) -> float | optax.Schedule:
+        """G's EMA decay per step (0: none): ``ema_decay``, or the half-life's (a schedule while it anneals)."""
+        if not self.ema_half_life:
+            return self.ema_decay
+        half_life = self.ema_half_life
+        if self.ema_anneal_steps:
+            half_life = optim.cosine_anneal(0.0, half_life, self.ema_anneal_steps)
+        return optim.half_life_decay(half_life, batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,13 +518,127 @@ class Evaluation:
         folder_or_missing(self, "classifier_dir")
 
 
-def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
-    """``cls`` from its defaults and ``argv`` (the command line when None), its data parts resolved (:func:`resolve`).
+def r3gan(config: Config) -> Config:
+    """R3GAN (Huang et al. 2024): RpGAN, R1 + R2, Adam b1 0, gamma, lrs, b2 and EMA half-life cosine-annealed.
 
-    Exits with a usage error on a bad value; raises ValueError naming ``Data.dir`` when the data cannot be read.
+    The recipe of Huang, Gokaslan, Kuleshov and Tompkin 2024 (The GAN is dead;
+    long live the GAN! A Modern GAN Baseline) on an image GAN's objective,
+    optimizers and state: the relativistic pairing loss RpGAN
+    (``objective.loss='relativistic'``) with R1 on the reals and R2 on the fakes
+    (``penalty='r1_r2'``), weighted ``gamma / 2`` with gamma annealed from 0.05 to
+    0.005 (their CIFAR-10 values); Adam with b1 0 and b2 annealed from 0.9 to
+    0.99; both learning rates annealed from 2e-4 to 5e-5; and G's EMA half-life
+    raised from 0 to a tenth of the images the run shows G (``steps *
+    batch_size / 10``); each with :func:`ganjax.optim.cosine_anneal` over the
+    run's ``schedule.steps``.
+
+    The final half-life is for MNIST-scale runs of a few thousand steps: a
+    tenth of the run averages G over its last stretch (dcgan_mnist's 3,600
+    steps of 64: 23,040 images, 360 steps, a decay of 0.998 per step) without
+    reaching back to its early weights, where a fixed half-life taken from
+    long CIFAR-10 runs would be out of proportion with the run.
+    The experiment's players stay its own (R3GAN's are normalization-free ResNets;
+    the penalty scores D with its running BatchNorm statistics where D has them).
+
+    The config needs the parts of :data:`PRESETS` ``['r3gan'].parts``.
     """
+    steps, images = config.schedule.steps, config.schedule.steps * config.schedule.batch_size
+    return dataclasses.replace(
+        config,
+        objective=dataclasses.replace(
+            config.objective,
+            loss="relativistic",
+            penalty="r1_r2",
+            penalty_weight=0.05 / 2,
+            penalty_weight_final=0.005 / 2,
+            penalty_anneal_steps=steps,
+        ),
+        optim=dataclasses.replace(
+            config.optim,
+            g_optimizer="adam",
+            d_optimizer="adam",
+            lr_g=2e-4,
+            lr_d=2e-4,
+            lr_g_final=5e-5,
+            lr_d_final=5e-5,
+            b1=0.0,
+            b2=0.9,
+            b2_final=0.99,
+            anneal_steps=steps,
+        ),
+        state=dataclasses.replace(config.state, ema_decay=0.0, ema_half_life=images / 10, ema_anneal_steps=steps),
+    )
+
+
+class Preset(NamedTuple):
+    """A named setting of some parts of a config: ``apply(config) -> config``, for configs with ``parts``."""
+
+    apply: Callable[[Config], Config]
+    parts: dict[str, type]
+
+    def check(self, name: str, cls: type) -> None:
+        """Refuses a config class without one of the parts, naming the preset and the field."""
+        defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+        for field, part in self.parts.items():
+            if not isinstance(defaults.get(field), part):
+                problem = f"the config has no {part.__name__} part"
+                raise ValueError(f"{PRESET_FLAG} {name}: {cls.__name__}.{field}: {problem}")
+
+
+# Named settings of an experiment's parts: ``--preset NAME`` before, after or among the flags, which apply on top.
+PRESETS = {
+    "r3gan": Preset(
+        r3gan, {"objective": gan.Objective, "optim": Optimizers, "state": StateOptions, "schedule": Schedule}
+    ),
+}
+PRESET_FLAG = "--preset"
+
+
+def _preset(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``(the preset's name or None, the other flags)`` of ``argv``."""
+    argv, name = list(argv), None
+    for i, arg in enumerate(argv):
+        if arg == PRESET_FLAG or arg.startswith(f"{PRESET_FLAG}="):
+            name = arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
+            del argv[i : i + (1 if "=" in arg else 2)]
+            break
+    if name is not None and name not in PRESETS:
+        raise ValueError(f"{PRESET_FLAG}: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return name, argv
+
+
+def _applies(name: str, cls: type) -> bool:
+    try:
+        PRESETS[name].check(name, cls)
+    except ValueError:
+        return False
+    return True
+
+
+def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
+    """``cls`` from its defaults, a preset and ``argv`` (the command line when None), its data parts resolved.
+
+    ``--preset NAME`` (:data:`PRESETS`) starts from the preset of the defaults
+    instead, and the other flags apply on top of it. A preset spans the run's
+    ``schedule.steps``, which the flags may set, so they are read twice: once on
+    the preset of the defaults, for the schedule, then on the preset of that schedule.
+
+    Exits with a usage error on a bad value; raises ValueError naming the preset or ``Data.dir`` when the
+    preset cannot apply or the data cannot be read (:func:`resolve`).
+    """
+    name, args = _preset(sys.argv[1:] if argv is None else argv)
     summary = (cls.__doc__ or "").strip().split("\n")[0]
-    return resolve(tyro.cli(cls, args=argv, description=f"{summary} (--debug: show the traceback of an error)"))
+    presets = "; ".join(f"{key}: {PRESETS[key].apply.__doc__.splitlines()[0]}" for key in PRESETS if _applies(key, cls))
+    if presets:
+        presets = f"; {PRESET_FLAG} NAME starts from a preset, the other flags apply on top. Presets: {presets}"
+    description = f"{summary} (--debug: show the traceback of an error{presets})"
+    cli = functools.partial(tyro.cli, cls, args=args, description=description)
+    if name is None:
+        return resolve(cli())
+    preset = PRESETS[name]
+    preset.check(name, cls)
+    schedule = cli(default=preset.apply(cls())).schedule
+    return resolve(cli(default=preset.apply(dataclasses.replace(cls(), schedule=schedule))))
 
 
 def resolve(config: Config) -> Config:

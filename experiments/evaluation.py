@@ -393,7 +393,7 @@ def samplers(config, batch_size: int) -> tuple[Callable, Callable | None]:
         ema_stats=stats,
     )
     stats = lambda state, key: ema_stats(state, key, config.latent.sample, config.schedule.batch_size)
-    return jax.jit(draw), jax.jit(stats) if config.state.ema_decay > 0 else None
+    return jax.jit(draw), jax.jit(stats) if config.state.keeps_ema else None
 
 
 def scheduled(every: int, build: Callable[[], Callable[[TrainState, int], dict]]) -> runner.Evaluate:
@@ -532,7 +532,7 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
                     config.conditioning.num_classes,
                     settings.eval_per_class,
                     config.latent.dim,
-                    config.state.ema_decay > 0,
+                    config.state.keeps_ema,
                     run_batch_size=config.schedule.batch_size,
                 )
                 return {
@@ -563,7 +563,7 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
         config.conditioning.num_classes,
         settings.final_eval_per_class,
         config.latent.dim,
-        config.state.ema_decay > 0,
+        config.state.keeps_ema,
         run_batch_size=config.schedule.batch_size,
     )
     accuracy, readable = shares["accuracy"], shares["readable"]

@@ -161,7 +161,7 @@ def benchmark(config: Config) -> Benchmark:
     generator, discriminator = config.model.build(config.latent.dim, config.objective.packing)
     rows = config.schedule.batch_size * batches_per_step(phases)
     inner = config.swaps.wrap(make_step(phases))
-    use_ema = config.state.ema_decay > 0
+    use_ema = config.state.keeps_ema
 
     def init(key: jax.Array) -> TrainState:
         state = runner.gan_state(key, gan, generator, discriminator, (2,), config)

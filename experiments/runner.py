@@ -724,7 +724,7 @@ def gan_state(
         example_shape,
         g_tx=tx.g,
         d_tx=tx.d,
-        ema_decay=options.ema_decay,
+        ema_decay=options.ema(config.schedule.batch_size),
         replay_capacity=options.replay_capacity,
         replay_share=options.replay_share,
     )
@@ -868,7 +868,7 @@ def train_image_gan(
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
     state = prepare(state) if prepare is not None else state
-    use_ema, batch_size = config.state.ema_decay > 0, config.schedule.batch_size
+    use_ema, batch_size = config.state.keeps_ema, config.schedule.batch_size
 
     def draw(state: TrainState, *inputs) -> jax.Array:
         stats = ema_stats(state, sample_key, gan.latent.sample, batch_size, classes) if use_ema else None

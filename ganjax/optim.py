@@ -28,15 +28,20 @@ PyTree = Any
 
 
 def _base(
-    name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: float, optimistic: bool
+    name: str, learning_rate: optax.ScalarOrSchedule, b1: float, b2: optax.ScalarOrSchedule, optimistic: bool
 ) -> optax.GradientTransformation:
-    """The update rule of one player: optimistic variants where asked (Daskalakis et al. 2018)."""
+    """The update rule of one player: optimistic variants where asked (Daskalakis et al. 2018).
+
+    A scheduled ``b2`` is re-read at every update by ``optax.inject_hyperparams``, which keeps the
+    hyperparameters' current values in the optimizer state (``opt_state.hyperparams['b2']``).
+    """
     if name == "adam":
-        return (
-            optax.optimistic_adam_v2(learning_rate, b1=b1, b2=b2)
-            if optimistic
-            else optax.adam(learning_rate, b1=b1, b2=b2)
-        )
+        adam = optax.optimistic_adam_v2 if optimistic else optax.adam
+        if callable(b2):
+            adam = optax.inject_hyperparams(adam)
+        return adam(learning_rate, b1=b1, b2=b2)
+    if callable(b2):
+        raise ValueError(f"a scheduled b2 is Adam's; optimizer {name!r} has none")
     if name == "sgd":
         return optax.optimistic_gradient_descent(learning_rate) if optimistic else optax.sgd(learning_rate)
     if name == "rmsprop" and not optimistic:
@@ -49,7 +54,7 @@ def player_optimizer(
     learning_rate: optax.ScalarOrSchedule,
     *,
     b1: float = 0.5,
-    b2: float = 0.999,
+    b2: optax.ScalarOrSchedule = 0.999,
     grad_clip: float | None = None,
     grad_noise: float | None = None,
     key: jax.Array | None = None,
@@ -61,7 +66,8 @@ def player_optimizer(
       name: ``'adam'`` (Radford et al. 2015: lr 2e-4, b1 0.5), ``'sgd'`` or
         ``'rmsprop'`` (seed 003 "ADAM and RMSprop usually work well").
       learning_rate: a float or an optax schedule.
-      b1, b2: Adam's moment decays.
+      b1, b2: Adam's moment decays; ``b2`` may be an optax schedule of the player's updates
+        (R3GAN anneals it from 0.9 to 0.99, Huang et al. 2024).
       grad_clip: if set, ``optax.clip_by_global_norm(grad_clip)``.
       grad_noise: if set, ``optax.add_noise(grad_noise, 0.55, key)``: Gaussian
         gradient noise of variance ``grad_noise / (1 + t)^0.55`` (Neelakantan
@@ -80,6 +86,47 @@ def player_optimizer(
         parts.append(optax.add_noise(grad_noise, 0.55, key))
     parts.append(_base(name, learning_rate, b1, b2, optimistic))
     return optax.chain(*parts)
+
+
+def cosine_anneal(base: float, final: float, steps: int) -> optax.Schedule:
+    """``final + (base - final) (1 + cos(pi min(t / steps, 1))) / 2``: from ``base`` at 0 to ``final`` at ``steps``.
+
+    Down or up: R3GAN anneals its learning rates and penalty weight down and
+    Adam's ``b2`` and G's EMA half-life up with it, over the whole run.
+    ``optax.cosine_decay_schedule`` of ``base - final``, shifted by ``final``
+    (its ``alpha`` cannot start from 0, as the EMA half-life does).
+
+    Example:
+      >>> schedule = cosine_anneal(0.9, 0.99, steps=100)
+      >>> [round(float(schedule(t)), 4) for t in (0, 50, 100, 200)]
+      [0.9, 0.945, 0.99, 0.99]
+
+    References:
+      Huang, Gokaslan, Kuleshov and Tompkin 2024, The GAN is dead; long live the GAN!
+      A Modern GAN Baseline (R3GAN); Loshchilov and Hutter 2017, SGDR.
+    """
+    if steps < 1:
+        raise ValueError(f"cosine_anneal: steps must be at least 1, got {steps}")
+    cosine = optax.cosine_decay_schedule(base - final, steps)
+    return lambda t: final + cosine(t)
+
+
+def half_life_decay(half_life: optax.ScalarOrSchedule, batch_size: int) -> float | optax.Schedule:
+    """The EMA decay per step whose half-life is ``half_life`` images: ``0.5 ** (batch_size / half_life)``.
+
+    A schedule of half-lives gives a schedule of decays; a half-life of 0 gives
+    decay 0 (the average is the current weights).
+
+    Example:
+      >>> half_life_decay(6400.0, batch_size=64)  # 100 steps to halve a weight
+      0.9930924954370359
+
+    References:
+      Karras et al. 2020 (StyleGAN2-ADA): ``ema_kimg``, the EMA's half-life in images.
+    """
+    if callable(half_life):
+        return lambda t: 0.5 ** (batch_size / half_life(t))
+    return 0.5 ** (batch_size / half_life)
 
 
 def linear_decay(learning_rate: float, total_steps: int) -> optax.Schedule:
@@ -109,7 +156,8 @@ def gan_optimizers(
     g_optimizer: str = "adam",
     d_optimizer: str = "adam",
     b1: float = 0.5,
-    b2: float = 0.999,
+    b2: optax.ScalarOrSchedule = 0.999,
+    b2_d: optax.ScalarOrSchedule | None = None,
     grad_clip: float | None = None,
     grad_noise: float | None = None,
     optimistic: bool = False,
@@ -118,7 +166,9 @@ def gan_optimizers(
     """Both players' chains from the experiment config; the defaults are DCGAN's Adam(2e-4, b1=0.5).
 
     ``key`` seeds the gradient noise (split between the players); the other
-    options are those of :func:`player_optimizer`, shared by both players.
+    options are those of :func:`player_optimizer`, shared by both players,
+    except D's ``b2`` where ``b2_d`` is given: a schedule counts its player's own
+    updates, and D may take several per step.
 
     Example:
       >>> tx = gan_optimizers(lr_g=1e-4, lr_d=4e-4, grad_clip=10.0)
@@ -128,10 +178,10 @@ def gan_optimizers(
       -0.0004
     """
     g_key, d_key = jax.random.split(key) if key is not None else (None, None)
-    common = dict(b1=b1, b2=b2, grad_clip=grad_clip, grad_noise=grad_noise, optimistic=optimistic)
+    common = dict(b1=b1, grad_clip=grad_clip, grad_noise=grad_noise, optimistic=optimistic)
     return GANOptimizers(
-        g=player_optimizer(g_optimizer, lr_g, key=g_key, **common),
-        d=player_optimizer(d_optimizer, lr_d, key=d_key, **common),
+        g=player_optimizer(g_optimizer, lr_g, b2=b2, key=g_key, **common),
+        d=player_optimizer(d_optimizer, lr_d, b2=b2 if b2_d is None else b2_d, key=d_key, **common),
     )
 
 
@@ -183,6 +233,16 @@ class EMA(struct.PyTreeNode):
     'batch_stats': ...}`` to keep G's BatchNorm statistics in step with its
     averaged weights.
 
+    ``decay`` may also be a schedule of the update count ``beta_k`` (R3GAN's
+    EMA half-life, annealed up from 0 with :func:`cosine_anneal` and turned into
+    decays by :func:`half_life_decay`). The average then is ``m_n / (1 - prod_k
+    beta_k)`` of ``m_n = beta_n m_{n-1} + (1 - beta_n) params_n``: the
+    debiasing divides by the weight the updates hold, which for a varying
+    decay is ``1 - prod_k beta_k``. A schedule must start at decay 0 (a
+    half-life of 0): the first update then replaces the start, the product is
+    0 from then on and the debiased average is the plain one, ``avg_n = beta_n
+    avg_{n-1} + (1 - beta_n) params_n``, with nothing to carry but the count.
+
     Example:
       >>> ema = EMA.create({"w": jnp.zeros(2)}, decay=0.9)
       >>> ema = ema.update({"w": jnp.ones(2)})  # after every G step
@@ -190,16 +250,22 @@ class EMA(struct.PyTreeNode):
       [1.0, 1.0]
       >>> [round(w, 4) for w in ema.update({"w": jnp.zeros(2)}).params["w"].tolist()]  # weights 0.9 : 1
       [0.4737, 0.4737]
+      >>> ramp = EMA.create({"w": jnp.zeros(2)}, decay=lambda n: jnp.minimum(0.5 * n, 0.9))  # 0, 0.5, 0.9, ...
+      >>> [round(w, 4) for w in ramp.update({"w": jnp.ones(2)}).update({"w": jnp.zeros(2)}).params["w"].tolist()]
+      [0.5, 0.5]
     """
 
     params: PyTree
     count: jax.Array
-    decay: float = struct.field(pytree_node=False)
+    decay: float | optax.Schedule = struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, params: PyTree, decay: float) -> EMA:
+    def create(cls, params: PyTree, decay: float | optax.Schedule) -> EMA:
         """Starts the average at a copy of ``params`` (a copy, so the train step may donate both)."""
-        if not 0.0 <= decay < 1.0:
+        if callable(decay):
+            if float(decay(0)) != 0.0:
+                raise ValueError(f"a scheduled EMA decay must start at 0 (a half-life of 0), got {float(decay(0))}")
+        elif not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         return cls(params=jax.tree.map(jnp.copy, params), count=jnp.zeros((), jnp.int32), decay=decay)
 
@@ -207,9 +273,15 @@ class EMA(struct.PyTreeNode):
         """The average after one more step of ``params``.
 
         The debiased average ``m_n / (1 - decay^n)`` of ``m_n = decay m_{n-1} + (1 - decay) params_n``
-        obeys ``avg_n = avg_{n-1} + (params_n - avg_{n-1}) (1 - decay) / (1 - decay^n)``.
+        obeys ``avg_n = avg_{n-1} + (params_n - avg_{n-1}) (1 - decay) / (1 - decay^n)``; a scheduled
+        decay, 0 at the first update, gives ``1 - decay_n`` (see the class).
         """
         count = self.count + 1
-        # 1 - decay^n as -expm1(n log decay): accurate in float32 for decays near 1.
-        step_size = (1.0 - self.decay) / -jnp.expm1(count * math.log(self.decay)) if self.decay else 1.0
-        return self.replace(params=ema_update(self.params, params, 1.0 - step_size), count=count)
+        if callable(self.decay):
+            decay = self.decay(self.count)
+        elif self.decay:
+            # 1 - decay^n as -expm1(n log decay): accurate in float32 for decays near 1.
+            decay = 1.0 - (1.0 - self.decay) / -jnp.expm1(count * math.log(self.decay))
+        else:
+            decay = 0.0
+        return self.replace(params=ema_update(self.params, params, decay), count=count)

@@ -61,10 +61,10 @@ def test_unregularised_non_saturating_gd_does_not_converge():
     assert distances.min() > 0.5, distances.min()
 
 
-@pytest.mark.parametrize("penalty", ["r1", "r2"])
+@pytest.mark.parametrize("penalty", ["r1", "r2", "r1_r2"])
 @pytest.mark.parametrize("alternating", [False, True])
 def test_zero_centred_penalty_converges(penalty, alternating):
-    """R1 or R2 with gamma = 1 makes the non-saturating GAN converge with either update order."""
+    """R1, R2 or both (R3GAN's pair) with gamma = 1 make the non-saturating GAN converge with either update order."""
     assert distance_after("non_saturating", penalty, 0.5, H, H, alternating=alternating)[-1] < 1e-3
 
 

@@ -105,3 +105,55 @@ def test_ema_is_the_exponentially_weighted_mean_of_its_updates_only(decay):
 def test_linear_decay_is_constant_then_falls_linearly_to_zero():
     schedule = optim.linear_decay(2e-4, 100)
     chex.assert_trees_all_close([schedule(t) for t in (0, 49, 50, 75, 100)], [2e-4, 2e-4, 2e-4, 1e-4, 0.0], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "base, final, steps",
+    [(2e-4, 5e-5, 100), (0.05, 0.005, 8), (0.9, 0.99, 7), (0.0, 640.0, 10)],  # R3GAN's lrs, gamma, b2, EMA half-life
+)
+def test_cosine_anneal_goes_from_base_to_final_and_stays(base, final, steps):
+    schedule = jax.jit(optim.cosine_anneal(base, final, steps))
+    values = [float(schedule(t)) for t in (0, steps / 4, steps / 2, steps, 3 * steps)]
+    quarter = final + (base - final) * (1 + np.cos(np.pi / 4)) / 2
+    np.testing.assert_allclose(values, [base, quarter, (base + final) / 2, final, final], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        optim.cosine_anneal(base, final, 0)
+
+
+def test_half_life_decay_halves_a_weight_in_half_life_images():
+    decay = optim.half_life_decay(640.0, batch_size=64)  # 10 steps
+    np.testing.assert_allclose(decay**10, 0.5, rtol=1e-12)
+    ramp = optim.half_life_decay(optim.cosine_anneal(0.0, 640.0, 4), batch_size=64)
+    np.testing.assert_allclose([float(ramp(t)) for t in (0, 2, 4)], [0.0, 0.5 ** (64 / 320), decay], rtol=1e-6)
+
+
+def test_ema_with_a_decay_scheduled_from_0_is_g_then_the_plain_average():
+    """A decay of 0 at the first update replaces the start; then avg_n = beta_n avg_{n-1} + (1 - beta_n) p_n."""
+    ema = optim.EMA.create({"w": jnp.full(2, 100.0)}, decay=lambda n: jnp.minimum(0.5 * n, 0.9))  # 0, 0.5, 0.9, 0.9
+    update = jax.jit(lambda e, p: e.update(p))
+    averages = []
+    for value in (1.0, 3.0, 5.0, 7.0):
+        ema = update(ema, {"w": jnp.full(2, value)})
+        averages.append(float(ema.params["w"][0]))
+    np.testing.assert_allclose(averages, [1.0, 2.0, 2.3, 2.77], rtol=1e-6)
+    with pytest.raises(ValueError, match="a scheduled EMA decay must start at 0"):
+        optim.EMA.create(PARAMS, optim.half_life_decay(optim.cosine_anneal(64.0, 640.0, 4), 64))
+
+
+def test_a_scheduled_b2_is_injected_into_adam_and_read_at_every_update():
+    """Each player reads its own b2 schedule at each of its updates (opt_state.hyperparams holds the last one used)."""
+    schedules = optim.GANOptimizers(g=optim.cosine_anneal(0.9, 0.99, 4), d=optim.cosine_anneal(0.9, 0.99, 8))
+    tx = optim.gan_optimizers(1e-3, 1e-3, b1=0.0, b2=schedules.g, b2_d=schedules.d)
+    constant = optax.adam(1e-3, b1=0.0, b2=0.9)
+    for chain, schedule in zip(tx, schedules, strict=True):
+        state, fixed = chain.init(PARAMS), constant.init(PARAMS)
+        update = jax.jit(chain.update)
+        for t in range(6):
+            grads = jax.tree.map(lambda g, t=t: g * (1 + t) ** 2, GRADS)
+            updates, state = update(grads, state, PARAMS)
+            fixed_updates, fixed = constant.update(grads, fixed, PARAMS)
+            b2 = optax.tree_utils.tree_get(state, "hyperparams")["b2"]
+            np.testing.assert_allclose(b2, schedule(t), rtol=1e-6)
+        assert not np.allclose(updates["w"], fixed_updates["w"])  # a constant b2 gives other updates
+    with pytest.raises(ValueError, match="a scheduled b2 is Adam's; optimizer 'sgd' has none"):
+        optim.player_optimizer("sgd", 1e-3, b2=schedules.g)

@@ -21,7 +21,8 @@ def linear_critic(w):
 @jax.jit
 @chex.assert_max_traces(n=1)
 def all_penalties(w, real, fake, key):
-    return {name: p.fn(linear_critic(w), real, fake, key) for name, p in penalties.PENALTIES.items()}
+    d_fn = linear_critic(w)
+    return {name: p.fn(*[d_fn] * len(p.views), real, fake, key) for name, p in penalties.PENALTIES.items()}
 
 
 @settings(max_examples=20, deadline=None)
@@ -39,6 +40,7 @@ def test_linear_critic_closed_forms(seed, scale):
         "one_sided_gp": jax.nn.relu(norm - 1) ** 2,
         "r1": norm**2,
         "r2": norm**2,
+        "r1_r2": 2 * norm**2,
     }
     chex.assert_trees_all_close(values, expected, rtol=1e-4, atol=1e-6)
 
@@ -83,3 +85,13 @@ def test_weight_clipping_transform():
     chex.assert_trees_all_close(new, penalties.clip_weights(new, 0.01))
     with pytest.raises(ValueError):
         penalties.weight_clipping(0.0)
+
+
+def test_r1_r2_differentiates_each_batch_through_its_own_critic():
+    """R1 + R2 = E||grad d_real(x)||^2 + E||grad d_fake(G(z))||^2: each batch through its own view of D."""
+    square = lambda scale: lambda x: scale * jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1)  # grad 2 scale x
+    real, fake, size = jnp.full(SHAPE, 1.0), jnp.full(SHAPE, 0.25), 16
+    value = penalties.r1_r2(square(0.5), square(1.0), real, fake, jax.random.key(0))  # grads 1 and 0.5
+    chex.assert_trees_all_close(value, size * (1.0 + 0.25))
+    swapped = penalties.r1_r2(square(1.0), square(0.5), real, fake, jax.random.key(0))  # grads 2 and 0.25
+    chex.assert_trees_all_close(swapped, size * (4.0 + 0.0625))

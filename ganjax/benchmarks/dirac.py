@@ -60,7 +60,8 @@ def distance_after(
         value = pair.d(d_fn(REAL), d_fn(fake))
         if penalty is None:
             return value
-        return value + penalty_weight * penalties.PENALTIES[penalty].fn(d_fn, REAL, fake, jax.random.key(0))
+        chosen = penalties.PENALTIES[penalty]  # a point mass looks the same through every view of D
+        return value + penalty_weight * chosen.fn(*[d_fn] * len(chosen.views), REAL, fake, jax.random.key(0))
 
     def g_loss(theta, psi):
         d_fn = _d_fn(psi)

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax import augment, labels, latent, losses, noise, penalties
+from ganjax import augment, labels, latent, losses, noise, optim, penalties
 from ganjax.replay import ReplayBuffer, mix_and_push
 from ganjax.training import rng, standing
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
@@ -115,7 +115,11 @@ class Objective:
       label_flip_prob: probability of flipping each of D's targets.
       real_label: the real target of ``d_labels='one_sided'`` (0.9 in Salimans et al. 2016).
       penalty: ``'none'`` or a key of :data:`ganjax.penalties.PENALTIES`.
-      penalty_weight: the penalty's weight in D's loss.
+      penalty_weight: the penalty's weight in D's loss (at step 0 when annealed).
+      penalty_weight_final: anneal the weight with a cosine from ``penalty_weight`` to this
+        over ``penalty_anneal_steps`` steps (:func:`ganjax.optim.cosine_anneal`; R3GAN,
+        Huang et al. 2024: gamma / 2 from 0.025 to 0.0025 on CIFAR-10); None: constant.
+      penalty_anneal_steps: the steps of that cosine (0 with no final weight).
       penalty_every: lazy regularization (Karras et al. 2020, StyleGAN2): the penalty
         is its own phase every ``penalty_every`` steps, its weight times ``penalty_every``;
         1 adds it to D's main loss.
@@ -131,6 +135,8 @@ class Objective:
     real_label: float = 0.9
     penalty: Literal[("none", *penalties.PENALTIES)] = "none"
     penalty_weight: float = 0.0
+    penalty_weight_final: float | None = None
+    penalty_anneal_steps: int = 0
     penalty_every: int = 1
     g_objective: Literal[G_OBJECTIVES] = "adversarial"
     packing: int = 1
@@ -160,15 +166,26 @@ class Objective:
             )
         if self.penalty == "none" and self.penalty_every != 1:
             _refuse(self, "penalty_every", f"is {self.penalty_every} with no penalty")
+        _check_range(self, "penalty_anneal_steps", 0)
+        if self.penalty_weight_final is None:
+            if self.penalty_anneal_steps:
+                _refuse(self, "penalty_anneal_steps", f"is {self.penalty_anneal_steps} with no penalty_weight_final")
+        else:
+            _check_range(self, "penalty_weight_final", 0.0)
+            if self.penalty == "none":
+                _refuse(self, "penalty_weight_final", "anneals the penalty's weight: choose a penalty")
+            if not self.penalty_anneal_steps:
+                _refuse(self, "penalty_weight_final", "needs penalty_anneal_steps, the steps it anneals over")
 
     @property
     def pair(self) -> losses.LossPair:
         return losses.LOSSES[self.loss]
 
-    @property
-    def penalty_reads_fakes(self) -> bool:
-        """Whether the penalty differentiates D on the fakes (R2): it then reads their labels and their draw."""
-        return self.penalty != "none" and penalties.PENALTIES[self.penalty].reads == "fake"
+    def penalty_weight_at(self, step: jax.Array) -> jax.Array | float:
+        """The penalty's weight at ``step`` (traced in the step): constant, or annealed to ``penalty_weight_final``."""
+        if self.penalty_weight_final is None:
+            return self.penalty_weight
+        return optim.cosine_anneal(self.penalty_weight, self.penalty_weight_final, self.penalty_anneal_steps)(step)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,7 +499,6 @@ class GAN:
         parts = {"d_loss": d_loss}
         total = d_loss
         if objective.penalty != "none" and objective.penalty_every == 1:
-            draw = fake_draw if objective.penalty_reads_fakes else real_draw
             parts["penalty"] = self.penalty(
                 d.replace(batch_stats=stats),
                 params,
@@ -491,9 +507,9 @@ class GAN:
                 fake,
                 fake_y,
                 rng.device_key(penalty_key, axis),
-                view=self.seen_by_d(draw),
+                draws={"real": real_draw, "fake": fake_draw},
             )
-            total = total + objective.penalty_weight * parts["penalty"]
+            total = total + objective.penalty_weight_at(step) * parts["penalty"]
         if self.conditioning.aux_class_weight:
             parts["d_class_loss"] = _class_loss(
                 real_classes, real_y
@@ -508,19 +524,24 @@ class GAN:
         return total, PhaseOutput(metrics=metrics, batch_stats={"d": stats}, buffers=buffers)
 
     def penalty(
-        self, d: Player, params, real, real_y, fake, fake_y, key: jax.Array, view: Callable | None = None
+        self, d: Player, params, real, real_y, fake, fake_y, key: jax.Array, draws: Mapping | None = None
     ) -> jax.Array:
         """The objective's penalty on D's packed inputs; D scores examples independently (running statistics).
 
-        ``view`` maps the penalty's inputs to what D sees (:meth:`seen_by_d`, the augmentation), so the
-        gradient is taken with respect to the unaugmented inputs through the augmentation, as
-        StyleGAN2-ADA takes R1 (Karras et al. 2020).
+        The penalty takes D as it sees each batch of its :attr:`ganjax.penalties.Penalty.views`:
+        through that batch's augmentation draw (``draws['real']``, ``draws['fake']``; none: not
+        augmented) by :meth:`seen_by_d`, so the gradient is taken with respect to the unaugmented
+        inputs through the augmentation, as StyleGAN2-ADA takes R1 (Karras et al. 2020); and, for a
+        conditional D, with that batch's labels. R1 + R2 thus differentiates D on the reals
+        through the reals' draw and on the fakes through the fakes'.
         """
-        penalty = penalties.PENALTIES[self.objective.penalty]
-        y = fake_y if self.objective.penalty_reads_fakes else real_y
-        view = view or (lambda x: x)
-        critic = lambda x: self.discriminate(d, params, view(x), y, train=False)[0]
-        return penalty.fn(critic, real, fake, key)
+        penalty, draws, ys = penalties.PENALTIES[self.objective.penalty], draws or {}, {"real": real_y, "fake": fake_y}
+
+        def critic(batch: str):
+            view = self.seen_by_d(draws.get(batch))
+            return lambda x: self.discriminate(d, params, view(x), ys[batch], train=False)[0]
+
+        return penalty.fn(*map(critic, penalty.views), real, fake, key)
 
     def _fresh_fakes(self, inputs: PhaseInputs, batch_size: int):
         g = inputs.state.players["g"]
@@ -546,19 +567,19 @@ class GAN:
     def _d_penalty(self, params, inputs: PhaseInputs):
         """The lazy penalty phase: weight times ``penalty_every``, on this step's reals and fresh fakes.
 
-        Augmented (its own draw, key ``'penalty/augment'``) as D's phase augments the batch the penalty reads.
+        Augmented as D's phase augments them, each batch with its own draw (keys ``'penalty/augment_real'``
+        and ``'penalty/augment_fake'``).
         """
         real, real_y = self.real_inputs(inputs.batch)
         fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
         key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
-        d = inputs.state.players["d"]
-        read = fake if self.objective.penalty_reads_fakes else real
-        p = self.augment.p(inputs.state.buffers)
-        draw = self.augment.draw(rng.named(inputs.key, "penalty/augment"), read.shape, p, inputs.axis_name)
-        value = self.penalty(
-            d, params["d"], self.packed(real), real_y, self.packed(fake), fake_y, key, view=self.seen_by_d(draw)
-        )
-        weight = self.objective.penalty_weight * self.objective.penalty_every
+        d, p = inputs.state.players["d"], self.augment.p(inputs.state.buffers)
+        draws = {
+            name: self.augment.draw(rng.named(inputs.key, f"penalty/augment_{name}"), images.shape, p, inputs.axis_name)
+            for name, images in (("real", real), ("fake", fake))
+        }
+        value = self.penalty(d, params["d"], self.packed(real), real_y, self.packed(fake), fake_y, key, draws)
+        weight = self.objective.penalty_weight_at(inputs.state.step) * self.objective.penalty_every
         return weight * value, PhaseOutput(metrics={"penalty": value})
 
     def _g_main(self, params, inputs: PhaseInputs):

@@ -164,7 +164,7 @@ def test_ds_loss_is_taken_on_the_augmented_batches():
     np.testing.assert_allclose(metrics["d_loss"], by_hand(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("every, key_name", [(1, "augment_real"), (2, "penalty/augment")])
+@pytest.mark.parametrize("every, key_name", [(1, "augment_real"), (2, "penalty/augment_real")])
 def test_r1_differentiates_d_on_augmented_reals_with_respect_to_the_reals(every, key_name):
     """StyleGAN2-ADA's R1: the gradient of D(augment(x)) with respect to the unaugmented reals x."""
     gan = image_gan(DIFF, Objective(penalty="r1", penalty_weight=1.0, penalty_every=every))
@@ -179,6 +179,28 @@ def test_r1_differentiates_d_on_augmented_reals_with_respect_to_the_reals(every,
     np.testing.assert_allclose(metrics["penalty"], expected, rtol=1e-5)
     plain = run_step(image_gan(objective=gan.objective), state, None if every == 1 else "d_penalty")[1]["penalty"]
     assert float(plain) != float(metrics["penalty"])
+
+
+@pytest.mark.parametrize("every, prefix", [(1, ""), (2, "penalty/")])
+def test_r1_r2_differentiates_d_on_each_batch_through_its_own_draw(every, prefix):
+    """R3GAN's R1 + R2 under augmentation: R1 through the reals' draw, R2 through the fakes', in either phase."""
+    gan = image_gan(DIFF, Objective(penalty="r1_r2", penalty_weight=1.0, penalty_every=every))
+    state = state_of(gan)
+    key = step_key(state)
+    _, metrics = run_step(gan, state, "d" if every == 1 else "d_penalty")
+    d, g = state.players["d"], state.players["g"]
+    images = {"real": IMAGES["image"], "fake": g(g.params, step_z(state)[0], train=True)[0]}
+    aug = augment.diff_augment()
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def r1_through(draw_of, images):
+        draw = aug.draw(rng.named(key, f"{prefix}augment_{draw_of}"), images.shape)
+        return penalties.r1(lambda x: d(d.params, aug.apply(draw, x), train=False)[0], images, None, None)
+
+    expected = r1_through("real", images["real"]) + r1_through("fake", images["fake"])
+    np.testing.assert_allclose(metrics["penalty"], expected, rtol=1e-5)
+    one_draw = r1_through("real", images["real"]) + r1_through("real", images["fake"])
+    assert abs(float(one_draw - expected)) > 1e-4 * float(expected)  # the fakes' own draw matters
 
 
 # ----------------------------------------------------------------------------- (c, d) ADA's p

@@ -34,7 +34,7 @@ def test_a_new_loss_and_penalty_train_through_the_step(monkeypatch):
             exponential_d_loss, exponential_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False
         ),
     )
-    monkeypatch.setitem(penalties.PENALTIES, "squared_scores", penalties.Penalty(squared_scores, reads="real"))
+    monkeypatch.setitem(penalties.PENALTIES, "squared_scores", penalties.Penalty(squared_scores, views=("real",)))
     gan = GAN(Latent(dim=LATENT), Objective(loss="exponential", penalty="squared_scores", penalty_weight=2.0))
     state = create_state(jax.random.key(0), gan, TinyG(), LinearD(), (4,))
     d_params = state.players["d"].params

@@ -28,6 +28,7 @@ from tests.training.tiny import (
     ConditionalD,
     ConditionalG,
     SowingD,
+    TanhConditionalD,
     adam_count,
     d_apply,
     d_keys,
@@ -77,6 +78,19 @@ REFUSALS = [
     (lambda: Objective(penalty="r1"), "Objective.penalty_weight: is 0.0 with penalty 'r1': set both or neither"),
     (lambda: Objective(penalty_every=4), "Objective.penalty_every: is 4 with no penalty"),
     (lambda: Objective(penalty="r1", penalty_weight=1.0, penalty_every=0), "Objective.penalty_every: must be in"),
+    (lambda: Objective(penalty_weight_final=0.1), "Objective.penalty_weight_final: anneals the penalty's weight"),
+    (
+        lambda: Objective(penalty="r1_r2", penalty_weight=1.0, penalty_weight_final=0.1),
+        "Objective.penalty_weight_final: needs penalty_anneal_steps",
+    ),
+    (
+        lambda: Objective(penalty="r1_r2", penalty_weight=1.0, penalty_weight_final=-0.1, penalty_anneal_steps=5),
+        "Objective.penalty_weight_final: must be in [0.0, inf]",
+    ),
+    (
+        lambda: Objective(penalty="r1", penalty_weight=1.0, penalty_anneal_steps=5),
+        "Objective.penalty_anneal_steps: is 5 with no penalty_weight_final",
+    ),
     (lambda: Conditioning(aux_class_weight=1.0), "Conditioning.aux_class_weight: the AC-GAN class loss needs"),
     (lambda: Conditioning(num_classes=-1), "Conditioning.num_classes: must be in [0.0, inf]"),
     (lambda: InputNoise(std=-0.1), "InputNoise.std: must be in [0.0, inf], got -0.1"),
@@ -96,6 +110,7 @@ REFUSALS = [
     (lambda: tiny_gan().phases(n_critic=0), "n_critic must be at least 1, got 0"),
     (lambda: make_state(replay_share=0.5), "replay_share is 0.5 with replay_capacity 0: set both or neither"),
     (lambda: make_state(ema_decay=1.0), "EMA decay must be in [0, 1), got 1.0"),
+    (lambda: make_state(ema_decay=lambda n: 0.5 + 0 * n), "a scheduled EMA decay must start at 0"),
 ]
 
 
@@ -164,7 +179,9 @@ def test_penalty_enters_ds_update_with_its_weight(penalty):
     fake = step_fake(state)[0]
 
     def value(params):
-        return penalties.PENALTIES[penalty].fn(lambda x: d_apply(state, params, x), X, fake, jax.random.key(0))
+        views = penalties.PENALTIES[penalty].views
+        d_fns = [lambda x: d_apply(state, params, x)] * len(views)
+        return penalties.PENALTIES[penalty].fn(*d_fns, X, fake, jax.random.key(0))
 
     def total(params):
         return losses.minimax_d_loss(d_apply(state, params, X), d_apply(state, params, fake)) + 5.0 * value(params)
@@ -193,6 +210,67 @@ def test_lazy_penalty_is_its_own_phase_every_k_steps_weighted_k_times():
         np.testing.assert_allclose(metrics["penalty"], r1(main) if runs else 0.0, **TOL)
         assert (float(metrics["d_penalty_grad_norm"]) > 0) == runs
         state = new
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_r1_r2_enters_ds_update_as_r1_on_the_reals_plus_r2_on_the_fakes(every):
+    """On a nonlinear D, D's update (in its main phase, or the lazy one) is SGD on its loss plus w (R1 + R2);
+    the update without either part is another."""
+    gan = tiny_gan(Objective(penalty="r1_r2", penalty_weight=2.0, penalty_every=every))
+    state = make_state(gan, d=SowingD(), d_tx=optax.sgd(0.1))
+    new, metrics = run(jit_step(gan, only="d" if every == 1 else "d_penalty"), state)
+    images = {"real": X, "fake": step_fake(state)[0]}
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def by_hand(batches, params):
+        """``(the penalty on batches, D's SGD update with it)``."""
+
+        def penalty(params):
+            return sum(penalties.r1(lambda x: d_apply(state, params, x), images[b], None, None) for b in batches)
+
+        def total(params):
+            d_loss = losses.minimax_d_loss(*(d_apply(state, params, images[b]) for b in ("real", "fake")))
+            return (d_loss if every == 1 else 0.0) + every * 2.0 * penalty(params)
+
+        return penalty(params), sgd_step(params, total, 0.1)
+
+    value, expected = by_hand(("real", "fake"), d_params(state))
+    np.testing.assert_allclose(metrics["penalty"], value, **TOL)
+    chex.assert_trees_all_close(d_params(new), expected, **TOL)
+    for part in ("real", "fake"):  # R1 alone, R2 alone
+        alone = by_hand((part,), d_params(state))[1]
+        assert not np.allclose(d_params(new)["Dense_0"]["kernel"], alone["Dense_0"]["kernel"])
+
+
+def test_r1_r2_scores_each_batch_with_its_own_labels():
+    gan = tiny_gan(Objective(penalty="r1_r2", penalty_weight=1.0), conditioning=Conditioning(num_classes=CLASSES))
+    state = make_state(gan, g=ConditionalG(), d=TanhConditionalD())
+    _, metrics = run(jit_step(gan, only="d"), state, LABELLED)
+    fake, fake_y = step_fake(state, conditional=True)
+    r1 = lambda x, y: penalties.r1(lambda x: d_apply(state, d_params(state), x, y), x, None, None)
+    np.testing.assert_allclose(metrics["penalty"], r1(X, LABELLED["label"]) + r1(fake, fake_y), **TOL)
+    assert abs(float(metrics["penalty"] - r1(X, LABELLED["label"]) - r1(fake, LABELLED["label"]))) > 1e-5
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_annealed_penalty_weight_is_the_cosine_at_the_states_step(every):
+    """D's update at step t is SGD on its loss plus w(t) R1, w(t) R3GAN's cosine from 4 to 1 over 10 steps."""
+    objective = Objective(
+        penalty="r1", penalty_weight=4.0, penalty_weight_final=1.0, penalty_anneal_steps=10, penalty_every=every
+    )
+    gan = tiny_gan(objective)
+    step = jit_step(gan, only="d" if every == 1 else "d_penalty")
+    for t, weight in [(0, 4.0), (3, 2.5 + 1.5 * np.cos(0.3 * np.pi)), (6, 2.5 + 1.5 * np.cos(0.6 * np.pi)), (30, 1.0)]:
+        state = make_state(gan, d_tx=optax.sgd(0.1)).replace(step=jnp.asarray(t, jnp.int32))
+        np.testing.assert_allclose(objective.penalty_weight_at(t), weight, rtol=1e-6)
+        new, _ = run(step, state)
+        fake = step_fake(state)[0]
+
+        def total(params, state=state, fake=fake, weight=weight):
+            d_loss = losses.minimax_d_loss(d_apply(state, params, X), d_apply(state, params, fake))
+            return (d_loss if every == 1 else 0.0) + every * weight * linear_r1(state, params)
+
+        chex.assert_trees_all_close(d_params(new), sgd_step(d_params(state), total, 0.1), **TOL)
 
 
 @pytest.mark.parametrize("distribution", sorted(latent.LATENTS))
@@ -404,6 +482,20 @@ def test_ema_of_g_follows_each_g_update_and_samples():
         generate(new, z, use_ema=True)  # G's running statistics are G's, not the average's
     with pytest.raises(ValueError, match="player 'g' keeps no moving average"):
         generate(make_state(), z, use_ema=True)
+
+
+def test_ema_with_a_half_life_annealed_from_0_is_g_then_follows_the_schedule():
+    """R3GAN's EMA: a half-life of 0 at step 0 makes the average G itself; step t then uses the decay of t."""
+    decay = optim.half_life_decay(optim.cosine_anneal(0.0, 64.0, 4), batch_size=8)
+    state = make_state(ema_decay=decay)
+    step = jit_step(tiny_gan())
+    first, _ = run(step, state)
+    chex.assert_trees_all_close(first.ema["g"].params, g_params(first), rtol=1e-6)
+    new, _ = run(step, first)
+    beta = float(decay(1))  # 0.5 ** (8 / (32 (1 - cos(pi / 4)))): about 0.75
+    expected = jax.tree.map(lambda a, b: beta * a + (1 - beta) * b, g_params(first), g_params(new))
+    chex.assert_trees_all_close(new.ema["g"].params, expected, rtol=1e-5)
+    assert not np.allclose(new.ema["g"].params["Dense_0"]["kernel"], g_params(new)["Dense_0"]["kernel"])
 
 
 def test_replay_mixes_past_fakes_into_ds_fake_batch_and_pushes_the_fresh_ones():

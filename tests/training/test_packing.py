@@ -121,6 +121,18 @@ def test_penalty_interpolates_and_differentiates_packed_inputs(every):
     assert abs(float(metrics["penalty"] - value(1))) > 1e-4
 
 
+@pytest.mark.parametrize("every", [1, 2])
+def test_r1_r2_differentiates_d_on_packed_reals_and_packed_fakes(every):
+    gan = tiny_gan(Objective(penalty="r1_r2", penalty_weight=1.0, penalty_every=every, packing=2))
+    state = make_state(gan, d=AnyChannelsD())
+    _, metrics = run(jit_step(gan, only="d" if every == 1 else "d_penalty"), state)
+    critic = lambda x: d_apply(state, d_params(state), x)
+    fake = step_fake(state)[0]
+    value = lambda m: penalties.r1_r2(critic, critic, pack(X, m), pack(fake, m), None)
+    np.testing.assert_allclose(metrics["penalty"], value(2), **TOL)
+    assert abs(float(metrics["penalty"] - value(1))) > 1e-4
+
+
 def test_feature_matching_matches_ds_features_of_packs():
     gan = tiny_gan(Objective(g_objective="feature_matching", packing=2))
     state = make_state(gan, d=SowingD())

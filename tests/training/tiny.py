@@ -73,6 +73,14 @@ class ConditionalD(nn.Module):
         return nn.Dense(1)(jnp.concatenate([x, jax.nn.one_hot(y, CLASSES)], -1))[:, 0]
 
 
+class TanhConditionalD(nn.Module):
+    """A conditional D with one hidden layer (nonlinear, so a gradient penalty depends on the labels)."""
+
+    @nn.compact
+    def __call__(self, x, y, train=True):
+        return nn.Dense(1)(jnp.tanh(nn.Dense(6)(jnp.concatenate([x, jax.nn.one_hot(y, CLASSES)], -1))))[:, 0]
+
+
 class AuxD(nn.Module):
     """An AC-GAN D: a logit and class logits."""
 
