@@ -576,13 +576,19 @@ class Preset(NamedTuple):
     apply: Callable[[Config], Config]
     parts: dict[str, type]
 
+    def missing(self, cls: type) -> tuple[str, type] | None:
+        """The first ``(field, part)`` of ``parts`` that the config class lacks; None when it has them all."""
+        defaults = {field.name: field.default for field in dataclasses.fields(cls)}
+        return next(
+            ((field, part) for field, part in self.parts.items() if not isinstance(defaults.get(field), part)), None
+        )
+
     def check(self, name: str, cls: type) -> None:
         """Refuses a config class without one of the parts, naming the preset and the field."""
-        defaults = {field.name: field.default for field in dataclasses.fields(cls)}
-        for field, part in self.parts.items():
-            if not isinstance(defaults.get(field), part):
-                problem = f"the config has no {part.__name__} part"
-                raise ValueError(f"{PRESET_FLAG} {name}: {cls.__name__}.{field}: {problem}")
+        lacking = self.missing(cls)
+        if lacking is not None:
+            field, part = lacking
+            raise ValueError(f"{PRESET_FLAG} {name}: {cls.__name__}.{field}: the config has no {part.__name__} part")
 
 
 # Named settings of an experiment's parts: ``--preset NAME`` before, after or among the flags, which apply on top.
@@ -607,14 +613,6 @@ def _preset(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return name, argv
 
 
-def _applies(name: str, cls: type) -> bool:
-    try:
-        PRESETS[name].check(name, cls)
-    except ValueError:
-        return False
-    return True
-
-
 def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
     """``cls`` from its defaults, a preset and ``argv`` (the command line when None), its data parts resolved.
 
@@ -628,7 +626,9 @@ def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
     """
     name, args = _preset(sys.argv[1:] if argv is None else argv)
     summary = (cls.__doc__ or "").strip().split("\n")[0]
-    presets = "; ".join(f"{key}: {PRESETS[key].apply.__doc__.splitlines()[0]}" for key in PRESETS if _applies(key, cls))
+    presets = "; ".join(
+        f"{key}: {PRESETS[key].apply.__doc__.splitlines()[0]}" for key in PRESETS if PRESETS[key].missing(cls) is None
+    )
     if presets:
         presets = f"; {PRESET_FLAG} NAME starts from a preset, the other flags apply on top. Presets: {presets}"
     description = f"{summary} (--debug: show the traceback of an error{presets})"
