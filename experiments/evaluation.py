@@ -456,35 +456,29 @@ _generate = jax.jit(generate, static_argnames=("train", "use_ema"))  # one compi
 _ema_stats = jax.jit(ema_stats, static_argnames=("draw", "batch_size", "num_classes"))
 
 
-@functools.cache
-def _normal(latent_dim: int) -> Callable[[jax.Array, int], jax.Array]:
-    """``(key, n) -> z``: ``n`` N(0, 1) latents of ``latent_dim``, as :func:`sample_class_shares` draws them (one
-    function per size, so the statistics of the moving average compile once)."""
-    return lambda key, n: jax.random.normal(key, (n, latent_dim))
-
-
 def sample_class_shares(
     state: TrainState,
     class_probabilities,
     key: jax.Array,
     num_classes: int,
     per_class: int,
-    latent_dim: int,
+    draw: Callable[[jax.Array, int], jax.Array],
     use_ema: bool = False,
     batch_size: int = 500,
     run_batch_size: int = 64,
 ) -> dict[str, list[float]]:
     """:func:`per_class_shares` of ``per_class`` samples of each class from G (running statistics).
 
-    ``class_probabilities`` maps images to the classifier's class probabilities.
+    ``class_probabilities`` maps images to the classifier's class probabilities; ``draw(key, n)`` gives ``n``
+    latents of the run's distribution (``config.latent.sample``).
 
     With ``use_ema`` the samples come from the moving average of G, with BatchNorm statistics recomputed for
     it once, from ``key``, over batches of ``run_batch_size``, the run's batch size
     (:func:`ganjax.training.gan.ema_stats`).
     """
     labels = class_labels(num_classes, per_class)
-    z = jax.random.normal(key, (len(labels), latent_dim))
-    stats = _ema_stats(state, key, _normal(latent_dim), run_batch_size, num_classes) if use_ema else None
+    z = draw(key, len(labels))
+    stats = _ema_stats(state, key, draw, run_batch_size, num_classes) if use_ema else None
     probabilities = [
         np.asarray(
             class_probabilities(
@@ -531,7 +525,7 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
                     jax.random.fold_in(key, step),
                     config.conditioning.num_classes,
                     settings.eval_per_class,
-                    config.latent.dim,
+                    config.latent.sample,
                     config.state.keeps_ema,
                     run_batch_size=config.schedule.batch_size,
                 )
@@ -562,7 +556,7 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
         key,
         config.conditioning.num_classes,
         settings.final_eval_per_class,
-        config.latent.dim,
+        config.latent.sample,
         config.state.keeps_ema,
         run_batch_size=config.schedule.batch_size,
     )

@@ -96,7 +96,9 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     wrong = images.make_grid(np.asarray(generate(running, z, labels)), nrow=3)  # the average with G's statistics
     assert np.abs(grid.astype(int) - wrong[..., 0]).max() > 1
     probabilities = mnist_classifier.load_mnist_classifier(classifier_dir).probability_fn()
-    recomputed = evaluation.sample_class_shares(state, probabilities, eval_key, 10, 20, 8, True, run_batch_size=16)
+    recomputed = evaluation.sample_class_shares(
+        state, probabilities, eval_key, 10, 20, config.latent.sample, True, run_batch_size=16
+    )
     saved = json.loads((run / "class_accuracy.json").read_text())
     assert saved["per_class"] == shares == recomputed["accuracy"] and saved["min"] == min(shares)
     assert saved["readable_per_class"] == recomputed["readable"]

@@ -271,15 +271,17 @@ def test_the_class_accuracy_of_the_moving_average_uses_statistics_recomputed_for
     classify = lambda x: jnp.floor(x[:, 0] * 20).astype(jnp.int32) % CLASSES  # moves with every sample
     probabilities = lambda x: jax.nn.one_hot(classify(x), CLASSES)
     key, ema, per_class = jax.random.key(7), state.ema["g"].params, 20
-    shares = evaluation.sample_class_shares(state, probabilities, key, CLASSES, per_class, LATENT, True, 500, 8)
+    uniform = lambda k, n: jax.random.uniform(k, (n, LATENT), minval=-1.0, maxval=1.0)  # the run's latents
+    shares = evaluation.sample_class_shares(state, probabilities, key, CLASSES, per_class, uniform, True, 500, 8)
     shares = shares["accuracy"]
     labels = evaluation.class_labels(CLASSES, per_class)
-    z = jax.random.normal(key, (len(labels), LATENT))
-    normal = lambda k, n: jax.random.normal(k, (n, LATENT))
 
-    def accuracy(stats):
-        fakes = state.players["g"].apply_fn({"params": ema, "batch_stats": stats}, z, labels, train=False)
+    def accuracy(stats, draw=uniform):
+        variables = {"params": ema, "batch_stats": stats}
+        fakes = state.players["g"].apply_fn(variables, draw(key, len(labels)), labels, train=False)
         return evaluation.per_class_accuracy(classify(fakes), labels, CLASSES)
 
-    assert shares == accuracy(standing_by_hand(ema, key, normal, 8, num_classes=CLASSES))
+    assert shares == accuracy(standing_by_hand(ema, key, uniform, 8, num_classes=CLASSES))
     assert shares != accuracy(state.players["g"].batch_stats)
+    normal = lambda k, n: jax.random.normal(k, (n, LATENT))
+    assert shares != accuracy(standing_by_hand(ema, key, normal, 8, num_classes=CLASSES), normal)
