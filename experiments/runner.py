@@ -418,8 +418,8 @@ class Watch(Hook):
     def __call__(self, context: Context) -> None:
         monitor.check_finite(monitor.stack_history(context.window), context.step)
         self._history.extend(context.window)
-        evaluated = {k: np.array([v]) for k, v in context.record.items() if isinstance(v, (int, float))}
-        flags = self._monitor.check({**monitor.stack_history(list(self._history)), **evaluated})
+        evaluated = {k: v for k, v in context.record.items() if isinstance(v, (int, float))}
+        flags = self._monitor.check(monitor.stack_history(list(self._history)), evaluated)
         if flags:
             context.record["flags"] = "; ".join(flag.message for flag in flags)
         context.postfix["flags"] = ",".join(flag.name for flag in flags) or "-"

@@ -297,8 +297,13 @@ class Monitor:
 
     config: MonitorConfig = MonitorConfig()
 
-    def check(self, history: History) -> list[Flag]:
-        """The flags raised by ``history`` (``{name: recent values}``), in :data:`CHECKS` order."""
+    def check(self, history: History, evaluated: Mapping[str, float] | None = None) -> list[Flag]:
+        """The flags raised by ``history`` (``{name: recent values}``), in :data:`CHECKS` order.
+
+        ``evaluated``: the values of the evaluations made since the last check (``duplicate_share``, ...),
+        each read as a history of one value; the live hook and :func:`replay` both pass them this way.
+        """
+        history = {**history, **{name: np.array([value]) for name, value in (evaluated or {}).items()}}
         flags = (check(history, self.config) for check in CHECKS.values())
         return [flag for flag in flags if flag is not None]
 
@@ -352,7 +357,8 @@ def replay(
     monitor, evaluations, flags = Monitor(config), evaluations or {}, []
     for before, step in zip([0, *checked], checked):
         history = {name: np.asarray(values)[max(step - config.kept, 0) : step] for name, values in metrics.items()}
+        evaluated = {}
         for at in sorted(at for at in evaluations if before < at <= step):
-            history.update({name: np.array([value]) for name, value in evaluations[at].items()})
-        flags.append((step, monitor.check(history)))
+            evaluated.update(evaluations[at])
+        flags.append((step, monitor.check(history, evaluated)))
     return flags

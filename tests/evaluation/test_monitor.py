@@ -183,6 +183,15 @@ def test_replay_checks_at_the_runners_cadence():
     assert names == {50: ["d_loss_zero"], 100: ["d_loss_zero"], 150: ["mode_collapse"], 200: [], 230: []}
 
 
+def test_evaluations_are_read_as_one_value_histories():
+    """The live hook and the replay pass evaluations apart from the per-step history; they override it."""
+    history = {name: values for name, values in healthy().items() if name != "duplicate_share"}
+    check = monitor.Monitor().check
+    assert [f.name for f in check(history, {"duplicate_share": 0.9})] == ["mode_collapse"]
+    assert check(history, {"duplicate_share": 0.9}) == check({**history, "duplicate_share": np.array([0.9])})
+    assert check(_with(duplicate_share=np.full(T, 0.9)), {"duplicate_share": 0.01}) == []
+
+
 @pytest.mark.parametrize(
     ("metrics", "every", "match"),
     [({"d_loss": np.ones(5)}, 0, "every"), ({"d_loss": np.ones(5), "g_loss": np.ones(4)}, 1, "lengths")],
