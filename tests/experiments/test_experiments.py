@@ -314,14 +314,14 @@ def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, ca
 
 
 def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp_path, capsys):
-    """Gulrajani et al.'s settings are the defaults; each step takes n_critic batches of batch_size."""
+    """Gulrajani et al.'s objective and Adam's betas are the defaults; each step takes n_critic batches of batch_size."""
     defaults = wgan_gp_mnist.Config()
     assert (defaults.objective.loss, defaults.objective.penalty, defaults.schedule.n_critic) == (
         "wasserstein",
         "wgan_gp",
         5,
     )
-    assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (1e-4, 0.9, "none")
+    assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (3e-4, 0.9, "none")
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
     state = wgan_gp_mnist.train_and_evaluate(configs.parse(wgan_gp_mnist.Config, argv))
     assert "global batch 4 x 5 batches per step, 4 per device" in capsys.readouterr().out
