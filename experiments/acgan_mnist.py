@@ -3,8 +3,8 @@
 Odena, Olah and Shlens 2017: G takes the digit (embedded, concatenated with
 z); D takes no label but has a class head beside its real/fake logit, and both
 players add the cross-entropy of that head on the true labels of reals and the
-drawn labels of fakes (``--conditioning.aux-class-weight``). It writes what
-``experiments.cgan_mnist`` writes.
+drawn labels of fakes (``--conditioning.aux-class-weight``). It writes and logs
+what ``experiments.cgan_mnist`` writes and logs, the mode-collapse signals included.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
         generator(config).grid(sample_key),
         sample_key,
         nrow=config.samples_per_class,
-        evaluations=evaluation.class_accuracy_hooks(config, eval_key),
+        evaluations=evaluation.conditional_hooks(config, eval_key),
     )
     return state, evaluation.write_class_accuracy(config, state, eval_key)
 

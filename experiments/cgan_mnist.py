@@ -14,6 +14,11 @@ Writes under ``--run.workdir``: ``config.json``, ``samples/step_*.png`` (row
 found in ``--class-accuracy.classifier-dir``, ``class_accuracy.json``: per
 class ``c``, the share of G's class-``c`` samples that the classifier labels
 ``c`` (also logged as ``class_accuracy_min`` every ``eval_every`` steps).
+Every ``--class-accuracy.eval-every`` steps, with or without the classifier,
+``duplicate_share`` and ``pairwise_distance_ratio`` of ``eval_per_class``
+samples of each class (1,000 at most) against the digits are logged too
+(``ema_`` ones for the moving average of G); the failure monitor's
+``mode_collapse`` check reads them.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
         generator(config).grid(sample_key),
         sample_key,
         nrow=config.samples_per_class,
-        evaluations=evaluation.class_accuracy_hooks(config, eval_key),
+        evaluations=evaluation.conditional_hooks(config, eval_key),
         prepare=config.swaps.prepare,
         wrap_step=config.swaps.wrap,
     )

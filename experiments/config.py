@@ -518,6 +518,21 @@ class Evaluation:
         folder_or_missing(self, "classifier_dir")
 
 
+@dataclasses.dataclass(frozen=True)
+class Diversity:
+    """The mode-collapse signals alone (experiments.evaluation.diversity_hooks): duplicate_share and
+    pairwise_distance_ratio of G's samples against real images in pixel space, which the monitor reads."""
+
+    eval_every: int = 500
+    """steps between evaluations (0: none); none runs before training or at the end."""
+    eval_samples: int = 1000
+    """samples per evaluation (at most 1,000; compared with up to 1,000 real images)."""
+
+    def __post_init__(self):
+        at_least(self, "eval_every", 0)
+        at_least(self, "eval_samples", 2, 1000)
+
+
 def r3gan(config: Config) -> Config:
     """R3GAN (Huang et al. 2024): RpGAN, R1 + R2, Adam b1 0, gamma, lrs, b2 and EMA half-life cosine-annealed.
 
@@ -810,7 +825,8 @@ class ClassAccuracy:
     classifier_dir: str = "runs/mnist_classifier"
     """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no class accuracy."""
     eval_every: int = 1000
-    """steps between checks, logged as class_accuracy_min and _mean, and class_readable_min and _mean (0: none)."""
+    """steps between checks, logged as class_accuracy_min and _mean, and class_readable_min and _mean, and with or
+    without a classifier duplicate_share and pairwise_distance_ratio of eval_per_class samples per class (0: none)."""
     eval_per_class: int = 100
     """samples per class for each check."""
     final_eval_per_class: int = 1000

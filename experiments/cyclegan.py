@@ -16,6 +16,12 @@ them); the shorter domain is cycled. Writes under ``--run.workdir``:
 ``config.json``, ``samples/step_*.png`` (rows: a, G_ab(a), G_ba(G_ab(a)), b,
 G_ba(b), G_ab(G_ba(b))), ``reconstructions.png`` (A -> B -> A of the last
 step), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+
+Every ``--diversity.eval-every`` steps it logs, per direction, the mode-collapse
+signals of the translations of a fixed set of ``--diversity.eval-samples``
+source images against images of the target domain: ``a_to_b_duplicate_share``
+and ``a_to_b_pairwise_distance_ratio`` for G_ab, ``b_to_a_...`` for G_ba; the
+failure monitor's ``mode_collapse`` check reads both.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import numpy as np
 import optax
 
 from experiments import config as configs
-from experiments import runner
+from experiments import evaluation, runner
 from ganjax import data, images, optim, sample
 from ganjax.models import cyclegan
 from ganjax.nn import precision
@@ -130,6 +136,9 @@ class Config:
     monitor: configs.Monitor = configs.Monitor()
     num_samples: int = 8
     """images of each domain in the sample grids (the columns)."""
+    diversity: configs.Diversity = configs.Diversity(eval_every=250)
+    """The mode-collapse signals of each direction: the translations of a fixed set of source images against images
+    of the target domain."""
 
     def __post_init__(self):
         if (self.data_a is None) != (self.data_b is None):
@@ -254,6 +263,34 @@ def generator(config: Config) -> sample.Generator:
     )
 
 
+DIRECTIONS = (("a_to_b_", "ab"), ("b_to_a_", "ba"))
+"""Each generator's direction and the prefix of its mode-collapse signals (``a_to_b_duplicate_share``, ...)."""
+
+_translate = jax.jit(cyclegan.translate, static_argnames="direction")
+
+
+def diversity_hooks(config: Config, domain_a: data.ImageDataset, domain_b: data.ImageDataset) -> list:
+    """Per direction, :func:`experiments.evaluation.diversity_hooks`: ``{prefix}duplicate_share`` and
+    ``{prefix}pairwise_distance_ratio`` of the translations of up to ``diversity.eval_samples`` source images (the
+    same, none twice, at every evaluation) against images of the target domain, translated in batches of the run's."""
+    part, batch = config.diversity, config.schedule.batch_size
+    hooks = []
+    for (prefix, direction), source, target in zip(DIRECTIONS, (domain_a, domain_b), (domain_b, domain_a)):
+        n = min(part.eval_samples, len(source))
+
+        def translations(state, key, stats, source=source, direction=direction, n=n):
+            images = pick(source, key, n)
+            return np.concatenate([_translate(state, images[i : i + batch], direction) for i in range(0, n, batch)])
+
+        hooks += evaluation.diversity_hooks(part.eval_every, n, target, translations, n, config.run.seed, prefix=prefix)
+    return hooks
+
+
+def monitor_config(config: Config):
+    """The monitor's settings, its ``mode_collapse`` check reading the signals of both directions."""
+    return dataclasses.replace(config.monitor.build(), collapse_prefixes=tuple(prefix for prefix, _ in DIRECTIONS))
+
+
 @jax.jit
 def round_trips(state: TrainState, a: jax.Array, b: jax.Array) -> jax.Array:
     """Rows a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b)), stacked ``(6 * N, H, W, C)``."""
@@ -273,7 +310,13 @@ def train_and_evaluate(config: Config) -> TrainState:
         (pick(domain_a, key, config.num_samples), pick(domain_b, jax.random.fold_in(key, 1), config.num_samples)), mesh
     )
     writer = runner.grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
-    hooks = runner.run_hooks(config.run, configs.to_dict(config), watch=config.monitor.build(), sample=writer)
+    hooks = runner.run_hooks(
+        config.run,
+        configs.to_dict(config),
+        diversity_hooks(config, domain_a, domain_b),
+        watch=monitor_config(config),
+        sample=writer,
+    )
     state = runner.fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)
     grid = np.asarray(round_trips(state, a, b))[: 3 * config.num_samples]
     if jax.process_index() == 0:

@@ -300,6 +300,7 @@ def evaluator(
     batch_size: int,
     seed: int,
     ema_stats: Callable[[TrainState, jax.Array], PyTree] | None,
+    real_view: Callable[[TrainState, np.ndarray], np.ndarray] | None = None,
 ) -> Callable[[TrainState, int], dict]:
     """An ``evaluate(state, step)`` for :class:`experiments.runner.Evaluate`.
 
@@ -314,6 +315,8 @@ def evaluator(
       ema_stats: ``(state, key) -> `` the moving average's BatchNorm statistics
         (:func:`ganjax.training.gan.ema_stats`), computed once per evaluation from its key; None: the
         moving average is not evaluated.
+      real_view: ``(state, reals) -> `` the real images (in [-1, 1]) that G's samples at ``state`` are compared
+        with in pixel space (a progressive G's: the reals at its current stage); None: the reals as they are.
 
     Returns:
       A function giving ``duplicate_share`` and ``pairwise_distance_ratio`` and, with a
@@ -347,7 +350,8 @@ def evaluator(
                 class_fn=network.class_probabilities,
                 kid_subset_size=min(1000, len(real)),
             )
-        return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference_pixels)}
+        reference = reference_pixels if real_view is None else real_view(state, reference_pixels)
+        return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference)}
 
     def evaluate(state: TrainState, step: int) -> dict[str, float]:
         result = {**floor, **evaluate_one(state, None)}
@@ -377,22 +381,36 @@ def build_evaluator(
     return evaluator(settings.eval_samples, dataset, built, sample, batch_size, config.run.seed, stats)
 
 
-def samplers(config, batch_size: int) -> tuple[Callable, Callable | None]:
-    """An unconditional GAN experiment's jitted ``sample(state, key, ema_stats)`` of ``batch_size`` images and
+def samplers(
+    config, batch_size: int, num_classes: int = 0, view: Callable[[jax.Array], jax.Array] | None = None
+) -> tuple[Callable, Callable | None]:
+    """An image GAN experiment's jitted ``sample(state, key, ema_stats)`` of ``batch_size`` images and
     ``ema_stats(state, key)`` (None when the state keeps no moving average), for :func:`evaluator`.
 
-    ``sample`` draws z of ``config.latent`` and G's dropout (if any) from ``key``; with ``ema_stats`` None it
-    samples G, else the moving average of G with these BatchNorm statistics, which ``ema_stats`` recomputes
-    for it over batches of the run's batch size (:func:`ganjax.training.gan.ema_stats`).
+    ``sample`` draws z of ``config.latent`` and G's dropout (if any) from ``key`` and, for a conditional G of
+    ``num_classes`` classes, labels that go round every class from an offset drawn from ``key`` (so each batch
+    spreads over the classes and the evaluation's batches over all of them); ``view`` maps G's output to the
+    images compared (default: as it is). With ``ema_stats`` None it samples G, else the moving average of G
+    with these BatchNorm statistics, which ``ema_stats`` recomputes for it over batches of the run's batch size
+    (:func:`ganjax.training.gan.ema_stats`).
     """
-    draw = lambda state, key, stats: generate(
-        state,
-        config.latent.sample(key, batch_size),
-        use_ema=stats is not None,
-        rngs={"dropout": key},
-        ema_stats=stats,
-    )
-    stats = lambda state, key: ema_stats(state, key, config.latent.sample, config.schedule.batch_size)
+
+    def draw(state, key, stats):
+        z_key, labels = key, None
+        if num_classes:
+            z_key, label_key = jax.random.split(key)
+            labels = (jnp.arange(batch_size) + jax.random.randint(label_key, (), 0, num_classes)) % num_classes
+        images = generate(
+            state,
+            config.latent.sample(z_key, batch_size),
+            labels,
+            use_ema=stats is not None,
+            rngs={"dropout": key},
+            ema_stats=stats,
+        )
+        return images if view is None else view(images)
+
+    stats = lambda state, key: ema_stats(state, key, config.latent.sample, config.schedule.batch_size, num_classes)
     return jax.jit(draw), jax.jit(stats) if config.state.keeps_ema else None
 
 
@@ -403,6 +421,59 @@ def scheduled(every: int, build: Callable[[], Callable[[TrainState, int], dict]]
     hook = runner.Evaluate(every, lambda state, step: build()(state, step))
     hook.at_end = False
     return hook
+
+
+DIVERSITY_SAMPLES = 1000
+"""The most samples of G an evaluation of the mode-collapse signals alone compares (as :func:`evaluator` does)."""
+
+
+def diversity_hooks(
+    every: int,
+    samples: int,
+    dataset: data.ImageDataset,
+    sample: Callable[[TrainState, jax.Array, PyTree | None], jax.Array],
+    batch_size: int,
+    seed: int,
+    ema_stats: Callable[[TrainState, jax.Array], PyTree] | None = None,
+    real_view: Callable[[TrainState, np.ndarray], np.ndarray] | None = None,
+    prefix: str = "",
+) -> list[runner.Evaluate]:
+    """``[Evaluate hook]`` of the mode-collapse signals alone: :func:`evaluator` without a feature network.
+
+    At the multiples of ``every`` (:func:`scheduled`; built at the first), logs ``{prefix}duplicate_share`` and
+    ``{prefix}pairwise_distance_ratio`` of ``min(samples, DIVERSITY_SAMPLES)`` of ``sample``'s images against up
+    to 1,000 of ``dataset``'s (``real_view`` of them), and ``{prefix}ema_...`` of the moving average with
+    ``ema_stats``; the monitor's ``mode_collapse`` check reads them. No hook when ``every`` is 0 or the run
+    spans several processes (evaluation runs in single-process runs only).
+    """
+    if not every or jax.process_count() > 1:
+        return []
+
+    def build() -> Callable[[TrainState, int], dict]:
+        n = min(samples, DIVERSITY_SAMPLES)
+        evaluate = evaluator(n, dataset, None, sample, batch_size, seed, ema_stats, real_view)
+        return lambda state, step: {f"{prefix}{k}": v for k, v in evaluate(state, step).items()}
+
+    return [scheduled(every, build)]
+
+
+def generator_diversity(
+    config, every: int, samples: int, num_classes: int = 0, view: Callable[[jax.Array], jax.Array] | None = None
+) -> Callable[[data.ImageDataset], list]:
+    """``dataset -> [Evaluate hook]`` of :func:`diversity_hooks` for an image GAN experiment's G (and its moving
+    average, when kept) sampled by :func:`samplers` (``num_classes`` and ``view`` as there) at the run's batch
+    size, against the dataset's images."""
+
+    def hooks(dataset: data.ImageDataset) -> list:
+        sample, stats = samplers(config, config.schedule.batch_size, num_classes, view)
+        return diversity_hooks(every, samples, dataset, sample, config.schedule.batch_size, config.run.seed, stats)
+
+    return hooks
+
+
+def joined(*makers: Callable[[data.ImageDataset], list]) -> Callable[[data.ImageDataset], list]:
+    """``dataset -> `` the hooks of every one of ``makers``, in order."""
+    return lambda dataset: [hook for make in makers for hook in make(dataset)]
 
 
 def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
@@ -540,6 +611,15 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
         return [scheduled(settings.eval_every, build)]
 
     return hooks
+
+
+def conditional_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset], list]:
+    """``dataset -> [Evaluate hook]`` of a conditional GAN's config: :func:`class_accuracy_hooks` and, at the same
+    cadence (``class_accuracy.eval_every``), the mode-collapse signals of ``eval_per_class`` samples of each class
+    (at most :data:`DIVERSITY_SAMPLES` in all; :func:`generator_diversity`), for G and its moving average."""
+    settings, classes = config.class_accuracy, config.conditioning.num_classes
+    diversity = generator_diversity(config, settings.eval_every, settings.eval_per_class * classes, classes)
+    return joined(class_accuracy_hooks(config, key), diversity)
 
 
 def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[float] | None:

@@ -7,11 +7,16 @@ The relativistic average loss and Adam(3e-4, b1 0, b2 0.99) by default.
 Writes under ``--run.workdir``: ``config.json``, ``samples/step_*.png`` (the
 finest scale of one fixed z), ``scales.png`` (every scale of a few z, one row
 each), ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+Every ``--diversity.eval-every`` steps it logs ``duplicate_share`` and
+``pairwise_distance_ratio`` of ``--diversity.eval-samples`` samples at the finest
+scale against the full-size images (``ema_`` too for a moving average of G),
+which the failure monitor's ``mode_collapse`` check reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 import jax
@@ -19,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import config as configs
-from experiments import runner
-from ganjax import images, sample
+from experiments import evaluation, runner
+from ganjax import data, images, sample
 from ganjax.models import msggan
 from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
@@ -57,6 +62,7 @@ class Config(configs.UnconditionalGAN):
     run: configs.Run = configs.Run(workdir="runs/msggan")
     devices: configs.Devices = configs.Devices()
     """The devices a run uses (the models have no BatchNorm to synchronize)."""
+    diversity: configs.Diversity = configs.Diversity()
 
     def __post_init__(self):
         super().__post_init__()
@@ -95,6 +101,14 @@ def generator(config: Config) -> sample.Generator:
     )
 
 
+def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list:
+    """The Evaluate hooks of the mode-collapse signals of G's finest scale (and its moving average's, when kept)
+    against ``dataset``'s full-size images (:func:`experiments.evaluation.generator_diversity`)."""
+    sides, part = msggan.scales(config.data.image_size), config.diversity
+    view = lambda packed: finest(packed, sides)
+    return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, view=view)(dataset)
+
+
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains MSG-GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
@@ -113,6 +127,7 @@ def train_and_evaluate(config: Config) -> TrainState:
         example_shape=(sides[-1], sides[-1], len(sides) * config.data.channels),
         view=lambda packed: finest(packed, sides),
         inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])},
+        evaluations=functools.partial(diversity_hooks, config),
     )
     grid = np.asarray(all_scales(sample_fn(state, np.asarray(fixed[0][:8])), sides))
     if jax.process_index() == 0:

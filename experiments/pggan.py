@@ -9,6 +9,11 @@ Adam(1e-3, b1 0, b2 0.99) as in the paper; samples from an EMA of G (decay
 the same fade-in weight. Writes under ``--run.workdir``: ``config.json``,
 ``samples/step_*.png`` (one fixed z, upsampled to the final size),
 ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+Every ``--diversity.eval-every`` steps it logs ``duplicate_share`` and
+``pairwise_distance_ratio`` of ``--diversity.eval-samples`` samples of G (and
+``ema_`` ones of its moving average) at the resolution and fade-in weight of the
+stage being trained, against the reals as D sees them there; the failure
+monitor's ``mode_collapse`` check reads them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import jax
 import numpy as np
 
 from experiments import config as configs
-from experiments import runner
+from experiments import evaluation, runner
 from ganjax import data, sample
 from ganjax.models import pggan
 from ganjax.nn import precision
@@ -113,6 +118,8 @@ class Config:
     averages over ~1000 steps, longer than a stage of this short run."""
     num_samples: int = 64
     """images in each sample grid (rows of 8)."""
+    diversity: configs.Diversity = configs.Diversity()
+    """The mode-collapse signals, at the resolution and fade-in weight of the stage being trained."""
 
     def __post_init__(self):
         if pggan.resolution(num_stages(self.data.image_size) - 1) != self.data.image_size:
@@ -194,6 +201,28 @@ def sampler(config: Config, z: jax.Array):
     return sample_state
 
 
+def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list[runner.Evaluate]:
+    """The mode-collapse signals (:func:`experiments.evaluation.diversity_hooks`) of G and, when kept, of its moving
+    average, at the stage and fade-in weight of the state's last step, against the reals as D sees them there
+    (:func:`ganjax.models.pggan.real_images`)."""
+    generate = jax.jit(pggan.generate, static_argnames=("stage", "use_ema"))
+    batch = config.schedule.batch_size
+    latent = configs.Latent(dim=config.model.latent_dim)
+
+    def draw(state: TrainState, key: jax.Array, stats) -> jax.Array:
+        stage, alpha = stage_at(config, int(state.step))
+        return generate(state, latent.sample(key, batch), stage, alpha, use_ema=stats is not None)
+
+    def reals(state: TrainState, images: np.ndarray) -> np.ndarray:
+        return np.asarray(pggan.real_images(images, *stage_at(config, int(state.step))))
+
+    part = config.diversity
+    no_stats = (lambda state, key: {}) if config.ema_decay > 0 else None  # no BatchNorm: nothing to recompute
+    return evaluation.diversity_hooks(
+        part.eval_every, part.eval_samples, dataset, draw, batch, config.run.seed, no_stats, reals
+    )
+
+
 def generator(config: Config) -> sample.Generator:
     """G as the run samples it (for :mod:`ganjax.sample`): at the stage and fade-in weight of the checkpoint's last
     step (the final stage, fully faded in, at the end of a run), upsampled to full size; z from the second of two
@@ -232,6 +261,7 @@ def train_and_evaluate(config: Config) -> TrainState:
         config.run,
         configs.to_dict(config),
         watch=watch,
+        extra=diversity_hooks(config, dataset),
         sample=runner.grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8),
     )
     return runner.fit(config, state, step, dataset, mesh, hooks)

@@ -81,6 +81,7 @@ FREE_CHANGES = (
     "monitor.",
     "evaluation.",
     "class_accuracy.",
+    "diversity.",
     "schedule.steps",
     "model.compute_dtype",  # params and optimizer state are float32 whatever the models compute in
 )

@@ -5,9 +5,14 @@ self-attention at a middle resolution (:mod:`ganjax.models.sagan`), the hinge
 loss, and TTUR: Adam with lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9. Writes under
 ``--run.workdir``: ``config.json``, ``samples/step_*.png`` (one fixed z),
 ``samples.gif``, ``training.png``, ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+Every ``--diversity.eval-every`` steps it logs ``duplicate_share`` and
+``pairwise_distance_ratio`` of ``--diversity.eval-samples`` samples against the
+digits (``ema_`` too for a moving average of G), which the failure monitor's
+``mode_collapse`` check reads.
 
 ``--model.num-classes 10`` trains the class-conditional SAGAN: conditional
-BatchNorm in G and the projection D; sample row ``r`` is then digit ``r``.
+BatchNorm in G and the projection D; sample row ``r`` is then digit ``r``, and the
+samples evaluated go round every class.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from experiments import config as configs
-from experiments import runner
-from ganjax import sample
+from experiments import evaluation, runner
+from ganjax import data, sample
 from ganjax.models import sagan
 from ganjax.nn import precision
 from ganjax.training.state import TrainState
@@ -59,6 +64,7 @@ class Config(configs.UnconditionalGAN):
     run: configs.Run = configs.Run(workdir="runs/sagan")
     num_samples: int = 100
     """images in each sample grid (rows of 10; row r is class r when conditional)."""
+    diversity: configs.Diversity = configs.Diversity()
 
 
 def players(config: Config, bn_axis_name: str | None = None) -> tuple[sagan.Generator, sagan.Discriminator]:
@@ -89,12 +95,28 @@ def generator(config: Config) -> sample.Generator:
     )
 
 
+def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list:
+    """The Evaluate hooks of the mode-collapse signals of G (and its moving average, when kept) against
+    ``dataset``, the samples going round every class when conditional
+    (:func:`experiments.evaluation.generator_diversity`)."""
+    part = config.diversity
+    return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, config.model.num_classes)(dataset)
+
+
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     gan = config.make_gan(configs.Conditioning(num_classes=config.model.num_classes))
     fixed = generator(config).grid(sample_key)
-    return runner.train_image_gan(config, gan, functools.partial(players, config), init_key, fixed, sample_key)[0]
+    return runner.train_image_gan(
+        config,
+        gan,
+        functools.partial(players, config),
+        init_key,
+        fixed,
+        sample_key,
+        evaluations=functools.partial(diversity_hooks, config),
+    )[0]
 
 
 def main(argv=None):

@@ -9,7 +9,9 @@ labelled channel by channel with the MNIST classifier in
 ``--evaluation.classifier-dir`` (trained there on the digits first if missing), and
 ``modes`` (of 1,000) and ``mode_kl`` (KL of the samples' mode distribution to the
 uniform one) are logged to ``metrics.jsonl``; ``ema_modes`` and ``ema_mode_kl`` too
-for the moving average of G when kept. Writes what :mod:`experiments.dcgan_mnist` writes.
+for the moving average of G when kept. At the same steps (not at the end) ``duplicate_share`` and
+``pairwise_distance_ratio`` of up to 1,000 RGB samples against the stacked reals (``ema_`` too),
+which the failure monitor's ``mode_collapse`` check reads. Writes what :mod:`experiments.dcgan_mnist` writes.
 ``python -m experiments.stacked_mnist table ROOT`` prints the mean ± std over seeds of
 the runs ``ROOT/{setting}_{seed}``.
 """
@@ -121,9 +123,18 @@ def mode_hooks(config: Config):
     return hooks
 
 
+def evaluation_hooks(config: Config):
+    """``dataset -> [Evaluate hook]``: :func:`mode_hooks` and, at the same steps but not at the end, the
+    mode-collapse signals of up to 1,000 of G's RGB samples against the stacked reals
+    (:func:`experiments.evaluation.generator_diversity`)."""
+    settings = config.evaluation
+    diversity = evaluation.generator_diversity(config, settings.eval_every, settings.eval_samples)
+    return evaluation.joined(mode_hooks(config), diversity)
+
+
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return runner.train_dcgan(config, mode_hooks(config))
+    return runner.train_dcgan(config, evaluation_hooks(config))
 
 
 generator = runner.dcgan_generator

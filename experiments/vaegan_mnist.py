@@ -16,6 +16,10 @@ MNIST classifier is found in ``--reconstruction.classifier-dir``,
 ``reconstruction_accuracy.json``: per digit, the share of held-out digits whose
 reconstruction the classifier labels as the source digit (also logged as
 ``reconstruction_accuracy`` every ``--reconstruction.eval-every`` steps).
+Every ``--reconstruction.eval-every`` steps, with or without the classifier,
+``duplicate_share`` and ``pairwise_distance_ratio`` of 1,000 samples from the
+prior against the training digits are logged too; the failure monitor's
+``mode_collapse`` check reads them.
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ class Reconstruction:
     classifier_dir: str = "runs/mnist_classifier"
     """the MNIST classifier (experiments.train_mnist_classifier); '' or a missing folder: no accuracy."""
     eval_every: int = 1000
-    """steps between checks, logged as reconstruction_accuracy (0: none; the final check is written all the same)."""
+    """steps between checks, logged as reconstruction_accuracy, and duplicate_share and pairwise_distance_ratio of
+    the decoder's samples from the prior with or without a classifier (0: none; the final accuracy is written all
+    the same)."""
 
     def __post_init__(self):
         configs.at_least(self, "eval_every", 0)
@@ -182,6 +188,21 @@ def reconstruction_accuracy(
     return evaluation.per_class_accuracy(np.concatenate(predictions), held_out.labels, num_classes)
 
 
+def diversity_hooks(config: Config, reals: data.ImageDataset) -> list:
+    """The mode-collapse signals (:func:`experiments.evaluation.diversity_hooks`) of up to 1,000 of the decoder's
+    samples from the prior against ``reals``, every ``reconstruction.eval_every`` steps."""
+    batch = config.schedule.batch_size
+    draw = jax.jit(lambda state, key: vaegan.generate(state, config.latent.sample(key, batch)))
+    return evaluation.diversity_hooks(
+        config.reconstruction.eval_every,
+        evaluation.DIVERSITY_SAMPLES,
+        reals,
+        lambda state, key, stats: draw(state, key),
+        batch,
+        config.run.seed,
+    )
+
+
 def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the VAE-GAN on all but the held-out digits; returns the state and the per-digit accuracy (or None)."""
     model = config.make_model()
@@ -208,7 +229,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
         if classifier is None
         else functools.partial(reconstruction_accuracy, held_out=held_out, classify=classifier.class_fn())
     )
-    extra = []
+    extra = diversity_hooks(config, train_set)
     if accuracy is not None and config.reconstruction.eval_every:
         evaluate = lambda state, step: {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
         extra.append(runner.Evaluate(config.reconstruction.eval_every, evaluate))

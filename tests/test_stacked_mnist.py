@@ -73,4 +73,6 @@ def test_tiny_experiment_run_logs_modes(tmp_path):
     evaluated = [r for r in rows if "modes" in r]
     assert [r["step"] for r in evaluated] == [2, 4]
     assert all(1 <= r["modes"] <= 20 and 0 <= r["mode_kl"] <= math.log(1000) + 1e-9 for r in evaluated)
+    # The mode-collapse signals of the RGB samples against the stacked reals, at the same steps.
+    assert all(0 <= r["duplicate_share"] <= 1 and r["pairwise_distance_ratio"] > 0 for r in evaluated)
     assert experiment.generator(config).num == config.num_samples

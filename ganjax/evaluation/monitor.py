@@ -71,6 +71,9 @@ class MonitorConfig:
       d_wins_fake: ... and D(G(z)) at most this (window medians): G fools D with garbage.
       max_duplicate_share: a larger share of near-duplicate samples is mode collapse.
       min_distance_ratio: a smaller samples-to-data mean pairwise distance ratio is mode collapse.
+      collapse_prefixes: the prefixes of the ``duplicate_share`` and ``pairwise_distance_ratio`` that mode collapse
+        reads, each judged on its own ('' reads the plain names; a CycleGAN's ``a_to_b_`` and ``b_to_a_`` read
+        each direction's).
       stop_on: names of the flags that should stop training.
     """
 
@@ -90,6 +93,7 @@ class MonitorConfig:
     d_wins_fake: float = 0.1
     max_duplicate_share: float = 0.5
     min_distance_ratio: float = 0.4
+    collapse_prefixes: tuple[str, ...] = ("",)
     stop_on: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -249,19 +253,22 @@ def g_fools_with_garbage(history: History, config: MonitorConfig) -> Flag | None
 
 
 def mode_collapse(history: History, config: MonitorConfig) -> Flag | None:
-    """Many near-duplicate samples, or samples much closer together than the data (see ``metrics.sample_diversity``).
+    """Many near-duplicate samples, or samples much closer together than the data (see ``metrics.sample_diversity``),
+    under any of ``config.collapse_prefixes``.
 
     Silent in the warmup: a G that has barely trained maps every z to nearly one image.
     """
     if _warming_up(history, config):
         return None
-    dup = _values(history, "duplicate_share", config)
-    ratio = _values(history, "pairwise_distance_ratio", config)
     reasons = []
-    if dup is not None and dup[1][-1] > config.max_duplicate_share:
-        reasons.append(f"{dup[1][-1]:.0%} of samples are near-duplicates")
-    if ratio is not None and ratio[1][-1] < config.min_distance_ratio:
-        reasons.append(f"samples are {ratio[1][-1]:.2f}x as far apart as the data")
+    for prefix in config.collapse_prefixes:
+        dup = _values(history, f"{prefix}duplicate_share", config)
+        ratio = _values(history, f"{prefix}pairwise_distance_ratio", config)
+        of = f"{prefix.rstrip('_')}: " if prefix else ""
+        if dup is not None and dup[1][-1] > config.max_duplicate_share:
+            reasons.append(f"{of}{dup[1][-1]:.0%} of samples are near-duplicates")
+        if ratio is not None and ratio[1][-1] < config.min_distance_ratio:
+            reasons.append(f"{of}samples are {ratio[1][-1]:.2f}x as far apart as the data")
     if reasons:
         return Flag("mode_collapse", "mode collapse: " + "; ".join(reasons))
     return None

@@ -100,6 +100,18 @@ def test_pairwise_distance_collapse():
     assert "0.10x" in flags[0].message
 
 
+def test_collapse_is_read_under_each_prefix_on_its_own():
+    directions = monitor.MonitorConfig(collapse_prefixes=("a_to_b_", "b_to_a_"))
+    trace = {k: v for k, v in healthy().items() if k not in ("duplicate_share", "pairwise_distance_ratio")}
+    trace.update(a_to_b_duplicate_share=np.full(T, 0.01), a_to_b_pairwise_distance_ratio=np.full(T, 0.95))
+    trace.update(b_to_a_duplicate_share=np.full(T, 0.9), b_to_a_pairwise_distance_ratio=np.full(T, 0.95))
+    (flag,) = monitor.Monitor(directions).check(trace)
+    assert flag.message == "mode collapse: b_to_a: 90% of samples are near-duplicates"
+    assert monitor.Monitor().check(trace) == []  # the plain names only, by default
+    # G's own signals, not its moving average's, unless named.
+    assert monitor.Monitor().check(_with(ema_duplicate_share=np.full(T, 0.9))) == []
+
+
 def test_thresholds_are_configurable():
     trace = FAILURES["grad_explosion"]
     assert monitor.Monitor(monitor.MonitorConfig(max_grad_norm=1000.0)).check(trace) == []

@@ -7,13 +7,14 @@ import numpy as np
 from PIL import Image
 
 from experiments import config as configs
-from experiments import vaegan_mnist
+from experiments import evaluation, vaegan_mnist
 from ganjax import data, images
 from ganjax.evaluation import mnist_classifier
 from ganjax.models import vaegan
 
 
-def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path):
+def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluation, "DIVERSITY_SAMPLES", 16)  # of the decoder's samples from the prior
     classifier_dir = mnist_classifier.save_mnist_classifier(
         mnist_classifier.init(jax.random.key(0)), tmp_path / "classifier"
     )
@@ -66,6 +67,9 @@ def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mn
     assert saved["held_out_per_class"] == np.bincount(held_out.labels, minlength=10).tolist()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "reconstruction_accuracy" in r] == [2, 4]
+    diversity = [r for r in records if "duplicate_share" in r]
+    assert [r["step"] for r in diversity] == [2, 4]
+    assert all(0 <= r["duplicate_share"] <= 1 and r["pairwise_distance_ratio"] > 0 for r in diversity)
     assert {"kl", "reconstruction", "d_loss", "g_loss", "enc_grad_norm"} <= set(records[-1])
     assert records[-1]["reconstruction"] > 0 and records[-1]["kl"] > 0
     # The last sample grid also holds 2 rows of samples from the prior.
