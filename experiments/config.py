@@ -539,7 +539,7 @@ def r3gan(config: Config) -> Config:
     The recipe of Huang, Gokaslan, Kuleshov and Tompkin 2024 (The GAN is dead;
     long live the GAN! A Modern GAN Baseline) on an image GAN's objective,
     optimizers and state: the relativistic pairing loss RpGAN
-    (``objective.loss='relativistic'``) with R1 on the reals and R2 on the fakes
+    (``objective.loss='relativistic'``, no label smoothing) with R1 on the reals and R2 on the fakes
     (``penalty='r1_r2'``), weighted ``gamma / 2`` with gamma annealed from 0.05 to
     0.005 (their CIFAR-10 values); Adam with b1 0 and b2 annealed from 0.9 to
     0.99; both learning rates annealed from 2e-4 to 5e-5; and G's EMA half-life
@@ -563,6 +563,7 @@ def r3gan(config: Config) -> Config:
         objective=dataclasses.replace(
             config.objective,
             loss="relativistic",
+            d_labels="none",
             penalty="r1_r2",
             penalty_weight=0.05 / 2,
             penalty_weight_final=0.005 / 2,

@@ -314,7 +314,7 @@ def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, ca
 
 
 def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp_path, capsys):
-    """Gulrajani et al.'s objective and Adam's betas are the defaults; each step takes n_critic batches of batch_size."""
+    """Gulrajani et al.'s objective and Adam betas are the defaults; each step takes n_critic batches of batch_size."""
     defaults = wgan_gp_mnist.Config()
     assert (defaults.objective.loss, defaults.objective.penalty, defaults.schedule.n_critic) == (
         "wasserstein",
