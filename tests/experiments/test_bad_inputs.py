@@ -66,7 +66,12 @@ PARSE_CASES = [
     (dcgan_mnist, ["--model.compute-dtype", "float16"], "float16"),
     (dcgan_mnist, ["--latent.dim", "0"], "Latent.dim"),
     (dcgan_mnist, ["--latent.distribution", "cauchy"], "cauchy"),
-    (dcgan_mnist, ["--objective.loss", "hinge", "--objective.label-flip-prob", "0.1"], "Objective.label_flip_prob"),
+    (
+        dcgan_mnist,
+        ["--objective.loss", "hinge", "--objective.d-labels", "none", "--objective.label-flip-prob", "0.1"],
+        "Objective.label_flip_prob",
+    ),
+    (dcgan_mnist, ["--objective.loss", "hinge"], "Objective.d_labels"),
     (dcgan_mnist, ["--objective.label-flip-prob", "1.5"], "Objective.label_flip_prob"),
     (dcgan_mnist, ["--objective.penalty", "r1"], "Objective.penalty_weight"),
     (dcgan_mnist, ["--objective.penalty", "r1", "--objective.penalty-weight", "-1"], "Objective.penalty_weight"),

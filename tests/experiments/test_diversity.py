@@ -100,6 +100,7 @@ def test_conditional_samples_go_round_every_class(cgan):
     assert len({b[0] for b in batches}) > 1  # from offsets that differ between batches
 
 
+@pytest.mark.slow  # builds a model family; the cgan and cyclegan tests keep the hook in the default tier
 def test_sagan_logs_diversity(small):
     config = configs.parse(sagan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
     gan = config.make_gan(Conditioning(num_classes=config.model.num_classes))
@@ -109,6 +110,7 @@ def test_sagan_logs_diversity(small):
     assert_real(logged(hooks, state), "")
 
 
+@pytest.mark.slow  # builds a model family; the cgan and cyclegan tests keep the hook in the default tier
 def test_msggan_logs_diversity_of_its_finest_scale(small, monkeypatch):
     config = configs.parse(msggan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
     sides = msggan_models.scales(8)
@@ -131,6 +133,7 @@ def spy_shapes(monkeypatch) -> list:
     return shapes
 
 
+@pytest.mark.slow  # builds a model family; the cgan and cyclegan tests keep the hook in the default tier
 def test_pggan_logs_diversity_at_the_resolution_of_its_stage_and_sees_a_collapsed_g(small, monkeypatch):
     argv = ["--schedule.batch-size", "8", "--schedule.fade-images", "16", "--schedule.stable-images", "8"]
     argv += ["--model.latent-dim", "8", "--model.g-width", "4", "--model.d-width", "4", "--model.max-width", "8"]
