@@ -339,7 +339,7 @@ def _restore(folder: pathlib.Path, step: int | None, player: str) -> tuple[int, 
         raise SampleError(f"{folder}: no checkpoint of step {step}; there are {', '.join(map(str, steps))}")
     state_dir = folder / str(step) / "state"
     try:
-        saved = ocp.PyTreeCheckpointHandler().metadata(state_dir).tree
+        saved = ocp.PyTreeCheckpointHandler().metadata(state_dir.absolute()).tree
         wanted = {
             "step": saved["step"],
             "players": {player: {k: v for k, v in saved["players"][player].items() if k != "opt_state"}},
@@ -351,7 +351,7 @@ def _restore(folder: pathlib.Path, step: int | None, player: str) -> tuple[int, 
             item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True
         )
         with ocp.PyTreeCheckpointer() as checkpointer:
-            state = checkpointer.restore(state_dir, args=args)
+            state = checkpointer.restore(state_dir.absolute(), args=args)  # orbax takes absolute paths only
     except Exception as e:  # orbax and tensorstore raise many kinds for missing or damaged files
         raise SampleError(f"{state_dir}: cannot read G's params ({type(e).__name__}: {e})") from e
     return int(state["step"]), state

@@ -124,6 +124,14 @@ def test_a_checkpoints_step_gives_that_steps_grid(trained, tmp_path, capsys):
     assert out.read_bytes() != (workdir / "samples" / "step_000004.png").read_bytes()
 
 
+def test_a_run_folder_relative_to_the_working_directory_is_sampled(trained, tmp_path, capsys, monkeypatch):
+    workdir = trained("dcgan_mnist")
+    monkeypatch.chdir(workdir.parent)  # the README's form: python -m ganjax.sample runs/dcgan_mnist ...
+    code, err = sample_main([workdir.name, "--out", tmp_path / "grid.png", "--step", 2], capsys)
+    assert code == 0, err
+    assert (tmp_path / "grid.png").read_bytes() == (workdir / "samples" / "step_000002.png").read_bytes()
+
+
 def test_fresh_draws_come_from_the_seed(trained):
     run = sample.load_run(trained("dcgan_mnist"))
     assert (run.experiment, run.step, run.ema_params) == ("experiments.dcgan_mnist", 4, None)
