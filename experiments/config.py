@@ -480,12 +480,16 @@ class Monitor:
         positive(self, "max_grad_norm")
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
-        """The monitor's settings; a Wasserstein critic's loss is unbounded below, so "near 0" is off there."""
-        floor = (
-            -float("inf")
-            if objective is not None and objective.loss == "wasserstein"
-            else monitor.MonitorConfig.d_loss_floor
-        )
+        """The monitor's settings. "D's loss near its least" is judged above the least that D's targets allow
+        (0.325 with one-sided smoothing: :attr:`ganjax.training.gan.Objective.least_d_loss`); a Wasserstein
+        critic's loss is unbounded below, so the check is off there."""
+        margin = monitor.MonitorConfig.d_loss_floor
+        if objective is None:
+            floor = margin
+        elif objective.loss == "wasserstein":
+            floor = -float("inf")
+        else:
+            floor = objective.least_d_loss + margin
         return monitor.MonitorConfig(
             window=self.window,
             baseline=self.baseline,

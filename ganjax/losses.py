@@ -17,7 +17,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+import scipy.optimize
 
 Array = jax.Array
 
@@ -199,6 +201,31 @@ def feature_matching_g_loss(fake_features: Array, real_features: Array) -> Array
       seed 003 "feature matching".
     """
     return jnp.sum(jnp.square(jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)))
+
+
+def least_d_loss(d_loss: Callable[..., Array], real_labels: Array, fake_labels: Array) -> float:
+    """The least value of a labelled D loss that D can reach against these targets.
+
+    The targets are drawn independently of the images, so D cannot predict an
+    example's own target: its best is one output for every real and one for
+    every fake example. This is the loss's minimum over those two outputs: 0
+    for hard labels, the targets' entropy for the cross-entropy losses with
+    smoothed, noisy or flipped targets (with one-sided smoothing at 0.9,
+    ``H(0.9) = 0.325``), the targets' variance for the least-squares loss.
+
+    Example:
+      >>> real_y, fake_y = jnp.full((64,), 0.9), jnp.zeros((64,))
+      >>> round(least_d_loss(minimax_d_loss, real_y, fake_y), 3)
+      0.325
+    """
+
+    def loss(outputs: Array) -> Array:
+        real, fake = jnp.full(real_labels.shape, outputs[0]), jnp.full(fake_labels.shape, outputs[1])
+        return d_loss(real, fake, real_labels, fake_labels)
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    fun = lambda x: tuple(np.asarray(v, np.float64) for v in value_and_grad(jnp.asarray(x, jnp.float32)))
+    return float(scipy.optimize.minimize(fun, np.zeros(2), jac=True, method="L-BFGS-B").fun)
 
 
 class LossPair(NamedTuple):

@@ -114,3 +114,27 @@ def test_feature_matching():
     value, grad = jax.jit(jax.value_and_grad(losses.feature_matching_g_loss))(fake, real)
     chex.assert_trees_all_close(value, jnp.float32(5.0))
     chex.assert_trees_all_close(grad, jnp.array([[-1.0, -2.0], [-1.0, -2.0]]))
+
+
+def entropy(p):
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p)) if 0 < p < 1 else 0.0
+
+
+@pytest.mark.parametrize(
+    "name,real,fake,least",
+    [
+        ("minimax", 1.0, 0.0, 0.0),
+        ("minimax", 0.9, 0.0, entropy(0.9)),  # one-sided smoothing: D cannot go below H(0.9)
+        ("minimax", [0.7, 1.2], [0.0, 0.3], entropy(0.95) + entropy(0.15)),  # the mean targets' entropy
+        ("least_squares", [0.7, 1.2], [0.0, 0.3], 0.5 * (0.25**2 + 0.15**2)),  # half the targets' variance
+        ("relativistic", 0.9, 0.0, entropy(0.95)),  # both halves judge one difference: mean target 0.95
+    ],
+)
+def test_least_d_loss_is_the_minimum_over_one_output_per_side(name, real, fake, least):
+    as_targets = lambda t: jnp.asarray(t * 32 if isinstance(t, list) else [t] * 64, jnp.float32)
+    d = losses.LOSSES[name].d
+    real, fake = as_targets(real), as_targets(fake)
+    value = losses.least_d_loss(d, real, fake)
+    assert value == pytest.approx(least, abs=1e-4)
+    for r, f in [(0.0, 0.0), (3.0, -3.0), (-1.0, 2.0)]:  # any pair of outputs scores at least as much
+        assert float(d(jnp.full(64, r), jnp.full(64, f), real, fake)) >= value - 1e-6

@@ -55,8 +55,9 @@ class MonitorConfig:
       baseline: the steps before those that are the run's earlier level (the history keeps ``kept`` steps).
       smooth: steps per block median, the level of a noisy metric judged by the trend checks.
       warmup: in a history of fewer steps (the start of a run, where the losses move fast and G's samples are
-        alike by design) only outright failures are flagged: D's loss near 0 and exploding or vanishing gradients.
-      d_loss_floor: D's mean loss over the window below this is "near 0".
+        alike by design) only outright failures are flagged: D's loss at its least and exploding or vanishing gradients.
+      d_loss_floor: D's mean loss over the window below this is "near its least" (0 for hard targets; an
+        experiment adds the least its smoothed or flipped targets allow).
       max_grad_norm: a gradient norm of G or D (median of the last ``explosion_steps``) above this ...
       explosion_ratio: ... and this many times its earlier median (its own median over the window
         while there is no earlier level) is an explosion.
@@ -148,7 +149,8 @@ def _spread(values: np.ndarray) -> float:
 
 
 def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
-    """D's mean loss over the window near 0: D separates real from fake on every batch and G gets no useful gradient.
+    """D's mean loss over the window near its least (below ``d_loss_floor``): D separates real from fake on every
+    batch and G gets no useful gradient.
 
     The mean, not the median: a D that wins most batches while G still fools it
     now and then (a loss spike) is a GAN at work, as early in a healthy Stacked
@@ -156,7 +158,11 @@ def d_loss_zero(history: History, config: MonitorConfig) -> Flag | None:
     """
     d = _values(history, "d_loss", config)
     if d is not None and d[1].mean() < config.d_loss_floor:
-        return Flag("d_loss_zero", f"D loss {d[1].mean():.3g} is near 0: D wins outright and G learns nothing")
+        return Flag(
+            "d_loss_zero",
+            f"D loss {d[1].mean():.3g} is at its least (below {config.d_loss_floor:.3g}): D wins outright and G "
+            "learns nothing",
+        )
     return None
 
 

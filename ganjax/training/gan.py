@@ -181,6 +181,18 @@ class Objective:
     def pair(self) -> losses.LossPair:
         return losses.LOSSES[self.loss]
 
+    @property
+    def least_d_loss(self) -> float:
+        """The least D loss that D's targets allow (:func:`ganjax.losses.least_d_loss`), 0 for a loss without
+        labels (a Wasserstein critic's is unbounded below): with one-sided smoothing a D that wins outright stops
+        at 0.325, not at 0."""
+        if not self.pair.uses_labels or (self.d_labels == "none" and not self.label_flip_prob):
+            return 0.0  # hard targets, which every loss meets as D's logits grow
+        draw = functools.partial(
+            labels.d_labels, scheme=self.d_labels, flip_prob=self.label_flip_prob, real_label=self.real_label
+        )
+        return losses.least_d_loss(self.pair.d, *draw(jax.random.key(0), (4096,)))
+
     def penalty_weight_at(self, step: jax.Array) -> jax.Array | float:
         """The penalty's weight at ``step`` (traced in the step): constant, or annealed to ``penalty_weight_final``."""
         if self.penalty_weight_final is None:

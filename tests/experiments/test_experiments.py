@@ -255,7 +255,7 @@ def test_stop_on_flag_ends_the_run_with_a_sample_and_checkpoint(tmp_path):
     assert int(final["step"]) == 1 and samples == [1]
     assert checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step() == 1
     (record,) = records(tmp_path)
-    assert "D loss 0 is near 0" in record["flags"] and "D loss" in record["stopped"]
+    assert "D loss 0 is at its least" in record["flags"] and "D loss" in record["stopped"]
 
 
 def test_metrics_are_fetched_only_on_hook_steps_and_averaged_per_hook(tmp_path):
@@ -420,3 +420,21 @@ def test_classifier_trains_and_reports_its_accuracy(mnist_dir, tmp_path, capsys)
     )
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["test_size"] == 500
     assert json.loads((tmp_path / "c" / "result.json").read_text())["training"]["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "objective,floor",
+    [
+        (configs.Objective(), 0.05),
+        (configs.Objective(d_labels="one_sided"), 0.325 + 0.05),  # H(0.9): smoothed D cannot go lower
+        (configs.Objective(loss="hinge"), 0.05),
+        (configs.Objective(loss="wasserstein"), -np.inf),
+    ],
+)
+def test_d_at_its_least_is_judged_above_the_least_its_targets_allow(objective, floor):
+    settings = configs.Monitor().build(objective)
+    assert settings.d_loss_floor == pytest.approx(floor, abs=1e-3)
+    # a smoothed D that wins outright: its loss sits just above H(0.9), far from 0
+    winning = {"d_loss": 0.33 + 0.01 * np.random.default_rng(0).random(600), "d_real": np.full(600, 0.9)}
+    flags = [flag.name for flag in monitor.Monitor(settings).check(winning)]
+    assert ("d_loss_zero" in flags) == (objective.d_labels == "one_sided")
