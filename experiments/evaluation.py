@@ -301,6 +301,7 @@ def evaluator(
     seed: int,
     ema_stats: Callable[[TrainState, jax.Array], PyTree] | None,
     real_view: Callable[[TrainState, np.ndarray], np.ndarray] | None = None,
+    extra: Callable[[np.ndarray], dict[str, float]] | None = None,
 ) -> Callable[[TrainState, int], dict]:
     """An ``evaluate(state, step)`` for :class:`experiments.runner.Evaluate`.
 
@@ -317,6 +318,7 @@ def evaluator(
         moving average is not evaluated.
       real_view: ``(state, reals) -> `` the real images (in [-1, 1]) that G's samples at ``state`` are compared
         with in pixel space (a progressive G's: the reals at its current stage); None: the reals as they are.
+      extra: ``images -> metrics`` of the same samples (Stacked MNIST's modes), for G and its moving average alike.
 
     Returns:
       A function giving ``duplicate_share`` and ``pairwise_distance_ratio`` and, with a
@@ -351,7 +353,9 @@ def evaluator(
                 kid_subset_size=min(1000, len(real)),
             )
         reference = reference_pixels if real_view is None else real_view(state, reference_pixels)
-        return {**result, **metrics.sample_diversity(np.concatenate(batches)[:1000], reference)}
+        images = np.concatenate(batches)
+        result.update(metrics.sample_diversity(images[:1000], reference))
+        return {**result, **(extra(images) if extra is not None else {})}
 
     def evaluate(state: TrainState, step: int) -> dict[str, float]:
         result = {**floor, **evaluate_one(state, None)}

@@ -28,7 +28,6 @@ from experiments import config as configs
 from experiments import evaluation, runner
 from ganjax import data
 from ganjax.benchmarks import stacked_mnist
-from ganjax.evaluation import metrics
 from ganjax.training.state import TrainState
 
 
@@ -91,45 +90,33 @@ class Config(configs.UnconditionalGAN):
     """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs."""
 
 
-def mode_hooks(config: Config):
-    """``dataset -> [Evaluate hook]`` logging ``modes`` and ``mode_kl``; the classifier comes at the first use."""
+def evaluation_hooks(config: Config):
+    """``dataset -> [Evaluate hook]`` logging ``modes`` and ``mode_kl`` of ``eval_samples`` of G's samples and,
+    of the first 1,000 of the same samples, the mode-collapse signals against the stacked reals (and ``ema_`` of
+    the same for the moving average, when kept): one :func:`experiments.evaluation.evaluator` with the modes as
+    its extra metrics. The classifier comes at the first evaluation."""
     settings, batch = config.evaluation, config.schedule.batch_size
-    key = jax.random.key(config.run.seed + 1)
     draw, ema_stats = evaluation.samplers(config, batch)
 
     @functools.cache
     def classify():
         return evaluation.classifier_for(settings.classifier_dir, config.data.digits()).class_fn()
 
-    def modes(state: TrainState, stats) -> dict[str, float]:
-        samples = metrics.generated_batches(lambda k, n: draw(state, k, stats), key, settings.eval_samples, batch)
-        return stacked_mnist.mode_metrics(
-            np.concatenate([stacked_mnist.classify_channels(classify(), s) for s in samples])
-        )
-
-    def evaluate(state: TrainState, step: int) -> dict[str, float]:
-        found = modes(state, None)
-        result = {"modes": found["modes"], "mode_kl": found["kl"]}
-        if ema_stats is not None:
-            found = modes(state, ema_stats(state, key))
-            result.update(ema_modes=found["modes"], ema_mode_kl=found["kl"])
-        return result
+    def modes(images: np.ndarray) -> dict[str, float]:
+        found = stacked_mnist.mode_metrics(stacked_mnist.classify_channels(classify(), images))
+        return {"modes": found["modes"], "mode_kl": found["kl"]}
 
     def hooks(dataset: data.ImageDataset) -> list:
         if not settings.eval_every or jax.process_count() > 1:
             return []
-        return [runner.Evaluate(settings.eval_every, evaluate)]
+        build = functools.cache(
+            lambda: evaluation.evaluator(
+                settings.eval_samples, dataset, None, draw, batch, config.run.seed, ema_stats, extra=modes
+            )
+        )
+        return [runner.Evaluate(settings.eval_every, lambda state, step: build()(state, step))]
 
     return hooks
-
-
-def evaluation_hooks(config: Config):
-    """``dataset -> [Evaluate hook]``: :func:`mode_hooks` and, at the same steps but not at the end, the
-    mode-collapse signals of up to 1,000 of G's RGB samples against the stacked reals
-    (:func:`experiments.evaluation.generator_diversity`)."""
-    settings = config.evaluation
-    diversity = evaluation.generator_diversity(config, settings.eval_every, settings.eval_samples)
-    return evaluation.joined(mode_hooks(config), diversity)
 
 
 def train_and_evaluate(config: Config) -> TrainState:

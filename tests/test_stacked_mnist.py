@@ -58,7 +58,15 @@ def test_classify_channels_applies_the_classifier_to_each_channel():
     assert set(seen) == {(16, 28, 28, 1), (14, 28, 28, 1)}
 
 
-def test_tiny_experiment_run_logs_modes(tmp_path):
+def test_tiny_experiment_run_logs_modes(tmp_path, monkeypatch):
+    draws = []
+    samplers = experiment.evaluation.samplers
+
+    def counted(*args, **kwargs):
+        draw, stats = samplers(*args, **kwargs)
+        return lambda *a: draws.append(1) or draw(*a), stats
+
+    monkeypatch.setattr(experiment.evaluation, "samplers", counted)
     classifier_dir = mc.save_mnist_classifier(mc.init(jax.random.key(0)), tmp_path / "classifier")
     argv = ["--run.workdir", str(tmp_path / "run"), "--schedule.steps", "4", "--schedule.batch-size", "8"]
     argv += ["--data.size", "64", "--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4"]
@@ -75,4 +83,5 @@ def test_tiny_experiment_run_logs_modes(tmp_path):
     assert all(1 <= r["modes"] <= 20 and 0 <= r["mode_kl"] <= math.log(1000) + 1e-9 for r in evaluated)
     # The mode-collapse signals of the RGB samples against the stacked reals, at the same steps.
     assert all(0 <= r["duplicate_share"] <= 1 and r["pairwise_distance_ratio"] > 0 for r in evaluated)
+    assert len(draws) == 2 * 3  # one draw of 20 samples in batches of 8 per evaluation feeds both
     assert experiment.generator(config).num == config.num_samples
