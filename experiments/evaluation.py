@@ -292,6 +292,12 @@ def real_features(network: FeatureNetwork, dataset: data.ImageDataset, count: in
     return metrics.cached_features(CACHE_DIR, dataset.name, images, network.name, compute)
 
 
+def reference_images(dataset: data.ImageDataset, rng: np.random.Generator) -> np.ndarray:
+    """1,000 of ``dataset``'s images (a permutation drawn from ``rng``) in [-1, 1]: what the mode-collapse signals
+    (:func:`ganjax.evaluation.metrics.sample_diversity`) compare G's samples with."""
+    return data.to_float(dataset.images[rng.permutation(len(dataset))[:1000]])
+
+
 def evaluator(
     eval_samples: int,
     dataset: data.ImageDataset,
@@ -328,7 +334,7 @@ def evaluator(
       of G (and the same prefixed ``ema_`` for the EMA of G with ``ema_stats``), plus ``fid_floor`` the first time.
     """
     rng = np.random.default_rng(seed)
-    reference_pixels = data.to_float(dataset.images[rng.permutation(len(dataset))[:1000]])
+    reference_pixels = reference_images(dataset, rng)
     key = jax.random.key(seed + 1)
     floor, real = {}, None
     if network is not None:
@@ -462,14 +468,20 @@ def diversity_hooks(
 
 
 def generator_diversity(
-    config, every: int, samples: int, num_classes: int = 0, view: Callable[[jax.Array], jax.Array] | None = None
+    config,
+    every: int,
+    samples: int,
+    num_classes: int = 0,
+    view: Callable[[jax.Array], jax.Array] | None = None,
+    moving_average: bool = True,
 ) -> Callable[[data.ImageDataset], list]:
     """``dataset -> [Evaluate hook]`` of :func:`diversity_hooks` for an image GAN experiment's G (and its moving
-    average, when kept) sampled by :func:`samplers` (``num_classes`` and ``view`` as there) at the run's batch
-    size, against the dataset's images."""
+    average, when kept and ``moving_average``) sampled by :func:`samplers` (``num_classes`` and ``view`` as
+    there) at the run's batch size, against the dataset's images."""
 
     def hooks(dataset: data.ImageDataset) -> list:
         sample, stats = samplers(config, config.schedule.batch_size, num_classes, view)
+        stats = stats if moving_average else None
         return diversity_hooks(every, samples, dataset, sample, config.schedule.batch_size, config.run.seed, stats)
 
     return hooks
@@ -531,6 +543,34 @@ _generate = jax.jit(generate, static_argnames=("train", "use_ema"))  # one compi
 _ema_stats = jax.jit(ema_stats, static_argnames=("draw", "batch_size", "num_classes"))
 
 
+def class_samples(
+    state: TrainState,
+    key: jax.Array,
+    num_classes: int,
+    per_class: int,
+    draw: Callable[[jax.Array, int], jax.Array],
+    use_ema: bool = False,
+    batch_size: int = 500,
+    run_batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(images, labels)``: ``per_class`` samples of each class in turn from G (running statistics).
+
+    ``draw(key, n)`` gives ``n`` latents of the run's distribution (``config.latent.sample``). With ``use_ema``
+    the samples come from the moving average of G, with BatchNorm statistics recomputed for it once, from
+    ``key``, over batches of ``run_batch_size``, the run's batch size (:func:`ganjax.training.gan.ema_stats`).
+    """
+    labels = class_labels(num_classes, per_class)
+    z = draw(key, len(labels))
+    stats = _ema_stats(state, key, draw, run_batch_size, num_classes) if use_ema else None
+    images = [
+        np.asarray(
+            _generate(state, z[i : i + batch_size], labels[i : i + batch_size], use_ema=use_ema, ema_stats=stats)
+        )
+        for i in range(0, len(labels), batch_size)
+    ]
+    return np.concatenate(images), np.asarray(labels)
+
+
 def sample_class_shares(
     state: TrainState,
     class_probabilities,
@@ -542,36 +582,25 @@ def sample_class_shares(
     batch_size: int = 500,
     run_batch_size: int = 64,
 ) -> dict[str, list[float]]:
-    """:func:`per_class_shares` of ``per_class`` samples of each class from G (running statistics).
+    """:func:`per_class_shares` of :func:`class_samples` (same arguments); ``class_probabilities`` maps images to
+    the classifier's class probabilities."""
+    images, labels = class_samples(state, key, num_classes, per_class, draw, use_ema, batch_size, run_batch_size)
+    return per_class_shares(_probabilities(class_probabilities, images, batch_size), labels, num_classes)
 
-    ``class_probabilities`` maps images to the classifier's class probabilities; ``draw(key, n)`` gives ``n``
-    latents of the run's distribution (``config.latent.sample``).
 
-    With ``use_ema`` the samples come from the moving average of G, with BatchNorm statistics recomputed for
-    it once, from ``key``, over batches of ``run_batch_size``, the run's batch size
-    (:func:`ganjax.training.gan.ema_stats`).
-    """
-    labels = class_labels(num_classes, per_class)
-    z = draw(key, len(labels))
-    stats = _ema_stats(state, key, draw, run_batch_size, num_classes) if use_ema else None
-    probabilities = [
-        np.asarray(
-            class_probabilities(
-                _generate(state, z[i : i + batch_size], labels[i : i + batch_size], use_ema=use_ema, ema_stats=stats)
-            )
-        )
-        for i in range(0, len(labels), batch_size)
-    ]
-    return per_class_shares(np.concatenate(probabilities), labels, num_classes)
+def _probabilities(class_probabilities, images: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([np.asarray(class_probabilities(b)) for b in metrics.array_batches(images, batch_size)])
 
 
 def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset], list]:
     """``dataset -> [Evaluate hook]`` logging ``class_accuracy_min`` and ``_mean`` (and ``class_readable_min`` and
-    ``_mean``, read with confidence at least 0.9: :func:`per_class_shares`) of a conditional GAN's config.
+    ``_mean``, read with confidence at least 0.9: :func:`per_class_shares`) of a conditional GAN's config, and
+    the mode-collapse signals of the same samples against the dataset's (prefixed ``ema_`` for a moving
+    average).
 
     Each check, at the multiples of ``eval_every``, draws ``eval_per_class`` samples per class from
-    ``fold_in(key, step)``; the classifier is loaded at the first. None without a classifier for
-    the dataset's images (a classifier for other images is named in one line).
+    ``fold_in(key, step)`` of the moving average when kept, else of G; the classifier is loaded at the first.
+    None without a classifier for the dataset's images (a classifier for other images is named in one line).
     """
     settings = config.class_accuracy
 
@@ -592,22 +621,28 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
 
         def build() -> Callable[[TrainState, int], dict]:
             class_probabilities = mc.load_mnist_classifier(settings.classifier_dir).probability_fn()
+            reference = reference_images(dataset, np.random.default_rng(config.run.seed))
+            classes, prefix = config.conditioning.num_classes, "ema_" if config.state.keeps_ema else ""
 
             def evaluate(state: TrainState, step: int) -> dict[str, float]:
-                shares = sample_class_shares(
+                images, labels = class_samples(
                     state,
-                    class_probabilities,
                     jax.random.fold_in(key, step),
-                    config.conditioning.num_classes,
+                    classes,
                     settings.eval_per_class,
                     config.latent.sample,
                     config.state.keeps_ema,
                     run_batch_size=config.schedule.batch_size,
                 )
+                shares = per_class_shares(_probabilities(class_probabilities, images, 500), labels, classes)
+                spread = images[:: max(1, len(images) // DIVERSITY_SAMPLES)][:DIVERSITY_SAMPLES]  # every class
                 return {
-                    f"class_{name}_{stat}": value
-                    for name, per_class in shares.items()
-                    for stat, value in (("min", min(per_class)), ("mean", float(np.mean(per_class))))
+                    **{
+                        f"class_{name}_{stat}": value
+                        for name, per_class in shares.items()
+                        for stat, value in (("min", min(per_class)), ("mean", float(np.mean(per_class))))
+                    },
+                    **{f"{prefix}{k}": v for k, v in metrics.sample_diversity(spread, reference).items()},
                 }
 
             return evaluate
@@ -618,12 +653,22 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
 
 
 def conditional_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset], list]:
-    """``dataset -> [Evaluate hook]`` of a conditional GAN's config: :func:`class_accuracy_hooks` and, at the same
-    cadence (``class_accuracy.eval_every``), the mode-collapse signals of ``eval_per_class`` samples of each class
-    (at most :data:`DIVERSITY_SAMPLES` in all; :func:`generator_diversity`), for G and its moving average."""
+    """``dataset -> [Evaluate hook]`` of a conditional GAN's config at ``class_accuracy.eval_every``:
+    :func:`class_accuracy_hooks`, whose samples also give the mode-collapse signals of the model they come from,
+    and the signals of ``eval_per_class`` samples of each class (at most :data:`DIVERSITY_SAMPLES` in all;
+    :func:`generator_diversity`) of G when those came from its moving average, or of both without a classifier."""
     settings, classes = config.class_accuracy, config.conditioning.num_classes
-    diversity = generator_diversity(config, settings.eval_every, settings.eval_per_class * classes, classes)
-    return joined(class_accuracy_hooks(config, key), diversity)
+
+    def hooks(dataset: data.ImageDataset) -> list:
+        accuracy = class_accuracy_hooks(config, key)(dataset)
+        moving_average = not accuracy  # else the class hook's samples are the moving average's (or G's)
+        if accuracy and not config.state.keeps_ema:
+            return accuracy
+        samples = settings.eval_per_class * classes
+        diversity = generator_diversity(config, settings.eval_every, samples, classes, moving_average=moving_average)
+        return accuracy + diversity(dataset)
+
+    return hooks
 
 
 def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[float] | None:

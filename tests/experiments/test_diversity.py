@@ -15,6 +15,7 @@ from experiments import acgan_mnist, cgan_mnist, cyclegan, evaluation, msggan, p
 from experiments import config as configs
 from ganjax import data
 from ganjax.evaluation import metrics, monitor
+from ganjax.evaluation import mnist_classifier as mc
 from ganjax.models import msggan as msggan_models
 from ganjax.training.gan import Conditioning
 
@@ -81,6 +82,31 @@ def test_cgan_logs_diversity_of_g_and_its_moving_average_and_sees_a_collapsed_g(
     assert [hook.every for hook in hooks] == [config.class_accuracy.eval_every]
     assert_real(logged(hooks, state), "", "ema_")
     assert_collapsed(logged(hooks, collapsed(state)))
+
+
+@pytest.mark.parametrize("ema", ["0.999", "0"])
+def test_with_a_classifier_the_class_samples_give_their_models_diversity(digits, tmp_path, monkeypatch, ema):
+    classifier_dir = mc.save_mnist_classifier(mc.init(jax.random.key(0)), tmp_path / "classifier")
+    config, state = conditional(
+        cgan_mnist, "--class-accuracy.classifier-dir", str(classifier_dir), "--state.ema-decay", ema
+    )
+    drawn = []
+    generate = evaluation._generate
+    monkeypatch.setattr(evaluation, "_generate", lambda *a, **kw: drawn.append(kw["use_ema"]) or generate(*a, **kw))
+    samplers, sampled = evaluation.samplers, []
+
+    def counted(*args, **kwargs):
+        draw, stats = samplers(*args, **kwargs)
+        return lambda state, key, ema_stats: sampled.append(ema_stats is not None) or draw(state, key, ema_stats), stats
+
+    monkeypatch.setattr(evaluation, "samplers", counted)
+    hooks = evaluation.conditional_hooks(config, jax.random.key(1))(digits)
+    result = logged(hooks, state)
+    model = "ema_" if ema != "0" else ""
+    assert drawn == [bool(model)]  # the class samples, drawn once, of the moving average when kept
+    assert sampled == ([False] * 5 if model else [])  # and G's for its own signals, never the average again
+    assert {"class_accuracy_min", "class_readable_mean"} <= set(result)
+    assert_real({k: v for k, v in result.items() if not k.startswith("class_")}, "", *([model] if model else []))
 
 
 def test_acgan_logs_diversity(digits):
