@@ -188,16 +188,20 @@ class Objective:
         at 0.325, not at 0."""
         if not self.pair.uses_labels or (self.d_labels == "none" and not self.label_flip_prob):
             return 0.0  # hard targets, which every loss meets as D's logits grow
-        draw = functools.partial(
-            labels.d_labels, scheme=self.d_labels, flip_prob=self.label_flip_prob, real_label=self.real_label
-        )
-        return losses.least_d_loss(self.pair.d, *draw(jax.random.key(0), (4096,)))
+        return _least_d_loss(self.loss, self.d_labels, float(self.label_flip_prob), float(self.real_label))
 
     def penalty_weight_at(self, step: jax.Array) -> jax.Array | float:
         """The penalty's weight at ``step`` (traced in the step): constant, or annealed to ``penalty_weight_final``."""
         if self.penalty_weight_final is None:
             return self.penalty_weight
         return optim.cosine_anneal(self.penalty_weight, self.penalty_weight_final, self.penalty_anneal_steps)(step)
+
+
+@functools.cache
+def _least_d_loss(loss: str, scheme: str, flip_prob: float, real_label: float) -> float:
+    """:attr:`Objective.least_d_loss` over 4,096 targets of each side, computed once per objective."""
+    draw = functools.partial(labels.d_labels, scheme=scheme, flip_prob=flip_prob, real_label=real_label)
+    return losses.least_d_loss(losses.LOSSES[loss].d, *draw(jax.random.key(0), (4096,)))
 
 
 @dataclasses.dataclass(frozen=True)
