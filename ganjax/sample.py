@@ -11,9 +11,10 @@ gives images in [-1, 1], NHWC.
 
 Without ``seed``, G's inputs are the run's own: the same draw from the same
 key as its ``samples/step_*.png``, so the grid of a checkpoint's step is that
-step's sample grid (with ``ema`` when the run sampled its moving average: its
-BatchNorm statistics are recomputed for the averaged params from the same key
-as the run's, :func:`ganjax.training.standing.standing_stats`).
+step's sample grid. Like the run's grids, it comes from G's moving average
+when the run kept one (``ema=False``, ``--no-ema``: G's own weights); the
+average's BatchNorm statistics are recomputed for it from the same key as the
+run's (:func:`ganjax.training.standing.standing_stats`).
 A conditional G is sampled one row per class; an image-to-image G (CycleGAN)
 translates images of its input domain instead of drawing z.
 
@@ -185,7 +186,11 @@ class Run:
     ema_params: PyTree | None
 
     def sample(
-        self, num: int | None = None, seed: int | None = None, classes: Sequence[int] | None = None, ema: bool = False
+        self,
+        num: int | None = None,
+        seed: int | None = None,
+        classes: Sequence[int] | None = None,
+        ema: bool | None = None,
     ) -> np.ndarray:
         """G's images in [-1, 1], NHWC: ``num`` of them (per class for a conditional G), one row per class.
 
@@ -193,7 +198,7 @@ class Run:
           num: images (per class when conditional); None: the run's grid (per class: its row length).
           seed: draws fresh inputs from ``jax.random.key(seed)``; None: the run's own sample grid's inputs.
           classes: the classes of a conditional G's rows; None: every class (with ``num`` None: the run's layout).
-          ema: use the moving average of G's params.
+          ema: use the moving average of G's params; None: when the run kept one, as its grids did.
 
         Raises:
           SampleError: ``classes`` for an unconditional G or naming unknown classes, ``ema`` when the run kept
@@ -219,7 +224,7 @@ class Run:
         return self._count(num, g.nrow) if g.num_classes else min(g.nrow, num)
 
     def interpolate(
-        self, rows: int = 10, seed: int | None = None, classes: Sequence[int] | None = None, ema: bool = False
+        self, rows: int = 10, seed: int | None = None, classes: Sequence[int] | None = None, ema: bool | None = None
     ) -> np.ndarray:
         """``rows`` rows of :data:`INTERPOLATION_COLUMNS` images along great-circle paths through random codes.
 
@@ -264,10 +269,14 @@ class Run:
             raise SampleError(f"classes {unknown or classes}: {self.experiment} knows classes 0 to {known - 1}")
         return np.repeat(np.asarray(classes, np.int32), per_class)
 
-    def _variables(self, ema: bool, key: jax.Array) -> dict[str, PyTree]:
-        """G's variables; with ``ema``, the moving average with BatchNorm statistics recomputed for it from
-        ``key`` (:func:`ganjax.training.standing.standing_stats`, as the run sampled it)."""
-        if not ema:
+    def uses_ema(self, ema: bool | None) -> bool:
+        """Whether :meth:`sample` with ``ema`` draws from the moving average (None: when the run kept one)."""
+        return self.ema_params is not None if ema is None else ema
+
+    def _variables(self, ema: bool | None, key: jax.Array) -> dict[str, PyTree]:
+        """G's variables; with ``ema`` (None: when kept), the moving average with BatchNorm statistics recomputed
+        for it from ``key`` (:func:`ganjax.training.standing.standing_stats`, as the run sampled it)."""
+        if not self.uses_ema(ema):
             return self.variables
         if self.ema_params is None:
             raise SampleError(f"{self.path}: the run kept no moving average of G (its EMA decay was 0)")
@@ -371,7 +380,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="draw fresh inputs from this seed (default: the run's own)")
     parser.add_argument("--classes", type=int, nargs="+", help="a conditional G's classes, one row each")
     parser.add_argument("--interpolate", action="store_true", help="great-circle paths through z, one per row")
-    parser.add_argument("--ema", action="store_true", help="use the moving average of G's params")
+    parser.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        help="use the moving average of G's params, or G's own with --no-ema (default: as the run's grids, the "
+        "average when the run kept one)",
+    )
     parser.add_argument("--step", type=int, help="the checkpoint's step (default: the latest)")
     return parser.parse_args(argv)
 
@@ -392,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
-    print(f"{out}: {len(grid)} images of {run.experiment} at step {run.step}{' (EMA)' if args.ema else ''}")
+    print(
+        f"{out}: {len(grid)} images of {run.experiment} at step {run.step}{' (EMA)' if run.uses_ema(args.ema) else ''}"
+    )
     return out
 
 

@@ -107,7 +107,7 @@ def sample_main(argv, capsys) -> tuple[int, str]:
 def test_the_sampler_draws_the_runs_last_sample_grid(name, trained, tmp_path, capsys):
     workdir, experiment = trained(name), EXPERIMENTS[name]
     out = tmp_path / "grid.png"
-    code, err = sample_main([workdir, "--out", out, *(["--ema"] if experiment.ema else [])], capsys)
+    code, err = sample_main([workdir, "--out", out], capsys)  # the moving average when kept, as the run's grids
     assert code == 0, err
     ours = pixels(out)
     side = sample.load_run(workdir).config.data.image_size
@@ -115,6 +115,21 @@ def test_the_sampler_draws_the_runs_last_sample_grid(name, trained, tmp_path, ca
     if experiment.row == 0:
         assert out.read_bytes() == (workdir / "samples" / f"step_{experiment.steps:06d}.png").read_bytes()
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_no_ema_samples_gs_own_weights_where_the_run_kept_an_average(trained, tmp_path, capsys):
+    workdir = trained("cgan_mnist")
+    run = sample.load_run(workdir)
+    assert run.uses_ema(None) and not run.uses_ema(False)
+    capsys.readouterr()
+    sample.main([str(workdir), "--out", str(tmp_path / "g.png"), "--no-ema"])
+    assert "(EMA)" not in capsys.readouterr().out
+    sample.main([str(workdir), "--out", str(tmp_path / "average.png")])
+    assert "(EMA)" in capsys.readouterr().out
+    assert pixels(tmp_path / "g.png").shape == pixels(tmp_path / "average.png").shape
+    assert not np.array_equal(pixels(tmp_path / "g.png"), pixels(tmp_path / "average.png"))
+    np.testing.assert_array_equal(run.sample(ema=False), run.sample(ema=False))
+    assert not np.array_equal(run.sample(), run.sample(ema=False))
 
 
 def test_a_checkpoints_step_gives_that_steps_grid(trained, tmp_path, capsys):
@@ -247,4 +262,5 @@ def test_the_moving_average_is_sampled_with_batchnorm_statistics_recomputed_for_
         expected = g.apply_fn({"params": ema, "batch_stats": standing_by_hand(ema, key, draw, 8)}, z, train=False)
         np.testing.assert_allclose(images, expected, rtol=1e-5, atol=1e-6)
         assert not np.allclose(images, g.apply_fn({"params": ema, "batch_stats": g.batch_stats}, z, train=False))
-    np.testing.assert_array_equal(run.sample(), g.apply_fn(run.variables, draw(generator.key, 6), train=False))
+    np.testing.assert_array_equal(run.sample(ema=False), g.apply_fn(run.variables, draw(generator.key, 6), train=False))
+    np.testing.assert_array_equal(run.sample(), run.sample(ema=True))  # by default, as the run sampled it
