@@ -115,6 +115,7 @@ def test_without_identity_weight_there_is_no_identity_loss():
     assert "identity_loss" not in metrics and "cycle_loss" in metrics
 
 
+@pytest.mark.slow  # 10-20 s of compilation on 2 cores: a slow-tier run check
 def test_seed_determines_the_run_and_the_losses_fall():
     step = STEP
     adam = optax.adam(2e-3, b1=0.5)

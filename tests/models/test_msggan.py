@@ -58,6 +58,7 @@ D = msggan.Discriminator(28, CONFIG.model.d_width)
 TX = CONFIG.optim.build(jax.random.key(0), CONFIG.schedule.steps)
 
 
+@pytest.mark.slow  # 10-20 s of compilation on 2 cores: a slow-tier run check
 def test_seed_determines_the_run_and_steps_lower_d_loss(mnist):
     """The experiment's step: reals pooled to every scale inside it, the relativistic average loss."""
     real = {"image": jnp.asarray(mnist.images[:16], jnp.float32) / 127.5 - 1.0}

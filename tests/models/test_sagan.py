@@ -59,6 +59,7 @@ D = sagan.Discriminator(28, CONFIG.model.d_width)
 TX = CONFIG.optim.build(jax.random.key(0), CONFIG.schedule.steps)
 
 
+@pytest.mark.slow  # 10-20 s of compilation on 2 cores: a slow-tier run check
 def test_seed_determines_the_run_and_steps_lower_both_losses(mnist):
     """D's phase alone lowers D's loss, G's phase alone G's, with the experiment's TTUR Adam and hinge loss."""
     real = {"image": jnp.asarray(mnist.images[:16], jnp.float32) / 127.5 - 1.0}
@@ -83,6 +84,7 @@ def test_seed_determines_the_run_and_steps_lower_both_losses(mnist):
     assert np.mean(g_losses[-3:]) < g_losses[0]
 
 
+@pytest.mark.slow  # 10-20 s of compilation on 2 cores: a slow-tier run check
 def test_conditional_experiment_smoke(mnist_dir, tmp_path):
     config = configs.parse(
         experiment.Config,
