@@ -487,11 +487,6 @@ def generator_diversity(
     return hooks
 
 
-def joined(*makers: Callable[[data.ImageDataset], list]) -> Callable[[data.ImageDataset], list]:
-    """``dataset -> `` the hooks of every one of ``makers``, in order."""
-    return lambda dataset: [hook for make in makers for hook in make(dataset)]
-
-
 def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
     """``dataset -> [Evaluate hook]`` of :func:`build_evaluator` for an unconditional GAN experiment's config.
 
