@@ -44,6 +44,8 @@ __all__ = [
     "Augmentation",
     "BatchNormDevices",
     "ClassAccuracy",
+    "ClassHead",
+    "ClassHeadGAN",
     "ConditionalGAN",
     "ConditionalModel",
     "Conditioning",
@@ -710,8 +712,9 @@ class DCGANModel:
             refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
         known_dtype(self, "compute_dtype")
 
-    def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None):
-        """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``."""
+    def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None, num_classes: int = 0):
+        """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``; with ``num_classes``,
+        D has a class head beside its logit (the AC-GAN D of :class:`ganjax.models.conditional.Discriminator`)."""
         dtype = precision.compute_dtype(self.compute_dtype)
         generator = dcgan.Generator(
             data.image_size,
@@ -726,13 +729,15 @@ class DCGANModel:
             bn_axis_name=bn_axis_name,
             dtype=dtype,
         )
-        discriminator = dcgan.Discriminator(
-            data.image_size,
-            self.d_width,
-            norm=self.d_norm,
-            bn_axis_name=bn_axis_name,
-            dtype=dtype,
-        )
+        if num_classes:
+            discriminator = conditional.Discriminator(
+                "auxiliary", num_classes, image_size=data.image_size, width=self.d_width, norm=self.d_norm,
+                bn_axis_name=bn_axis_name, dtype=dtype,
+            )
+        else:
+            discriminator = dcgan.Discriminator(
+                data.image_size, self.d_width, norm=self.d_norm, bn_axis_name=bn_axis_name, dtype=dtype
+            )
         return generator, discriminator
 
 
@@ -766,6 +771,57 @@ class UnconditionalGAN(ImageGAN):
 
     def __post_init__(self):
         at_least(self, "num_samples", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassHead:
+    """D's class head for an unconditional G: D also learns the classes of the labelled reals.
+
+    ganhacks trick 16 ("use labels"): the AC-GAN class head (Odena et al. 2017) on the reals alone, as the
+    semi-supervised D of Salimans et al. 2016, so D's features separate the classes while G still draws from z
+    alone; with ``entropy_weight`` G also takes CatGAN's term (Springenberg 2016,
+    :func:`ganjax.losses.class_entropy_g_loss`). The data must carry labels.
+    """
+
+    weight: float = 0.0
+    """weight of the class head's cross-entropy on the reals in D's loss (0: no head, and no labels needed)."""
+    num_classes: int = 10
+    """classes of the labels."""
+    entropy_weight: float = 0.0
+    """weight of CatGAN's term in G's loss: each sample one class by D's head, the batch spread over all."""
+
+    def __post_init__(self):
+        at_least(self, "weight", 0.0)
+        at_least(self, "num_classes", 2)
+        at_least(self, "entropy_weight", 0.0)
+        if not self.weight:
+            for field in ("num_classes", "entropy_weight"):
+                if getattr(self, field) != ClassHead.__dataclass_fields__[field].default:
+                    refuse(self, field, f"is {getattr(self, field)} with no class head: set weight > 0")
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """The GAN's :class:`ganjax.training.gan.Conditioning`: an unconditional G, and D's head if any."""
+        if not self.weight:
+            return Conditioning()
+        return Conditioning(
+            self.num_classes,
+            aux_class_weight=self.weight,
+            aux_fake_class_weight=0.0,
+            conditional_g=False,
+            class_entropy_weight=self.entropy_weight,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassHeadGAN(UnconditionalGAN):
+    """An unconditional image GAN whose D may learn the reals' classes (:class:`ClassHead`)."""
+
+    class_head: ClassHead = ClassHead()
+
+    def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
+        """The objective of these parts, with the class head's conditioning."""
+        return super().make_gan(conditioning or self.class_head.conditioning)
 
 
 @dataclasses.dataclass(frozen=True)

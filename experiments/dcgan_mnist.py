@@ -22,7 +22,7 @@ from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.UnconditionalGAN):
+class Config(configs.ClassHeadGAN):
     """DCGAN on MNIST."""
 
     model: configs.DCGANModel = configs.DCGANModel(d_width=32)

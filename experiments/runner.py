@@ -96,6 +96,8 @@ FIXED_ON_RESUME = (
     "latent.",
     "state.",
     "conditioning.num_classes",
+    "class_head.weight",  # whether D has a class head
+    "class_head.num_classes",
 )
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_real_score", "d_fake_score", "fid")
@@ -858,21 +860,24 @@ def train_image_gan(
     dataset = config.data.load()
     classes = gan.conditioning.num_classes
     if classes and dataset.labels is None:
+        needs = "a conditional GAN needs" if gan.conditioning.g_takes_labels else "D's class head needs"
+        hint = "" if gan.conditioning.g_takes_labels else "; --class-head.weight 0 trains without labels"
         raise data.DataError(
-            f"{dataset.name}: a conditional GAN needs labelled data (for an image folder: --data.folder-labels)"
+            f"{dataset.name}: {needs} labelled data (for an image folder: --data.folder-labels){hint}"
         )
     if classes and dataset.labels.max() >= classes:
         raise data.DataError(
-            f"{dataset.name}: holds {dataset.labels.max() + 1} classes, but conditioning.num_classes is {classes}"
+            f"{dataset.name}: holds {dataset.labels.max() + 1} classes, but the config's num_classes is {classes}"
         )
     mode = getattr(config.devices, "cross_replica_bn", "off")
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
     state = prepare(state) if prepare is not None else state
     use_ema, batch_size = config.state.keeps_ema, config.schedule.batch_size
+    g_classes = classes if gan.conditioning.g_takes_labels else 0
 
     def draw(state: TrainState, *inputs) -> jax.Array:
-        stats = ema_stats(state, sample_key, gan.latent.sample, batch_size, classes) if use_ema else None
+        stats = ema_stats(state, sample_key, gan.latent.sample, batch_size, g_classes) if use_ema else None
         return generate(state, *inputs, use_ema=use_ema, rngs=rngs, ema_stats=stats)
 
     sample = jax.jit(draw)
@@ -929,11 +934,12 @@ def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook
     comparable across steps; ends with ``interpolation.png``.
     """
     init_key, _, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
-    g = dcgan_generator(config)
+    g, gan = dcgan_generator(config), config.make_gan()
+    head = gan.conditioning.num_classes if gan.conditioning.aux_class_weight else 0
     state, sample = train_image_gan(
         config,
-        config.make_gan(),
-        lambda bn: config.model.build(config.data, config.latent.dim, bn),
+        gan,
+        lambda bn: config.model.build(config.data, config.latent.dim, bn, head),
         init_key,
         g.grid(g.key),
         g.key,

@@ -18,7 +18,7 @@ from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.UnconditionalGAN):
+class Config(configs.ClassHeadGAN):
     """WGAN-GP on MNIST."""
 
     model: configs.DCGANModel = configs.DCGANModel(g_width=64, d_width=16, d_norm="none")

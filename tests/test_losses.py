@@ -138,3 +138,23 @@ def test_least_d_loss_is_the_minimum_over_one_output_per_side(name, real, fake, 
     assert value == pytest.approx(least, abs=1e-4)
     for r, f in [(0.0, 0.0), (3.0, -3.0), (-1.0, 2.0)]:  # any pair of outputs scores at least as much
         assert float(d(jnp.full(64, r), jnp.full(64, f), real, fake)) >= value - 1e-6
+
+
+def test_class_entropy_is_each_samples_entropy_less_the_batch_means():
+    """CatGAN's G term by hand; least (-log K) when each sample is sure and the classes are even."""
+    logits = jnp.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [-3.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    p = np.asarray(jax.nn.softmax(logits), np.float64)
+    entropy = lambda q: -np.sum(q * np.log(q), axis=-1)
+    expected = np.mean(entropy(p)) - entropy(p.mean(axis=0))
+    np.testing.assert_allclose(losses.class_entropy_g_loss(logits), expected, rtol=1e-5)
+    sure_and_even, sure_and_one = 30.0 * jnp.eye(3), 30.0 * jnp.eye(3)[jnp.zeros(3, int)]
+    np.testing.assert_allclose(losses.class_entropy_g_loss(sure_and_even), -np.log(3), rtol=1e-5)
+    np.testing.assert_allclose(losses.class_entropy_g_loss(sure_and_one), 0.0, atol=1e-5)
+    np.testing.assert_allclose(losses.class_entropy_g_loss(jnp.zeros((4, 3))), 0.0, atol=1e-5)  # unsure and even
+
+
+def test_class_entropy_takes_the_batch_mean_over_devices():
+    """Over a device axis the marginal is the global batch's: two devices, each sure of one class, are even."""
+    logits = 30.0 * jnp.eye(2)[:, None, :]  # device i: one sample of class i
+    per_device = jax.vmap(lambda x: losses.class_entropy_g_loss(x, "devices"), axis_name="devices")(logits)
+    np.testing.assert_allclose(per_device, -np.log(2), rtol=1e-5)

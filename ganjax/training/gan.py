@@ -214,17 +214,40 @@ class Conditioning:
         returns ``(logit, class_logits)`` and takes no labels; at 0 a conditional D takes the labels.
       aux_fake_class_weight: weight of the fakes' term in D's class loss (1: Odena et
         al.'s loss; 0: D learns classes from reals only).
+      conditional_g: whether G takes a drawn class. False: an unconditional G beside
+        an AC-GAN D that learns the classes from the labelled reals alone (ganhacks
+        trick 16, "use labels"; the semi-supervised D of Salimans et al. 2016);
+        the batches still carry ``'label'``, and G's samples come from z alone.
+      class_entropy_weight: weight of G's CatGAN term with an unconditional G
+        (:func:`ganjax.losses.class_entropy_g_loss`, Springenberg 2016): each
+        sample one class by D's class head, the batch spread over all of them.
     """
 
     num_classes: int = 0
     aux_class_weight: float = 0.0
     aux_fake_class_weight: float = 1.0
+    conditional_g: bool = True
+    class_entropy_weight: float = 0.0
 
     def __post_init__(self):
-        for field in ("num_classes", "aux_class_weight", "aux_fake_class_weight"):
+        for field in ("num_classes", "aux_class_weight", "aux_fake_class_weight", "class_entropy_weight"):
             _check_range(self, field, 0.0)
         if self.aux_class_weight and not self.num_classes:
             _refuse(self, "aux_class_weight", "the AC-GAN class loss needs num_classes > 0")
+        if not self.conditional_g and self.num_classes:
+            if not self.aux_class_weight:
+                _refuse(self, "conditional_g", "an unconditional G uses the labels through D's class head only: "
+                        "set aux_class_weight > 0")
+            if self.aux_fake_class_weight:
+                _refuse(self, "aux_fake_class_weight", f"is {self.aux_fake_class_weight} with conditional_g False: "
+                        "an unconditional G's fakes have no class to learn; set it to 0")
+        if (_traced(self.class_entropy_weight) or self.class_entropy_weight) and self.conditional_g:
+            _refuse(self, "class_entropy_weight", "is G's class term without a drawn class: set conditional_g False")
+
+    @property
+    def g_takes_labels(self) -> bool:
+        """Whether G is called with a drawn class."""
+        return bool(self.num_classes) and self.conditional_g
 
     @property
     def d_takes_labels(self) -> bool:
@@ -447,7 +470,7 @@ class GAN:
         """A fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``."""
         z_key, y_key, g_key = jax.random.split(key, 3)
         y = None
-        if self.conditioning.num_classes:
+        if self.conditioning.g_takes_labels:
             draw = lambda k, shape: jax.random.randint(k, shape, 0, self.conditioning.num_classes)
             y = rng.per_device(draw, y_key, (batch_size,), axis_name)
         noise_key, dropout_key = jax.random.split(rng.device_key(g_key, axis_name))
@@ -527,9 +550,9 @@ class GAN:
             )
             total = total + objective.penalty_weight_at(step) * parts["penalty"]
         if self.conditioning.aux_class_weight:
-            parts["d_class_loss"] = _class_loss(
-                real_classes, real_y
-            ) + self.conditioning.aux_fake_class_weight * _class_loss(fake_classes, fake_y)
+            parts["d_class_loss"] = _class_loss(real_classes, real_y)
+            if self.conditioning.g_takes_labels:
+                parts["d_class_loss"] += self.conditioning.aux_fake_class_weight * _class_loss(fake_classes, fake_y)
             total = total + self.conditioning.aux_class_weight * parts["d_class_loss"]
         metrics = {**parts, **d_outputs(real_logits, fake_logits, pair)}
         buffers = {}
@@ -627,9 +650,12 @@ class GAN:
             real_logits = self.discriminate(d, d.params, d_view(real_noise, "real", real), real_y)[0]
         parts = {"g_loss": pair.g(fake_logits, real_logits)}
         total = parts["g_loss"]
-        if self.conditioning.aux_class_weight:
+        if self.conditioning.g_takes_labels and self.conditioning.aux_class_weight:
             parts["g_class_loss"] = _class_loss(fake_classes, fake_y)
             total = total + self.conditioning.aux_class_weight * parts["g_class_loss"]
+        if _traced(self.conditioning.class_entropy_weight) or self.conditioning.class_entropy_weight:
+            parts["g_class_entropy"] = losses.class_entropy_g_loss(fake_classes, axis)
+            total = total + self.conditioning.class_entropy_weight * parts["g_class_entropy"]
         return total, PhaseOutput(metrics=parts, batch_stats={"g": g_stats})
 
     def phases(self, n_critic: int = 1) -> tuple[Phase, ...]:
@@ -717,7 +743,7 @@ def create_state(
     g_tx = g_tx or optax.adam(2e-4, b1=0.5)
     d_tx = d_tx or optax.adam(2e-4, b1=0.5)
     g_key, d_key, run_key = jax.random.split(key, 3)
-    y = (jnp.zeros((2,), jnp.int32),) if gan.conditioning.num_classes else ()
+    y = (jnp.zeros((2,), jnp.int32),) if gan.conditioning.g_takes_labels else ()
     g = Player.create(generator, g_tx, g_key, jnp.zeros((2, gan.latent.dim)), *y)
     d_shape = (*image_shape[:-1], gan.objective.packing * image_shape[-1])
     d = Player.create(

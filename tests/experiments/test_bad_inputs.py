@@ -88,6 +88,9 @@ PARSE_CASES = [
     (dcgan_mnist, ["--devices.num-devices", "-1"], "BatchNormDevices.num_devices"),
     (dcgan_mnist, ["--schedule.steps", "ten"], "ten"),
     (wgan_gp_mnist, ["--objective.penalty-weight", "-10"], "Objective.penalty_weight"),
+    (dcgan_mnist, ["--class-head.weight", "-1"], "ClassHead.weight: must be at least 0.0"),
+    (dcgan_mnist, ["--class-head.weight", "1", "--class-head.num-classes", "1"], "ClassHead.num_classes"),
+    (wgan_gp_mnist, ["--class-head.weight", "0", "--class-head.entropy-weight", "1"], "ClassHead.entropy_weight: is 1.0 with no class head"),
     (cgan_mnist, ["--model.d-conditioning", "auxiliary"], "ConditionalModel.d_conditioning"),
     (cgan_mnist, ["--model.g-embed-dim", "0"], "ConditionalModel.g_embed_dim: must be at least 1"),
     (cgan_mnist, ["--conditioning.num-classes", "0"], "Conditioning.num_classes"),
@@ -194,13 +197,18 @@ RUN_CASES = [
         ["--data.image-size", "32"],
         "images are (28, 28, 1), but the config asks for image_size=32",
     ),
+    (
+        lambda d: write_idx(d / "t10k-images-idx3-ubyte.gz", 2051, np.zeros((40, 28, 28), np.uint8)),
+        ["--class-head.weight", "1"],
+        "D's class head needs labelled data (for an image folder: --data.folder-labels); --class-head.weight 0 trains",
+    ),
 ]
 
 
 # (experiment, arguments, the message): met when the run reads its data, before it trains.
 DATA_CASES = [
     (dcgan_mnist, ["--data.split", "t10kk"], "no 't10kk*images-idx3-ubyte[.gz]' file in the folder"),
-    (cgan_mnist, ["--conditioning.num-classes", "5"], "holds 10 classes, but conditioning.num_classes is 5"),
+    (cgan_mnist, ["--conditioning.num-classes", "5"], "holds 10 classes, but the config's num_classes is 5"),
     (vaegan_mnist, ["--holdout", "20000"], "holdout=20000 leaves none to train"),
     (train_mnist_classifier, ["--training.test-size", "20000"], "training.test_size=20000 leaves none"),
 ]

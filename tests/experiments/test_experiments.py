@@ -331,6 +331,21 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     assert_finite([row])
 
 
+@pytest.mark.parametrize("head", [[], ["--class-head.weight", "1", "--class-head.entropy-weight", "0.5"]])
+def test_class_head_flags_give_d_a_class_head_on_the_labelled_reals_and_g_catgans_term(head, mnist_dir, tmp_path):
+    """``--class-head.weight`` gives D its class head and its loss on the reals; G still draws from z alone."""
+    argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", *head)
+    state = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
+    (row,) = records(tmp_path)
+    assert_finite([row])
+    logged = {"d_class_loss", "g_class_entropy"} & set(row)
+    assert ("classes" in str(jax.tree_util.tree_structure(state.players["d"].params))) == bool(head)
+    assert logged == ({"d_class_loss", "g_class_entropy"} if head else set())
+    if head:  # a fresh head over 10 classes: the reals' cross-entropy near log 10
+        assert 1.0 < row["d_class_loss"] < 4.0 and -np.log(10) <= row["g_class_entropy"] <= 0.0
+    assert "g_class_loss" not in row
+
+
 def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_path):
     """``--objective.g-objective feature_matching`` trains G on the matching loss of D's sown features."""
     losses = {}

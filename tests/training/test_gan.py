@@ -93,6 +93,18 @@ REFUSALS = [
     ),
     (lambda: Conditioning(aux_class_weight=1.0), "Conditioning.aux_class_weight: the AC-GAN class loss needs"),
     (lambda: Conditioning(num_classes=-1), "Conditioning.num_classes: must be in [0.0, inf]"),
+    (
+        lambda: Conditioning(3, conditional_g=False),
+        "Conditioning.conditional_g: an unconditional G uses the labels through D's class head only",
+    ),
+    (
+        lambda: Conditioning(3, aux_class_weight=1.0, conditional_g=False),
+        "Conditioning.aux_fake_class_weight: is 1.0 with conditional_g False: an unconditional G's fakes have no class",
+    ),
+    (
+        lambda: Conditioning(3, aux_class_weight=1.0, class_entropy_weight=0.5),
+        "Conditioning.class_entropy_weight: is G's class term without a drawn class: set conditional_g False",
+    ),
     (lambda: InputNoise(std=-0.1), "InputNoise.std: must be in [0.0, inf], got -0.1"),
     (lambda: InputNoise(std=0.1, decay_steps=-1), "InputNoise.decay_steps: must be in"),
     (
@@ -444,6 +456,36 @@ def test_acgan_class_loss_enters_both_updates_with_its_weights(fake_weight):
     ):
         np.testing.assert_allclose(metrics[f"{name}_class_loss"], terms(before)[1], **TOL)
         expected = sgd_step(before, lambda p, terms=terms: terms(p)[0] + 0.5 * terms(p)[1], 0.1)
+        chex.assert_trees_all_close(after, expected, **TOL)
+
+
+@pytest.mark.parametrize("entropy_weight", [0.0, 0.5])
+def test_an_unconditional_g_beside_a_class_head_takes_catgans_term_and_d_learns_the_reals_classes(entropy_weight):
+    """D's class loss is on the labelled reals alone; G draws no class and, with a weight, descends the CatGAN term."""
+    conditioning = Conditioning(
+        CLASSES, aux_class_weight=0.5, aux_fake_class_weight=0.0, conditional_g=False, class_entropy_weight=entropy_weight
+    )
+    gan = tiny_gan(conditioning=conditioning)
+    state = make_state(gan, d=AuxD(), tx=optax.sgd(0.1))
+    new, metrics = run(jit_step(gan), state, LABELLED)
+    cross_entropy = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    def d_terms(params):
+        (real, real_classes), (fake, _) = (d_apply(state, params, x) for x in (X, step_fake(state)[0]))
+        return losses.minimax_d_loss(real, fake), cross_entropy(real_classes, LABELLED["label"])
+
+    def g_terms(g):
+        fake, classes = d_apply(state, d_params(new), step_fake(state, g_params=g)[0])
+        return losses.non_saturating_g_loss(fake), losses.class_entropy_g_loss(classes)
+
+    np.testing.assert_allclose(metrics["d_class_loss"], d_terms(d_params(state))[1], **TOL)
+    assert "g_class_loss" not in metrics
+    assert ("g_class_entropy" in metrics) == bool(entropy_weight)
+    for weight, terms, before, after in (
+        (0.5, d_terms, d_params(state), d_params(new)),
+        (entropy_weight, g_terms, g_params(state), g_params(new)),
+    ):
+        expected = sgd_step(before, lambda p, terms=terms, w=weight: terms(p)[0] + w * terms(p)[1], 0.1)
         chex.assert_trees_all_close(after, expected, **TOL)
 
 
