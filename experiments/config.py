@@ -731,8 +731,13 @@ class DCGANModel:
         )
         if num_classes:
             discriminator = conditional.Discriminator(
-                "auxiliary", num_classes, image_size=data.image_size, width=self.d_width, norm=self.d_norm,
-                bn_axis_name=bn_axis_name, dtype=dtype,
+                "auxiliary",
+                num_classes,
+                image_size=data.image_size,
+                width=self.d_width,
+                norm=self.d_norm,
+                bn_axis_name=bn_axis_name,
+                dtype=dtype,
             )
         else:
             discriminator = dcgan.Discriminator(

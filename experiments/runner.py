@@ -862,9 +862,7 @@ def train_image_gan(
     if classes and dataset.labels is None:
         needs = "a conditional GAN needs" if gan.conditioning.g_takes_labels else "D's class head needs"
         hint = "" if gan.conditioning.g_takes_labels else "; --class-head.weight 0 trains without labels"
-        raise data.DataError(
-            f"{dataset.name}: {needs} labelled data (for an image folder: --data.folder-labels){hint}"
-        )
+        raise data.DataError(f"{dataset.name}: {needs} labelled data (for an image folder: --data.folder-labels){hint}")
     if classes and dataset.labels.max() >= classes:
         raise data.DataError(
             f"{dataset.name}: holds {dataset.labels.max() + 1} classes, but the config's num_classes is {classes}"

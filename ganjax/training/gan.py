@@ -236,11 +236,18 @@ class Conditioning:
             _refuse(self, "aux_class_weight", "the AC-GAN class loss needs num_classes > 0")
         if not self.conditional_g and self.num_classes:
             if not self.aux_class_weight:
-                _refuse(self, "conditional_g", "an unconditional G uses the labels through D's class head only: "
-                        "set aux_class_weight > 0")
+                _refuse(
+                    self,
+                    "conditional_g",
+                    "an unconditional G uses the labels through D's class head only: set aux_class_weight > 0",
+                )
             if self.aux_fake_class_weight:
-                _refuse(self, "aux_fake_class_weight", f"is {self.aux_fake_class_weight} with conditional_g False: "
-                        "an unconditional G's fakes have no class to learn; set it to 0")
+                _refuse(
+                    self,
+                    "aux_fake_class_weight",
+                    f"is {self.aux_fake_class_weight} with conditional_g False: "
+                    "an unconditional G's fakes have no class to learn; set it to 0",
+                )
         if (_traced(self.class_entropy_weight) or self.class_entropy_weight) and self.conditional_g:
             _refuse(self, "class_entropy_weight", "is G's class term without a drawn class: set conditional_g False")
 

@@ -90,7 +90,11 @@ PARSE_CASES = [
     (wgan_gp_mnist, ["--objective.penalty-weight", "-10"], "Objective.penalty_weight"),
     (dcgan_mnist, ["--class-head.weight", "-1"], "ClassHead.weight: must be at least 0.0"),
     (dcgan_mnist, ["--class-head.weight", "1", "--class-head.num-classes", "1"], "ClassHead.num_classes"),
-    (wgan_gp_mnist, ["--class-head.weight", "0", "--class-head.entropy-weight", "1"], "ClassHead.entropy_weight: is 1.0 with no class head"),
+    (
+        wgan_gp_mnist,
+        ["--class-head.weight", "0", "--class-head.entropy-weight", "1"],
+        "ClassHead.entropy_weight: is 1.0 with no class head",
+    ),
     (cgan_mnist, ["--model.d-conditioning", "auxiliary"], "ConditionalModel.d_conditioning"),
     (cgan_mnist, ["--model.g-embed-dim", "0"], "ConditionalModel.g_embed_dim: must be at least 1"),
     (cgan_mnist, ["--conditioning.num-classes", "0"], "Conditioning.num_classes"),

@@ -463,7 +463,11 @@ def test_acgan_class_loss_enters_both_updates_with_its_weights(fake_weight):
 def test_an_unconditional_g_beside_a_class_head_takes_catgans_term_and_d_learns_the_reals_classes(entropy_weight):
     """D's class loss is on the labelled reals alone; G draws no class and, with a weight, descends the CatGAN term."""
     conditioning = Conditioning(
-        CLASSES, aux_class_weight=0.5, aux_fake_class_weight=0.0, conditional_g=False, class_entropy_weight=entropy_weight
+        CLASSES,
+        aux_class_weight=0.5,
+        aux_fake_class_weight=0.0,
+        conditional_g=False,
+        class_entropy_weight=entropy_weight,
     )
     gan = tiny_gan(conditioning=conditioning)
     state = make_state(gan, d=AuxD(), tx=optax.sgd(0.1))
