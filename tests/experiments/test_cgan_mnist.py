@@ -112,6 +112,14 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in records)
 
 
+def test_an_acgan_d_needs_the_class_loss():
+    with pytest.raises(
+        ValueError, match="ConditionalModel.d_conditioning: is 'auxiliary' with conditioning.aux_class_weight=0.0"
+    ):
+        cgan_mnist.Config(model=configs.ConditionalModel(d_conditioning="auxiliary"))
+
+
+@pytest.mark.slow
 def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
     state, shares = acgan_mnist.train_and_evaluate(tiny(acgan_mnist.Config, mnist_dir, tmp_path, classifier_dir))
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -120,7 +128,3 @@ def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
     d = state.players["d"]
     (logits, class_logits), _ = d(d.params, np.zeros((2, 28, 28, 1), np.float32), train=False)
     chex.assert_shape((logits, class_logits), ((2,), (2, 10)))
-    with pytest.raises(
-        ValueError, match="ConditionalModel.d_conditioning: is 'auxiliary' with conditioning.aux_class_weight=0.0"
-    ):
-        cgan_mnist.Config(model=configs.ConditionalModel(d_conditioning="auxiliary"))
