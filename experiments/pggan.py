@@ -27,6 +27,7 @@ import numpy as np
 from experiments import config as configs
 from experiments import evaluation, runner
 from ganjax import data, sample
+from ganjax.evaluation import monitor
 from ganjax.models import pggan
 from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
@@ -245,6 +246,13 @@ def generator(config: Config) -> sample.Generator:
     )
 
 
+def monitor_config(config: Config) -> monitor.MonitorConfig:
+    """The monitor of a PGGAN run: it reads the critic's unbounded Wasserstein loss (the step's loss is always
+    WGAN-GP), and each stage's new layers move both losses, so it judges each stage on its own steps."""
+    restarts = tuple(config.plan.start(stage) for stage in range(1, config.plan.num_stages))
+    return dataclasses.replace(config.monitor.build(Objective(loss="wasserstein")), restarts=restarts)
+
+
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains through every stage; returns the final state."""
     config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, steps=config.steps))
@@ -255,12 +263,10 @@ def train_and_evaluate(config: Config) -> TrainState:
     model = config.make_model()
     step = pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
     fixed_z = devices.replicate(generator(config).grid(sample_key)[0], mesh)
-    # The step's loss is always WGAN-GP: the monitor reads the critic's unbounded Wasserstein loss.
-    watch = config.monitor.build(Objective(loss="wasserstein"))
     hooks = runner.run_hooks(
         config.run,
         configs.to_dict(config),
-        watch=watch,
+        watch=monitor_config(config),
         extra=diversity_hooks(config, dataset),
         sample=runner.grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8),
     )

@@ -422,7 +422,8 @@ class Watch(Hook):
         monitor.check_finite(monitor.stack_history(context.window), context.step)
         self._history.extend(context.window)
         evaluated = {k: v for k, v in context.record.items() if isinstance(v, (int, float))}
-        flags = self._monitor.check(monitor.stack_history(list(self._history)), evaluated)
+        recent = list(self._history)[-self.config.reads(context.step) :]
+        flags = self._monitor.check(monitor.stack_history(recent), evaluated)
         if flags:
             context.record["flags"] = "; ".join(flag.message for flag in flags)
         context.postfix["flags"] = ",".join(flag.name for flag in flags) or "-"

@@ -102,7 +102,8 @@ class Config:
     schedule: configs.GANSchedule = configs.GANSchedule(steps=1500)
     run: configs.Run = configs.Run(workdir="runs/vaegan_mnist")
     devices: configs.BatchNormDevices = configs.BatchNormDevices()
-    monitor: configs.Monitor = configs.Monitor()
+    monitor: configs.Monitor = configs.Monitor(max_grad_norm=250.0)
+    """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs (docs/monitor.md)."""
     reconstruction: Reconstruction = Reconstruction()
     holdout: int = 2000
     """the last digits of the dataset, held out of training: the grids' originals and the accuracy's digits."""

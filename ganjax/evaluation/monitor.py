@@ -75,6 +75,8 @@ class MonitorConfig:
       collapse_prefixes: the prefixes of the ``duplicate_share`` and ``pairwise_distance_ratio`` that mode collapse
         reads, each judged on its own ('' reads the plain names; a CycleGAN's ``a_to_b_`` and ``b_to_a_`` read
         each direction's).
+      restarts: steps after which the run trains something new (PGGAN's stages, whose new layers move the losses):
+        a check reads only the steps since the latest restart, so each segment has its own earlier level and warmup.
       stop_on: names of the flags that should stop training.
     """
 
@@ -95,6 +97,7 @@ class MonitorConfig:
     max_duplicate_share: float = 0.5
     min_distance_ratio: float = 0.4
     collapse_prefixes: tuple[str, ...] = ("",)
+    restarts: tuple[int, ...] = ()
     stop_on: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -110,11 +113,19 @@ class MonitorConfig:
             raise ValueError(f"MonitorConfig.baseline must be at least 0, got {self.baseline}")
         if self.warmup < 0:
             raise ValueError(f"MonitorConfig.warmup must be at least 0, got {self.warmup}")
+        if any(restart < 0 for restart in self.restarts):
+            raise ValueError(f"MonitorConfig.restarts must be steps of at least 0, got {self.restarts}")
 
     @property
     def kept(self) -> int:
         """How many recent steps of history the checks read: the window and the earlier level before it."""
         return self.window + self.baseline
+
+    def reads(self, step: int) -> int:
+        """How many of the steps up to ``step`` a check at ``step`` reads: ``kept``, or those since the latest
+        restart before it."""
+        latest = max((restart for restart in self.restarts if restart < step), default=0)
+        return min(self.kept, step - latest)
 
 
 def _values(history: History, name: str, config: MonitorConfig) -> tuple[np.ndarray, np.ndarray] | None:
@@ -346,7 +357,8 @@ def replay(
 
     Checks as ``experiments.runner.Watch`` does in a run that logs every ``every``
     steps: at each multiple of ``every`` and at the last step, on the last
-    ``config.kept`` steps, with the evaluations made since the previous check.
+    ``config.kept`` steps (:meth:`MonitorConfig.reads`: fewer after a restart), with the evaluations made since the
+    previous check.
 
     Args:
       metrics: ``{name: (T,) values}``, entry ``i`` being step ``i + 1``'s.
@@ -369,7 +381,9 @@ def replay(
     checked = [*range(every, steps + 1, every), *([steps] if steps % every else [])]
     monitor, evaluations, flags = Monitor(config), evaluations or {}, []
     for before, step in zip([0, *checked], checked):
-        history = {name: np.asarray(values)[max(step - config.kept, 0) : step] for name, values in metrics.items()}
+        history = {
+            name: np.asarray(values)[max(step - config.reads(step), 0) : step] for name, values in metrics.items()
+        }
         evaluated = {}
         for at in sorted(at for at in evaluations if before < at <= step):
             evaluated.update(evaluations[at])

@@ -219,3 +219,22 @@ def test_only_outright_failures_are_flagged_in_the_warmup(name):
     short = {metric: values[-300:] for metric, values in FAILURES[name].items()}
     outright = name in ("d_loss_zero", "grad_explosion", "vanishing_gradients")
     assert [f.name for f in monitor.Monitor().check(short)] == ([name] if outright else [])
+
+
+def _stage_change(at: int) -> dict[str, np.ndarray]:
+    """A healthy trace whose D loss, at a new stage after step ``at``, rises by 1 for 50 steps and falls back."""
+    trace = {name: np.tile(values, 2) for name, values in healthy().items()}
+    trace["d_loss"][at : at + 50] += 1.0
+    return trace
+
+
+def test_a_check_reads_only_the_steps_since_the_latest_restart():
+    """A swing right after a restart is the new stage's start, judged (after its warmup) on its own steps."""
+    trace, config = _stage_change(T), monitor.MonitorConfig()
+    flagged = lambda cfg: {s: [f.name for f in flags] for s, flags in monitor.replay(trace, 50, cfg) if flags}
+    unrestarted = flagged(config)  # without the restart the swing is read as instability
+    assert unrestarted and all(names == ["d_loss_unstable"] for names in unrestarted.values())
+    assert flagged(dataclasses.replace(config, restarts=(T,))) == {}
+    assert [config.reads(s) for s in (100, T, T + 100, 2 * T)] == [100, 600, 600, 600]
+    restarted = dataclasses.replace(config, restarts=(T,))
+    assert [restarted.reads(s) for s in (100, T, T + 100, 2 * T)] == [100, 600, 100, 600]

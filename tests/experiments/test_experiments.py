@@ -456,3 +456,18 @@ def test_d_at_its_least_is_judged_above_the_least_its_targets_allow(objective, f
     winning = {"d_loss": 0.33 + 0.01 * np.random.default_rng(0).random(600), "d_real": np.full(600, 0.9)}
     flags = [flag.name for flag in monitor.Monitor(settings).check(winning)]
     assert ("d_loss_zero" in flags) == (objective.d_labels == "one_sided")
+
+
+@pytest.mark.parametrize("restarts", [(), (600,)])
+def test_the_runs_monitor_flags_what_its_replay_flags(restarts):
+    """``runner.Watch`` checks what ``monitor.replay`` checks at each logging step, restarts included."""
+    trace = {"d_loss": np.full(1200, 1.0) + 0.05 * np.random.default_rng(0).normal(size=1200)}
+    trace["d_loss"][600:650] += 1.0  # a new stage's swing
+    config = monitor.MonitorConfig(restarts=restarts)
+    watch, live = runner.Watch(50, config), []
+    for step in range(50, 1201, 50):
+        context = runner.Context(step, None, step == 1200, [{"d_loss": v} for v in trace["d_loss"][step - 50 : step]])
+        watch(context)
+        live.append((step, context.postfix["flags"]))
+    replayed = [(step, ",".join(f.name for f in flags) or "-") for step, flags in monitor.replay(trace, 50, config)]
+    assert live == replayed and any(flags != "-" for _, flags in live) == (not restarts)

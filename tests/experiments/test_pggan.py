@@ -77,3 +77,13 @@ def test_experiment_resumes_mid_stage_at_the_same_weight(mnist_dir, tmp_path):
     chex.assert_trees_all_equal(
         jax.tree.leaves((resumed.players, resumed.ema)), jax.tree.leaves((straight.players, straight.ema))
     )
+
+
+def test_the_monitor_judges_each_stage_on_its_own_steps():
+    """The monitor restarts where each stage's new layers start training, and reads the Wasserstein loss."""
+    config = experiment.Config()
+    watch = experiment.monitor_config(config)
+    plan = config.plan
+    assert watch.restarts == (plan.start(1), plan.start(2), plan.start(3)) == (500, 1500, 2500)
+    assert [plan.stage(r) for r in watch.restarts] == [1, 2, 3] and plan.stage(watch.restarts[0] - 1) == 0
+    assert watch.d_loss_floor == -float("inf")
