@@ -78,6 +78,7 @@ def test_every_switch_sets_fields_the_base_leaves_unset():
         assert ablation.setting_config(config, "ring", switch) != base, switch.name
 
 
+@pytest.mark.slow
 def test_a_member_of_the_population_is_the_single_run_of_its_seed():
     setting = ablation.setting_config(tiny(base=(*TINY_BASE, "schedule.steps=20")), "ring", None)
     parts = gm.benchmark(setting)

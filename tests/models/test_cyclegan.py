@@ -139,6 +139,7 @@ def test_seed_determines_the_run_and_the_losses_fall():
     assert int(state.buffers["pool_a"].count) == 12 * 4
 
 
+@pytest.mark.slow
 def test_one_device_mesh_runs_the_same_step():
     state = make_state()
     state = state.replace(

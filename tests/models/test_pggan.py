@@ -23,6 +23,7 @@ def _params():
     return g, d
 
 
+@pytest.mark.slow
 def test_shapes_at_every_stage():
     g, d = _params()
     z = jnp.zeros((4, 8))

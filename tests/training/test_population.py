@@ -224,6 +224,7 @@ def two_devices() -> None:
         split_step(tiny_population(3)[0], batches)
 
 
+@pytest.mark.slow
 def test_population_splits_over_two_devices():
     env = {
         **os.environ,
