@@ -149,6 +149,7 @@ def test_table_has_a_row_per_setting_with_mean_std_and_marks():
     assert "| packing | 3 | 8.0 ± 0.0 ▲ | 0.100 ± 0.000 | 0.500 ± 0.000 | PacGAN" in text
 
 
+@pytest.mark.slow
 def test_ablation_writes_results_table_and_plot_and_resumes_only_what_is_missing(tmp_path, capsys):
     workdir = tmp_path / "ablation"
     ablation.main(

@@ -120,6 +120,7 @@ def test_one_step_at_mid_fade_is_wgan_gp_with_drift_by_hand():
     np.testing.assert_allclose(metrics["g_loss"], g_loss(state.params("g")), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_each_stage_compiles_once_the_weight_follows_the_step_and_the_seed_determines_the_run():
     made, traced = [], []
     adam = optax.adam(1e-3)
