@@ -435,6 +435,8 @@ def scheduled(every: int, build: Callable[[], Callable[[TrainState, int], dict]]
 
 DIVERSITY_SAMPLES = 1000
 """The most samples of G an evaluation of the mode-collapse signals alone compares (as :func:`evaluator` does)."""
+CLASS_SAMPLE_BATCH = 500
+"""Images per call of G and of the classifier in the class evaluations."""
 
 
 def diversity_hooks(
@@ -545,7 +547,7 @@ def class_samples(
     per_class: int,
     draw: Callable[[jax.Array, int], jax.Array],
     use_ema: bool = False,
-    batch_size: int = 500,
+    batch_size: int = CLASS_SAMPLE_BATCH,
     run_batch_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)``: ``per_class`` samples of each class in turn from G (running statistics).
@@ -574,7 +576,7 @@ def sample_class_shares(
     per_class: int,
     draw: Callable[[jax.Array, int], jax.Array],
     use_ema: bool = False,
-    batch_size: int = 500,
+    batch_size: int = CLASS_SAMPLE_BATCH,
     run_batch_size: int = 64,
 ) -> dict[str, list[float]]:
     """:func:`per_class_shares` of :func:`class_samples` (same arguments); ``class_probabilities`` maps images to
@@ -629,7 +631,9 @@ def class_accuracy_hooks(config, key: jax.Array) -> Callable[[data.ImageDataset]
                     config.state.keeps_ema,
                     run_batch_size=config.schedule.batch_size,
                 )
-                shares = per_class_shares(_probabilities(class_probabilities, images, 500), labels, classes)
+                shares = per_class_shares(
+                    _probabilities(class_probabilities, images, CLASS_SAMPLE_BATCH), labels, classes
+                )
                 spread = images[:: max(1, len(images) // DIVERSITY_SAMPLES)][:DIVERSITY_SAMPLES]  # every class
                 return {
                     **{
