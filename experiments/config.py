@@ -28,11 +28,12 @@ from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, TypeVar
 
 import jax
+import numpy as np
 import optax
 import tyro
 from tqdm import tqdm
 
-from ganjax import data, optim, penalties, swaps
+from ganjax import clusters, data, optim, penalties, swaps
 from ganjax.evaluation import monitor
 from ganjax.models import conditional, dcgan
 from ganjax.nn import precision
@@ -712,26 +713,51 @@ class DCGANModel:
             refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
         known_dtype(self, "compute_dtype")
 
-    def build(self, data: Data, latent_dim: int, bn_axis_name: str | None = None, num_classes: int = 0):
-        """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``; with ``num_classes``,
-        D has a class head beside its logit (the AC-GAN D of :class:`ganjax.models.conditional.Discriminator`)."""
+    def build(
+        self,
+        data: Data,
+        latent_dim: int,
+        bn_axis_name: str | None = None,
+        num_classes: int = 0,
+        d_conditioning: Literal["auxiliary", "channels", "projection"] = "auxiliary",
+    ):
+        """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``. With ``num_classes``,
+        D is :class:`ganjax.models.conditional.Discriminator` with ``d_conditioning``: an unconditional G beside
+        an AC-GAN class head (``'auxiliary'``), or a G that takes the class (:class:`ganjax.models.conditional.
+        Generator`) beside a D that sees it."""
         dtype = precision.compute_dtype(self.compute_dtype)
-        generator = dcgan.Generator(
-            data.image_size,
-            data.channels,
-            self.g_width,
-            latent_dim,
-            norm=self.g_norm,
-            upsampling=self.upsampling,
-            activation=self.g_activation,
-            noise_std=self.g_noise_std,
-            dropout=self.g_dropout,
-            bn_axis_name=bn_axis_name,
-            dtype=dtype,
-        )
+        if num_classes and d_conditioning != "auxiliary":
+            generator = conditional.Generator(
+                num_classes,
+                image_size=data.image_size,
+                channels=data.channels,
+                width=self.g_width,
+                latent_dim=latent_dim,
+                norm=self.g_norm,
+                upsampling=self.upsampling,
+                activation=self.g_activation,
+                noise_std=self.g_noise_std,
+                dropout=self.g_dropout,
+                bn_axis_name=bn_axis_name,
+                dtype=dtype,
+            )
+        else:
+            generator = dcgan.Generator(
+                data.image_size,
+                data.channels,
+                self.g_width,
+                latent_dim,
+                norm=self.g_norm,
+                upsampling=self.upsampling,
+                activation=self.g_activation,
+                noise_std=self.g_noise_std,
+                dropout=self.g_dropout,
+                bn_axis_name=bn_axis_name,
+                dtype=dtype,
+            )
         if num_classes:
             discriminator = conditional.Discriminator(
-                "auxiliary",
+                d_conditioning,
                 num_classes,
                 image_size=data.image_size,
                 width=self.d_width,
@@ -777,6 +803,19 @@ class UnconditionalGAN(ImageGAN):
     def __post_init__(self):
         at_least(self, "num_samples", 1)
 
+    @property
+    def conditioning(self) -> Conditioning:
+        """The GAN's :class:`ganjax.training.gan.Conditioning`: none."""
+        return Conditioning()
+
+    def models(self, bn_axis_name: str | None = None):
+        """``(G, D)`` of a model part built as :meth:`DCGANModel.build` builds them."""
+        return self.model.build(self.data, self.latent.dim, bn_axis_name)
+
+    def training_data(self, dataset: data.ImageDataset) -> data.ImageDataset:
+        """The data G and D train on: the data as loaded."""
+        return dataset
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassHead:
@@ -819,14 +858,86 @@ class ClassHead:
 
 
 @dataclasses.dataclass(frozen=True)
+class Clusters:
+    """G and D conditioned on balanced k-means clusters of the unlabelled data (:mod:`ganjax.clusters`).
+
+    Sage et al. 2018, Liu et al. 2020: before training, the data's images (pixels in [0, 1]) are split into
+    ``k`` clusters of equal size; G takes a cluster drawn uniformly beside z (so as often as the data holds it)
+    and D sees the cluster of each image it scores, as a conditional GAN's players see the class. G learns each
+    mode from its own code instead of passing through in-between images where its latent space crosses from
+    one mode to the next. No labels are needed; the clusters are the run seed's.
+    """
+
+    k: int = 0
+    """clusters (0: no clusters, an unconditional G and D)."""
+    iterations: int = 20
+    """k-means's most assignment steps."""
+    d_conditioning: Literal["channels", "projection"] = "channels"
+    """how D sees the cluster: extra image channels, or the projection of Miyato and Koyama 2018."""
+
+    def __post_init__(self):
+        if self.k:
+            at_least(self, "k", 2)
+        at_least(self, "iterations", 1)
+        if not self.k:
+            for field in ("iterations", "d_conditioning"):
+                if getattr(self, field) != Clusters.__dataclass_fields__[field].default:
+                    refuse(self, field, f"is {getattr(self, field)!r} with no clusters: set k > 0")
+
+    def label(self, dataset: data.ImageDataset, seed: int) -> data.ImageDataset:
+        """``dataset`` with each image labelled by its cluster (k-means from ``seed``); as it is without clusters."""
+        if not self.k:
+            return dataset
+        if self.k > len(dataset):
+            refuse(self, "k", f"is {self.k}, more clusters than {dataset.name}'s {len(dataset)} images")
+        print(f"clustering {dataset.name}'s {len(dataset)} images into {self.k} clusters", file=sys.stderr, flush=True)
+        pixels = dataset.images.reshape(len(dataset), -1) / np.float32(255.0)
+        key = jax.random.fold_in(jax.random.key(seed), CLUSTERS_KEY)
+        found = clusters.balanced_kmeans(key, pixels, self.k, self.iterations)
+        return dataclasses.replace(dataset, labels=found.labels, class_names=None)
+
+
+CLUSTERS_KEY = 3
+"""``fold_in`` data of the clusters' key, beside the three keys an experiment splits from its seed."""
+
+
+@dataclasses.dataclass(frozen=True)
 class ClassHeadGAN(UnconditionalGAN):
-    """An unconditional image GAN whose D may learn the reals' classes (:class:`ClassHead`)."""
+    """An unconditional image GAN that may use classes: D's head on the reals' labels (:class:`ClassHead`), or
+    both players conditioned on clusters of the data (:class:`Clusters`)."""
 
     class_head: ClassHead = ClassHead()
+    clusters: Clusters = Clusters()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.clusters.k and self.class_head.weight:
+            refuse(self.clusters, "k", "conditions on clusters, with class_head.weight > 0 on labels: choose one")
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """The GAN's :class:`ganjax.training.gan.Conditioning`: the clusters' or the class head's."""
+        return Conditioning(self.clusters.k) if self.clusters.k else self.class_head.conditioning
+
+    @property
+    def d_conditioning(self) -> str:
+        """How D sees a class: the clusters' way, an AC-GAN head, or not at all."""
+        if self.clusters.k:
+            return self.clusters.d_conditioning
+        return "auxiliary" if self.class_head.weight else "none"
 
     def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
-        """The objective of these parts, with the class head's conditioning."""
-        return super().make_gan(conditioning or self.class_head.conditioning)
+        """The objective of these parts, with the class head's or the clusters' conditioning."""
+        return super().make_gan(conditioning or self.conditioning)
+
+    def models(self, bn_axis_name: str | None = None):
+        """``(G, D)`` of the model part, conditioned as :attr:`d_conditioning` says."""
+        classes = self.conditioning.num_classes
+        return self.model.build(self.data, self.latent.dim, bn_axis_name, classes, self.d_conditioning)
+
+    def training_data(self, dataset: data.ImageDataset) -> data.ImageDataset:
+        """The data G and D train on: labelled by the clusters, if any (:meth:`Clusters.label`)."""
+        return self.clusters.label(dataset, self.run.seed)
 
 
 @dataclasses.dataclass(frozen=True)

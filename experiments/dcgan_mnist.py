@@ -4,7 +4,10 @@ Radford et al. 2015 with the ganhacks defaults: images in [-1, 1] and a tanh
 output, separate all-real and all-fake batches for D, the non-saturating G
 loss, Adam, one-sided label smoothing (Salimans et al. 2016); a D half as wide
 as G, and a moving average of G's weights, sampled with BatchNorm statistics
-recomputed for it, for the grids and the ``ema_`` metrics. Every option of the
+recomputed for it, for the grids and the ``ema_`` metrics. G and D are
+conditioned on 50 balanced k-means clusters of the images, no labels used
+(Sage et al. 2018, Liu et al. 2020; ``--clusters.k 0`` for the plain DCGAN):
+G draws a cluster beside z for every sample. Every option of the
 objective (``--objective.*``, ``--noise.*``), the optimizers (``--optim.*``)
 and the state (``--state.*``) is a flag; ``--help`` lists them. Writes under ``--run.workdir``: ``config.json``,
 ``samples/step_*.png`` (one fixed z), ``samples.gif``, ``interpolation.png``
@@ -33,7 +36,9 @@ class Config(configs.ClassHeadGAN):
     """G's and D's optimizers: Adam at 1e-3 rather than the paper's 2e-4 (docs/results.md)."""
     state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
     """G's moving average, which the grids and the ema_ metrics sample (docs/results.md)."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=9000)
+    clusters: configs.Clusters = configs.Clusters(k=50)
+    """G and D conditioned on clusters of the digits, so G draws few in-between digits (docs/results.md)."""
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=6000)
     """How long and on how much data each step trains (docs/results.md has the runs behind the defaults)."""
     run: configs.Run = configs.Run(workdir="runs/dcgan_mnist")
     evaluation: configs.Evaluation = configs.Evaluation(eval_every=3000)

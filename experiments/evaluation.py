@@ -387,7 +387,8 @@ def build_evaluator(
         built = inception_network(fid_weights(settings))
     else:
         built = None
-    sample, stats = samplers(config, batch_size)
+    classes = config.conditioning.num_classes if config.conditioning.g_takes_labels else 0
+    sample, stats = samplers(config, batch_size, classes)
     return evaluator(settings.eval_samples, dataset, built, sample, batch_size, config.run.seed, stats)
 
 

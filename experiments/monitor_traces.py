@@ -50,7 +50,10 @@ from ganjax.evaluation import monitor
 QUIET = ("--run.log-every", "1", "--run.sample-every", "100000", "--run.checkpoint-every", "100000")
 NO_CLASSIFIER = ("--evaluation.classifier-dir", "", "--evaluation.eval-samples", "1000")
 LOG_EVERY = 50  # the checks of Run.log_every's default cadence
-DCGAN_SMALL = ("--model.g-width", "32", "--model.d-width", "32", *NO_CLASSIFIER, "--evaluation.eval-every", "250")
+DCGAN_SMALL = (
+    *("--model.g-width", "32", "--model.d-width", "32", *NO_CLASSIFIER, "--evaluation.eval-every", "250"),
+    *("--clusters.k", "0"),
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -828,6 +828,7 @@ def train_image_gan(
     prepare: Callable[[TrainState], TrainState] | None = None,
     wrap_step: Callable[[Callable], Callable] | None = None,
     inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None,
+    training_data: Callable[[data.ImageDataset], data.ImageDataset] | None = None,
 ):
     """An image GAN experiment from start to end; returns ``(final state, sample)``.
 
@@ -851,6 +852,8 @@ def train_image_gan(
       rngs: G's keys for its noise and dropout layers when sampling.
       evaluations: ``dataset -> hooks`` run before the others.
       prepare, wrap_step, inputs: see :func:`fit_gan` (``prepare`` maps the new state, e.g. to add buffers).
+      training_data: maps the loaded data to the data G and D train on (e.g. labelled by clusters); the
+        evaluations see the data as loaded.
 
     Returns:
       The last state and ``sample(state, *inputs)``, G's jitted images (its moving average when kept, with its
@@ -859,14 +862,15 @@ def train_image_gan(
     phases = gan.phases(config.schedule.n_critic)
     mesh = start(config, batches_per_step(phases))
     dataset = config.data.load()
+    train_set = training_data(dataset) if training_data is not None else dataset
     classes = gan.conditioning.num_classes
-    if classes and dataset.labels is None:
+    if classes and train_set.labels is None:
         needs = "a conditional GAN needs" if gan.conditioning.g_takes_labels else "D's class head needs"
         hint = "" if gan.conditioning.g_takes_labels else "; --class-head.weight 0 trains without labels"
         raise data.DataError(f"{dataset.name}: {needs} labelled data (for an image folder: --data.folder-labels){hint}")
-    if classes and dataset.labels.max() >= classes:
+    if classes and train_set.labels.max() >= classes:
         raise data.DataError(
-            f"{dataset.name}: holds {dataset.labels.max() + 1} classes, but the config's num_classes is {classes}"
+            f"{dataset.name}: holds {train_set.labels.max() + 1} classes, but the config's num_classes is {classes}"
         )
     mode = getattr(config.devices, "cross_replica_bn", "off")
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
@@ -885,7 +889,7 @@ def train_image_gan(
     writer = grid_writer(config.run.workdir, lambda s: view(sample(s, *fixed)), nrow)
     extra = list(evaluations(dataset)) if evaluations is not None else []
     hooks = run_hooks(config.run, configs.to_dict(config), extra, config.monitor.build(gan.objective), writer)
-    return fit_gan(config, state, phases, dataset, mesh, hooks, wrap_step, inputs), sample
+    return fit_gan(config, state, phases, train_set, mesh, hooks, wrap_step, inputs), sample
 
 
 def write_interpolation(
@@ -896,12 +900,16 @@ def write_interpolation(
     latent: configs.Latent,
     rows: int = 10,
     anchors: int = 3,
+    num_classes: int = 0,
 ) -> None:
-    """``{workdir}/interpolation.png``: rows of G's images along great-circle paths between ``anchors`` codes."""
+    """``{workdir}/interpolation.png``: rows of G's images along great-circle paths between ``anchors`` codes;
+    for a G that takes one of ``num_classes`` classes, row ``r`` keeps class ``r`` (modulo ``num_classes``)."""
     paths = latent_paths.interpolation_grid(key, rows, 10, latent.dim, anchors=anchors, sampler=latent.distribution)
-    grid = np.asarray(sample(state, np.asarray(paths.reshape(-1, latent.dim))))
+    labels = (np.repeat(np.arange(rows) % num_classes, 10).astype(np.int32),) if num_classes else ()
+    grid = np.asarray(sample(state, np.asarray(paths.reshape(-1, latent.dim)), *labels))
     if jax.process_index() == 0:
         caption = f"each row: a great-circle (slerp) path through {anchors} random codes"
+        caption += ", in one class" if num_classes else ""
         images.save_grid(grid, pathlib.Path(workdir) / "interpolation.png", nrow=10, scale=2, caption=caption)
 
 
@@ -909,15 +917,19 @@ def dcgan_generator(config) -> Generator:
     """G of an unconditional DCGAN experiment as :func:`train_dcgan` samples it (for :mod:`ganjax.sample`).
 
     The grid's z comes from the second of three keys split from ``run.seed``, and G's always-on dropout, if any,
-    from ``fold_in`` of that key and 1.
+    from ``fold_in`` of that key and 1. A G conditioned on clusters takes, for each image, a cluster drawn
+    uniformly (:meth:`ganjax.sample.Generator.inputs`), as in training.
     """
-    module, _ = config.model.build(config.data, config.latent.dim)
+    module, _ = config.models()
+    classes = config.conditioning.num_classes if config.conditioning.g_takes_labels else 0
     return Generator(
         module,
         draw=config.latent.sample,
         key=jax.random.split(jax.random.key(config.run.seed), 3)[1],
         num=config.num_samples,
         nrow=10,
+        num_classes=classes,
+        draws_classes=bool(classes),
         latent=config.latent,
         apply=lambda variables, inputs, key, step: module.apply(
             variables, *inputs, train=False, rngs={"dropout": jax.random.fold_in(key, 1)}
@@ -933,17 +945,17 @@ def train_dcgan(config, evaluations: Callable[[data.ImageDataset], Sequence[Hook
     comparable across steps; ends with ``interpolation.png``.
     """
     init_key, _, path_key = jax.random.split(jax.random.key(config.run.seed), 3)
-    g, gan = dcgan_generator(config), config.make_gan()
-    head = gan.conditioning.num_classes if gan.conditioning.aux_class_weight else 0
+    g = dcgan_generator(config)
     state, sample = train_image_gan(
         config,
-        gan,
-        lambda bn: config.model.build(config.data, config.latent.dim, bn, head),
+        config.make_gan(),
+        config.models,
         init_key,
         g.grid(g.key),
         g.key,
         rngs={"dropout": jax.random.fold_in(g.key, 1)},
         evaluations=evaluations,
+        training_data=config.training_data,
     )
-    write_interpolation(config.run.workdir, state, sample, path_key, config.latent)
+    write_interpolation(config.run.workdir, state, sample, path_key, config.latent, num_classes=g.num_classes)
     return state

@@ -56,6 +56,7 @@ EXPERIMENT_KEY = "experiment"  # config.json's record of the experiment module
 CHECKPOINTS = "checkpoints"
 GENERATOR_FUNCTION = "generator"  # every experiment with a G defines generator(config) -> Generator
 INTERPOLATION_COLUMNS, INTERPOLATION_ANCHORS = 10, 3
+CLASS_DRAW = 2  # fold_in data of the key a G that draws its classes draws them from (z takes the key itself)
 EXIT_BAD_INPUT = 2
 
 Apply = Callable[[PyTree, tuple, jax.Array, int], jax.Array]
@@ -77,6 +78,8 @@ class Generator:
       nrow: images per row of the run's sample grid.
       labels: the class of each image of the run's grid, for a conditional G (taking them after z); else None.
       num_classes: the classes a conditional G knows (0: unconditional).
+      draws_classes: the classes are part of G's latent (clusters of the data): the grid, and any draw that
+        names no classes, gives each image a class drawn uniformly with the key, as the run drew them.
       latent: z's size and distribution (for interpolation paths); None when G takes no z.
       player: G's name in the state's players and moving averages.
       apply: ``(variables, inputs, key, step) -> images`` in [-1, 1], NHWC, of G at checkpoint ``step``;
@@ -90,14 +93,24 @@ class Generator:
     nrow: int
     labels: jax.Array | None = None
     num_classes: int = 0
+    draws_classes: bool = False
     latent: Latent | None = None
     player: str = "g"
     apply: Apply | None = None
 
     def grid(self, key: jax.Array) -> tuple[jax.Array, ...]:
         """G's inputs for the run's sample grid drawn from ``key`` (the run's own with :attr:`key`)."""
+        if self.draws_classes:
+            return self.inputs(key, self.num)
         first = self.draw(key, self.num)
         return (first,) if self.labels is None else (first, self.labels)
+
+    def inputs(self, key: jax.Array, n: int) -> tuple[jax.Array, ...]:
+        """G's inputs for ``n`` images drawn from ``key``: z, and a class each when :attr:`draws_classes`."""
+        z = self.draw(key, n)
+        if not self.draws_classes:
+            return (z,)
+        return z, jax.random.randint(jax.random.fold_in(key, CLASS_DRAW), (n,), 0, self.num_classes)
 
     def __call__(self, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
         """G's images for ``inputs`` with ``variables`` (``params`` and any ``batch_stats``)."""
@@ -207,13 +220,13 @@ class Run:
         g = self.generator
         key = self._key(seed)
         variables = self._variables(ema, key)
-        labels = self._labels(classes, self._count(num, g.nrow))
         if num is None and classes is None:
             inputs = g.grid(key)
-        elif labels is None:
-            inputs = (g.draw(key, num),)
+        elif classes is None and g.draws_classes:
+            inputs = g.inputs(key, self._count(num, g.nrow))
         else:
-            inputs = (g.draw(key, len(labels)), labels)
+            labels = self._labels(classes, self._count(num, g.nrow))
+            inputs = g.inputs(key, num) if labels is None else (g.draw(key, len(labels)), labels)
         return self._generate(variables, inputs, key)
 
     def columns(self, num: int | None = None, classes: Sequence[int] | None = None) -> int:
@@ -221,7 +234,8 @@ class Run:
         g = self.generator
         if num is None and classes is None:
             return g.nrow
-        return self._count(num, g.nrow) if g.num_classes else min(g.nrow, num)
+        per_class = g.num_classes and not (g.draws_classes and classes is None)
+        return self._count(num, g.nrow) if per_class else min(g.nrow, num)
 
     def interpolate(
         self, rows: int = 10, seed: int | None = None, classes: Sequence[int] | None = None, ema: bool | None = None

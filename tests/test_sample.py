@@ -31,7 +31,8 @@ class Experiment:
 
 EXPERIMENTS = {
     "dcgan_mnist": Experiment(  # G itself (its moving average is the others' case)
-        (*SMALL, "--evaluation.eval-every", "0", "--num-samples", "10", "--state.ema-decay", "0"), steps=4
+        (*SMALL, "--evaluation.eval-every", "0", "--num-samples", "10", "--state.ema-decay", "0", "--clusters.k", "0"),
+        steps=4,
     ),
     "cgan_mnist": Experiment((*SMALL, "--samples-per-class", "2", "--class-accuracy.classifier-dir", ""), ema=True),
     "msggan": Experiment((*SMALL, "--num-samples", "10", "--state.ema-decay", "0.9"), ema=True),

@@ -52,7 +52,7 @@ class Generator(nn.Module):
       num_classes: the number of classes.
       embed_dim: size of the label embedding (kept low, seed 001 §16).
       image_size, channels, width, latent_dim, norm, upsampling, activation,
-        bn_axis_name, dtype: as for :class:`ganjax.models.dcgan.Generator`.
+        noise_std, dropout, bn_axis_name, dtype: as for :class:`ganjax.models.dcgan.Generator`.
     """
 
     num_classes: int = 10
@@ -64,6 +64,8 @@ class Generator(nn.Module):
     norm: str = "batch"
     upsampling: str = "transposed"
     activation: str = "relu"
+    noise_std: float = 0.0
+    dropout: float = 0.0
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
 
@@ -81,6 +83,8 @@ class Generator(nn.Module):
             norm=self.norm,
             upsampling=self.upsampling,
             activation=self.activation,
+            noise_std=self.noise_std,
+            dropout=self.dropout,
             dtype=self.dtype,
             name="body",
         )

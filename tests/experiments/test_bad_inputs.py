@@ -95,6 +95,13 @@ PARSE_CASES = [
         ["--class-head.weight", "0", "--class-head.entropy-weight", "1"],
         "ClassHead.entropy_weight: is 1.0 with no class head",
     ),
+    (dcgan_mnist, ["--clusters.k", "1"], "Clusters.k: must be at least 2"),
+    (dcgan_mnist, ["--clusters.k", "0", "--clusters.iterations", "5"], "Clusters.iterations: is 5 with no clusters"),
+    (
+        wgan_gp_mnist,
+        ["--clusters.k", "10", "--class-head.weight", "1"],
+        "Clusters.k: conditions on clusters, with class_head.weight > 0 on labels",
+    ),
     (cgan_mnist, ["--model.d-conditioning", "auxiliary"], "ConditionalModel.d_conditioning"),
     (cgan_mnist, ["--model.g-embed-dim", "0"], "ConditionalModel.g_embed_dim: must be at least 1"),
     (cgan_mnist, ["--conditioning.num-classes", "0"], "Conditioning.num_classes"),
@@ -193,8 +200,13 @@ RUN_CASES = [
     (lambda d: None, [], "no images in the folder"),
     (
         lambda d: write_idx(d / "t10k-images-idx3-ubyte.gz", 2051, np.zeros((10, 28, 28), np.uint8)),
-        [],
+        ["--clusters.k", "0"],
         "holds 10 examples, too few for batches of 16",
+    ),
+    (
+        lambda d: write_idx(d / "t10k-images-idx3-ubyte.gz", 2051, np.zeros((40, 28, 28), np.uint8)),
+        [],
+        "Clusters.k: is 50, more clusters than",
     ),
     (
         lambda d: write_idx(d / "t10k-images-idx3-ubyte.gz", 2051, np.zeros((40, 28, 28), np.uint8)),
@@ -203,7 +215,7 @@ RUN_CASES = [
     ),
     (
         lambda d: write_idx(d / "t10k-images-idx3-ubyte.gz", 2051, np.zeros((40, 28, 28), np.uint8)),
-        ["--class-head.weight", "1"],
+        ["--clusters.k", "0", "--class-head.weight", "1"],
         "D's class head needs labelled data (for an image folder: --data.folder-labels); --class-head.weight 0 trains",
     ),
 ]
@@ -213,6 +225,7 @@ RUN_CASES = [
 DATA_CASES = [
     (dcgan_mnist, ["--data.split", "t10kk"], "no 't10kk*images-idx3-ubyte[.gz]' file in the folder"),
     (cgan_mnist, ["--conditioning.num-classes", "5"], "holds 10 classes, but the config's num_classes is 5"),
+    (dcgan_mnist, ["--clusters.k", "20000"], "Clusters.k: is 20000, more clusters than"),
     (vaegan_mnist, ["--holdout", "20000"], "holdout=20000 leaves none to train"),
     (train_mnist_classifier, ["--training.test-size", "20000"], "training.test_size=20000 leaves none"),
 ]

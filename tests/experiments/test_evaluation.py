@@ -48,7 +48,8 @@ def images(n, side, channels, seed=0):
 
 
 def dcgan_config(*extra):
-    return configs.parse(dcgan_mnist.Config, ["--data.image-size", "28", "--data.channels", "1", *extra])
+    args = ["--data.image-size", "28", "--data.channels", "1", "--clusters.k", "0"]  # G takes z alone
+    return configs.parse(dcgan_mnist.Config, [*args, *extra])
 
 
 def one_line(text):

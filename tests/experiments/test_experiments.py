@@ -333,9 +333,9 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
 
 def test_class_head_flags_give_d_a_class_head_on_the_labelled_reals_and_g_catgans_term(mnist_dir, tmp_path):
     """``--class-head.weight`` gives D its class head and its loss on the reals; G still draws from z alone."""
-    default = configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, tmp_path))
-    assert default.make_gan().conditioning == configs.Conditioning()  # no head unless asked for
-    head = ["--class-head.weight", "1", "--class-head.entropy-weight", "0.5"]
+    plain = configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, tmp_path, "--clusters.k", "0"))
+    assert plain.make_gan().conditioning == configs.Conditioning()  # no head unless asked for
+    head = ["--clusters.k", "0", "--class-head.weight", "1", "--class-head.entropy-weight", "0.5"]
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", *head)
     state = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
     (row,) = records(tmp_path)
@@ -347,6 +347,46 @@ def test_class_head_flags_give_d_a_class_head_on_the_labelled_reals_and_g_catgan
     # A fresh head over 10 classes: the reals' cross-entropy near log 10; CatGAN's term in [-log 10, 0].
     assert 1.0 < row["d_class_loss"] < 4.0 and -np.log(10) <= row["g_class_entropy"] <= 0.0
     assert "g_class_loss" not in row
+
+
+def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_one_per_sample(
+    mnist_dir, tmp_path, monkeypatch
+):
+    """``--clusters.k`` labels the training data by its k-means clusters (not by its digits), G takes a cluster
+    beside z and D sees it; the grid and ``ganjax.sample`` draw a cluster for each image."""
+    from ganjax import clusters, sample
+
+    argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--clusters.k", "8")
+    config = configs.parse(dcgan_mnist.Config, [*argv, "--clusters.iterations", "3"])
+    trained_on = {}
+    fit_gan = runner.fit_gan
+
+    def spy(config, state, phases, dataset, *args):
+        trained_on["labels"] = dataset.labels
+        return fit_gan(config, state, phases, dataset, *args)
+
+    monkeypatch.setattr(runner, "fit_gan", spy)
+    state = dcgan_mnist.train_and_evaluate(config)
+    assert_finite(records(tmp_path))
+    digits = data.load_idx_folder(mnist_dir)
+    pixels = digits.images.reshape(len(digits), -1) / np.float32(255.0)
+    expected = clusters.balanced_kmeans(jax.random.fold_in(jax.random.key(0), configs.CLUSTERS_KEY), pixels, 8, 3)
+    np.testing.assert_array_equal(trained_on["labels"], expected.labels)
+    assert np.bincount(trained_on["labels"]).tolist() == [1250] * 8
+    g, d = state.players["g"], state.players["d"]
+    z, images = np.zeros((2, 16), np.float32), np.zeros((2, 28, 28, 1), np.float32)
+    by_cluster = g(g.params, z, np.array([0, 5]), train=False)[0]
+    assert not np.allclose(by_cluster[0], by_cluster[1])  # the same z, two clusters: two images
+    logits, _ = d(d.params, images, np.array([0, 5]), train=False)
+    assert logits[0] != logits[1]  # the same image scored as two clusters
+    z, drawn = dcgan_mnist.generator(config).grid(jax.random.key(1))
+    chex.assert_shape((z, drawn), ((100, 16), (100,)))
+    assert len(set(np.asarray(drawn).tolist())) == 8
+    run = sample.load_run(tmp_path)
+    assert run.sample(12, seed=3).shape == (12, 28, 28, 1) and run.columns(12) == 10  # 12 images, not 12 a cluster
+    assert run.sample(2, classes=[1, 7]).shape == (4, 28, 28, 1)
+    sample.main([str(tmp_path), "--out", str(tmp_path / "again.png")])  # the run's last grid, clusters and all
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "samples" / "step_000002.png").read_bytes()
 
 
 def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_path):

@@ -37,7 +37,7 @@ def test_flags_apply_on_top_of_the_preset_wherever_they_stand():
     assert (config.objective.penalty_weight_final, config.objective.loss) == (0.001, "relativistic")
     assert config.schedule.n_critic == 5 and config.objective.penalty_anneal_steps == 15000  # the experiment's own
     unset = configs.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--state.ema-anneal-steps", "0"])
-    assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (9000 * 64 / 10, 0)
+    assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (6000 * 64 / 10, 0)
 
 
 @pytest.mark.parametrize(
