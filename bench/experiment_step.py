@@ -38,15 +38,15 @@ def main(argv=None):
     conditional = isinstance(config, configs.ConditionalGAN)
     if not (conditional or isinstance(getattr(config, "model", None), configs.DCGANModel)):
         parser.error(f"experiments.{args.experiment}: its config has no DCGAN or conditional DCGAN model part")
-    gan = config.make_gan(config.conditioning if conditional else None)
-    generator, discriminator = config.models() if conditional else config.model.build(config.data, config.latent.dim)
+    gan = config.make_gan(config.conditioning)  # the class head's or the clusters' for an unconditional experiment
+    generator, discriminator = config.models()
     state = runner.gan_state(jax.random.key(0), gan, generator, discriminator, config.data.shape, config)
     phases = gan.phases(config.schedule.n_critic)
     step = devices.data_parallel(make_step(phases), devices.make_mesh(1), batches_per_step(phases))
     rows = config.schedule.batch_size * batches_per_step(phases)
     rng = np.random.default_rng(0)
     batch = {"image": rng.uniform(-1, 1, (rows, *config.data.shape)).astype(np.float32)}
-    if conditional:
+    if gan.conditioning.num_classes:
         batch["label"] = rng.integers(0, config.conditioning.num_classes, rows).astype(np.int32)
     for _ in range(2):
         state, metrics = step(state, batch)
