@@ -726,6 +726,15 @@ class DCGANModel:
         an AC-GAN class head (``'auxiliary'``), or a G that takes the class (:class:`ganjax.models.conditional.
         Generator`) beside a D that sees it."""
         dtype = precision.compute_dtype(self.compute_dtype)
+        layers = dict(
+            norm=self.g_norm,
+            upsampling=self.upsampling,
+            activation=self.g_activation,
+            noise_std=self.g_noise_std,
+            dropout=self.g_dropout,
+            bn_axis_name=bn_axis_name,
+            dtype=dtype,
+        )
         if num_classes and d_conditioning != "auxiliary":
             generator = conditional.Generator(
                 num_classes,
@@ -733,28 +742,10 @@ class DCGANModel:
                 channels=data.channels,
                 width=self.g_width,
                 latent_dim=latent_dim,
-                norm=self.g_norm,
-                upsampling=self.upsampling,
-                activation=self.g_activation,
-                noise_std=self.g_noise_std,
-                dropout=self.g_dropout,
-                bn_axis_name=bn_axis_name,
-                dtype=dtype,
+                **layers,
             )
         else:
-            generator = dcgan.Generator(
-                data.image_size,
-                data.channels,
-                self.g_width,
-                latent_dim,
-                norm=self.g_norm,
-                upsampling=self.upsampling,
-                activation=self.g_activation,
-                noise_std=self.g_noise_std,
-                dropout=self.g_dropout,
-                bn_axis_name=bn_axis_name,
-                dtype=dtype,
-            )
+            generator = dcgan.Generator(data.image_size, data.channels, self.g_width, latent_dim, **layers)
         if num_classes:
             discriminator = conditional.Discriminator(
                 d_conditioning,
@@ -874,13 +865,15 @@ class Clusters:
     """k-means's most assignment steps."""
     d_conditioning: Literal["channels", "projection"] = "channels"
     """how D sees the cluster: extra image channels, or the projection of Miyato and Koyama 2018."""
+    fake_classes: Literal["uniform", "reals"] = "uniform"
+    """G's clusters in training: drawn uniformly, or the real batch's (one fake beside each real of its cluster)."""
 
     def __post_init__(self):
         if self.k:
             at_least(self, "k", 2)
         at_least(self, "iterations", 1)
         if not self.k:
-            for field in ("iterations", "d_conditioning"):
+            for field in ("iterations", "d_conditioning", "fake_classes"):
                 if getattr(self, field) != Clusters.__dataclass_fields__[field].default:
                     refuse(self, field, f"is {getattr(self, field)!r} with no clusters: set k > 0")
 
@@ -891,13 +884,25 @@ class Clusters:
         if self.k > len(dataset):
             refuse(self, "k", f"is {self.k}, more clusters than {dataset.name}'s {len(dataset)} images")
         print(f"clustering {dataset.name}'s {len(dataset)} images into {self.k} clusters", file=sys.stderr, flush=True)
-        pixels = dataset.images.reshape(len(dataset), -1) / np.float32(255.0)
         key = jax.random.fold_in(jax.random.key(seed), CLUSTERS_KEY)
-        found = clusters.balanced_kmeans(key, pixels, self.k, self.iterations)
+        found = clusters.balanced_kmeans(key, cluster_features(dataset.images), self.k, self.iterations)
         return dataclasses.replace(dataset, labels=found.labels, class_names=None)
 
 
 CLUSTERS_KEY = 3
+CLUSTER_SIDE = 32
+
+
+def cluster_features(images: np.ndarray) -> np.ndarray:
+    """What :class:`Clusters` clusters: each image's pixels in [0, 1], flattened; an image wider than
+    ``CLUSTER_SIDE`` is first averaged over squares of the least whole size that brings it within."""
+    n, side, _, channels = images.shape
+    factor = -(-side // CLUSTER_SIDE)
+    pixels = images[:, : side - side % factor, : side - side % factor].astype(np.float32) / np.float32(255.0)
+    pooled = pixels.reshape(n, side // factor, factor, side // factor, factor, channels).mean(axis=(2, 4))
+    return pooled.reshape(n, -1)
+
+
 """``fold_in`` data of the clusters' key, beside the three keys an experiment splits from its seed."""
 
 
@@ -917,7 +922,9 @@ class ClassHeadGAN(UnconditionalGAN):
     @property
     def conditioning(self) -> Conditioning:
         """The GAN's :class:`ganjax.training.gan.Conditioning`: the clusters' or the class head's."""
-        return Conditioning(self.clusters.k) if self.clusters.k else self.class_head.conditioning
+        if self.clusters.k:
+            return Conditioning(self.clusters.k, fake_classes=self.clusters.fake_classes)
+        return self.class_head.conditioning
 
     @property
     def d_conditioning(self) -> str:

@@ -221,6 +221,11 @@ class Conditioning:
       class_entropy_weight: weight of G's CatGAN term with an unconditional G
         (:func:`ganjax.losses.class_entropy_g_loss`, Springenberg 2016): each
         sample one class by D's class head, the batch spread over all of them.
+      fake_classes: how a conditional G's classes are drawn in training:
+        ``'uniform'``, or ``'reals'``, the real batch's own labels, so that the
+        i-th fake has the i-th real's class and a penalty's interpolate between
+        them (WGAN-GP's, Gulrajani et al. 2017) joins two images of one class
+        scored as that class.
     """
 
     num_classes: int = 0
@@ -228,6 +233,7 @@ class Conditioning:
     aux_fake_class_weight: float = 1.0
     conditional_g: bool = True
     class_entropy_weight: float = 0.0
+    fake_classes: Literal["uniform", "reals"] = "uniform"
 
     def __post_init__(self):
         for field in ("num_classes", "aux_class_weight", "aux_fake_class_weight", "class_entropy_weight"):
@@ -250,6 +256,10 @@ class Conditioning:
                 )
         if (_traced(self.class_entropy_weight) or self.class_entropy_weight) and self.conditional_g:
             _refuse(self, "class_entropy_weight", "is G's class term without a drawn class: set conditional_g False")
+        if self.fake_classes not in ("uniform", "reals"):
+            _refuse(self, "fake_classes", f"is {self.fake_classes!r}, not 'uniform' or 'reals'")
+        if self.fake_classes != "uniform" and not self.g_takes_labels:
+            _refuse(self, "fake_classes", f"is {self.fake_classes!r}, but G takes no class")
 
     @property
     def g_takes_labels(self) -> bool:
@@ -472,12 +482,15 @@ class GAN:
         return batch["image"], batch["label"] if self.conditioning.num_classes else None
 
     def generate(
-        self, g: Player, params, key: jax.Array, batch_size: int, axis_name: str | None
+        self, g: Player, params, key: jax.Array, batch_size: int, axis_name: str | None, real_y: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array | None, dict]:
-        """A fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``."""
+        """A fake batch from G in train mode: ``(images, labels or None, G's new batch_stats)``; a conditional G's
+        labels are ``real_y``, the real batch's, with ``Conditioning.fake_classes`` ``'reals'``."""
         z_key, y_key, g_key = jax.random.split(key, 3)
         y = None
-        if self.conditioning.g_takes_labels:
+        if self.conditioning.g_takes_labels and self.conditioning.fake_classes == "reals":
+            y = real_y
+        elif self.conditioning.g_takes_labels:
             draw = lambda k, shape: jax.random.randint(k, shape, 0, self.conditioning.num_classes)
             y = rng.per_device(draw, y_key, (batch_size,), axis_name)
         noise_key, dropout_key = jax.random.split(rng.device_key(g_key, axis_name))
@@ -589,9 +602,10 @@ class GAN:
 
         return penalty.fn(*map(critic, penalty.views), real, fake, key)
 
-    def _fresh_fakes(self, inputs: PhaseInputs, batch_size: int):
+    def _fresh_fakes(self, inputs: PhaseInputs, real_y: jax.Array | None, batch_size: int):
         g = inputs.state.players["g"]
-        images, y, _ = self.generate(g, g.params, rng.named(inputs.key, "fake"), batch_size, inputs.axis_name)
+        key = rng.named(inputs.key, "fake")
+        images, y, _ = self.generate(g, g.params, key, batch_size, inputs.axis_name, real_y)
         return lax.stop_gradient(images), y
 
     def _d_main(self, params, inputs: PhaseInputs):
@@ -600,7 +614,9 @@ class GAN:
         g = inputs.state.players["g"]
         key = rng.named(inputs.key, "fake")
         fake, pullback, (fake_y, g_stats) = jax.vjp(
-            lambda p: _split_aux(self.generate(g, p, key, real.shape[0], inputs.axis_name)), g.params, has_aux=True
+            lambda p: _split_aux(self.generate(g, p, key, real.shape[0], inputs.axis_name, real_y)),
+            g.params,
+            has_aux=True,
         )
         shared = {G_FORWARD: (fake, fake_y, g_stats, pullback)}
         buffers = {}
@@ -617,7 +633,7 @@ class GAN:
         and ``'penalty/augment_fake'``).
         """
         real, real_y = self.real_inputs(inputs.batch)
-        fake, fake_y = self._fresh_fakes(inputs, real.shape[0])
+        fake, fake_y = self._fresh_fakes(inputs, real_y, real.shape[0])
         key = rng.device_key(rng.named(inputs.key, "penalty"), inputs.axis_name)
         d, p = inputs.state.players["d"], self.augment.p(inputs.state.buffers)
         draws = {
@@ -636,7 +652,7 @@ class GAN:
             fake = _pulled_back_by(pullback, fake)(params["g"])
         else:
             key = rng.named(inputs.key, "fake")
-            fake, fake_y, g_stats = self.generate(g, params["g"], key, real.shape[0], inputs.axis_name)
+            fake, fake_y, g_stats = self.generate(g, params["g"], key, real.shape[0], inputs.axis_name, real_y)
         axis, p = inputs.axis_name, self.augment.p(inputs.state.buffers)
         # D sees fresh augmentations of both batches (keys 'g/augment_real', 'g/augment_fake'); G's gradient
         # flows through the augmentation of the fakes.

@@ -511,3 +511,14 @@ def test_the_runs_monitor_flags_what_its_replay_flags(restarts):
         live.append((step, context.postfix["flags"]))
     replayed = [(step, ",".join(f.name for f in flags) or "-") for step, flags in monitor.replay(trace, 50, config)]
     assert live == replayed and any(flags != "-" for _, flags in live) == (not restarts)
+
+
+def test_cluster_features_are_the_pixels_pooled_down_to_32_wide():
+    small = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28, 1)
+    np.testing.assert_allclose(configs.cluster_features(small), small.reshape(2, -1) / np.float32(255.0))
+    large = np.random.default_rng(0).integers(0, 256, (2, 65, 65, 3), dtype=np.uint8)
+    pooled = configs.cluster_features(large)  # 3 x 3 squares of the first 63 rows and columns
+    assert pooled.shape == (2, 21 * 21 * 3)
+    np.testing.assert_allclose(
+        pooled.reshape(2, 21, 21, 3)[1, 4, 2], large[1, 12:15, 6:9].mean((0, 1)) / 255.0, rtol=1e-6
+    )

@@ -40,6 +40,7 @@ from tests.training.tiny import (
     sgd_step,
     standing_by_hand,
     step_fake,
+    step_z,
     tiny_gan,
 )
 
@@ -428,6 +429,21 @@ def test_conditional_d_sees_the_batchs_labels_and_the_drawn_fake_labels():
     assert not np.allclose(images[0], images[1])  # the label changes the image
     with pytest.raises(ValueError, match="num_classes=3: the batch needs a 'label' entry"):
         run(step, new, REAL)
+
+
+@pytest.mark.parametrize("fake_classes", ["uniform", "reals"])
+def test_a_conditional_gs_classes_are_drawn_uniformly_or_are_the_real_batchs_own(fake_classes):
+    """With ``fake_classes='reals'`` the i-th fake takes the i-th real's label, in G's draw and in D's view of it."""
+    gan = tiny_gan(conditioning=Conditioning(num_classes=CLASSES, fake_classes=fake_classes))
+    state = make_state(gan, g=ConditionalG(), d=ConditionalD())
+    _, metrics = run(jit_step(gan), state, LABELLED)
+    z, drawn = step_z(state)
+    assert not np.array_equal(drawn, LABELLED["label"])  # the two choices give two fake batches
+    fake_y = LABELLED["label"] if fake_classes == "reals" else drawn
+    fake = state.players["g"](state.players["g"].params, z, fake_y, train=True)[0]
+    np.testing.assert_allclose(metrics["d_fake"], verdict(state, d_params(state), fake, fake_y), **TOL)
+    with pytest.raises(ValueError, match="fake_classes: is 'reals', but G takes no class"):
+        Conditioning(fake_classes="reals")
 
 
 @pytest.mark.parametrize("fake_weight", [1.0, 0.0])
