@@ -872,9 +872,12 @@ class Clusters:
         if self.k:
             at_least(self, "k", 2)
         at_least(self, "iterations", 1)
+
+    def refuse_unused(self, defaults: Clusters) -> None:
+        """Refuses a field changed from ``defaults`` (an experiment's own) that no clusters (``k`` 0) would use."""
         if not self.k:
             for field in ("iterations", "d_conditioning", "fake_classes"):
-                if getattr(self, field) != Clusters.__dataclass_fields__[field].default:
+                if getattr(self, field) != getattr(defaults, field):
                     refuse(self, field, f"is {getattr(self, field)!r} with no clusters: set k > 0")
 
     def label(self, dataset: data.ImageDataset, seed: int) -> data.ImageDataset:
@@ -918,6 +921,7 @@ class ClassHeadGAN(UnconditionalGAN):
         super().__post_init__()
         if self.clusters.k and self.class_head.weight:
             refuse(self.clusters, "k", "conditions on clusters, with class_head.weight > 0 on labels: choose one")
+        self.clusters.refuse_unused(type(self).__dataclass_fields__["clusters"].default)
 
     @property
     def conditioning(self) -> Conditioning:

@@ -74,13 +74,14 @@ class Case:
     """train on 64 px RGB digits (:func:`write_rgb_digits`) instead of the experiment's data."""
 
 
+WGAN_SMALL = (*NO_CLASSIFIER, "--model.g-width", "32", "--evaluation.eval-every", "200", "--clusters.k", "0")
 STRONG_D = ("--optim.lr-g", "1e-8", "--run.allow-changes", "optim.lr_g")
 CASES = (
     Case("dcgan_mnist", "experiments.dcgan_mnist", DCGAN_SMALL, 1500),
     Case(
         "wgan_gp_mnist",
         "experiments.wgan_gp_mnist",
-        (*NO_CLASSIFIER, "--model.g-width", "32", "--evaluation.eval-every", "200"),
+        WGAN_SMALL,
         600,
     ),
     Case(
@@ -128,7 +129,7 @@ CASES = (
     Case(
         "divergence",
         "experiments.wgan_gp_mnist",
-        (*NO_CLASSIFIER, "--model.g-width", "32", "--evaluation.eval-every", "200"),
+        WGAN_SMALL,
         600,
         label="grad_explosion",
         expected=("grad_explosion", "d_loss_unstable"),

@@ -6,6 +6,11 @@ its own batch), Adam with b1=0.5, b2=0.9, and no BatchNorm in the critic
 (the penalty is per example). The DCGAN architecture; writes what
 ``experiments.dcgan_mnist`` writes. Samples and the ``ema_`` metrics come from
 a moving average of G's weights (with BatchNorm statistics recomputed for it).
+G and the critic are conditioned on 50 balanced k-means clusters of the
+images, no labels used (the projection critic of Miyato and Koyama 2018; each
+fake takes the cluster of the real it is paired with, so the penalty's
+interpolates join two images of one cluster); ``--clusters.k 0`` for the
+plain WGAN-GP.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ class Config(configs.ClassHeadGAN):
     """Adam at 3e-4 rather than the paper's 1e-4: a 15,000-step run learns far faster (docs/results.md)."""
     state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
     """G's moving average, sampled with statistics recomputed for it (docs/results.md)."""
+    clusters: configs.Clusters = configs.Clusters(k=50, d_conditioning="projection", fake_classes="reals")
+    """G and the critic conditioned on clusters of the digits, each fake beside a real of its cluster, so the
+    penalty's interpolates join two images of one cluster (docs/results.md)."""
     schedule: configs.GANSchedule = configs.GANSchedule(steps=15000, batch_size=16, n_critic=5)
     """How long and on how much data each step trains; a small batch buys more G steps a minute (docs/results.md)."""
     run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist")

@@ -98,6 +98,16 @@ PARSE_CASES = [
     (dcgan_mnist, ["--clusters.k", "1"], "Clusters.k: must be at least 2"),
     (dcgan_mnist, ["--clusters.k", "0", "--clusters.iterations", "5"], "Clusters.iterations: is 5 with no clusters"),
     (
+        dcgan_mnist,
+        ["--clusters.k", "0", "--clusters.fake-classes", "reals"],
+        "Clusters.fake_classes: is 'reals' with no clusters",
+    ),
+    (
+        wgan_gp_mnist,
+        ["--clusters.k", "0", "--clusters.d-conditioning", "channels"],
+        "Clusters.d_conditioning: is 'channels' with no clusters",
+    ),
+    (
         wgan_gp_mnist,
         ["--clusters.k", "10", "--class-head.weight", "1"],
         "Clusters.k: conditions on clusters, with class_head.weight > 0 on labels",

@@ -522,3 +522,10 @@ def test_cluster_features_are_the_pixels_pooled_down_to_32_wide():
     np.testing.assert_allclose(
         pooled.reshape(2, 21, 21, 3)[1, 4, 2], large[1, 12:15, 6:9].mean((0, 1)) / 255.0, rtol=1e-6
     )
+
+
+def test_no_clusters_turns_off_an_experiments_own_cluster_settings():
+    """``--clusters.k 0`` gives WGAN-GP's plain critic although its defaults choose the clusters' projection."""
+    config = configs.parse(wgan_gp_mnist.Config, ["--clusters.k", "0"])
+    assert config.conditioning == configs.Conditioning() and config.d_conditioning == "none"
+    assert configs.parse(wgan_gp_mnist.Config, []).conditioning == configs.Conditioning(50, fake_classes="reals")
