@@ -38,9 +38,8 @@ class Config(configs.ClassHeadGAN):
     penalty's interpolates join two images of one cluster (docs/results.md)."""
     schedule: configs.GANSchedule = configs.GANSchedule(steps=15000, batch_size=16, n_critic=5)
     """How long and on how much data each step trains; a small batch buys more G steps a minute (docs/results.md)."""
-    run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist", sample_every=500, checkpoint_every=1000)
-    """Grids and checkpoints half as often as other runs: 15,000 steps of 5 critic updates are short ones."""
-    evaluation: configs.Evaluation = configs.Evaluation(eval_every=7500)
+    run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist")
+    evaluation: configs.Evaluation = configs.Evaluation(eval_every=5000)
 
 
 def train_and_evaluate(config: Config) -> TrainState:
