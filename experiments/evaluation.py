@@ -387,8 +387,7 @@ def build_evaluator(
         built = inception_network(fid_weights(settings))
     else:
         built = None
-    classes = config.conditioning.num_classes if config.conditioning.g_takes_labels else 0
-    sample, stats = samplers(config, batch_size, classes)
+    sample, stats = samplers(config, batch_size, config.conditioning.g_classes)
     return evaluator(settings.eval_samples, dataset, built, sample, batch_size, config.run.seed, stats)
 
 

@@ -877,10 +877,11 @@ def train_image_gan(
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
     state = prepare(state) if prepare is not None else state
     use_ema, batch_size = config.state.keeps_ema, config.schedule.batch_size
-    g_classes = classes if gan.conditioning.g_takes_labels else 0
 
     def draw(state: TrainState, *inputs) -> jax.Array:
-        stats = ema_stats(state, sample_key, gan.latent.sample, batch_size, g_classes) if use_ema else None
+        stats = (
+            ema_stats(state, sample_key, gan.latent.sample, batch_size, gan.conditioning.g_classes) if use_ema else None
+        )
         return generate(state, *inputs, use_ema=use_ema, rngs=rngs, ema_stats=stats)
 
     sample = jax.jit(draw)
@@ -921,7 +922,7 @@ def dcgan_generator(config) -> Generator:
     uniformly (:meth:`ganjax.sample.Generator.inputs`), as in training.
     """
     module, _ = config.models()
-    classes = config.conditioning.num_classes if config.conditioning.g_takes_labels else 0
+    classes = config.conditioning.g_classes
     return Generator(
         module,
         draw=config.latent.sample,

@@ -267,6 +267,11 @@ class Conditioning:
         return bool(self.num_classes) and self.conditional_g
 
     @property
+    def g_classes(self) -> int:
+        """The classes G draws from (0: G takes no class)."""
+        return self.num_classes if self.g_takes_labels else 0
+
+    @property
     def d_takes_labels(self) -> bool:
         """Whether D is called with the class labels (a conditional GAN that is not an AC-GAN)."""
         return bool(self.num_classes) and not self.aux_class_weight
