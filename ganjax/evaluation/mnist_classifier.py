@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import struct
 
+from ganjax.nn.resample import max_pool
+
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
 
@@ -53,7 +55,7 @@ class MNISTClassifier(nn.Module):
             )
         for width in c.conv_widths:
             x = nn.relu(nn.Conv(width, (3, 3), padding="SAME")(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool(x, 2)
         features = nn.relu(nn.Dense(c.feature_dim)(x.reshape(x.shape[0], -1)))
         return nn.Dense(c.num_classes)(features), features
 

@@ -19,6 +19,7 @@ from ganjax.nn.resample import (
     NearestUpsampleConv,
     PixelShuffle,
     StridedConvDown,
+    max_pool,
     nearest_upsample,
     pixel_shuffle,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "conv",
     "conv_transpose",
     "he_constant",
+    "max_pool",
     "nearest_upsample",
     "pixel_shuffle",
 ]

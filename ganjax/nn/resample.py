@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,51 @@ def nearest_upsample(x: jax.Array, scale: int) -> jax.Array:
     """Repeats every pixel ``scale`` times along H and W."""
     n, h, w, c = x.shape
     return jnp.broadcast_to(x[:, :, None, :, None], (n, h, scale, w, scale, c)).reshape(n, h * scale, w * scale, c)
+
+
+def _windows(x: jax.Array, size: int) -> jax.Array:
+    """``(N, H, W, C) -> (N, H / size, W / size, size * size, C)``: each window's pixels in row-major order."""
+    n, h, w, c = x.shape
+    if h % size or w % size:
+        raise ValueError(f"max_pool: window {size} does not divide the image sides {h} x {w}")
+    x = x.reshape(n, h // size, size, w // size, size, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // size, w // size, size * size, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool(x: jax.Array, size: int) -> jax.Array:
+    """``flax.linen.max_pool(x, (size, size), strides=(size, size))`` on NHWC images, with a fast gradient.
+
+    XLA:CPU runs max-pooling's gradient (select-and-scatter) about ten times
+    slower than its forward pass. This pools each window by a reshape and a
+    max, and sends the window's gradient to its first maximum in row-major
+    order, the pixel select-and-scatter picks; values and gradients equal
+    flax's bit for bit, ties included.
+
+    >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    >>> max_pool(x, 2)[0, ..., 0]
+    Array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    """
+    return _windows(x, size).max(axis=3)
+
+
+def _max_pool_fwd(x, size):
+    pooled = max_pool(x, size)
+    return pooled, (x, pooled)
+
+
+def _max_pool_bwd(size, residuals, g):
+    x, pooled = residuals
+    n, h, w, c = x.shape
+    hit = _windows(x, size) == pooled[:, :, :, None]
+    first = hit & (jnp.cumsum(hit, axis=3) == 1)
+    grad = jnp.where(first, g[:, :, :, None], jnp.zeros((), g.dtype))
+    grad = grad.reshape(n, h // size, w // size, size, size, c).transpose(0, 1, 3, 2, 4, 5)
+    return (grad.reshape(x.shape),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class _ResampleConv(nn.Module):

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from ganjax.nn import AvgPoolDown, NearestUpsampleConv, PixelShuffle, StridedConvDown, pixel_shuffle
+from ganjax.nn import AvgPoolDown, NearestUpsampleConv, PixelShuffle, StridedConvDown, max_pool, pixel_shuffle
 
 
 def _normal(seed, shape):
@@ -63,3 +63,31 @@ def test_strided_conv_down_samples_every_other_position():
     dense = np.asarray(nn.Conv(3, (3, 3)).apply({"params": variables["params"]["Conv_0"]}, x))
     # SAME with stride 2 on an even side pads (0, 1): window o covers 2o..2o+2, centred on 2o + 1.
     np.testing.assert_allclose(layer.apply(variables, x), dense[:, 1::2, 1::2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name,images",
+    [
+        ("distinct values", lambda: _normal(0, (2, 6, 8, 3))),
+        # Rounded ReLU outputs tie within most windows, at zero and above it.
+        ("ties", lambda: np.maximum(np.round(_normal(1, (2, 6, 8, 3))), 0.0)),
+        ("constant", lambda: np.full((1, 4, 4, 2), 0.5, np.float32)),
+    ],
+)
+@pytest.mark.parametrize("size", [2, 3])
+def test_max_pool_values_and_gradients_equal_flaxs_bit_for_bit(name, images, size):
+    x = images()
+    x = x[:, : x.shape[1] // size * size, : x.shape[2] // size * size]
+    flax_pool = lambda x: nn.max_pool(x, (size, size), strides=(size, size))
+    pooled, flax_pooled = max_pool(x, size), flax_pool(x)
+    np.testing.assert_array_equal(pooled, flax_pooled)
+    cotangent = _normal(2, pooled.shape)
+    grad = jax.vjp(lambda x: max_pool(x, size), x)[1](cotangent)[0]
+    np.testing.assert_array_equal(grad, jax.vjp(flax_pool, x)[1](cotangent)[0])
+    # each window's gradient goes to one pixel
+    assert np.count_nonzero(grad) == np.count_nonzero(cotangent)
+
+
+def test_max_pool_refuses_a_window_that_does_not_divide_the_image():
+    with pytest.raises(ValueError, match=r"window 2 does not divide the image sides 5 x 4"):
+        max_pool(np.zeros((1, 5, 4, 1), np.float32), 2)
