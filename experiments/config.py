@@ -472,6 +472,9 @@ class Monitor:
     """recent steps each check judges."""
     baseline: int = 400
     """steps before those that are the run's earlier level (gradient norms are judged against it)."""
+    warmup: int = 400
+    """first steps in which only outright failures are flagged (D's loss at its least, exploding or vanishing
+    gradients), while the losses move fast; at most window + baseline, the steps a check reads."""
     max_grad_norm: float = 100.0
     """a median gradient norm above this and 10x its earlier level is an explosion."""
     stop_on: tuple[Literal[tuple(monitor.CHECKS)], ...] = ()
@@ -480,6 +483,7 @@ class Monitor:
     def __post_init__(self):
         at_least(self, "window", 2)
         at_least(self, "baseline", 0)
+        at_least(self, "warmup", 0, self.window + self.baseline)
         positive(self, "max_grad_norm")
 
     def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
@@ -496,6 +500,7 @@ class Monitor:
         return monitor.MonitorConfig(
             window=self.window,
             baseline=self.baseline,
+            warmup=self.warmup,
             max_grad_norm=self.max_grad_norm,
             d_loss_floor=floor,
             stop_on=tuple(self.stop_on),

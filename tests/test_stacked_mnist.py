@@ -12,6 +12,7 @@ from experiments import stacked_mnist as experiment
 from ganjax import data
 from ganjax.benchmarks import stacked_mnist
 from ganjax.evaluation import mnist_classifier as mc
+from ganjax.evaluation import monitor
 
 
 def fake_digits(n=50, seed=0):
@@ -85,3 +86,25 @@ def test_tiny_experiment_run_logs_modes(tmp_path, monkeypatch):
     assert all(0 <= r["duplicate_share"] <= 1 and r["pairwise_distance_ratio"] > 0 for r in evaluated)
     assert len(draws) == 2 * 3  # one draw of 20 samples in batches of 8 per evaluation feeds both
     assert experiment.generator(config).num == config.num_samples
+
+
+def test_the_monitor_lets_g_catch_up_with_d_over_the_first_1000_steps():
+    """A healthy Stacked MNIST D wins most batches at first while G's loss falls: not G fooling D with garbage."""
+    steps = 950
+    noise = np.random.default_rng(0).normal(size=steps)
+    trace = {
+        "g_loss": np.linspace(6.0, 3.0, steps) + 0.2 * noise,
+        "d_real": np.full(steps, 0.95),
+        "d_fake": np.full(steps, 0.05),
+    }
+    config = configs.parse(experiment.Config, [])
+    stacked = config.monitor.build(config.objective)
+    default = configs.Monitor().build(config.objective)
+    flagged = lambda monitor_config: [
+        step
+        for step, flags in monitor.replay(trace, 50, monitor_config)
+        if any(flag.name == "g_fools_with_garbage" for flag in flags)
+    ]
+    assert flagged(default), "the trace is one the default monitor flags after its 400-step warmup"
+    assert flagged(stacked) == []
+    assert flagged(configs.parse(experiment.Config, ["--monitor.warmup", "400"]).monitor.build(config.objective))

@@ -84,6 +84,7 @@ PARSE_CASES = [
     (dcgan_mnist, ["--evaluation.eval-samples", "1"], "Evaluation.eval_samples: must be at least 2"),
     (dcgan_mnist, ["--monitor.window", "1"], "Monitor.window: must be at least 2"),
     (dcgan_mnist, ["--monitor.max-grad-norm", "0"], "Monitor.max_grad_norm: must be positive"),
+    (dcgan_mnist, ["--monitor.warmup", "601"], "Monitor.warmup: must be in [0, 600], got 601"),
     (dcgan_mnist, ["--monitor.stop-on", "d_loss_negative"], "d_loss_negative"),
     (dcgan_mnist, ["--devices.num-devices", "-1"], "BatchNormDevices.num_devices"),
     (dcgan_mnist, ["--schedule.steps", "ten"], "ten"),
