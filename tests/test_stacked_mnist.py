@@ -59,6 +59,7 @@ def test_classify_channels_applies_the_classifier_to_each_channel():
     assert set(seen) == {(16, 28, 28, 1), (14, 28, 28, 1)}
 
 
+@pytest.mark.slow
 def test_tiny_experiment_run_logs_modes(tmp_path, monkeypatch):
     draws = []
     samplers = experiment.evaluation.samplers

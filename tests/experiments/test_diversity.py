@@ -173,6 +173,7 @@ def test_pggan_logs_diversity_at_the_resolution_of_its_stage_and_sees_a_collapse
     assert_collapsed(logged(hooks, collapsed(state), 1))
 
 
+@pytest.mark.slow
 def test_cyclegan_logs_each_direction_and_the_monitor_reads_a_collapsed_one(mnist_dir, small):
     argv = ["--data.dir", str(mnist_dir), *SMALL, "--schedule.batch-size", "4", "--model.g-width", "4"]
     argv += ["--model.g-blocks", "1", "--model.d-width", "4", "--model.d-layers", "1", *DIVERSITY]

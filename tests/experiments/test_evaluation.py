@@ -205,6 +205,7 @@ def test_class_accuracy_needs_a_period_and_a_classifier_for_the_images(tmp_path,
 # ----------------------------------------------------------------------------- features and their cache
 
 
+@pytest.mark.slow
 def test_inception_features_evaluate_any_images_and_are_cached(tmp_path, capsys):
     weights = inception.save_weights(inception.init_variables(jax.random.key(0), SMALL), tmp_path / "fid.npz")
     network = evaluation.inception_network(weights, resize=None)  # 75x75 inputs keep the CPU test small

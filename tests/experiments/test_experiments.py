@@ -313,6 +313,7 @@ def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, ca
     assert resumed_rows[0] == rows[0] and resumed_rows[-1] == rows[-1]
 
 
+@pytest.mark.slow
 def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp_path, capsys):
     """Gulrajani et al.'s objective and Adam betas are the defaults; each step takes n_critic batches of batch_size."""
     defaults = wgan_gp_mnist.Config()
@@ -331,6 +332,7 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     assert_finite([row])
 
 
+@pytest.mark.slow
 def test_class_head_flags_give_d_a_class_head_on_the_labelled_reals_and_g_catgans_term(mnist_dir, tmp_path):
     """``--class-head.weight`` gives D its class head and its loss on the reals; G still draws from z alone."""
     plain = configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, tmp_path, "--clusters.k", "0"))
@@ -389,6 +391,7 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "samples" / "step_000002.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_path):
     """``--objective.g-objective feature_matching`` trains G on the matching loss of D's sown features."""
     losses = {}
@@ -404,6 +407,7 @@ def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_pat
     assert 0.3 < losses["adversarial"] < 3.0 and losses["feature_matching"] > 10 * losses["adversarial"]
 
 
+@pytest.mark.slow
 def test_mnist_evaluation_is_logged_with_its_floor(mnist_dir, tmp_path):
     from ganjax.evaluation import mnist_classifier
 

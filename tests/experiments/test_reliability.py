@@ -196,6 +196,7 @@ def test_an_exception_in_the_prefetch_thread_reaches_the_consumer(mnist):
 # ----------------------------------------------------------------------------- a tiny DCGAN run
 
 
+@pytest.mark.slow
 def test_dcgan_run_that_diverges_at_a_checkpoint_step_keeps_its_last_good_checkpoint(mnist_dir, tmp_path, capsys):
     run = tmp_path / "run"
     args = tiny_unevaluated(mnist_dir, run, "--run.checkpoint-every", "2")

@@ -4,6 +4,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from experiments import config as configs
@@ -13,6 +14,7 @@ from ganjax.evaluation import mnist_classifier
 from ganjax.models import vaegan
 
 
+@pytest.mark.slow
 def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "DIVERSITY_SAMPLES", 16)  # of the decoder's samples from the prior
     classifier_dir = mnist_classifier.save_mnist_classifier(

@@ -226,6 +226,7 @@ def test_bfloat16_models_convolve_in_bfloat16_and_return_float32():
     assert _conv_dtypes(full, g_vars, z) == {"float32"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_bfloat16_step_is_within_tolerance_of_float32(seed):
     """One GAN step in bfloat16 against float32 from the same state and batch (SGD, so updates are gradients).

@@ -54,6 +54,7 @@ def test_feature_reconstruction_is_half_the_mean_squared_distance():
     np.testing.assert_allclose(vaegan.feature_reconstruction(real, fake), 0.5 * (1.0 + 3.0) / 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norms", [{}, {"d_norm": "batch"}])
 def test_each_player_descends_its_own_loss(norms):
     """One SGD(1) step against the losses of the paper written out by hand."""

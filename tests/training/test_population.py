@@ -106,6 +106,7 @@ def smoothed_gan(real_label: float = 0.9, flip_prob: float = 0.0) -> GAN:
     return GAN(Latent(dim=2), Objective(d_labels="one_sided", real_label=real_label, label_flip_prob=flip_prob))
 
 
+@pytest.mark.slow
 def test_members_smooth_and_flip_their_labels_as_single_runs_with_their_values():
     k, steps = len(REAL_LABEL), 30
     make = lambda key: create_state(key, smoothed_gan(), G, D, (2,), g_tx=adam(), d_tx=adam())
