@@ -876,12 +876,10 @@ def train_image_gan(
     generator, discriminator = models(devices.bn_axis_name(mode, config.schedule.batch_size, mesh))
     state = gan_state(init_key, gan, generator, discriminator, example_shape or config.data.shape, config)
     state = prepare(state) if prepare is not None else state
-    use_ema, batch_size = config.state.keeps_ema, config.schedule.batch_size
+    use_ema, batch_size, g_classes = config.state.keeps_ema, config.schedule.batch_size, gan.conditioning.g_classes
 
     def draw(state: TrainState, *inputs) -> jax.Array:
-        stats = (
-            ema_stats(state, sample_key, gan.latent.sample, batch_size, gan.conditioning.g_classes) if use_ema else None
-        )
+        stats = ema_stats(state, sample_key, gan.latent.sample, batch_size, g_classes) if use_ema else None
         return generate(state, *inputs, use_ema=use_ema, rngs=rngs, ema_stats=stats)
 
     sample = jax.jit(draw)

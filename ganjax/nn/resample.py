@@ -40,6 +40,13 @@ def _windows(x: jax.Array, size: int) -> jax.Array:
     return x.reshape(n, h // size, w // size, size * size, c)
 
 
+def _from_windows(windows: jax.Array, size: int) -> jax.Array:
+    """The inverse of :func:`_windows`: ``(N, H / size, W / size, size * size, C) -> (N, H, W, C)``."""
+    n, rows, cols, _, c = windows.shape
+    windows = windows.reshape(n, rows, cols, size, size, c).transpose(0, 1, 3, 2, 4, 5)
+    return windows.reshape(n, rows * size, cols * size, c)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_pool(x: jax.Array, size: int) -> jax.Array:
     """``flax.linen.max_pool(x, (size, size), strides=(size, size))`` on NHWC images, with a fast gradient.
@@ -65,12 +72,9 @@ def _max_pool_fwd(x, size):
 
 def _max_pool_bwd(size, residuals, g):
     x, pooled = residuals
-    n, h, w, c = x.shape
     hit = _windows(x, size) == pooled[:, :, :, None]
     first = hit & (jnp.cumsum(hit, axis=3) == 1)
-    grad = jnp.where(first, g[:, :, :, None], jnp.zeros((), g.dtype))
-    grad = grad.reshape(n, h // size, w // size, size, size, c).transpose(0, 1, 3, 2, 4, 5)
-    return (grad.reshape(x.shape),)
+    return (_from_windows(jnp.where(first, g[:, :, :, None], jnp.zeros((), g.dtype)), size),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
