@@ -3,6 +3,7 @@
 import dataclasses
 import itertools
 import json
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -152,35 +153,79 @@ def test_the_network_follows_the_images_the_weights_and_the_flag(tmp_path, class
 # ----------------------------------------------------------------------------- lazy building
 
 
-def test_evaluation_is_built_at_the_first_evaluation_step_only(tmp_path, monkeypatch):
-    built = []
+DIGITS = data.ImageDataset(images(8, 28, 1), np.zeros(8, np.int32), "digits")
 
-    def build(config, dataset, network):
-        built.append(network)
-        return lambda state, step: {"evaluated": step}
 
-    monkeypatch.setattr(evaluation, "build_evaluator", build)
-    config = dcgan_config("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
-    digits = data.ImageDataset(images(8, 28, 1), np.zeros(8, np.int32), "digits")
+def evaluated_steps(config, steps, build_evaluator, monkeypatch, before_training=lambda: None):
+    """The steps at which ``quality_hooks(config)`` evaluated a run of ``steps`` counting steps on :data:`DIGITS`,
+    with ``build_evaluator`` in place of the real one; ``before_training()`` runs between the hooks and step 1."""
+    monkeypatch.setattr(evaluation, "build_evaluator", build_evaluator)
     log = []
 
     class Record(runner.Hook):
         every = 1
 
         def __call__(self, context):
-            log.append(dict(context.record))
-            context.record.clear()
+            log.append(context.record.pop("evaluated", None))
 
-    def run(steps):
-        hooks = [*evaluation.quality_hooks(config)(digits), Record()]
-        runner.train(0, lambda s, batch: (s + 1, {}), lambda start: itertools.repeat(None), steps, hooks, step_of=int)
+    hooks = [*evaluation.quality_hooks(config)(DIGITS), Record()]
+    before_training()
+    runner.train(0, lambda s, batch: (s + 1, {}), lambda start: itertools.repeat(None), steps, hooks, step_of=int)
+    return [step for step in log if step is not None]
 
-    run(4)  # ends before the first evaluation (at step 5): nothing is built, not even at the end
-    assert built == [] and not any(log)
-    log.clear()
-    run(12)
-    assert built == ["mnist"]  # once, at step 5
-    assert [r["evaluated"] for r in log if r] == [5, 10]
+
+def test_evaluation_is_built_at_the_first_evaluation_step_only(classifier_dir, monkeypatch):
+    built = []
+
+    def build(config, dataset, network):
+        built.append((network, threading.current_thread()))
+        return lambda state, step: {"evaluated": step}
+
+    config = dcgan_config("--evaluation.eval-every", "5", "--evaluation.classifier-dir", classifier_dir)
+    # ends before the first evaluation (at step 5): nothing is built, not even at the end
+    assert evaluated_steps(config, 4, build, monkeypatch) == [] and built == []
+    assert evaluated_steps(config, 12, build, monkeypatch) == [5, 10]
+    assert built == [("mnist", threading.main_thread())]  # once, at step 5
+
+
+def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_path, monkeypatch):
+    """With no classifier saved yet, the evaluator (which trains it) is built on another thread from the moment the
+    hooks are made, before step 1, and the first evaluation waits for it and uses it; not for a run that ends first.
+    """
+    monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
+    started, release, built = threading.Event(), threading.Event(), []
+
+    def build(config, dataset, network):
+        built.append((network, threading.current_thread()))
+        started.set()
+        assert release.wait(30)
+        return lambda state, step: {"evaluated": step}
+
+    missing = ("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
+    short = dcgan_config(*missing, "--schedule.steps", "4")
+    assert evaluated_steps(short, 4, build, monkeypatch) == [] and built == []
+    config = dcgan_config(*missing, "--schedule.steps", "12")
+    monkeypatch.setattr(evaluation, "usable_cores", lambda: 1)  # beside the run it would only slow it down
+    assert evaluated_steps(config, 4, build, monkeypatch) == [] and built == []
+    monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
+
+    def building_before_step_1():
+        assert started.wait(10)  # the run's steps have not started: only a thread of its own builds it
+        release.set()
+
+    assert evaluated_steps(config, 12, build, monkeypatch, building_before_step_1) == [5, 10]
+    ((network, thread),) = built
+    assert network == "mnist" and thread is not threading.main_thread()
+
+
+def test_a_failure_to_build_ahead_is_raised_at_the_first_evaluation(tmp_path, monkeypatch):
+    def build(config, dataset, network):
+        raise OSError(f"{config.evaluation.classifier_dir}: read-only file system")
+
+    monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
+    config = dcgan_config("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
+    with pytest.raises(OSError, match="none: read-only file system"):
+        evaluated_steps(config, 12, build, monkeypatch)
 
 
 def test_class_accuracy_needs_a_period_and_a_classifier_for_the_images(tmp_path, classifier_dir, capsys):
