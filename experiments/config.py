@@ -560,8 +560,8 @@ def r3gan(config: Config) -> Config:
     run's ``schedule.steps``.
 
     The final half-life is for MNIST-scale runs of a few thousand steps: a
-    tenth of the run averages G over its last stretch (dcgan_mnist's 3,600
-    steps of 64: 23,040 images, 360 steps, a decay of 0.998 per step) without
+    tenth of the run averages G over its last stretch (dcgan_mnist's 6,000
+    steps of 32: 19,200 images, 600 steps, a decay of 0.9988 per step) without
     reaching back to its early weights, where a fixed half-life taken from
     long CIFAR-10 runs would be out of proportion with the run.
     The experiment's players stay its own (R3GAN's are normalization-free ResNets;

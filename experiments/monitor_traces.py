@@ -50,10 +50,8 @@ from ganjax.evaluation import monitor
 QUIET = ("--run.log-every", "1", "--run.sample-every", "100000", "--run.checkpoint-every", "100000")
 NO_CLASSIFIER = ("--evaluation.classifier-dir", "", "--evaluation.eval-samples", "1000")
 LOG_EVERY = 50  # the checks of Run.log_every's default cadence
-DCGAN_SMALL = (
-    *("--model.g-width", "32", "--model.d-width", "32", *NO_CLASSIFIER, "--evaluation.eval-every", "250"),
-    *("--clusters.k", "0"),
-)
+DCGAN_TRACED = (*NO_CLASSIFIER, "--evaluation.eval-every", "250", "--clusters.k", "0")
+DCGAN_SMALL = ("--model.g-width", "32", "--model.d-width", "32", "--schedule.batch-size", "64", *DCGAN_TRACED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +91,7 @@ CASES = (
     Case(
         "dcgan_rgb64",
         "experiments.dcgan_mnist",
-        (*DCGAN_SMALL[4:], "--model.g-width", "16", "--model.d-width", "16", "--schedule.batch-size", "32"),
+        (*DCGAN_TRACED, "--model.g-width", "16", "--model.d-width", "16", "--schedule.batch-size", "32"),
         500,
         rgb_digits=True,
     ),
