@@ -25,19 +25,17 @@ from ganjax.training import devices
 from ganjax.training.phases import batches_per_step, make_step
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument(
-        "experiment",
-        help="a module of experiments/ whose Config is an image GAN with a DCGAN or conditional DCGAN model part",
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    args, flags = parser.parse_known_args(argv)
-    config = configs.parse(importlib.import_module(f"experiments.{args.experiment}").Config, flags)
+def build(experiment: str, flags: list[str]):
+    """``(config, step, state, batch)``: ``experiments.{experiment}``'s config with ``flags``, its jitted step on one
+    device, a fresh state and one step's random batch.
+
+    Raises:
+      ValueError: if the config has no DCGAN or conditional DCGAN model part.
+    """
+    config = configs.parse(importlib.import_module(f"experiments.{experiment}").Config, flags)
     conditional = isinstance(config, configs.ConditionalGAN)
     if not (conditional or isinstance(getattr(config, "model", None), configs.DCGANModel)):
-        parser.error(f"experiments.{args.experiment}: its config has no DCGAN or conditional DCGAN model part")
+        raise ValueError(f"experiments.{experiment}: its config has no DCGAN or conditional DCGAN model part")
     gan = config.make_gan(config.conditioning)  # the class head's or the clusters' for an unconditional experiment
     generator, discriminator = config.models()
     state = runner.gan_state(jax.random.key(0), gan, generator, discriminator, config.data.shape, config)
@@ -48,6 +46,22 @@ def main(argv=None):
     batch = {"image": rng.uniform(-1, 1, (rows, *config.data.shape)).astype(np.float32)}
     if gan.conditioning.num_classes:
         batch["label"] = rng.integers(0, config.conditioning.num_classes, rows).astype(np.int32)
+    return config, step, state, batch
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument(
+        "experiment",
+        help="a module of experiments/ whose Config is an image GAN with a DCGAN or conditional DCGAN model part",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    args, flags = parser.parse_known_args(argv)
+    try:
+        _, step, state, batch = build(args.experiment, flags)
+    except ValueError as error:
+        parser.error(str(error))
     for _ in range(2):
         state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
