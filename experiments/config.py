@@ -519,7 +519,8 @@ class Evaluation:
     """the features FID, KID, precision/recall and density/coverage compare: the MNIST classifier, InceptionV3 (with
     fid_weights), or auto: the classifier for 28x28x1 images, InceptionV3 for others."""
     classifier_dir: str = "runs/mnist_classifier"
-    """the MNIST feature network (trained there on labelled 28x28x1 data at the first evaluation if missing)."""
+    """the MNIST feature network (if missing, trained there on labelled 28x28x1 data beside the run, which waits for
+    it at the first evaluation)."""
     fid_weights: str | None = None
     """InceptionV3 FID weights, the .npz of python -m ganjax.evaluation.inception convert
     pt_inception-2015-12-05-6726825d.pth OUT.npz; None: $GANJAX_FID_WEIGHTS if set."""

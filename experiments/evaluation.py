@@ -5,8 +5,8 @@ feature network (:class:`FeatureNetwork`), chosen by ``--evaluation.feature-netw
 
 * the MNIST classifier (:mod:`ganjax.evaluation.mnist_classifier`; "MNIST FID", plus
   class coverage and KL), the default for 28x28x1 images. :func:`train_classifier`
-  trains it (``python -m experiments.train_mnist_classifier``, or at the first
-  evaluation when ``classifier_dir`` holds none and the digits are labelled);
+  trains it (``python -m experiments.train_mnist_classifier``, or beside a run that
+  will evaluate when ``classifier_dir`` holds none and the digits are labelled);
 * InceptionV3's pool3 features (FID proper, :mod:`ganjax.evaluation.inception`), the
   default for any other images, with pytorch-fid's weights converted once by
   ``python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz``
