@@ -26,7 +26,8 @@ def test_r3gan_preset_sets_the_recipe_over_the_runs_steps():
     assert (objective.penalty_weight, objective.penalty_weight_final) == (0.05 / 2, 0.005 / 2)  # gamma / 2
     assert (optimizers.lr_g, optimizers.lr_g_final, optimizers.lr_d, optimizers.lr_d_final) == (2e-4, 5e-5, 2e-4, 5e-5)
     assert (optimizers.b1, optimizers.b2, optimizers.b2_final, optimizers.anneal_steps) == (0.0, 0.9, 0.99, 100)
-    assert (state.ema_decay, state.ema_half_life, state.ema_anneal_steps) == (0.0, 100 * 64 / 10, 100)
+    half_life = 100 * dcgan_mnist.Config().schedule.batch_size / 10  # a tenth of the images the run shows G
+    assert (state.ema_decay, state.ema_half_life, state.ema_anneal_steps) == (0.0, half_life, 100)
     assert config.model == dcgan_mnist.Config().model and config.run == dcgan_mnist.Config().run
 
 
@@ -37,7 +38,7 @@ def test_flags_apply_on_top_of_the_preset_wherever_they_stand():
     assert (config.objective.penalty_weight_final, config.objective.loss) == (0.001, "relativistic")
     assert config.schedule.n_critic == 5 and config.objective.penalty_anneal_steps == 15000  # the experiment's own
     unset = configs.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--state.ema-anneal-steps", "0"])
-    assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (6000 * 64 / 10, 0)
+    assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (6000 * unset.schedule.batch_size / 10, 0)
 
 
 @pytest.mark.parametrize(
