@@ -13,11 +13,11 @@ feature network (:class:`FeatureNetwork`), chosen by ``--evaluation.feature-netw
   and named by ``--evaluation.fid-weights`` or ``$GANJAX_FID_WEIGHTS``.
 
 Without either, a run says so in one line before training and logs only the
-mode-collapse signals (pixel space). Nothing is built before training (the network,
-the real features and G's sampler come at the first evaluation step) but an MNIST
-classifier still to be trained, which trains beside the GAN from the start (:func:`quality_hooks`). Real features
-are computed once and cached in ``runs/cache`` by dataset, resolution, images and
-network. The first evaluation also reports the real-vs-real floor: the FID between
+mode-collapse signals (pixel space). The network, the real features and G's sampler
+are built at the first evaluation step, not before training; only an MNIST classifier
+still to be trained starts training with the run, beside it (:func:`quality_hooks`).
+Real features are computed once and cached in ``runs/cache`` by dataset, resolution,
+images and network. The first evaluation also reports the real-vs-real floor: the FID between
 two disjoint sets of real images of the evaluation's size, the best a generator can
 hope for with this many samples.
 """
@@ -455,7 +455,7 @@ def in_background(fn: Callable[[], Any]) -> Callable[[], Any]:
         except BaseException as error:  # handed to the caller, which raises it
             future.set_exception(error)
 
-    threading.Thread(target=run, name=f"background {getattr(fn, '__name__', 'build')}", daemon=True).start()
+    threading.Thread(target=run, name="ganjax background build", daemon=True).start()
     return future.result
 
 
