@@ -202,12 +202,14 @@ def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_pa
         return lambda state, step: {"evaluated": step}
 
     missing = ("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
-    short = dcgan_config(*missing, "--schedule.steps", "4")
+    short, config = (dcgan_config(*missing, "--schedule.steps", steps) for steps in ("4", "12"))
+    in_background = evaluation.in_background
+    monkeypatch.setattr(evaluation, "in_background", lambda fn: pytest.fail("started a build ahead"))
     assert evaluated_steps(short, 4, build, monkeypatch) == [] and built == []
-    config = dcgan_config(*missing, "--schedule.steps", "12")
     monkeypatch.setattr(evaluation, "usable_cores", lambda: 1)  # beside the run it would only slow it down
     assert evaluated_steps(config, 4, build, monkeypatch) == [] and built == []
     monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
+    monkeypatch.setattr(evaluation, "in_background", in_background)
 
     def building_before_step_1():
         assert started.wait(10)  # the run's steps have not started: only a thread of its own builds it
