@@ -20,6 +20,7 @@ import optax
 from flax import struct
 
 from ganjax.optim import EMA
+from ganjax.training import rng
 
 PyTree = Any
 
@@ -39,8 +40,11 @@ class Player(struct.PyTreeNode):
 
     @classmethod
     def create(cls, module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *inputs, **kwargs) -> Player:
-        """Initialises ``module`` on ``inputs`` (with ``train=False``) and ``tx`` on its params."""
-        params_key, noise_key, dropout_key = jax.random.split(key, 3)
+        """Initialises ``module`` on ``inputs`` (with ``train=False``) and ``tx`` on its params.
+
+        The init draws through :func:`ganjax.training.rng.flat_draws`: the params of ``key``, compiled faster.
+        """
+        params_key, noise_key, dropout_key = jax.random.split(rng.flat_draws(key), 3)
         variables = module.init(
             {"params": params_key, "noise": noise_key, "dropout": dropout_key}, *inputs, train=False, **kwargs
         )
