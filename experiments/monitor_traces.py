@@ -72,7 +72,10 @@ class Case:
     """train on 64 px RGB digits (:func:`write_rgb_digits`) instead of the experiment's data."""
 
 
-WGAN_SMALL = (*NO_CLASSIFIER, "--model.g-width", "32", "--evaluation.eval-every", "200", "--clusters.k", "0")
+WGAN_SMALL = (
+    *NO_CLASSIFIER,
+    *("--model.g-width", "32", "--schedule.n-critic", "5", "--evaluation.eval-every", "200", "--clusters.k", "0"),
+)
 STRONG_D = ("--optim.lr-g", "1e-8", "--run.allow-changes", "optim.lr_g")
 CASES = (
     Case("dcgan_mnist", "experiments.dcgan_mnist", DCGAN_SMALL, 1500),

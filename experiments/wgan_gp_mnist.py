@@ -1,9 +1,10 @@
 """WGAN-GP on MNIST: ``python -m experiments.wgan_gp_mnist``.
 
 Gulrajani et al. 2017: the Wasserstein loss with a two-sided gradient penalty
-of weight 10 on random interpolates, 5 critic updates per G update (each on
-its own batch), Adam with b1=0.5, b2=0.9, and no BatchNorm in the critic
-(the penalty is per example). The DCGAN architecture; writes what
+of weight 10 on random interpolates, several critic updates per G update (each
+on its own batch; 3 here, the paper's 5 cost more than they gain in a
+15-minute run, docs/results.md), Adam with b1=0.5, b2=0.9, and no BatchNorm in
+the critic (the penalty is per example). The DCGAN architecture; writes what
 ``experiments.dcgan_mnist`` writes. Samples and the ``ema_`` metrics come from
 a moving average of G's weights (with BatchNorm statistics recomputed for it).
 G and the critic are conditioned on 50 balanced k-means clusters of the
@@ -26,20 +27,21 @@ from ganjax.training.state import TrainState
 class Config(configs.ClassHeadGAN):
     """WGAN-GP on MNIST."""
 
-    model: configs.DCGANModel = configs.DCGANModel(g_width=64, d_width=16, d_norm="none")
-    """The DCGAN G and a critic without BatchNorm; a narrow critic buys more G steps a minute (docs/results.md)."""
+    model: configs.DCGANModel = configs.DCGANModel(g_width=32, d_width=16, d_norm="none")
+    """The DCGAN G and a critic without BatchNorm, both narrow: more G steps a minute (docs/results.md)."""
     objective: configs.Objective = configs.Objective(loss="wasserstein", penalty="wgan_gp", penalty_weight=10.0)
     optim: configs.Optimizers = configs.Optimizers(lr_g=3e-4, lr_d=3e-4, b1=0.5, b2=0.9)
-    """Adam at 3e-4 rather than the paper's 1e-4: a 15,000-step run learns far faster (docs/results.md)."""
+    """Adam at 3e-4 rather than the paper's 1e-4: a short run learns far faster (docs/results.md)."""
     state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
     """G's moving average, sampled with statistics recomputed for it (docs/results.md)."""
     clusters: configs.Clusters = configs.Clusters(k=50, d_conditioning="projection", fake_classes="reals")
     """G and the critic conditioned on clusters of the digits, each fake beside a real of its cluster, so the
     penalty's interpolates join two images of one cluster (docs/results.md)."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=15000, batch_size=16, n_critic=5)
-    """How long and on how much data each step trains; a small batch buys more G steps a minute (docs/results.md)."""
+    schedule: configs.GANSchedule = configs.GANSchedule(steps=18000, batch_size=16, n_critic=3)
+    """How long, on how much data and with how many critic updates each step trains: a small batch and 3 critic
+    updates buy more G steps a minute (docs/results.md)."""
     run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist")
-    evaluation: configs.Evaluation = configs.Evaluation(eval_every=5000)
+    evaluation: configs.Evaluation = configs.Evaluation(eval_every=6000)
 
 
 def train_and_evaluate(config: Config) -> TrainState:

@@ -320,12 +320,12 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     assert (defaults.objective.loss, defaults.objective.penalty, defaults.schedule.n_critic) == (
         "wasserstein",
         "wgan_gp",
-        5,
+        3,
     )
     assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (3e-4, 0.9, "none")
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
     state = wgan_gp_mnist.train_and_evaluate(configs.parse(wgan_gp_mnist.Config, argv))
-    assert "global batch 4 x 5 batches per step, 4 per device" in capsys.readouterr().out
+    assert "global batch 4 x 3 batches per step, 4 per device" in capsys.readouterr().out
     assert int(state.step) == 2
     (row,) = records(tmp_path)
     assert {"penalty", "d_real_score", "d_fake_score"} <= set(row) and "d_real" not in row and row["penalty"] > 0

@@ -36,7 +36,7 @@ def test_flags_apply_on_top_of_the_preset_wherever_they_stand():
     config = configs.parse(wgan_gp_mnist.Config, argv)
     assert (config.optim.lr_g, config.optim.lr_g_final, config.optim.lr_d) == (1e-3, 5e-5, 2e-4)
     assert (config.objective.penalty_weight_final, config.objective.loss) == (0.001, "relativistic")
-    assert config.schedule.n_critic == 5 and config.objective.penalty_anneal_steps == 15000  # the experiment's own
+    assert config.schedule.n_critic == 3 and config.objective.penalty_anneal_steps == 18000  # the experiment's own
     unset = configs.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--state.ema-anneal-steps", "0"])
     assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (6000 * unset.schedule.batch_size / 10, 0)
 
