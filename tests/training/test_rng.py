@@ -3,12 +3,15 @@
 import functools
 import zlib
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from ganjax.training import rng
+from ganjax.training.state import Player
 
 KEY = jax.random.key(3)
 
@@ -25,6 +28,45 @@ def test_step_and_named_keys_are_fold_ins():
     names = ["fake", "d", "g", "replay", "penalty"]
     assert len({key_data(rng.named(KEY, name)).tobytes() for name in names}) == len(names)
     assert len({key_data(rng.step_key(KEY, t)).tobytes() for t in range(4)}) == 4
+
+
+DRAWS = {
+    "normal": jax.random.normal,
+    "uniform": functools.partial(jax.random.uniform, minval=-1.0, maxval=2.0),
+    "bits": jax.random.bits,
+    "truncated_normal": lambda key, shape: jax.random.truncated_normal(key, -2.0, 2.0, shape),
+    "bernoulli": lambda key, shape: jax.random.bernoulli(key, 0.3, shape),
+    "randint": functools.partial(jax.random.randint, minval=0, maxval=9),
+    "permutation of rows": lambda key, shape: jax.random.permutation(key, jnp.arange(np.prod(shape)).reshape(shape)),
+}
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 3), (3, 3, 2, 5), (2, 1, 3, 1, 4)])
+@pytest.mark.parametrize("name", DRAWS)
+def test_flat_draws_are_threefrys_numbers(name, shape):
+    draw, key = DRAWS[name], rng.named(KEY, name)
+    np.testing.assert_array_equal(draw(rng.flat_draws(key), shape), draw(key, shape))
+    np.testing.assert_array_equal(jax.jit(draw, static_argnums=1)(rng.flat_draws(key), shape), draw(key, shape))
+    # Keys derived from a flat key are Threefry's keys, and draw flat too.
+    derived = jax.random.split(jax.random.fold_in(rng.flat_draws(key), 1))[1]
+    np.testing.assert_array_equal(key_data(derived), key_data(jax.random.split(jax.random.fold_in(key, 1))[1]))
+    assert jax.random.key_impl(derived) == jax.random.key_impl(rng.flat_draws(key)) != jax.random.key_impl(key)
+
+
+def test_step_keys_and_player_inits_draw_flat():
+    """The wiring: a step's key and a player's init key draw through flat_draws."""
+    flat = jax.random.key_impl(rng.flat_draws(KEY))
+    assert jax.random.key_impl(rng.step_key(KEY, 5)) == flat
+    seen = []
+
+    class Probe(nn.Module):
+        @nn.compact
+        def __call__(self, x, train):
+            seen.append(jax.random.key_impl(self.make_rng("params")))
+            return nn.Dense(2)(x)
+
+    player = Player.create(Probe(), optax.sgd(1.0), KEY, jnp.zeros((1, 3)))
+    assert seen == [flat] and player.params["Dense_0"]["kernel"].shape == (3, 2)
 
 
 def per_devices(fn, devices=4):
