@@ -48,9 +48,9 @@ def flat_draws(key: jax.Array) -> jax.Array:
 
     Threefry numbers the elements of a draw in row-major order, so a draw of
     shape ``(a, b, c, d)`` is the flat draw of ``a * b * c * d`` reshaped. XLA:CPU
-    compiles the multi-dimensional counters of a 4-D draw slowly: 2-6 s for a
-    conv kernel's, over 30 s for some shapes such as ``(3, 3, 8, 9)``, against
-    under 0.5 s flat; a model's first init pays that for every kernel shape.
+    compiles the multi-dimensional counters of a 4-D draw far more slowly than
+    a flat draw's (seconds for a conv kernel's shape; ``bench/README.md``), and
+    a model's first init pays that for every kernel shape.
     Splits and folds are Threefry's own, so every key derived from this one
     draws Threefry's numbers too.
 
