@@ -52,12 +52,15 @@ def flat_draws(key: jax.Array) -> jax.Array:
     a flat draw's (seconds for a conv kernel's shape; ``bench/README.md``), and
     a model's first init pays that for every kernel shape.
     Splits and folds are Threefry's own, so every key derived from this one
-    draws Threefry's numbers too.
+    draws Threefry's numbers too. A key of another implementation (``'rbg'``)
+    is returned as it is.
 
     >>> key = jax.random.key(0)
     >>> bool((jax.random.normal(flat_draws(key), (3, 3, 2, 5)) == jax.random.normal(key, (3, 3, 2, 5))).all())
     True
     """
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and jax.random.key_impl(key) != _THREEFRY.name:
+        return key  # already flat, or another implementation's key, whose numbers are its own
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=FLAT_THREEFRY)
 
 

@@ -53,6 +53,16 @@ def test_flat_draws_are_threefrys_numbers(name, shape):
     assert jax.random.key_impl(derived) == jax.random.key_impl(rng.flat_draws(key)) != jax.random.key_impl(key)
 
 
+@pytest.mark.parametrize("key", [jax.random.key(1, impl="rbg"), rng.flat_draws(jax.random.key(1))], ids=["rbg", "flat"])
+def test_flat_draws_keeps_a_key_that_is_not_plain_threefry(key):
+    assert rng.flat_draws(key) is key
+
+
+def test_flat_draws_of_a_raw_key_is_its_threefry_key():
+    raw = jax.random.PRNGKey(4)
+    np.testing.assert_array_equal(jax.random.normal(rng.flat_draws(raw), (2, 3)), jax.random.normal(raw, (2, 3)))
+
+
 def test_step_keys_and_player_inits_draw_flat():
     """The wiring: a step's key and a player's init key draw through flat_draws."""
     flat = jax.random.key_impl(rng.flat_draws(KEY))
