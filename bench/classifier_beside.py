@@ -25,7 +25,7 @@ from unittest import mock
 
 import jax
 
-from bench import experiment_step
+from bench import experiment_step, trees
 from experiments import evaluation
 
 
@@ -78,8 +78,7 @@ def main(argv=None):
                 flush=True,
             )
     print(f"load after: {os.getloadavg()[0]:.2f}")
-    same = all(jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), trained[0], p)) for p in trained)
-    print(f"classifier params equal bit for bit: {same}")
+    print(f"classifier params equal bit for bit: {trees.equal_bit_for_bit(*trained)}")
 
 
 if __name__ == "__main__":

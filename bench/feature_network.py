@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import optax
 
+from bench import trees
 from experiments import evaluation
 from ganjax import data
 from ganjax.evaluation import mnist_classifier
@@ -69,10 +70,7 @@ def main(argv=None):
     for name, ms in medians.items():
         print(f"{name:20s} {ms:7.1f} ms/step")
     flax_ms, ganjax_ms = medians.values()
-    same = all(
-        np.array_equal(a, b)
-        for a, b in zip(*(jax.tree.leaves(variant["state"][0]) for variant in variants.values()), strict=True)
-    )
+    same = trees.equal_bit_for_bit(*(variant["state"][0] for variant in variants.values()))
     print(f"speed-up {flax_ms / ganjax_ms:.2f}x; params equal bit for bit: {same}")
     print(f"load (1 min) {load_before:.2f} -> {load_after:.2f} on {os.cpu_count()} cores")
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import trees
 from ganjax.models import cyclegan, dcgan
 from ganjax.training import rng
 
@@ -57,7 +58,7 @@ def main(argv=None):
                 jax.clear_caches()
                 seconds, params[kind] = init_seconds(module, example, kinds[kind])
                 times[name, kind].append(seconds)
-            equal &= all(np.array_equal(a, b) for a, b in zip(*params.values(), strict=True))
+            equal &= trees.equal_bit_for_bit(*params.values())
     for name in MODELS:
         plain, flat = (statistics.median(times[name, kind]) for kind in kinds)
         print(f"{name}: threefry {plain:.2f} s, flat_draws {flat:.2f} s ({plain / flat:.1f}x)")
