@@ -212,9 +212,10 @@ def init_all_stages(module: nn.Module, key: jax.Array, inputs_at: Callable[[int]
     """The union over every stage of ``module``'s params, from one key; ``inputs_at(stage)`` is z or images.
 
     Layers shared by several stages get the values of the last stage that has
-    them; every stage's call then finds all of its layers in the one tree.
+    them; every stage's call then finds all of its layers in the one tree. The
+    inits draw through :func:`ganjax.training.rng.flat_draws`, as every player's do.
     """
-    params = {}
+    params, key = {}, rng.flat_draws(key)
     for stage in range(module.num_stages):
         params.update(module.init(key, inputs_at(stage), jnp.ones(()), stage)["params"])
     return params
