@@ -26,7 +26,8 @@ from unittest import mock
 import jax
 
 from bench import experiment_step, trees
-from experiments import evaluation
+from ganjax import evaluation
+from ganjax.evaluation import ClassifierTraining
 
 
 def main(argv=None):
@@ -37,7 +38,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     args, flags = parser.parse_known_args(argv)
     config, step, state, batch = experiment_step.build(args.experiment, flags)
-    settings = dataclasses.replace(evaluation.ClassifierTraining(), steps=args.classifier_steps)
+    settings = dataclasses.replace(ClassifierTraining(), steps=args.classifier_steps)
     digits = config.data.load()
 
     def gan():

@@ -19,8 +19,7 @@ import time
 import jax
 import numpy as np
 
-from experiments import config as configs
-from experiments import runner
+from ganjax import run
 from ganjax.training import devices
 from ganjax.training.phases import batches_per_step, make_step
 
@@ -32,13 +31,13 @@ def build(experiment: str, flags: list[str]):
     Raises:
       ValueError: if the config has no DCGAN or conditional DCGAN model part.
     """
-    config = configs.parse(importlib.import_module(f"experiments.{experiment}").Config, flags)
-    conditional = isinstance(config, configs.ConditionalGAN)
-    if not (conditional or isinstance(getattr(config, "model", None), configs.DCGANModel)):
+    config = run.parse(importlib.import_module(f"experiments.{experiment}").Config, flags)
+    conditional = isinstance(config, run.ConditionalGAN)
+    if not (conditional or isinstance(getattr(config, "model", None), run.DCGANModel)):
         raise ValueError(f"experiments.{experiment}: its config has no DCGAN or conditional DCGAN model part")
     gan = config.make_gan(config.conditioning)  # the class head's or the clusters' for an unconditional experiment
     generator, discriminator = config.models()
-    state = runner.gan_state(jax.random.key(0), gan, generator, discriminator, config.data.shape, config)
+    state = run.gan_state(jax.random.key(0), gan, generator, discriminator, config.data.shape, config)
     phases = gan.phases(config.schedule.n_critic)
     step = devices.data_parallel(make_step(phases), devices.make_mesh(1), batches_per_step(phases))
     rows = config.schedule.batch_size * batches_per_step(phases)

@@ -26,9 +26,8 @@ import numpy as np
 import optax
 
 from bench import trees
-from experiments import evaluation
-from ganjax import data
-from ganjax.evaluation import mnist_classifier
+from ganjax import data, evaluation
+from ganjax.evaluation import ClassifierTraining, mnist_classifier
 
 
 def flax_max_pool(x, size):
@@ -41,7 +40,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
-    settings = evaluation.ClassifierTraining()
+    settings = ClassifierTraining()
     digits = data.load(str(data.PACKAGED_MNIST))
     batcher = data.Batcher(digits, args.batch_size, settings.seed)
     batches = [batcher.batch(i) for i in range(args.steps)]

@@ -55,10 +55,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import config as configs
-from experiments import gaussian_mixture, runner
-from ganjax import data, plots
+from experiments import gaussian_mixture
+from ganjax import data, plots, validate
 from ganjax.evaluation import metrics
+from ganjax.run import WorkdirError, mean_std, parse, to_dict
+from ganjax.run import main as run_main
 from ganjax.training import population
 
 
@@ -188,15 +189,15 @@ class Config:
     """delete whatever workdir holds and start afresh."""
 
     def __post_init__(self):
-        configs.at_least(self, "seeds", 2, 1024)
-        configs.at_least(self, "workers", 0, 1024)
+        validate.at_least(self, "seeds", 2, 1024)
+        validate.at_least(self, "workers", 0, 1024)
         if not self.mixtures:
-            configs.refuse(self, "mixtures", "name at least one mixture")
+            validate.refuse(self, "mixtures", "name at least one mixture")
         for name, values in (("mixtures", self.mixtures), ("switches", self.switches)):
             if len(set(values)) != len(values):
-                configs.refuse(self, name, f"names one twice: {list(values)}")
+                validate.refuse(self, name, f"names one twice: {list(values)}")
         if self.resume and self.overwrite:
-            configs.refuse(self, "overwrite", "resume continues the ablation in workdir, overwrite deletes it")
+            validate.refuse(self, "overwrite", "resume continues the ablation in workdir, overwrite deletes it")
         for setting in self.base:
             _flags(setting, "base")
 
@@ -221,7 +222,7 @@ def setting_config(config: Config, mixture: str, switch: Switch | None) -> gauss
     fields = [*config.base, *(switch.fields if switch else ())]
     argv = ["--mixture", mixture, *[flag for setting in fields for flag in _flags(setting, "base")]]
     try:
-        return configs.parse(gaussian_mixture.Config, argv)
+        return parse(gaussian_mixture.Config, argv)
     except SystemExit:
         raise ValueError(f"{switch.name if switch else BASE}: the fields {fields} are not a valid config") from None
 
@@ -280,27 +281,25 @@ def _trained(config: Config, settings: Sequence[tuple[str, Switch | None]]):
 def _prepare_workdir(config: Config) -> tuple[pathlib.Path, list[dict]]:
     """The workdir, ready, and the results it already holds (on resume)."""
     workdir = pathlib.Path(config.workdir)
-    saved = configs.to_dict(config)
+    saved = to_dict(config)
     config_file, results_file = workdir / "config.json", workdir / "results.jsonl"
     if workdir.exists() and not workdir.is_dir():
-        raise runner.WorkdirError(f"{workdir}: Config.workdir is a file, not a folder")
+        raise WorkdirError(f"{workdir}: Config.workdir is a file, not a folder")
     if config.resume:
         if not results_file.is_file():
-            raise runner.WorkdirError(f"{workdir}: nothing to resume (no results.jsonl); drop --resume")
+            raise WorkdirError(f"{workdir}: nothing to resume (no results.jsonl); drop --resume")
         before = json.loads(config_file.read_text())
         changed = sorted(
             k for k in before.keys() | saved.keys() if k not in RESUME_FREE and before.get(k) != saved.get(k)
         )
         if changed:
-            raise runner.WorkdirError(
+            raise WorkdirError(
                 f"{workdir}: resuming with a different config would mix two ablations; changed: {', '.join(changed)}"
             )
         return workdir, plots.read_jsonl(results_file)
     if workdir.exists() and any(workdir.iterdir()):
         if not config.overwrite:
-            raise runner.WorkdirError(
-                f"{workdir} already holds an ablation: pass --resume, --overwrite or another --workdir"
-            )
+            raise WorkdirError(f"{workdir} already holds an ablation: pass --resume, --overwrite or another --workdir")
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     config_file.write_text(json.dumps(saved, indent=2) + "\n")
@@ -346,7 +345,7 @@ def table(results: Sequence[dict]) -> str:
             for metric, higher in METRICS.items():
                 mark = "" if name == BASE else compare(values[metric], base[metric], higher)
                 spec = ".1f" if metric == "modes" else ".3f"
-                cells.append(f"{runner.mean_std(values[metric], spec)} {mark}".strip())
+                cells.append(f"{mean_std(values[metric], spec)} {mark}".strip())
             lines.append(f"| {name} | {len(values['modes'])} | {' | '.join(cells)} | {tricks[name]} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
@@ -386,7 +385,7 @@ def run_ablation(config: Config) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    runner.main(Config, lambda config: print(run_ablation(config)), argv)
+    run_main(Config, lambda config: print(run_ablation(config)), argv)
 
 
 if __name__ == "__main__":

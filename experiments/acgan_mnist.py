@@ -11,26 +11,35 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments import cgan_mnist, evaluation, runner
-from experiments import config as configs
+from experiments import cgan_mnist
+from ganjax import evaluation
+from ganjax.run import (
+    ConditionalGAN,
+    ConditionalModel,
+    Conditioning,
+    GANSchedule,
+    Latent,
+    Run,
+    StateOptions,
+    train_image_gan,
+)
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ConditionalGAN):
+class Config(ConditionalGAN):
     """AC-GAN on MNIST."""
 
-    model: configs.ConditionalModel = configs.ConditionalModel(d_conditioning="auxiliary")
-    conditioning: configs.Conditioning = configs.Conditioning(
-        num_classes=10, aux_class_weight=1.0, aux_fake_class_weight=0.0
-    )
+    model: ConditionalModel = ConditionalModel(d_conditioning="auxiliary")
+    conditioning: Conditioning = Conditioning(num_classes=10, aux_class_weight=1.0, aux_fake_class_weight=0.0)
     """Class conditioning; D learns classes from real digits only, as the fakes' term held back digits 3 and 4
     (docs/results.md)."""
-    latent: configs.Latent = configs.Latent(dim=64)
-    state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
+    latent: Latent = Latent(dim=64)
+    state: StateOptions = StateOptions(ema_decay=0.999)
     """What the state keeps: samples and class accuracy come from the moving average of G."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=6000)
-    run: configs.Run = configs.Run(workdir="runs/acgan_mnist")
+    schedule: GANSchedule = GANSchedule(steps=6000)
+    run: Run = Run(workdir="runs/acgan_mnist")
 
 
 generator = cgan_mnist.generator
@@ -40,7 +49,7 @@ generator = cgan_mnist.generator
 def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the AC-GAN; returns the final state and the per-class accuracy (None without classifier)."""
     init_key, sample_key, eval_key = cgan_mnist.keys(config)
-    state, _ = runner.train_image_gan(
+    state, _ = train_image_gan(
         config,
         config.make_gan(config.conditioning),
         config.models,
@@ -54,7 +63,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

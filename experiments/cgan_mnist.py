@@ -27,30 +27,30 @@ import dataclasses
 
 import jax
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import sample
+from ganjax import evaluation, sample
+from ganjax.run import ConditionalGAN, GANSchedule, Latent, Run, StateOptions, Swaps, train_image_gan
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ConditionalGAN):
+class Config(ConditionalGAN):
     """Conditional DCGAN on MNIST."""
 
-    latent: configs.Latent = configs.Latent(dim=64)
-    state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
+    latent: Latent = Latent(dim=64)
+    state: StateOptions = StateOptions(ema_decay=0.999)
     """What the state keeps: samples and class accuracy come from the moving average of G."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=6000)
-    run: configs.Run = configs.Run(workdir="runs/cgan_mnist")
-    swaps: configs.Swaps = configs.Swaps()
+    schedule: GANSchedule = GANSchedule(steps=6000)
+    run: Run = Run(workdir="runs/cgan_mnist")
+    swaps: Swaps = Swaps()
 
 
-def keys(config: configs.ConditionalGAN) -> jax.Array:
+def keys(config: ConditionalGAN) -> jax.Array:
     """The run's three keys, split from ``run.seed``: the players' init, the sample grid's, the class checks'."""
     return jax.random.split(jax.random.key(config.run.seed), 3)
 
 
-def generator(config: configs.ConditionalGAN) -> sample.Generator:
+def generator(config: ConditionalGAN) -> sample.Generator:
     """G as the run samples it (for :mod:`ganjax.sample`): row ``c`` of its grid is class ``c``, one z per image."""
     labels = evaluation.class_labels(config.conditioning.num_classes, config.samples_per_class)
     return sample.Generator(
@@ -68,7 +68,7 @@ def generator(config: configs.ConditionalGAN) -> sample.Generator:
 def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the conditional GAN; returns the final state and the per-class accuracy (None without classifier)."""
     init_key, sample_key, eval_key = keys(config)
-    state, _ = runner.train_image_gan(
+    state, _ = train_image_gan(
         config,
         config.make_gan(config.conditioning),
         config.models,
@@ -84,7 +84,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data, images, optim, sample
+from ganjax import data, evaluation, images, optim, sample, validate
+from ganjax.evaluation import Diversity
 from ganjax.models import cyclegan
 from ganjax.nn import precision
+from ganjax.run import Data, Devices, Monitor, Run, Schedule, fit_gan, grid_writer, run_hooks, start, to_dict
+from ganjax.run import main as run_main
 from ganjax.training import devices
 from ganjax.training.state import TrainState
 
@@ -62,8 +63,8 @@ class Model:
 
     def __post_init__(self):
         for field in ("g_width", "g_blocks", "d_width", "d_layers"):
-            configs.at_least(self, field, 1)
-        configs.known_dtype(self, "compute_dtype")
+            validate.at_least(self, field, 1)
+        validate.known_dtype(self, "compute_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +77,8 @@ class Objective:
     """lambda_id: |G_ba(a) - a| + |G_ab(b) - b| (0: none)."""
 
     def __post_init__(self):
-        configs.at_least(self, "cycle_weight", 0.0)
-        configs.at_least(self, "identity_weight", 0.0)
+        validate.at_least(self, "cycle_weight", 0.0)
+        validate.at_least(self, "identity_weight", 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +92,9 @@ class Optimizer:
 
     def __post_init__(self):
         if not self.lr > 0:
-            configs.refuse(self, "lr", f"must be positive, got {self.lr}")
+            validate.refuse(self, "lr", f"must be positive, got {self.lr}")
         if not 0.0 <= self.b1 < 1.0:
-            configs.refuse(self, "b1", f"must be in [0, 1), got {self.b1}")
+            validate.refuse(self, "b1", f"must be in [0, 1), got {self.b1}")
 
     def build(self, steps: int) -> optax.GradientTransformation:
         return optax.adam(optim.linear_decay(self.lr, steps), b1=self.b1)
@@ -109,9 +110,9 @@ class Pool:
     """the share of D's fake batch drawn from its pool (0: fresh fakes only)."""
 
     def __post_init__(self):
-        configs.at_least(self, "size", 1)
+        validate.at_least(self, "size", 1)
         if not 0.0 <= self.share <= 1.0:
-            configs.refuse(self, "share", f"must be in [0, 1], got {self.share}")
+            validate.refuse(self, "share", f"must be in [0, 1], got {self.share}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,36 +123,36 @@ class Config:
     """image folder of domain A; None: MNIST digits from --data.*."""
     data_b: str | None = None
     """image folder of domain B; None: inverted, thickened MNIST digits from --data.*."""
-    data: configs.Data = configs.Data()
+    data: Data = Data()
     """The MNIST digits both default domains are made of; with --data-a and --data-b only the image size and
     channels apply."""
     model: Model = Model()
     objective: Objective = Objective()
     optim: Optimizer = Optimizer()
     pool: Pool = Pool()
-    schedule: configs.Schedule = configs.Schedule(steps=1000, batch_size=8)
-    run: configs.Run = configs.Run(workdir="runs/cyclegan", log_every=25)
-    devices: configs.Devices = configs.Devices()
+    schedule: Schedule = Schedule(steps=1000, batch_size=8)
+    run: Run = Run(workdir="runs/cyclegan", log_every=25)
+    devices: Devices = Devices()
     """The devices a run uses (instance norm has no statistics to synchronize)."""
-    monitor: configs.Monitor = configs.Monitor()
+    monitor: Monitor = Monitor()
     num_samples: int = 8
     """images of each domain in the sample grids (the columns)."""
-    diversity: configs.Diversity = configs.Diversity(eval_every=250)
+    diversity: Diversity = Diversity(eval_every=250)
     """The mode-collapse signals of each direction: the translations of a fixed set of source images against images
     of the target domain."""
 
     def __post_init__(self):
         if (self.data_a is None) != (self.data_b is None):
-            configs.refuse(
+            validate.refuse(
                 self,
                 "data_b" if self.data_b is None else "data_a",
                 "give both --data-a and --data-b, or neither (the MNIST domains)",
             )
-        configs.at_least(self, "num_samples", 1)
+        validate.at_least(self, "num_samples", 1)
         if self.data_a is not None:
             for field in ("dir", "tfds_name", "split"):
-                if getattr(self.data, field) != getattr(configs.Data(), field):
-                    configs.refuse(self.data, field, "the domains come from --data-a and --data-b")
+                if getattr(self.data, field) != getattr(Data(), field):
+                    validate.refuse(self.data, field, "the domains come from --data-a and --data-b")
 
     def resolved(self) -> Config:
         """The config with an unset image shape set to the domains' own (``data_a``'s, or the MNIST digits')."""
@@ -161,13 +162,13 @@ class Config:
             try:
                 side, channels = data.native_shape(self.data_a)
             except data.DataError as e:
-                configs.refuse(self, "data_a", str(e))
+                validate.refuse(self, "data_a", str(e))
             part = dataclasses.replace(
                 self.data, image_size=self.data.image_size or side, channels=self.data.channels or channels
             )
             resolved = dataclasses.replace(self, data=part)
         if 2**self.model.d_layers > resolved.data.image_size:
-            configs.refuse(
+            validate.refuse(
                 self.model,
                 "d_layers",
                 f"{self.model.d_layers} stride-2 layers need images of at least {2**self.model.d_layers} px",
@@ -300,7 +301,7 @@ def round_trips(state: TrainState, a: jax.Array, b: jax.Array) -> jax.Array:
 
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains CycleGAN; returns the final state."""
-    mesh = runner.start(config)
+    mesh = start(config)
     domain_a, domain_b = load_domains(config)
     dataset = stacked(domain_a, domain_b, config.run.seed)
     model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
@@ -309,15 +310,15 @@ def train_and_evaluate(config: Config) -> TrainState:
     a, b = devices.replicate(
         (pick(domain_a, key, config.num_samples), pick(domain_b, jax.random.fold_in(key, 1), config.num_samples)), mesh
     )
-    writer = runner.grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
-    hooks = runner.run_hooks(
+    writer = grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
+    hooks = run_hooks(
         config.run,
-        configs.to_dict(config),
+        to_dict(config),
         diversity_hooks(config, domain_a, domain_b),
         watch=monitor_config(config),
         sample=writer,
     )
-    state = runner.fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)
+    state = fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)
     grid = np.asarray(round_trips(state, a, b))[: 3 * config.num_samples]
     if jax.process_index() == 0:
         images.save_grid(
@@ -327,7 +328,7 @@ def train_and_evaluate(config: Config) -> TrainState:
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -19,43 +19,57 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments import config as configs
-from experiments import evaluation, runner
+from ganjax import evaluation
+from ganjax.evaluation import Evaluation
+from ganjax.run import (
+    ClassHeadGAN,
+    Clusters,
+    DCGANModel,
+    GANSchedule,
+    Monitor,
+    Objective,
+    Optimizers,
+    Run,
+    StateOptions,
+    dcgan_generator,
+    train_dcgan,
+)
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ClassHeadGAN):
+class Config(ClassHeadGAN):
     """DCGAN on MNIST."""
 
-    model: configs.DCGANModel = configs.DCGANModel(d_width=32)
+    model: DCGANModel = DCGANModel(d_width=32)
     """G of width 64, D of 32: D is most of a step's cost, so a narrow D buys more steps a minute (docs/results.md)."""
-    objective: configs.Objective = configs.Objective(d_labels="one_sided")
+    objective: Objective = Objective(d_labels="one_sided")
     """The non-saturating loss with D's real targets at 0.9, which keeps D from overpowering G late in the run."""
-    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3)
+    optim: Optimizers = Optimizers(lr_g=1e-3, lr_d=1e-3)
     """G's and D's optimizers: Adam at 1e-3 rather than the paper's 2e-4 (docs/results.md)."""
-    state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
+    state: StateOptions = StateOptions(ema_decay=0.999)
     """G's moving average, which the grids and the ema_ metrics sample (docs/results.md)."""
-    clusters: configs.Clusters = configs.Clusters(k=50)
+    clusters: Clusters = Clusters(k=50)
     """G and D conditioned on clusters of the digits, so G draws few in-between digits (docs/results.md)."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=6000, batch_size=32)
+    schedule: GANSchedule = GANSchedule(steps=6000, batch_size=32)
     """6,000 steps of 32 reals: half the cost of batch 64 for a little less per step (docs/results.md)."""
-    run: configs.Run = configs.Run(workdir="runs/dcgan_mnist")
-    evaluation: configs.Evaluation = configs.Evaluation(eval_every=3000)
-    monitor: configs.Monitor = configs.Monitor(max_grad_norm=250.0)
+    run: Run = Run(workdir="runs/dcgan_mnist")
+    evaluation: Evaluation = Evaluation(eval_every=3000)
+    monitor: Monitor = Monitor(max_grad_norm=250.0)
     """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs (docs/results.md)."""
 
 
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return runner.train_dcgan(config, evaluation.quality_hooks(config))
+    return train_dcgan(config, evaluation.quality_hooks(config))
 
 
-generator = runner.dcgan_generator
+generator = dcgan_generator
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

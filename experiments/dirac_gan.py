@@ -24,10 +24,10 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-from experiments import config as configs
-from experiments import runner
-from ganjax import losses, optim
+from ganjax import losses, optim, validate
 from ganjax.benchmarks import dirac
+from ganjax.run import main as run_main
+from ganjax.run import to_dict
 
 PENALTIES = (None, "r1", "r2", "wgan_gp", "one_sided_gp")
 OPTIMIZERS = {
@@ -55,9 +55,9 @@ class Config:
     """every penalty's weight (gamma / 2 for R1 and R2, so 0.5 is gamma = 1)."""
 
     def __post_init__(self):
-        configs.at_least(self, "steps", 1)
-        configs.positive(self, "h")
-        configs.at_least(self, "penalty_weight", 0.0)
+        validate.at_least(self, "steps", 1)
+        validate.positive(self, "h")
+        validate.at_least(self, "penalty_weight", 0.0)
 
 
 def sweep(config: Config) -> list[dict]:
@@ -101,12 +101,12 @@ def run(config: Config) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     text = table(rows)
     (workdir / "dirac.md").write_text(text + "\n")
-    (workdir / "dirac.json").write_text(json.dumps({"config": configs.to_dict(config), "rows": rows}, indent=1))
+    (workdir / "dirac.json").write_text(json.dumps({"config": to_dict(config), "rows": rows}, indent=1))
     return text
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    runner.main(Config, lambda config: print(run(config)), argv)
+    run_main(Config, lambda config: print(run(config)), argv)
 
 
 if __name__ == "__main__":

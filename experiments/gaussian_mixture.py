@@ -33,11 +33,28 @@ import jax
 import numpy as np
 from PIL import Image
 
-from experiments import config as configs
-from experiments import runner
-from ganjax import data, plots
+from ganjax import data, plots, validate
 from ganjax.evaluation import metrics
 from ganjax.models import mlp
+from ganjax.run import (
+    Evaluate,
+    GANSchedule,
+    InputNoise,
+    Latent,
+    Log,
+    Monitor,
+    Objective,
+    Optimizers,
+    Run,
+    StateOptions,
+    Swaps,
+    gan_state,
+    run_hooks,
+    start,
+    to_dict,
+    train_loop,
+)
+from ganjax.run import main as run_main
 from ganjax.training import gan as gans
 from ganjax.training.phases import batches_per_step, make_step
 from ganjax.training.state import TrainState
@@ -67,10 +84,10 @@ class Model:
 
     def __post_init__(self):
         for field in ("g_width", "g_depth", "d_width", "d_depth"):
-            configs.at_least(self, field, 1)
-        configs.at_least(self, "g_noise_std", 0.0)
+            validate.at_least(self, field, 1)
+        validate.at_least(self, "g_noise_std", 0.0)
         if not 0.0 <= self.g_dropout < 1.0:
-            configs.refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
+            validate.refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
 
     def build(self, latent_dim: int, packing: int = 1) -> tuple[mlp.Generator, mlp.Discriminator]:
         """``(G, D)`` for 2D points; D judges PacGAN packs of ``packing`` points."""
@@ -93,8 +110,8 @@ class Evaluation:
     """samples per evaluation."""
 
     def __post_init__(self):
-        configs.at_least(self, "eval_every", 1)
-        configs.at_least(self, "eval_samples", 1)
+        validate.at_least(self, "eval_every", 1)
+        validate.at_least(self, "eval_samples", 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,22 +121,20 @@ class Config:
     mixture: Literal[tuple(data.MIXTURES)] = "ring"
     """the mixture: 8 Gaussians on a ring or 25 on a grid."""
     model: Model = Model()
-    latent: configs.Latent = configs.Latent(dim=2)
-    objective: configs.Objective = configs.Objective()
-    noise: configs.InputNoise = configs.InputNoise()
-    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3)
-    state: configs.StateOptions = configs.StateOptions()
-    swaps: configs.Swaps = configs.Swaps()
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=10000, batch_size=256)
-    run: configs.Run = configs.Run(
-        workdir="runs/gaussian_mixture", log_every=500, sample_every=2500, checkpoint_every=2500
-    )
+    latent: Latent = Latent(dim=2)
+    objective: Objective = Objective()
+    noise: InputNoise = InputNoise()
+    optim: Optimizers = Optimizers(lr_g=1e-3, lr_d=1e-3)
+    state: StateOptions = StateOptions()
+    swaps: Swaps = Swaps()
+    schedule: GANSchedule = GANSchedule(steps=10000, batch_size=256)
+    run: Run = Run(workdir="runs/gaussian_mixture", log_every=500, sample_every=2500, checkpoint_every=2500)
     evaluation: Evaluation = Evaluation()
-    monitor: configs.Monitor = configs.Monitor(window=500)
+    monitor: Monitor = Monitor(window=500)
 
     def __post_init__(self):
         if self.mixture not in data.MIXTURES:
-            configs.refuse(self, "mixture", f"unknown mixture {self.mixture!r}; choose one of {sorted(data.MIXTURES)}")
+            validate.refuse(self, "mixture", f"unknown mixture {self.mixture!r}; choose one of {sorted(data.MIXTURES)}")
 
 
 class Keys(NamedTuple):
@@ -164,7 +179,7 @@ def benchmark(config: Config) -> Benchmark:
     use_ema = config.state.keeps_ema
 
     def init(key: jax.Array) -> TrainState:
-        state = runner.gan_state(key, gan, generator, discriminator, (2,), config)
+        state = gan_state(key, gan, generator, discriminator, (2,), config)
         return config.swaps.prepare(state)
 
     def step(state: TrainState, data_key: jax.Array):
@@ -180,7 +195,7 @@ def benchmark(config: Config) -> Benchmark:
 def train_and_evaluate(config: Config) -> dict:
     """Trains, evaluates and plots; returns the last log record."""
     parts = benchmark(config)
-    runner.start(config, batches_per_step(parts.phases))
+    start(config, batches_per_step(parts.phases))
     workdir = pathlib.Path(config.run.workdir)
     mixture = parts.mixture
     keys = run_keys(config.run.seed)
@@ -212,15 +227,15 @@ def train_and_evaluate(config: Config) -> dict:
         with Image.open(path) as picture:
             return np.asarray(picture.convert("RGB"))
 
-    hooks = runner.run_hooks(
+    hooks = run_hooks(
         config.run,
-        configs.to_dict(config),
-        [runner.Evaluate(config.evaluation.eval_every, evaluate)],
+        to_dict(config),
+        [Evaluate(config.evaluation.eval_every, evaluate)],
         config.monitor.build(config.objective),
         plot,
     )
-    log = next(hook for hook in hooks if isinstance(hook, runner.Log))
-    state = runner.train(
+    log = next(hook for hook in hooks if isinstance(hook, Log))
+    state = train_loop(
         parts.init(keys.init),
         step,
         lambda start: itertools.repeat(keys.data),
@@ -240,7 +255,7 @@ TABLE_COLUMNS = (
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    runner.main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv, TABLE_COLUMNS)
+    run_main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv, TABLE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,10 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from experiments import config as configs
 from ganjax import data, plots
 from ganjax.checkpoint import NonFiniteStateError
 from ganjax.evaluation import monitor
+from ganjax.run import parse
 
 # Every run logs each step; it samples and checkpoints only at its end (and where a failure begins).
 QUIET = ("--run.log-every", "1", "--run.sample-every", "100000", "--run.checkpoint-every", "100000")
@@ -174,7 +174,7 @@ def write_rgb_digits(folder: pathlib.Path, count: int = 512, seed: int = 0) -> p
 
 def _train(module, argv: list[str]) -> None:
     try:
-        module.train_and_evaluate(configs.parse(module.Config, argv))
+        module.train_and_evaluate(parse(module.Config, argv))
     except (monitor.NonFiniteLossError, NonFiniteStateError):
         pass  # a diverging run stops at its first NaN or Inf; its trace ends at the step before
 
@@ -274,7 +274,7 @@ class TraceScore(NamedTuple):
 def monitor_config(case: Case) -> monitor.MonitorConfig:
     """The monitor's settings in ``case``'s run: its experiment's ``Monitor`` part, built for its loss."""
     module = importlib.import_module(case.module)
-    config = configs.parse(module.Config, [*case.flags, *case.failure_flags])
+    config = parse(module.Config, [*case.flags, *case.failure_flags])
     return config.monitor.build(getattr(config, "objective", None))
 
 

@@ -23,12 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data, images, sample
+from ganjax import data, evaluation, images, sample, validate
+from ganjax.evaluation import Diversity
 from ganjax.models import msggan
 from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
+from ganjax.run import Devices, GANSchedule, Latent, Objective, Optimizers, Run, UnconditionalGAN, train_image_gan
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
@@ -46,28 +47,28 @@ class Model:
 
     def __post_init__(self):
         for field in ("g_width", "d_width"):
-            configs.at_least(self, field, 1)
-        configs.known_dtype(self, "compute_dtype")
+            validate.at_least(self, field, 1)
+        validate.known_dtype(self, "compute_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.UnconditionalGAN):
+class Config(UnconditionalGAN):
     """MSG-GAN on MNIST."""
 
     model: Model = Model()
-    latent: configs.Latent = configs.Latent(dim=64)
-    objective: configs.Objective = configs.Objective(loss="relativistic_average")
-    optim: configs.Optimizers = configs.Optimizers(lr_g=3e-4, lr_d=3e-4, b1=0.0, b2=0.99)
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=1500, batch_size=32)
-    run: configs.Run = configs.Run(workdir="runs/msggan")
-    devices: configs.Devices = configs.Devices()
+    latent: Latent = Latent(dim=64)
+    objective: Objective = Objective(loss="relativistic_average")
+    optim: Optimizers = Optimizers(lr_g=3e-4, lr_d=3e-4, b1=0.0, b2=0.99)
+    schedule: GANSchedule = GANSchedule(steps=1500, batch_size=32)
+    run: Run = Run(workdir="runs/msggan")
+    devices: Devices = Devices()
     """The devices a run uses (the models have no BatchNorm to synchronize)."""
-    diversity: configs.Diversity = configs.Diversity()
+    diversity: Diversity = Diversity()
 
     def __post_init__(self):
         super().__post_init__()
         if self.augment.kind != "none":  # D's input is every scale packed along channels, not one image
-            configs.refuse(self.augment, "kind", "MSG-GAN's D sees all scales packed along channels; augment none")
+            validate.refuse(self.augment, "kind", "MSG-GAN's D sees all scales packed along channels; augment none")
 
 
 def all_scales(packed: jax.Array, sides: list[int]) -> jax.Array:
@@ -117,7 +118,7 @@ def train_and_evaluate(config: Config) -> TrainState:
     dtype = precision.compute_dtype(config.model.compute_dtype)
     models = lambda _: (g.module, msggan.Discriminator(config.data.image_size, config.model.d_width, dtype))
     fixed = g.grid(sample_key)
-    state, sample_fn = runner.train_image_gan(
+    state, sample_fn = train_image_gan(
         config,
         config.make_gan(),
         models,
@@ -136,7 +137,7 @@ def train_and_evaluate(config: Config) -> TrainState:
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,26 @@ import math
 import jax
 import numpy as np
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data, sample
-from ganjax.evaluation import monitor
+from ganjax import data, evaluation, sample, validate
+from ganjax.evaluation import Diversity, monitor
 from ganjax.models import pggan
 from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
+from ganjax.run import (
+    Data,
+    Devices,
+    Evaluate,
+    Latent,
+    Monitor,
+    Optimizers,
+    Run,
+    fit,
+    grid_writer,
+    run_hooks,
+    start,
+    to_dict,
+)
+from ganjax.run import main as run_main
 from ganjax.training import devices
 from ganjax.training.gan import Objective
 from ganjax.training.phases import make_step
@@ -51,10 +64,10 @@ class Schedule:
     """images each stage trains after its fade-in."""
 
     def __post_init__(self):
-        configs.at_least(self, "steps", 0)
-        configs.at_least(self, "batch_size", 1)
-        configs.at_least(self, "fade_images", 0)
-        configs.at_least(self, "stable_images", 1)
+        validate.at_least(self, "steps", 0)
+        validate.at_least(self, "batch_size", 1)
+        validate.at_least(self, "fade_images", 0)
+        validate.at_least(self, "stable_images", 1)
 
     def plan(self, image_size: int) -> pggan.Schedule:
         """The stages from 4x4 up to ``image_size``."""
@@ -79,8 +92,8 @@ class Model:
 
     def __post_init__(self):
         for field in ("latent_dim", "g_width", "d_width", "max_width"):
-            configs.at_least(self, field, 1)
-        configs.known_dtype(self, "compute_dtype")
+            validate.at_least(self, field, 1)
+        validate.known_dtype(self, "compute_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,41 +106,41 @@ class Critic:
     """the weight of E[D(x)^2], which keeps the critic's scores near 0."""
 
     def __post_init__(self):
-        configs.at_least(self, "penalty_weight", 0.0)
-        configs.at_least(self, "drift", 0.0)
+        validate.at_least(self, "penalty_weight", 0.0)
+        validate.at_least(self, "drift", 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Progressive growing GAN on MNIST padded to 32x32."""
 
-    data: configs.Data = configs.Data(image_size=32)
+    data: Data = Data(image_size=32)
     """The images, padded with black to image_size (a power of two times 4) when smaller."""
     model: Model = Model()
     critic: Critic = Critic()
-    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-3, lr_d=1e-3, b1=0.0, b2=0.99)
+    optim: Optimizers = Optimizers(lr_g=1e-3, lr_d=1e-3, b1=0.0, b2=0.99)
     schedule: Schedule = Schedule()
     """The stages, their fade-ins and the batch (ganjax.models.pggan.Schedule): 500 steps of 32 per fade-in and per
     stable period, as at 6,000 images (188 steps) the 16x16 and 32x32 stages ended in noise, and at 16,000 in clean
     strokes, most of them readable digits."""
-    run: configs.Run = configs.Run(workdir="runs/pggan")
-    devices: configs.Devices = configs.Devices()
+    run: Run = Run(workdir="runs/pggan")
+    devices: Devices = Devices()
     """The devices a run uses (the models have no BatchNorm to synchronize)."""
-    monitor: configs.Monitor = configs.Monitor()
+    monitor: Monitor = Monitor()
     ema_decay: float = 0.99
     """samples come from a moving average of G's params with this decay (0: G itself); the paper's 0.999
     averages over ~1000 steps, longer than a stage of this short run."""
     num_samples: int = 64
     """images in each sample grid (rows of 8)."""
-    diversity: configs.Diversity = configs.Diversity()
+    diversity: Diversity = Diversity()
     """The mode-collapse signals, at the resolution and fade-in weight of the stage being trained."""
 
     def __post_init__(self):
         if pggan.resolution(num_stages(self.data.image_size) - 1) != self.data.image_size:
-            configs.refuse(self.data, "image_size", f"must be 4 * 2^k, got {self.data.image_size}")
+            validate.refuse(self.data, "image_size", f"must be 4 * 2^k, got {self.data.image_size}")
         if not 0.0 <= self.ema_decay < 1.0:
-            configs.refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
-        configs.at_least(self, "num_samples", 1)
+            validate.refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+        validate.at_least(self, "num_samples", 1)
 
     @property
     def plan(self) -> pggan.Schedule:
@@ -202,13 +215,13 @@ def sampler(config: Config, z: jax.Array):
     return sample_state
 
 
-def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list[runner.Evaluate]:
+def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list[Evaluate]:
     """The mode-collapse signals (:func:`experiments.evaluation.diversity_hooks`) of G and, when kept, of its moving
     average, at the stage and fade-in weight of the state's last step, against the reals as D sees them there
     (:func:`ganjax.models.pggan.real_images`)."""
     generate = jax.jit(pggan.generate, static_argnames=("stage", "use_ema"))
     batch = config.schedule.batch_size
-    latent = configs.Latent(dim=config.model.latent_dim)
+    latent = Latent(dim=config.model.latent_dim)
 
     def draw(state: TrainState, key: jax.Array, stats) -> jax.Array:
         stage, alpha = stage_at(config, int(state.step))
@@ -229,7 +242,7 @@ def generator(config: Config) -> sample.Generator:
     step (the final stage, fully faded in, at the end of a run), upsampled to full size; z from the second of two
     keys split from ``run.seed``."""
     module = players(config)[0]
-    latent = configs.Latent(dim=config.model.latent_dim)
+    latent = Latent(dim=config.model.latent_dim)
 
     def apply(variables, inputs, key, step):
         stage, alpha = stage_at(config, step)
@@ -256,25 +269,25 @@ def monitor_config(config: Config) -> monitor.MonitorConfig:
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains through every stage; returns the final state."""
     config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, steps=config.steps))
-    mesh = runner.start(config)
+    mesh = start(config)
     dataset = load_data(config)
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
     state = create_state(config, init_key)
     model = config.make_model()
     step = pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
     fixed_z = devices.replicate(generator(config).grid(sample_key)[0], mesh)
-    hooks = runner.run_hooks(
+    hooks = run_hooks(
         config.run,
-        configs.to_dict(config),
+        to_dict(config),
         watch=monitor_config(config),
         extra=diversity_hooks(config, dataset),
-        sample=runner.grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8),
+        sample=grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8),
     )
-    return runner.fit(config, state, step, dataset, mesh, hooks)
+    return fit(config, state, step, dataset, mesh, hooks)
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data, sample
+from ganjax import data, evaluation, sample, validate
+from ganjax.evaluation import Diversity
 from ganjax.models import sagan
 from ganjax.nn import precision
+from ganjax.run import Conditioning, GANSchedule, Latent, Objective, Optimizers, Run, UnconditionalGAN, train_image_gan
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
@@ -46,25 +47,25 @@ class Model:
     softmax and BatchNorm statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
-        configs.known_dtype(self, "compute_dtype")
+        validate.known_dtype(self, "compute_dtype")
         for field in ("g_width", "d_width", "num_classes"):
             if getattr(self, field) < (0 if field == "num_classes" else 1):
-                configs.refuse(self, field, f"must be at least {0 if field == 'num_classes' else 1}")
+                validate.refuse(self, field, f"must be at least {0 if field == 'num_classes' else 1}")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.UnconditionalGAN):
+class Config(UnconditionalGAN):
     """SAGAN on MNIST."""
 
     model: Model = Model()
-    latent: configs.Latent = configs.Latent(dim=128)
-    objective: configs.Objective = configs.Objective(loss="hinge")
-    optim: configs.Optimizers = configs.Optimizers(lr_g=1e-4, lr_d=4e-4, b1=0.0, b2=0.9)
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=1500)
-    run: configs.Run = configs.Run(workdir="runs/sagan")
+    latent: Latent = Latent(dim=128)
+    objective: Objective = Objective(loss="hinge")
+    optim: Optimizers = Optimizers(lr_g=1e-4, lr_d=4e-4, b1=0.0, b2=0.9)
+    schedule: GANSchedule = GANSchedule(steps=1500)
+    run: Run = Run(workdir="runs/sagan")
     num_samples: int = 100
     """images in each sample grid (rows of 10; row r is class r when conditional)."""
-    diversity: configs.Diversity = configs.Diversity()
+    diversity: Diversity = Diversity()
 
 
 def players(config: Config, bn_axis_name: str | None = None) -> tuple[sagan.Generator, sagan.Discriminator]:
@@ -106,9 +107,9 @@ def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list:
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
     init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
-    gan = config.make_gan(configs.Conditioning(num_classes=config.model.num_classes))
+    gan = config.make_gan(Conditioning(num_classes=config.model.num_classes))
     fixed = generator(config).grid(sample_key)
-    return runner.train_image_gan(
+    return train_image_gan(
         config,
         gan,
         functools.partial(players, config),
@@ -120,7 +121,7 @@ def train_and_evaluate(config: Config) -> TrainState:
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

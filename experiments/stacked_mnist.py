@@ -24,10 +24,10 @@ import functools
 import jax
 import numpy as np
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data
+from ganjax import data, evaluation, validate
 from ganjax.benchmarks import stacked_mnist
+from ganjax.run import DCGANModel, Evaluate, GANSchedule, Monitor, Run, UnconditionalGAN, dcgan_generator, train_dcgan
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
@@ -45,8 +45,8 @@ class StackedData:
     """seeds the draw of each image's three digits."""
 
     def __post_init__(self):
-        configs.at_least(self, "size", 1)
-        configs.at_least(self, "seed", 0, configs.SEED_MAX)
+        validate.at_least(self, "size", 1)
+        validate.at_least(self, "seed", 0, validate.SEED_MAX)
 
     image_size = 28
     channels = 3
@@ -72,21 +72,21 @@ class ModeEvaluation:
     """the MNIST classifier (trained there on the digits at the first evaluation if missing)."""
 
     def __post_init__(self):
-        configs.at_least(self, "eval_every", 0)
-        configs.at_least(self, "eval_samples", 1)
-        configs.folder_or_missing(self, "classifier_dir")
+        validate.at_least(self, "eval_every", 0)
+        validate.at_least(self, "eval_samples", 1)
+        validate.folder_or_missing(self, "classifier_dir")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.UnconditionalGAN):
+class Config(UnconditionalGAN):
     """DCGAN on Stacked MNIST."""
 
     data: StackedData = StackedData()
-    model: configs.DCGANModel = configs.DCGANModel()
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=20_000)
-    run: configs.Run = configs.Run(workdir="runs/stacked_mnist")
+    model: DCGANModel = DCGANModel()
+    schedule: GANSchedule = GANSchedule(steps=20_000)
+    run: Run = Run(workdir="runs/stacked_mnist")
     evaluation: ModeEvaluation = ModeEvaluation()
-    monitor: configs.Monitor = configs.Monitor(max_grad_norm=250.0, baseline=800, warmup=1000)
+    monitor: Monitor = Monitor(max_grad_norm=250.0, baseline=800, warmup=1000)
     """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs, and D wins most batches
     of the first 1,000 steps while G's loss falls as it catches up (docs/monitor.md)."""
 
@@ -115,17 +115,17 @@ def evaluation_hooks(config: Config):
                 settings.eval_samples, dataset, None, draw, batch, config.run.seed, ema_stats, extra=modes
             )
         )
-        return [runner.Evaluate(settings.eval_every, lambda state, step: build()(state, step))]
+        return [Evaluate(settings.eval_every, lambda state, step: build()(state, step))]
 
     return hooks
 
 
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return runner.train_dcgan(config, evaluation_hooks(config))
+    return train_dcgan(config, evaluation_hooks(config))
 
 
-generator = runner.dcgan_generator
+generator = dcgan_generator
 
 
 # The columns of ``python -m experiments.stacked_mnist table ROOT``: metric, header and format.
@@ -133,7 +133,7 @@ TABLE_COLUMNS = (("modes", "modes (of 1,000)", ".1f"), ("mode_kl", "KL to unifor
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv, TABLE_COLUMNS)
+    return run_main(Config, train_and_evaluate, argv, TABLE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 from PIL import Image
 
-from experiments import config as configs
-from experiments import runner
+from ganjax import validate
+from ganjax.run import main as run_main
 from ganjax.style import transfer, vgg
 
 
@@ -61,17 +61,17 @@ class Config:
 
     def __post_init__(self):
         if self.lr is not None and self.optimizer != "adam":
-            configs.refuse(self, "lr", f"is Adam's learning rate; the optimizer is {self.optimizer!r}")
+            validate.refuse(self, "lr", f"is Adam's learning rate; the optimizer is {self.optimizer!r}")
         for field in ("size", "steps", "vgg_width"):
-            configs.at_least(self, field, 1)
+            validate.at_least(self, field, 1)
         for field in ("content_weight", "style_weight", "tv_weight"):
-            configs.at_least(self, field, 0.0)
-        configs.at_least(self, "seed", 0, configs.SEED_MAX)
+            validate.at_least(self, field, 0.0)
+        validate.at_least(self, "seed", 0, validate.SEED_MAX)
         if self.lr is not None:
-            configs.positive(self, "lr")
+            validate.positive(self, "lr")
         output = pathlib.Path(self.output)
         if output.is_dir() or output.suffix.lower() not in Image.registered_extensions():
-            configs.refuse(self, "output", f"{output} is not an image file name (e.g. output.png)")
+            validate.refuse(self, "output", f"{output} is not an image file name (e.g. output.png)")
 
 
 def load_image(path: str, size: int) -> jax.Array:
@@ -118,7 +118,7 @@ def run(config: Config) -> dict[str, np.ndarray]:
 
 
 def main(argv=None):
-    return runner.main(Config, run, argv)
+    return run_main(Config, run, argv)
 
 
 if __name__ == "__main__":

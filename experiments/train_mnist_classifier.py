@@ -17,33 +17,36 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data
+from ganjax import data, evaluation, validate
+from ganjax.evaluation import ClassifierTraining
 from ganjax.evaluation import mnist_classifier as mc
+from ganjax.run import Data, TrainingFailed, to_dict
+from ganjax.run import main as run_main
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Trains the MNIST classifier."""
 
-    data: configs.Data = configs.Data()
+    data: Data = Data()
     """labelled 28x28 grey digits: the embedded MNIST test set unless --data.dir or --data.tfds-name."""
     out: str = "runs/mnist_classifier"
     """where the classifier is saved."""
-    training: evaluation.ClassifierTraining = evaluation.ClassifierTraining()
+    training: ClassifierTraining = ClassifierTraining()
     min_accuracy: float = 0.9
     """the held-out accuracy below which the classifier is not saved and the run fails (a working run reaches
     about 0.98, docs/results.md)."""
 
     def __post_init__(self):
-        configs.at_least(self, "min_accuracy", 0.0, 1.0)
+        validate.at_least(self, "min_accuracy", 0.0, 1.0)
 
 
 def train(config: Config) -> dict:
     """Trains, saves and scores the classifier; returns and prints ``result.json``'s values."""
     if config.data.shape != (28, 28, 1):
-        configs.refuse(config.data, "image_size", f"the MNIST classifier reads 28x28x1 digits, not {config.data.shape}")
+        validate.refuse(
+            config.data, "image_size", f"the MNIST classifier reads 28x28x1 digits, not {config.data.shape}"
+        )
     digits = config.data.load()
     if digits.labels is None:
         raise data.DataError(f"{digits.name}: the classifier trains on labelled digits; these have no labels")
@@ -55,7 +58,7 @@ def train(config: Config) -> dict:
     classifier = evaluation.train_classifier(config.training, train_set)
     learnt = evaluation.accuracy(classifier, test_set)
     if not learnt >= config.min_accuracy:
-        raise runner.TrainingFailed(
+        raise TrainingFailed(
             f"held-out accuracy {learnt:.3f} is below min_accuracy {config.min_accuracy}: the classifier was not "
             f"saved (training.lr is {config.training.lr})"
         )
@@ -64,7 +67,7 @@ def train(config: Config) -> dict:
         "test_accuracy": evaluation.accuracy(mc.load_mnist_classifier(out), test_set),
         "train_size": len(train_set),
         "test_size": len(test_set),
-        **configs.to_dict(config),
+        **to_dict(config),
     }
     (pathlib.Path(config.out) / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
@@ -72,7 +75,7 @@ def train(config: Config) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    return runner.main(Config, train, argv)
+    return run_main(Config, train, argv)
 
 
 if __name__ == "__main__":

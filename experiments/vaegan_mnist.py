@@ -35,11 +35,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import config as configs
-from experiments import evaluation, runner
-from ganjax import data, images, sample
+from ganjax import data, evaluation, images, sample, validate
 from ganjax.models import dcgan, vaegan
 from ganjax.nn import precision
+from ganjax.run import (
+    BatchNormDevices,
+    Data,
+    Evaluate,
+    GANSchedule,
+    InputNoise,
+    Latent,
+    Monitor,
+    Objective,
+    Optimizers,
+    Run,
+    fit_gan,
+    grid_writer,
+    run_hooks,
+    start,
+    to_dict,
+)
+from ganjax.run import main as run_main
 from ganjax.training import devices
 from ganjax.training.gan import GAN
 from ganjax.training.phases import batches_per_step
@@ -67,10 +83,10 @@ class Model:
     normalization statistics stay float32), or auto: bfloat16 on GPU and TPU, float32 on CPU."""
 
     def __post_init__(self):
-        configs.at_least(self, "width", 1)
-        configs.known_dtype(self, "compute_dtype")
-        configs.at_least(self, "gamma", 0.0)
-        configs.at_least(self, "kl_weight", 0.0)
+        validate.at_least(self, "width", 1)
+        validate.known_dtype(self, "compute_dtype")
+        validate.at_least(self, "gamma", 0.0)
+        validate.at_least(self, "kl_weight", 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,24 +101,24 @@ class Reconstruction:
     the same)."""
 
     def __post_init__(self):
-        configs.at_least(self, "eval_every", 0)
+        validate.at_least(self, "eval_every", 0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """VAE-GAN on MNIST."""
 
-    data: configs.Data = configs.Data()
+    data: Data = Data()
     model: Model = Model()
-    latent: configs.Latent = configs.Latent(dim=32)
-    objective: configs.Objective = configs.Objective()
-    noise: configs.InputNoise = configs.InputNoise()
-    optim: configs.Optimizers = configs.Optimizers()
+    latent: Latent = Latent(dim=32)
+    objective: Objective = Objective()
+    noise: InputNoise = InputNoise()
+    optim: Optimizers = Optimizers()
     """The decoder's and D's optimizers; the encoder gets a copy of the decoder's."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=1500)
-    run: configs.Run = configs.Run(workdir="runs/vaegan_mnist")
-    devices: configs.BatchNormDevices = configs.BatchNormDevices()
-    monitor: configs.Monitor = configs.Monitor(max_grad_norm=250.0)
+    schedule: GANSchedule = GANSchedule(steps=1500)
+    run: Run = Run(workdir="runs/vaegan_mnist")
+    devices: BatchNormDevices = BatchNormDevices()
+    monitor: Monitor = Monitor(max_grad_norm=250.0)
     """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs (docs/monitor.md)."""
     reconstruction: Reconstruction = Reconstruction()
     holdout: int = 2000
@@ -115,9 +131,9 @@ class Config:
     def __post_init__(self):
         self.make_model()  # refuses the GAN options the VAE-GAN step does not take, naming them
         for field in ("holdout", "grid_columns", "grid_pairs"):
-            configs.at_least(self, field, 1)
+            validate.at_least(self, field, 1)
         if self.holdout < self.grid_pairs * self.grid_columns:
-            configs.refuse(
+            validate.refuse(
                 self,
                 "holdout",
                 f"{self.holdout} digits cannot fill {self.grid_pairs} rows of {self.grid_columns} originals",
@@ -208,7 +224,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     """Trains the VAE-GAN on all but the held-out digits; returns the state and the per-digit accuracy (or None)."""
     model = config.make_model()
     phases = model.phases(config.schedule.n_critic)
-    mesh = runner.start(config, batches_per_step(phases))
+    mesh = start(config, batches_per_step(phases))
     dataset = config.data.load()
     if config.holdout >= len(dataset):
         raise data.DataError(
@@ -233,15 +249,15 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
     extra = diversity_hooks(config, train_set)
     if accuracy is not None and config.reconstruction.eval_every:
         evaluate = lambda state, step: {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
-        extra.append(runner.Evaluate(config.reconstruction.eval_every, evaluate))
-    hooks = runner.run_hooks(
+        extra.append(Evaluate(config.reconstruction.eval_every, evaluate))
+    hooks = run_hooks(
         config.run,
-        configs.to_dict(config),
+        to_dict(config),
         extra,
         config.monitor.build(config.objective),
-        runner.grid_writer(config.run.workdir, grid, nrow=columns),
+        grid_writer(config.run.workdir, grid, nrow=columns),
     )
-    state = runner.fit_gan(config, state, phases, train_set, mesh, hooks)
+    state = fit_gan(config, state, phases, train_set, mesh, hooks)
     workdir = pathlib.Path(config.run.workdir)
     if jax.process_index() == 0:
         images.save_grid(
@@ -267,7 +283,7 @@ def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

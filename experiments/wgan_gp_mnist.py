@@ -18,43 +18,56 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments import config as configs
-from experiments import evaluation, runner
+from ganjax import evaluation
+from ganjax.evaluation import Evaluation
+from ganjax.run import (
+    ClassHeadGAN,
+    Clusters,
+    DCGANModel,
+    GANSchedule,
+    Objective,
+    Optimizers,
+    Run,
+    StateOptions,
+    dcgan_generator,
+    train_dcgan,
+)
+from ganjax.run import main as run_main
 from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(configs.ClassHeadGAN):
+class Config(ClassHeadGAN):
     """WGAN-GP on MNIST."""
 
-    model: configs.DCGANModel = configs.DCGANModel(g_width=32, d_width=16, d_norm="none")
+    model: DCGANModel = DCGANModel(g_width=32, d_width=16, d_norm="none")
     """The DCGAN G and a critic without BatchNorm, both narrow: more G steps a minute (docs/results.md)."""
-    objective: configs.Objective = configs.Objective(loss="wasserstein", penalty="wgan_gp", penalty_weight=10.0)
-    optim: configs.Optimizers = configs.Optimizers(lr_g=3e-4, lr_d=3e-4, b1=0.5, b2=0.9)
+    objective: Objective = Objective(loss="wasserstein", penalty="wgan_gp", penalty_weight=10.0)
+    optim: Optimizers = Optimizers(lr_g=3e-4, lr_d=3e-4, b1=0.5, b2=0.9)
     """Adam at 3e-4 rather than the paper's 1e-4: a short run learns far faster (docs/results.md)."""
-    state: configs.StateOptions = configs.StateOptions(ema_decay=0.999)
+    state: StateOptions = StateOptions(ema_decay=0.999)
     """G's moving average, sampled with statistics recomputed for it (docs/results.md)."""
-    clusters: configs.Clusters = configs.Clusters(k=50, d_conditioning="projection", fake_classes="reals")
+    clusters: Clusters = Clusters(k=50, d_conditioning="projection", fake_classes="reals")
     """G and the critic conditioned on clusters of the digits, each fake beside a real of its cluster, so the
     penalty's interpolates join two images of one cluster (docs/results.md)."""
-    schedule: configs.GANSchedule = configs.GANSchedule(steps=18000, batch_size=16, n_critic=3)
+    schedule: GANSchedule = GANSchedule(steps=18000, batch_size=16, n_critic=3)
     """How long, on how much data and with how many critic updates each step trains: a small batch and 3 critic
     updates buy more G steps a minute (docs/results.md)."""
-    run: configs.Run = configs.Run(workdir="runs/wgan_gp_mnist")
-    evaluation: configs.Evaluation = configs.Evaluation(eval_every=6000)
+    run: Run = Run(workdir="runs/wgan_gp_mnist")
+    evaluation: Evaluation = Evaluation(eval_every=6000)
 
 
 def train_and_evaluate(config: Config) -> TrainState:
     """Trains the critic and G; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return runner.train_dcgan(config, evaluation.quality_hooks(config))
+    return train_dcgan(config, evaluation.quality_hooks(config))
 
 
-generator = runner.dcgan_generator
+generator = dcgan_generator
 """G as the run samples it (for :mod:`ganjax.sample`): the DCGAN G, drawn as experiments.dcgan_mnist draws it."""
 
 
 def main(argv=None):
-    return runner.main(Config, train_and_evaluate, argv)
+    return run_main(Config, train_and_evaluate, argv)
 
 
 if __name__ == "__main__":

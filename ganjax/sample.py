@@ -33,12 +33,9 @@ import importlib
 import json
 import pathlib
 import sys
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,77 +43,19 @@ import orbax.checkpoint as ocp
 
 from ganjax import checkpoint, images
 from ganjax import latent as latent_paths
-from ganjax.training.gan import Latent
+from ganjax.run.config_json import config_from_dict
+from ganjax.run.folder import CHECKPOINTS, CONFIG_FILE, EXPERIMENT_KEY
+from ganjax.run.generator import Generator
 from ganjax.training.standing import standing_stats
 
 PyTree = Any
-T = TypeVar("T")
-CONFIG_FILE = "config.json"
-EXPERIMENT_KEY = "experiment"  # config.json's record of the experiment module
-CHECKPOINTS = "checkpoints"
 GENERATOR_FUNCTION = "generator"  # every experiment with a G defines generator(config) -> Generator
 INTERPOLATION_COLUMNS, INTERPOLATION_ANCHORS = 10, 3
-CLASS_DRAW = 2  # fold_in data of the key a G that draws its classes draws them from (z takes the key itself)
 EXIT_BAD_INPUT = 2
-
-Apply = Callable[[PyTree, tuple, jax.Array, int], jax.Array]
 
 
 class SampleError(ValueError):
     """The run cannot be sampled as asked (no config or checkpoint, an option its G does not have)."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Generator:
-    """What sampling needs of an experiment's G; every experiment's ``generator(config)`` returns one.
-
-    Attributes:
-      module: G.
-      draw: ``(key, n) -> G's first input for n images``, as the run draws it: z, or the images G translates.
-      key: the key the run draws its sample grid's inputs from (and G's own noise or dropout, if any).
-      num: images in the run's sample grid.
-      nrow: images per row of the run's sample grid.
-      labels: the class of each image of the run's grid, for a conditional G (taking them after z); else None.
-      num_classes: the classes a conditional G knows (0: unconditional).
-      draws_classes: the classes are part of G's latent (clusters of the data): the grid, and any draw that
-        names no classes, gives each image a class drawn uniformly with the key, as the run drew them.
-      latent: z's size and distribution (for interpolation paths); None when G takes no z.
-      player: G's name in the state's players and moving averages.
-      apply: ``(variables, inputs, key, step) -> images`` in [-1, 1], NHWC, of G at checkpoint ``step``;
-        None: ``module.apply(variables, *inputs, train=False)``.
-    """
-
-    module: nn.Module
-    draw: Callable[[jax.Array, int], jax.Array]
-    key: jax.Array
-    num: int
-    nrow: int
-    labels: jax.Array | None = None
-    num_classes: int = 0
-    draws_classes: bool = False
-    latent: Latent | None = None
-    player: str = "g"
-    apply: Apply | None = None
-
-    def grid(self, key: jax.Array) -> tuple[jax.Array, ...]:
-        """G's inputs for the run's sample grid drawn from ``key`` (the run's own with :attr:`key`)."""
-        if self.draws_classes:
-            return self.inputs(key, self.num)
-        first = self.draw(key, self.num)
-        return (first,) if self.labels is None else (first, self.labels)
-
-    def inputs(self, key: jax.Array, n: int) -> tuple[jax.Array, ...]:
-        """G's inputs for ``n`` images drawn from ``key``: z, and a class each when :attr:`draws_classes`."""
-        z = self.draw(key, n)
-        if not self.draws_classes:
-            return (z,)
-        return z, jax.random.randint(jax.random.fold_in(key, CLASS_DRAW), (n,), 0, self.num_classes)
-
-    def __call__(self, variables: PyTree, inputs: tuple, key: jax.Array, step: int) -> jax.Array:
-        """G's images for ``inputs`` with ``variables`` (``params`` and any ``batch_stats``)."""
-        if self.apply is not None:
-            return self.apply(variables, inputs, key, step)
-        return self.module.apply(variables, *inputs, train=False)
 
 
 @functools.partial(jax.jit, static_argnames=("generator", "step"))
@@ -132,48 +71,6 @@ def _standing_stats(generator: Generator, variables: PyTree, key: jax.Array, bat
 
 
 # ----------------------------------------------------------------------------- the config
-
-
-def config_from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
-    """``cls``, a dataclass of nested dataclass parts, from the plain values ``to_dict`` wrote (tuples as lists).
-
-    Fields missing from ``values`` keep their defaults; each part checks its values as when parsed.
-
-    Raises:
-      ValueError: naming (``part.field``) every field of ``values`` that ``cls`` does not have.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = {field.name for field in dataclasses.fields(cls) if field.init}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"{', '.join(where + name for name in unknown)}: not a field of {cls.__qualname__}")
-    return cls(**{name: _typed(hints[name], value, f"{where}{name}.") for name, value in values.items()})
-
-
-def _typed(hint: Any, value: Any, where: str) -> Any:
-    """``value`` as the type ``hint`` names: a nested part, a tuple, or (for plain values) itself."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        kind = dict if isinstance(value, Mapping) else list if isinstance(value, list) else None
-        hint = next((arg for arg in options if _kind(arg) is kind), options[0])
-        origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-        return config_from_dict(hint, value, where)
-    if origin is tuple and isinstance(value, list):
-        args = typing.get_args(hint)
-        items = zip([args[0]] * len(value), value) if args[-1] is Ellipsis else zip(args, value)
-        return tuple(_typed(arg, item, where) for arg, item in items)
-    return value
-
-
-def _kind(hint: Any) -> type | None:
-    return dict if dataclasses.is_dataclass(hint) else list if typing.get_origin(hint) is tuple else None
-
-
-# ----------------------------------------------------------------------------- the run
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

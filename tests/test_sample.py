@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import config as configs
-from experiments import dcgan_mnist, runner
-from ganjax import sample
+from experiments import dcgan_mnist
+from ganjax import run, sample
 from tests.training.tiny import LATENT, TinyG, make_state, standing_by_hand, with_ema_apart
 
 SMALL = ("--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4")
@@ -235,8 +234,8 @@ def test_unknown_classes_are_refused_naming_the_known_ones(trained, tmp_path, ca
 @pytest.mark.parametrize("name", [*EXPERIMENTS, "gaussian_mixture"])
 def test_a_config_comes_back_from_its_dict(name):
     module = importlib.import_module(f"experiments.{name}")
-    config = configs.parse(module.Config, ["--run.seed", "3", "--monitor.stop-on", "d_loss_zero"])
-    assert sample.config_from_dict(module.Config, configs.to_dict(config)) == config
+    config = run.parse(module.Config, ["--run.seed", "3", "--monitor.stop-on", "d_loss_zero"])
+    assert sample.config_from_dict(module.Config, run.to_dict(config)) == config
 
 
 def test_a_config_dict_with_unknown_fields_is_refused_naming_them():
@@ -247,7 +246,7 @@ def test_a_config_dict_with_unknown_fields_is_refused_naming_them():
 
 
 def test_the_runner_records_the_experiment(trained):
-    saved = json.loads((trained("dcgan_mnist") / runner.CONFIG_FILE).read_text())
+    saved = json.loads((trained("dcgan_mnist") / run.CONFIG_FILE).read_text())
     assert saved[sample.EXPERIMENT_KEY] == "experiments.dcgan_mnist"
 
 

@@ -7,9 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import config as configs
 from experiments import stacked_mnist as experiment
-from ganjax import data
+from ganjax import data, run
 from ganjax.benchmarks import stacked_mnist
 from ganjax.evaluation import mnist_classifier as mc
 from ganjax.evaluation import monitor
@@ -75,7 +74,7 @@ def test_tiny_experiment_run_logs_modes(tmp_path, monkeypatch):
     argv += ["--run.log-every", "2", "--run.sample-every", "4", "--run.checkpoint-every", "4"]
     argv += ["--evaluation.eval-every", "2", "--evaluation.eval-samples", "20"]
     argv += ["--evaluation.classifier-dir", str(classifier_dir)]
-    config = configs.parse(experiment.Config, argv)
+    config = run.parse(experiment.Config, argv)
     assert config.data.shape == (28, 28, 3) and experiment.Config().evaluation.eval_samples == 26_000
     state = experiment.train_and_evaluate(config)
     assert int(state.step) == 4
@@ -98,9 +97,9 @@ def test_the_monitor_lets_g_catch_up_with_d_over_the_first_1000_steps():
         "d_real": np.full(steps, 0.95),
         "d_fake": np.full(steps, 0.05),
     }
-    config = configs.parse(experiment.Config, [])
+    config = run.parse(experiment.Config, [])
     stacked = config.monitor.build(config.objective)
-    default = configs.Monitor().build(config.objective)
+    default = run.Monitor().build(config.objective)
     flagged = lambda monitor_config: [
         step
         for step, flags in monitor.replay(trace, 50, monitor_config)
@@ -108,4 +107,4 @@ def test_the_monitor_lets_g_catch_up_with_d_over_the_first_1000_steps():
     ]
     assert flagged(default), "the trace is one the default monitor flags after its 400-step warmup"
     assert flagged(stacked) == []
-    assert flagged(configs.parse(experiment.Config, ["--monitor.warmup", "400"]).monitor.build(config.objective))
+    assert flagged(run.parse(experiment.Config, ["--monitor.warmup", "400"]).monitor.build(config.objective))

@@ -4,16 +4,15 @@ import chex
 import numpy as np
 import pytest
 
-from experiments import evaluation
-from ganjax import data
-from ganjax.evaluation import metrics
+from ganjax import data, evaluation
+from ganjax.evaluation import ClassifierTraining, metrics
 from ganjax.evaluation import mnist_classifier as mc
 
 
 @pytest.fixture(scope="module")
 def trained(mnist, tmp_path_factory):
     train_set, test_set = data.ImageDataset(mnist.images[:3000], mnist.labels[:3000]).split(0.8)
-    settings = evaluation.ClassifierTraining(steps=120, batch_size=64, width=8, feature_dim=32, lr=3e-3)
+    settings = ClassifierTraining(steps=120, batch_size=64, width=8, feature_dim=32, lr=3e-3)
     classifier = evaluation.train_classifier(settings, train_set)
     return classifier, test_set, mc.save_mnist_classifier(classifier, tmp_path_factory.mktemp("clf"))
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import acgan_mnist, cgan_mnist, evaluation
-from experiments import config as configs
-from ganjax import images
+from experiments import acgan_mnist, cgan_mnist
+from ganjax import evaluation, images, run
 from ganjax.evaluation import mnist_classifier
 from ganjax.training.gan import ema_stats, generate
 
@@ -59,7 +58,7 @@ def tiny(cls, mnist_dir, tmp_path, classifier_dir, *extra):
         classifier_dir,
         *extra,
     ]
-    return configs.parse(cls, argv)
+    return run.parse(cls, argv)
 
 
 def test_per_class_accuracy():
@@ -116,7 +115,7 @@ def test_an_acgan_d_needs_the_class_loss():
     with pytest.raises(
         ValueError, match="ConditionalModel.d_conditioning: is 'auxiliary' with conditioning.aux_class_weight=0.0"
     ):
-        cgan_mnist.Config(model=configs.ConditionalModel(d_conditioning="auxiliary"))
+        cgan_mnist.Config(model=run.ConditionalModel(d_conditioning="auxiliary"))
 
 
 @pytest.mark.slow

@@ -4,9 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import config as configs
 from experiments import cyclegan as experiment
-from ganjax import data
+from ganjax import data, run
 from ganjax.models import cyclegan
 from ganjax.training.phases import make_step
 
@@ -27,7 +26,7 @@ def test_mnist_domains_are_inverted_thickened_and_unpaired(mnist):
 @pytest.mark.slow  # the model's step is checked by hand in the default suite
 def test_experiment_smoke(mnist_dir, tmp_path):
     run = tmp_path / "run"
-    config = configs.parse(
+    config = run.parse(
         experiment.Config,
         [
             "--data.dir",
@@ -66,7 +65,7 @@ def test_experiment_smoke(mnist_dir, tmp_path):
 @pytest.mark.slow
 def test_cycle_loss_falls_below_a_fifth_of_its_start(mnist):
     """A 300-step run of the default models on the MNIST domains (about two minutes on two cores)."""
-    config = experiment.Config(schedule=configs.Schedule(steps=300, batch_size=8))
+    config = experiment.Config(schedule=run.Schedule(steps=300, batch_size=8))
     model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
     step = jax.jit(make_step(model.phases()), donate_argnums=0)
     state = experiment.create_state(config, jax.random.key(0))

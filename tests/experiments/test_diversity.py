@@ -11,10 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import acgan_mnist, cgan_mnist, cyclegan, evaluation, msggan, pggan, runner, sagan
-from experiments import config as configs
-from ganjax import data
-from ganjax.evaluation import metrics, monitor
+from experiments import acgan_mnist, cgan_mnist, cyclegan, msggan, pggan, sagan
+from ganjax import data, evaluation, run
+from ganjax.evaluation import class_accuracy, metrics, monitor, quality
 from ganjax.evaluation import mnist_classifier as mc
 from ganjax.models import msggan as msggan_models
 from ganjax.training.gan import Conditioning
@@ -39,7 +38,7 @@ def small(digits):
 
 def logged(hooks, state, step=2) -> dict[str, float]:
     """What the hooks add to the log record at ``step``."""
-    assert hooks and all(isinstance(hook, runner.Evaluate) for hook in hooks)
+    assert hooks and all(isinstance(hook, run.Evaluate) for hook in hooks)
     return {k: v for hook in hooks for k, v in hook.evaluate(state, step).items()}
 
 
@@ -66,9 +65,9 @@ def conditional(experiment, *extra):
     """A tiny conditional GAN experiment's config and state (no class accuracy: no classifier)."""
     argv = ["--data.image-size", "28", "--data.channels", "1", "--latent.dim", "4", *TINY]
     argv += ["--class-accuracy.classifier-dir", "", "--class-accuracy.eval-per-class", "2", *extra]
-    config = configs.parse(experiment.Config, argv)
+    config = run.parse(experiment.Config, argv)
     gan = config.make_gan(config.conditioning)
-    return config, runner.gan_state(jax.random.key(0), gan, *config.models(), config.data.shape, config)
+    return config, run.gan_state(jax.random.key(0), gan, *config.models(), config.data.shape, config)
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +91,14 @@ def test_with_a_classifier_the_class_samples_give_their_models_diversity(digits,
     )
     drawn = []
     generate = evaluation._generate
-    monkeypatch.setattr(evaluation, "_generate", lambda *a, **kw: drawn.append(kw["use_ema"]) or generate(*a, **kw))
+    monkeypatch.setattr(class_accuracy, "_generate", lambda *a, **kw: drawn.append(kw["use_ema"]) or generate(*a, **kw))
     samplers, sampled = evaluation.samplers, []
 
     def counted(*args, **kwargs):
         draw, stats = samplers(*args, **kwargs)
         return lambda state, key, ema_stats: sampled.append(ema_stats is not None) or draw(state, key, ema_stats), stats
 
-    monkeypatch.setattr(evaluation, "samplers", counted)
+    monkeypatch.setattr(quality, "samplers", counted)
     hooks = evaluation.conditional_hooks(config, jax.random.key(1))(digits)
     result = logged(hooks, state)
     model = "ema_" if ema != "0" else ""
@@ -128,9 +127,9 @@ def test_conditional_samples_go_round_every_class(cgan):
 
 @pytest.mark.slow  # builds a model family; the cgan and cyclegan tests keep the hook in the default tier
 def test_sagan_logs_diversity(small):
-    config = configs.parse(sagan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
+    config = run.parse(sagan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
     gan = config.make_gan(Conditioning(num_classes=config.model.num_classes))
-    state = runner.gan_state(jax.random.key(0), gan, *sagan.players(config), config.data.shape, config)
+    state = run.gan_state(jax.random.key(0), gan, *sagan.players(config), config.data.shape, config)
     hooks = sagan.diversity_hooks(config, small)
     assert [hook.every for hook in hooks] == [2]
     assert_real(logged(hooks, state), "")
@@ -138,10 +137,10 @@ def test_sagan_logs_diversity(small):
 
 @pytest.mark.slow  # builds a model family; the cgan and cyclegan tests keep the hook in the default tier
 def test_msggan_logs_diversity_of_its_finest_scale(small, monkeypatch):
-    config = configs.parse(msggan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
+    config = run.parse(msggan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
     sides = msggan_models.scales(8)
     players = msggan.generator(config).module, msggan_models.Discriminator(8, 4)
-    state = runner.gan_state(jax.random.key(0), config.make_gan(), *players, (8, 8, len(sides)), config)
+    state = run.gan_state(jax.random.key(0), config.make_gan(), *players, (8, 8, len(sides)), config)
     shapes = spy_shapes(monkeypatch)
     assert_real(logged(msggan.diversity_hooks(config, small), state), "")
     assert shapes == [((8, 8, 8, 1), (32, 8, 8, 1))]
@@ -163,7 +162,7 @@ def spy_shapes(monkeypatch) -> list:
 def test_pggan_logs_diversity_at_the_resolution_of_its_stage_and_sees_a_collapsed_g(small, monkeypatch):
     argv = ["--schedule.batch-size", "8", "--schedule.fade-images", "16", "--schedule.stable-images", "8"]
     argv += ["--model.latent-dim", "8", "--model.g-width", "4", "--model.d-width", "4", "--model.max-width", "8"]
-    config = configs.parse(pggan.Config, [*SMALL, *argv, *DIVERSITY, "--ema-decay", "0"])
+    config = run.parse(pggan.Config, [*SMALL, *argv, *DIVERSITY, "--ema-decay", "0"])
     # Step 1 trained stage 0 (4x4 of the 8x8 images).
     state = pggan.create_state(config, jax.random.key(0)).replace(step=jnp.asarray(1))
     shapes = spy_shapes(monkeypatch)
@@ -177,7 +176,7 @@ def test_pggan_logs_diversity_at_the_resolution_of_its_stage_and_sees_a_collapse
 def test_cyclegan_logs_each_direction_and_the_monitor_reads_a_collapsed_one(mnist_dir, small):
     argv = ["--data.dir", str(mnist_dir), *SMALL, "--schedule.batch-size", "4", "--model.g-width", "4"]
     argv += ["--model.g-blocks", "1", "--model.d-width", "4", "--model.d-layers", "1", *DIVERSITY]
-    config = configs.parse(cyclegan.Config, argv)
+    config = run.parse(cyclegan.Config, argv)
     a, b = cyclegan.mnist_domains(small)
     state = cyclegan.create_state(config, jax.random.key(0))
     hooks = cyclegan.diversity_hooks(config, a, b)

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import cgan_mnist, dcgan_mnist, evaluation, runner
-from experiments import config as configs
-from ganjax import data
-from ganjax.evaluation import inception, metrics
+from experiments import cgan_mnist, dcgan_mnist
+from ganjax import data, evaluation, run
+from ganjax.evaluation import features, inception, metrics, quality
 from ganjax.evaluation import mnist_classifier as mc
 from ganjax.training.gan import Conditioning
 from tests.training.tiny import (
@@ -35,7 +34,7 @@ SMALL = inception.InceptionV3(resize=None)
 def isolated(tmp_path, monkeypatch):
     """No FID weights from the environment, and a cache of this test's own."""
     monkeypatch.delenv(evaluation.FID_WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(evaluation, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(features, "CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def images(n, side, channels, seed=0):
 
 def dcgan_config(*extra):
     args = ["--data.image-size", "28", "--data.channels", "1", "--clusters.k", "0"]  # G takes z alone
-    return configs.parse(dcgan_mnist.Config, [*args, *extra])
+    return run.parse(dcgan_mnist.Config, [*args, *extra])
 
 
 def one_line(text):
@@ -75,7 +74,7 @@ def test_rgb_folder_trains_on_with_one_line_about_the_missing_metrics(tmp_path, 
     argv += ["--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4", "--run.log-every", "2"]
     argv += ["--evaluation.eval-every", "2", "--evaluation.eval-samples", "8"]
     argv += ["--evaluation.classifier-dir", classifier_dir]
-    state = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
+    state = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
     assert int(state.step) == 4
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     (line,) = warnings
@@ -91,7 +90,7 @@ def test_rgb_folder_trains_on_with_one_line_about_the_missing_metrics(tmp_path, 
 
 def test_unlabelled_or_foreign_images_never_train_the_classifier(tmp_path, monkeypatch, capsys):
     """The report: the evaluator trained the MNIST classifier on unlabelled RGB images."""
-    monkeypatch.setattr(evaluation, "train_classifier", lambda *a: pytest.fail("trained the MNIST classifier"))
+    monkeypatch.setattr(quality, "train_classifier", lambda *a: pytest.fail("trained the MNIST classifier"))
     config = dcgan_config("--evaluation.classifier-dir", str(tmp_path / "none"), "--schedule.batch-size", "4")
     for dataset in (
         data.ImageDataset(images(8, 64, 3), None, "rgb"),
@@ -159,10 +158,10 @@ DIGITS = data.ImageDataset(images(8, 28, 1), np.zeros(8, np.int32), "digits")
 def evaluated_steps(config, steps, build_evaluator, monkeypatch, before_training=lambda: None):
     """The steps at which ``quality_hooks(config)`` evaluated a run of ``steps`` counting steps on :data:`DIGITS`,
     with ``build_evaluator`` in place of the real one; ``before_training()`` runs between the hooks and step 1."""
-    monkeypatch.setattr(evaluation, "build_evaluator", build_evaluator)
+    monkeypatch.setattr(quality, "build_evaluator", build_evaluator)
     log = []
 
-    class Record(runner.Hook):
+    class Record(run.Hook):
         every = 1
 
         def __call__(self, context):
@@ -170,7 +169,7 @@ def evaluated_steps(config, steps, build_evaluator, monkeypatch, before_training
 
     hooks = [*evaluation.quality_hooks(config)(DIGITS), Record()]
     before_training()
-    runner.train(0, lambda s, batch: (s + 1, {}), lambda start: itertools.repeat(None), steps, hooks, step_of=int)
+    run.train_loop(0, lambda s, batch: (s + 1, {}), lambda start: itertools.repeat(None), steps, hooks, step_of=int)
     return [step for step in log if step is not None]
 
 
@@ -192,7 +191,7 @@ def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_pa
     """With no classifier saved yet, the evaluator (which trains it) is built on another thread from the moment the
     hooks are made, before step 1, and the first evaluation waits for it and uses it; not for a run that ends first.
     """
-    monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
+    monkeypatch.setattr(quality, "usable_cores", lambda: 2)
     started, release, built = threading.Event(), threading.Event(), []
 
     def build(config, dataset, network):
@@ -204,12 +203,12 @@ def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_pa
     missing = ("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
     short, config = (dcgan_config(*missing, "--schedule.steps", steps) for steps in ("4", "12"))
     in_background = evaluation.in_background
-    monkeypatch.setattr(evaluation, "in_background", lambda fn: pytest.fail("started a build ahead"))
+    monkeypatch.setattr(quality, "in_background", lambda fn: pytest.fail("started a build ahead"))
     assert evaluated_steps(short, 4, build, monkeypatch) == [] and built == []
-    monkeypatch.setattr(evaluation, "usable_cores", lambda: 1)  # beside the run it would only slow it down
+    monkeypatch.setattr(quality, "usable_cores", lambda: 1)  # beside the run it would only slow it down
     assert evaluated_steps(config, 4, build, monkeypatch) == [] and built == []
-    monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
-    monkeypatch.setattr(evaluation, "in_background", in_background)
+    monkeypatch.setattr(quality, "usable_cores", lambda: 2)
+    monkeypatch.setattr(quality, "in_background", in_background)
 
     def building_before_step_1():
         assert started.wait(10)  # the run's steps have not started: only a thread of its own builds it
@@ -224,7 +223,7 @@ def test_a_failure_to_build_ahead_is_raised_at_the_first_evaluation(tmp_path, mo
     def build(config, dataset, network):
         raise OSError(f"{config.evaluation.classifier_dir}: read-only file system")
 
-    monkeypatch.setattr(evaluation, "usable_cores", lambda: 2)
+    monkeypatch.setattr(quality, "usable_cores", lambda: 2)
     config = dcgan_config("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
     with pytest.raises(OSError, match="none: read-only file system"):
         evaluated_steps(config, 12, build, monkeypatch)
@@ -236,7 +235,7 @@ def test_class_accuracy_needs_a_period_and_a_classifier_for_the_images(tmp_path,
     key = jax.random.key(0)
     base = ["--class-accuracy.classifier-dir", classifier_dir]
     digits = data.ImageDataset(images(8, 28, 1), np.zeros(8, np.int32), "digits")
-    parse = lambda *argv: configs.parse(cgan_mnist.Config, [*argv, *base])
+    parse = lambda *argv: run.parse(cgan_mnist.Config, [*argv, *base])
     assert evaluation.class_accuracy_hooks(parse("--class-accuracy.eval-every", "0"), key)(digits) == []
     (hook,) = evaluation.class_accuracy_hooks(parse("--class-accuracy.eval-every", "3"), key)(digits)
     assert (hook.every, hook.at_end) == (3, False)
@@ -279,7 +278,7 @@ def test_mnist_network_is_named_by_its_params_and_its_training_is_announced(tmp_
     digits = data.ImageDataset(images(2100, 28, 1), np.zeros(2100, np.int32), "digits")
     names = {evaluation.mnist_network(tmp_path / str(seed), digits).name for seed in (0, 1)}
     assert len(names) == 2
-    monkeypatch.setattr(evaluation, "train_classifier", lambda settings, train_set: mc.init(jax.random.key(0)))
+    monkeypatch.setattr(quality, "train_classifier", lambda settings, train_set: mc.init(jax.random.key(0)))
     evaluation.mnist_network(tmp_path / "new", digits)
     assert "training the MNIST feature network on 100 digits for 1500 steps" in capsys.readouterr().out
 

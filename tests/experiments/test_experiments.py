@@ -16,16 +16,15 @@ from experiments import (
     gaussian_mixture,
     msggan,
     pggan,
-    runner,
     sagan,
     style_transfer,
     train_mnist_classifier,
     vaegan_mnist,
     wgan_gp_mnist,
 )
-from experiments import config as configs
-from ganjax import checkpoint, data
+from ganjax import checkpoint, data, run
 from ganjax.evaluation import monitor
+from ganjax.run import fit as fit_module
 
 EXPERIMENTS = (
     dcgan_mnist,
@@ -128,7 +127,7 @@ def test_help_lists_every_field_with_its_description(module, capsys):
 
 
 def test_parse_gives_nested_typed_parts():
-    config = configs.parse(
+    config = run.parse(
         dcgan_mnist.Config,
         [
             "--schedule.steps",
@@ -161,15 +160,15 @@ def test_parse_gives_nested_typed_parts():
 def test_compute_dtype_flag_sets_every_models_dtype(module, build):
     """``--model.compute-dtype``: auto is float32 on this CPU; params stay float32 either way (tests/models)."""
     for flag, dtype in [("auto", jnp.float32), ("float32", jnp.float32), ("bfloat16", jnp.bfloat16)]:
-        config = configs.parse(module.Config, ["--model.compute-dtype", flag])
+        config = run.parse(module.Config, ["--model.compute-dtype", flag])
         assert {jnp.dtype(model.dtype) for model in build(config)} == {jnp.dtype(dtype)}
     with pytest.raises(ValueError, match="DCGANModel.compute_dtype: unknown name 'float16'"):
-        configs.DCGANModel(compute_dtype="float16")
+        run.DCGANModel(compute_dtype="float16")
 
 
 def test_lr_decay_schedules_both_players_over_the_run():
     """D's schedule spans n_critic updates per step, so both reach 0 at the last step."""
-    optimizers = configs.Optimizers(lr_decay=True, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd", g_optimizer="sgd")
+    optimizers = run.Optimizers(lr_decay=True, lr_g=1e-3, lr_d=1e-3, d_optimizer="sgd", g_optimizer="sgd")
     tx = optimizers.build(jax.random.key(0), steps=10, n_critic=5)
     params = {"w": np.ones((), np.float32)}
 
@@ -191,12 +190,12 @@ def test_an_image_folder_gives_its_own_shape_unless_one_is_given(tmp_path):
 
     for i in range(3):
         Image.new("RGB", (64, 64), (i, 90, 200)).save(tmp_path / f"{i}.webp")
-    inferred = configs.parse(dcgan_mnist.Config, ["--data.dir", str(tmp_path)])
+    inferred = run.parse(dcgan_mnist.Config, ["--data.dir", str(tmp_path)])
     assert (inferred.data.image_size, inferred.data.channels) == (64, 3)
-    given = configs.parse(dcgan_mnist.Config, ["--data.dir", str(tmp_path), "--data.image-size", "32"])
+    given = run.parse(dcgan_mnist.Config, ["--data.dir", str(tmp_path), "--data.image-size", "32"])
     assert (given.data.image_size, given.data.channels) == (32, 3)
     assert given.data.load().images.shape == (3, 32, 32, 3)
-    default = configs.parse(dcgan_mnist.Config, [])
+    default = run.parse(dcgan_mnist.Config, [])
     assert (default.data.source, default.data.shape) == (str(data.PACKAGED_MNIST), (28, 28, 1))
 
 
@@ -216,7 +215,7 @@ def test_a_conditional_gan_on_an_unlabelled_folder_says_how_to_label_it(tmp_path
 
 def test_config_shape_mismatch_is_named(mnist_dir):
     with pytest.raises(data.DataError, match="images are \\(28, 28, 1\\), but the config asks for image_size=32"):
-        configs.Data(dir=str(mnist_dir), image_size=32).load()
+        run.Data(dir=str(mnist_dir), image_size=32).load()
 
 
 # ----------------------------------------------------------------------------- the runner on a toy state
@@ -233,14 +232,14 @@ def toy(bad_step=None, zero_loss=False):
 
 
 def toy_hooks(workdir, **monitor_settings):
-    run = configs.Run(workdir=str(workdir), log_every=1, checkpoint_every=2)
-    return runner.run_hooks(run, {}, watch=monitor.MonitorConfig(**monitor_settings))
+    settings = run.Run(workdir=str(workdir), log_every=1, checkpoint_every=2)
+    return run.run_hooks(settings, {}, watch=monitor.MonitorConfig(**monitor_settings))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     state, step, batches = toy(bad_step=5)
     with pytest.raises(monitor.NonFiniteLossError, match="d_loss = nan at step 5"):
-        runner.train(state, step, batches, 10, toy_hooks(tmp_path), step_of=lambda s: int(s["step"]))
+        run.train_loop(state, step, batches, 10, toy_hooks(tmp_path), step_of=lambda s: int(s["step"]))
     saved = checkpoint.Checkpointer(tmp_path / "checkpoints")
     assert saved.latest_step() == 4
     assert int(saved.restore(state)[0]["step"]) == 4
@@ -250,8 +249,8 @@ def test_stop_on_flag_ends_the_run_with_a_sample_and_checkpoint(tmp_path):
     state, step, batches = toy(zero_loss=True)
     samples = []
     hooks = toy_hooks(tmp_path, window=4, stop_on=("d_loss_zero",))
-    hooks.insert(-1, runner.Periodic(100, lambda s, t: samples.append(t)))
-    final = runner.train(state, step, batches, 20, hooks, step_of=lambda s: int(s["step"]))
+    hooks.insert(-1, run.Periodic(100, lambda s, t: samples.append(t)))
+    final = run.train_loop(state, step, batches, 20, hooks, step_of=lambda s: int(s["step"]))
     assert int(final["step"]) == 1 and samples == [1]
     assert checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step() == 1
     (record,) = records(tmp_path)
@@ -260,21 +259,21 @@ def test_stop_on_flag_ends_the_run_with_a_sample_and_checkpoint(tmp_path):
 
 def test_metrics_are_fetched_only_on_hook_steps_and_averaged_per_hook(tmp_path):
     state, step, batches = toy()
-    run = configs.Run(workdir=str(tmp_path), log_every=3, checkpoint_every=2)
-    runner.train(state, step, batches, 7, runner.run_hooks(run, {}), step_of=lambda s: int(s["step"]))
+    settings = run.Run(workdir=str(tmp_path), log_every=3, checkpoint_every=2)
+    run.train_loop(state, step, batches, 7, run.run_hooks(settings, {}), step_of=lambda s: int(s["step"]))
     # batch t (t = 0, 1, ...) gives d_loss 1 + t at step t + 1; each record is the mean since the last one.
     assert [(r["step"], r["d_loss"]) for r in records(tmp_path)] == [(3, 2.0), (6, 5.0), (7, 7.0)]
 
 
 def test_workdir_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
-    run = configs.Run(workdir=str(tmp_path / "w"))
-    runner.prepare_workdir(run, {"model": {"width": 8}, "schedule": {"steps": 4}})
+    settings = run.Run(workdir=str(tmp_path / "w"))
+    run.prepare_workdir(settings, {"model": {"width": 8}, "schedule": {"steps": 4}})
     assert json.loads((tmp_path / "w" / "config.json").read_text())["model"] == {"width": 8}
-    runner.prepare_workdir(run, {"model": {"width": 12}})  # only a config: a run that failed before it started
+    run.prepare_workdir(settings, {"model": {"width": 12}})  # only a config: a run that failed before it started
     (tmp_path / "w" / "stale.txt").write_text("old")
-    with pytest.raises(runner.WorkdirError, match=f"{tmp_path / 'w'} already holds a run: pass --run.resume"):
-        runner.prepare_workdir(run, {"model": {"width": 8}})
-    runner.prepare_workdir(configs.Run(workdir=str(tmp_path / "w"), overwrite=True), {"model": {"width": 16}})
+    with pytest.raises(run.WorkdirError, match=f"{tmp_path / 'w'} already holds a run: pass --run.resume"):
+        run.prepare_workdir(settings, {"model": {"width": 8}})
+    run.prepare_workdir(run.Run(workdir=str(tmp_path / "w"), overwrite=True), {"model": {"width": 16}})
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["config.json"]
 
 
@@ -283,7 +282,7 @@ def test_workdir_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path
 
 def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, capsys):
     run = tmp_path / "a"
-    straight = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, run)))
+    straight = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, run)))
     started = capsys.readouterr().out.splitlines()
     assert started[0] == "cpu: 1 devices in 1 processes, global batch 16, 16 per device"
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
@@ -300,10 +299,10 @@ def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, ca
 
     half = tmp_path / "b"
     dcgan_mnist.main(tiny_unevaluated(mnist_dir, half, "--schedule.steps", "3"))
-    with pytest.raises(runner.WorkdirError, match="already holds a run"):
-        dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half)))
+    with pytest.raises(run.WorkdirError, match="already holds a run"):
+        dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half)))
     resumed = dcgan_mnist.train_and_evaluate(
-        configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half, "--run.resume"))
+        run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half, "--run.resume"))
     )
     assert int(resumed.step) == 6
     chex.assert_trees_all_equal(jax.tree.leaves(resumed.players), jax.tree.leaves(straight.players))
@@ -324,7 +323,7 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     )
     assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (3e-4, 0.9, "none")
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
-    state = wgan_gp_mnist.train_and_evaluate(configs.parse(wgan_gp_mnist.Config, argv))
+    state = wgan_gp_mnist.train_and_evaluate(run.parse(wgan_gp_mnist.Config, argv))
     assert "global batch 4 x 3 batches per step, 4 per device" in capsys.readouterr().out
     assert int(state.step) == 2
     (row,) = records(tmp_path)
@@ -335,11 +334,11 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
 @pytest.mark.slow
 def test_class_head_flags_give_d_a_class_head_on_the_labelled_reals_and_g_catgans_term(mnist_dir, tmp_path):
     """``--class-head.weight`` gives D its class head and its loss on the reals; G still draws from z alone."""
-    plain = configs.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, tmp_path, "--clusters.k", "0"))
-    assert plain.make_gan().conditioning == configs.Conditioning()  # no head unless asked for
+    plain = run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, tmp_path, "--clusters.k", "0"))
+    assert plain.make_gan().conditioning == run.Conditioning()  # no head unless asked for
     head = ["--clusters.k", "0", "--class-head.weight", "1", "--class-head.entropy-weight", "0.5"]
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", *head)
-    state = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
+    state = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
     (row,) = records(tmp_path)
     assert_finite([row])
     d, g = state.players["d"], state.players["g"]
@@ -359,20 +358,20 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
     from ganjax import clusters, sample
 
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--clusters.k", "8")
-    config = configs.parse(dcgan_mnist.Config, [*argv, "--clusters.iterations", "3"])
+    config = run.parse(dcgan_mnist.Config, [*argv, "--clusters.iterations", "3"])
     trained_on = {}
-    fit_gan = runner.fit_gan
+    fit_gan = run.fit_gan
 
     def spy(config, state, phases, dataset, *args):
         trained_on["labels"] = dataset.labels
         return fit_gan(config, state, phases, dataset, *args)
 
-    monkeypatch.setattr(runner, "fit_gan", spy)
+    monkeypatch.setattr(fit_module, "fit_gan", spy)
     state = dcgan_mnist.train_and_evaluate(config)
     assert_finite(records(tmp_path))
     digits = data.load_idx_folder(mnist_dir)
     pixels = digits.images.reshape(len(digits), -1) / np.float32(255.0)
-    expected = clusters.balanced_kmeans(jax.random.fold_in(jax.random.key(0), configs.CLUSTERS_KEY), pixels, 8, 3)
+    expected = clusters.balanced_kmeans(jax.random.fold_in(jax.random.key(0), run.CLUSTERS_KEY), pixels, 8, 3)
     np.testing.assert_array_equal(trained_on["labels"], expected.labels)
     assert np.bincount(trained_on["labels"]).tolist() == [1250] * 8
     g, d = state.players["g"], state.players["d"]
@@ -384,9 +383,9 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
     z, drawn = dcgan_mnist.generator(config).grid(jax.random.key(1))
     chex.assert_shape((z, drawn), ((100, 16), (100,)))
     assert len(set(np.asarray(drawn).tolist())) == 8
-    run = sample.load_run(tmp_path)
-    assert run.sample(12, seed=3).shape == (12, 28, 28, 1) and run.columns(12) == 10  # 12 images, not 12 a cluster
-    assert run.sample(2, classes=[1, 7]).shape == (4, 28, 28, 1)
+    saved = sample.load_run(tmp_path)
+    assert saved.sample(12, seed=3).shape == (12, 28, 28, 1) and saved.columns(12) == 10  # 12 images, not 12 a cluster
+    assert saved.sample(2, classes=[1, 7]).shape == (4, 28, 28, 1)
     sample.main([str(tmp_path), "--out", str(tmp_path / "again.png")])  # the run's last grid, clusters and all
     assert (tmp_path / "again.png").read_bytes() == (tmp_path / "samples" / "step_000002.png").read_bytes()
 
@@ -398,7 +397,7 @@ def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_pat
     for objective in ("adversarial", "feature_matching"):
         workdir = tmp_path / objective
         argv = tiny_unevaluated(mnist_dir, workdir, "--schedule.steps", "2", "--objective.g-objective", objective)
-        dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
+        dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
         (row,) = records(workdir)
         assert_finite([row])
         losses[objective] = row["g_loss"]
@@ -453,7 +452,7 @@ def test_sagan_and_msggan_train_and_write_samples(module, mnist_dir, tmp_path):
         "--num-samples",
         "10",
     )
-    state = module.train_and_evaluate(configs.parse(module.Config, argv))
+    state = module.train_and_evaluate(run.parse(module.Config, argv))
     assert int(state.step) == 2
     assert (tmp_path / "samples" / "step_000002.png").stat().st_size > 0
     assert_finite(records(tmp_path))
@@ -487,14 +486,14 @@ def test_classifier_trains_and_reports_its_accuracy(mnist_dir, tmp_path, capsys)
 @pytest.mark.parametrize(
     "objective,floor",
     [
-        (configs.Objective(), 0.05),
-        (configs.Objective(d_labels="one_sided"), 0.325 + 0.05),  # H(0.9): smoothed D cannot go lower
-        (configs.Objective(loss="hinge"), 0.05),
-        (configs.Objective(loss="wasserstein"), -np.inf),
+        (run.Objective(), 0.05),
+        (run.Objective(d_labels="one_sided"), 0.325 + 0.05),  # H(0.9): smoothed D cannot go lower
+        (run.Objective(loss="hinge"), 0.05),
+        (run.Objective(loss="wasserstein"), -np.inf),
     ],
 )
 def test_d_at_its_least_is_judged_above_the_least_its_targets_allow(objective, floor):
-    settings = configs.Monitor().build(objective)
+    settings = run.Monitor().build(objective)
     assert settings.d_loss_floor == pytest.approx(floor, abs=1e-3)
     # a smoothed D that wins outright: its loss sits just above H(0.9), far from 0
     winning = {"d_loss": 0.33 + 0.01 * np.random.default_rng(0).random(600), "d_real": np.full(600, 0.9)}
@@ -504,13 +503,13 @@ def test_d_at_its_least_is_judged_above_the_least_its_targets_allow(objective, f
 
 @pytest.mark.parametrize("restarts", [(), (600,)])
 def test_the_runs_monitor_flags_what_its_replay_flags(restarts):
-    """``runner.Watch`` checks what ``monitor.replay`` checks at each logging step, restarts included."""
+    """``run.Watch`` checks what ``monitor.replay`` checks at each logging step, restarts included."""
     trace = {"d_loss": np.full(1200, 1.0) + 0.05 * np.random.default_rng(0).normal(size=1200)}
     trace["d_loss"][600:650] += 1.0  # a new stage's swing
     config = monitor.MonitorConfig(restarts=restarts)
-    watch, live = runner.Watch(50, config), []
+    watch, live = run.Watch(50, config), []
     for step in range(50, 1201, 50):
-        context = runner.Context(step, None, step == 1200, [{"d_loss": v} for v in trace["d_loss"][step - 50 : step]])
+        context = run.Context(step, None, step == 1200, [{"d_loss": v} for v in trace["d_loss"][step - 50 : step]])
         watch(context)
         live.append((step, context.postfix["flags"]))
     replayed = [(step, ",".join(f.name for f in flags) or "-") for step, flags in monitor.replay(trace, 50, config)]
@@ -519,9 +518,9 @@ def test_the_runs_monitor_flags_what_its_replay_flags(restarts):
 
 def test_cluster_features_are_the_pixels_pooled_down_to_32_wide():
     small = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28, 1)
-    np.testing.assert_allclose(configs.cluster_features(small), small.reshape(2, -1) / np.float32(255.0))
+    np.testing.assert_allclose(run.cluster_features(small), small.reshape(2, -1) / np.float32(255.0))
     large = np.random.default_rng(0).integers(0, 256, (2, 65, 65, 3), dtype=np.uint8)
-    pooled = configs.cluster_features(large)  # 3 x 3 squares of the first 63 rows and columns
+    pooled = run.cluster_features(large)  # 3 x 3 squares of the first 63 rows and columns
     assert pooled.shape == (2, 21 * 21 * 3)
     np.testing.assert_allclose(
         pooled.reshape(2, 21, 21, 3)[1, 4, 2], large[1, 12:15, 6:9].mean((0, 1)) / 255.0, rtol=1e-6
@@ -530,6 +529,6 @@ def test_cluster_features_are_the_pixels_pooled_down_to_32_wide():
 
 def test_no_clusters_turns_off_an_experiments_own_cluster_settings():
     """``--clusters.k 0`` gives WGAN-GP's plain critic although its defaults choose the clusters' projection."""
-    config = configs.parse(wgan_gp_mnist.Config, ["--clusters.k", "0"])
-    assert config.conditioning == configs.Conditioning() and config.d_conditioning == "none"
-    assert configs.parse(wgan_gp_mnist.Config, []).conditioning == configs.Conditioning(50, fake_classes="reals")
+    config = run.parse(wgan_gp_mnist.Config, ["--clusters.k", "0"])
+    assert config.conditioning == run.Conditioning() and config.d_conditioning == "none"
+    assert run.parse(wgan_gp_mnist.Config, []).conditioning == run.Conditioning(50, fake_classes="reals")

@@ -6,8 +6,7 @@ import pytest
 from PIL import Image
 
 from experiments import gaussian_mixture as gm
-from experiments import runner
-from ganjax import checkpoint
+from ganjax import checkpoint, run
 
 TINY = [
     "--schedule.steps",
@@ -57,7 +56,7 @@ def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path, capsys):
     assert sorted(p.name for p in (workdir / "samples").iterdir()) == ["step_000020.png", "step_000040.png"]
     assert Image.open(workdir / "training.png").size[0] > 100
     assert json.loads((workdir / "config.json").read_text())["mixture"] == "grid"
-    table = runner.seeds_table(tmp_path, gm.TABLE_COLUMNS)
+    table = run.seeds_table(tmp_path, gm.TABLE_COLUMNS)
     assert "| grid_ns | 1 |" in table
 
 
@@ -122,4 +121,4 @@ def test_the_table_names_a_folder_it_cannot_read(tmp_path):
     (tmp_path / "grid_ns").mkdir()
     (tmp_path / "grid_ns" / "training.png").write_bytes(b"")
     with pytest.raises(ValueError, match="grid_ns: not named {setting}_{seed}"):
-        runner.seeds_table(tmp_path, gm.TABLE_COLUMNS)
+        run.seeds_table(tmp_path, gm.TABLE_COLUMNS)

@@ -6,8 +6,8 @@ import chex
 import jax
 import pytest
 
-from experiments import config as configs
 from experiments import pggan as experiment
+from ganjax import run
 
 
 def tiny(mnist_dir, workdir, *extra):
@@ -45,7 +45,7 @@ def tiny(mnist_dir, workdir, *extra):
 
 
 def parse(argv):
-    return configs.parse(experiment.Config, argv)
+    return run.parse(experiment.Config, argv)
 
 
 def records(workdir):
@@ -58,7 +58,7 @@ def test_mnist_is_padded_to_32_and_the_schedule_spans_every_stage(mnist_dir, tmp
     assert config.plan.num_stages == 4 and config.steps == config.plan.total_steps() == 1 + 3 * 3
     assert experiment.Config().steps == 3500  # 16,000 images per fade-in and stable period, 32 a step
     with pytest.raises(ValueError, match="Data.image_size: must be 4 \\* 2\\^k, got 28"):
-        experiment.Config(data=configs.Data(image_size=28))
+        experiment.Config(data=run.Data(image_size=28))
 
 
 @pytest.mark.slow  # every stage's compile and weight are checked in tests/models/test_pggan.py

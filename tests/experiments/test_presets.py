@@ -8,9 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import config as configs
 from experiments import cyclegan, dcgan_mnist, pggan, style_transfer, wgan_gp_mnist
-from ganjax import optim
+from ganjax import optim, run
 from tests.experiments.test_experiments import assert_finite, records, tiny_unevaluated
 
 
@@ -19,7 +18,7 @@ def cosine(base, final, steps, t):
 
 
 def test_r3gan_preset_sets_the_recipe_over_the_runs_steps():
-    config = configs.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--schedule.steps", "100"])
+    config = run.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--schedule.steps", "100"])
     objective, optimizers, state = config.objective, config.optim, config.state
     assert (objective.loss, objective.penalty, objective.penalty_anneal_steps) == ("relativistic", "r1_r2", 100)
     assert dcgan_mnist.Config().objective.d_labels == "one_sided" and objective.d_labels == "none"  # RpGAN: none
@@ -33,11 +32,11 @@ def test_r3gan_preset_sets_the_recipe_over_the_runs_steps():
 
 def test_flags_apply_on_top_of_the_preset_wherever_they_stand():
     argv = ["--optim.lr-g", "1e-3", "--preset=r3gan", "--objective.penalty-weight-final", "0.001"]
-    config = configs.parse(wgan_gp_mnist.Config, argv)
+    config = run.parse(wgan_gp_mnist.Config, argv)
     assert (config.optim.lr_g, config.optim.lr_g_final, config.optim.lr_d) == (1e-3, 5e-5, 2e-4)
     assert (config.objective.penalty_weight_final, config.objective.loss) == (0.001, "relativistic")
     assert config.schedule.n_critic == 3 and config.objective.penalty_anneal_steps == 18000  # the experiment's own
-    unset = configs.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--state.ema-anneal-steps", "0"])
+    unset = run.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--state.ema-anneal-steps", "0"])
     assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (6000 * unset.schedule.batch_size / 10, 0)
 
 
@@ -47,12 +46,12 @@ def test_flags_apply_on_top_of_the_preset_wherever_they_stand():
 )
 def test_the_preset_is_refused_naming_itself_and_the_part_an_experiment_lacks(module, field, capsys):
     with pytest.raises(ValueError, match=re.escape(f"--preset r3gan: Config.{field}: the config has no Objective")):
-        configs.parse(module.Config, ["--preset", "r3gan"])
+        run.parse(module.Config, ["--preset", "r3gan"])
     with pytest.raises(SystemExit) as exit_:
         module.main(["--preset", "r3gan"])
     assert exit_.value.code == 2 and "error: --preset r3gan: Config.objective" in capsys.readouterr().err
     with pytest.raises(ValueError, match=re.escape("--preset: unknown preset 'r4gan'; choose one of ['r3gan']")):
-        configs.parse(dcgan_mnist.Config, ["--preset", "r4gan"])
+        run.parse(dcgan_mnist.Config, ["--preset", "r4gan"])
 
 
 def test_help_lists_the_presets_that_apply(capsys):
@@ -65,7 +64,7 @@ def test_help_lists_the_presets_that_apply(capsys):
 
 def test_annealed_optimizers_hold_each_players_b2_and_lr_at_each_update():
     """D's schedules span n_critic updates per step, so both players reach the final values at anneal_steps."""
-    optimizers = configs.Optimizers(b1=0.0, b2=0.9, b2_final=0.99, lr_g_final=5e-5, lr_d_final=1e-5, anneal_steps=4)
+    optimizers = run.Optimizers(b1=0.0, b2=0.9, b2_final=0.99, lr_g_final=5e-5, lr_d_final=1e-5, anneal_steps=4)
     tx = optimizers.build(jax.random.key(0), steps=100, n_critic=2)
     params = {"w": np.ones((), np.float32)}
     for chain, base, final, updates in [(tx.g, 2e-4, 5e-5, 4), (tx.d, 2e-4, 1e-5, 8)]:
@@ -78,27 +77,27 @@ def test_annealed_optimizers_hold_each_players_b2_and_lr_at_each_update():
 
 
 def test_state_options_give_the_ema_decay_of_the_annealed_half_life():
-    decay = configs.StateOptions(ema_half_life=640.0, ema_anneal_steps=10).ema(batch_size=64)
+    decay = run.StateOptions(ema_half_life=640.0, ema_anneal_steps=10).ema(batch_size=64)
     np.testing.assert_allclose([float(decay(t)) for t in (0, 5, 10, 20)], [0, 0.5 ** (1 / 5), 0.5**0.1, 0.5**0.1])
-    assert configs.StateOptions(ema_half_life=640.0).ema(64) == optim.half_life_decay(640.0, 64)
-    assert configs.StateOptions(ema_decay=0.999).ema(64) == 0.999 and not configs.StateOptions().keeps_ema
+    assert run.StateOptions(ema_half_life=640.0).ema(64) == optim.half_life_decay(640.0, 64)
+    assert run.StateOptions(ema_decay=0.999).ema(64) == 0.999 and not run.StateOptions().keeps_ema
 
 
 REFUSALS = [
-    (lambda: configs.Optimizers(lr_g_final=1e-5), "Optimizers.anneal_steps: is 0 with lr_g_final set: give the steps"),
-    (lambda: configs.Optimizers(anneal_steps=10), "Optimizers.anneal_steps: is 10 with none of lr_g_final, lr_d_final"),
-    (lambda: configs.Optimizers(b2_final=1.0, anneal_steps=5), "Optimizers.b2_final: must be in [0, 1)"),
+    (lambda: run.Optimizers(lr_g_final=1e-5), "Optimizers.anneal_steps: is 0 with lr_g_final set: give the steps"),
+    (lambda: run.Optimizers(anneal_steps=10), "Optimizers.anneal_steps: is 10 with none of lr_g_final, lr_d_final"),
+    (lambda: run.Optimizers(b2_final=1.0, anneal_steps=5), "Optimizers.b2_final: must be in [0, 1)"),
     (
-        lambda: configs.Optimizers(d_optimizer="sgd", b2_final=0.99, anneal_steps=5),
+        lambda: run.Optimizers(d_optimizer="sgd", b2_final=0.99, anneal_steps=5),
         "Optimizers.b2_final: anneals both players' Adam b2: both must use adam",
     ),
     (
-        lambda: configs.Optimizers(lr_decay=True, lr_d_final=1e-5, anneal_steps=5),
+        lambda: run.Optimizers(lr_decay=True, lr_d_final=1e-5, anneal_steps=5),
         "Optimizers.lr_decay: the learning rates are annealed",
     ),
-    (lambda: configs.StateOptions(ema_decay=0.9, ema_half_life=100.0), "StateOptions.ema_half_life: is 100.0 with"),
-    (lambda: configs.StateOptions(ema_anneal_steps=5), "StateOptions.ema_anneal_steps: is 5 with no ema_half_life"),
-    (lambda: configs.StateOptions(ema_half_life=-1.0), "StateOptions.ema_half_life: must be at least 0.0"),
+    (lambda: run.StateOptions(ema_decay=0.9, ema_half_life=100.0), "StateOptions.ema_half_life: is 100.0 with"),
+    (lambda: run.StateOptions(ema_anneal_steps=5), "StateOptions.ema_anneal_steps: is 5 with no ema_half_life"),
+    (lambda: run.StateOptions(ema_half_life=-1.0), "StateOptions.ema_half_life: must be at least 0.0"),
 ]
 
 
@@ -111,7 +110,7 @@ def test_schedule_values_that_cannot_apply_are_refused_naming_the_field(make, me
 @pytest.mark.slow
 def test_dcgan_trains_with_the_r3gan_preset_and_logs_its_penalty(mnist_dir, tmp_path):
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--preset", "r3gan", "--schedule.steps", "2")
-    state = dcgan_mnist.train_and_evaluate(configs.parse(dcgan_mnist.Config, argv))
+    state = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
     (row,) = records(tmp_path)
     assert_finite([row])
     assert row["penalty"] > 0 and {"d_loss", "g_loss"} <= set(row)

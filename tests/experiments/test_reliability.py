@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from experiments import config as configs
-from experiments import dcgan_mnist, runner
-from ganjax import checkpoint, data
+from experiments import dcgan_mnist
+from ganjax import checkpoint, data, run
 from ganjax.evaluation import monitor
 from tests.experiments.test_experiments import records, tiny_unevaluated
 
@@ -32,11 +31,11 @@ def toy(nan_state_at=None):
 
 def toy_train(workdir, steps, resume=False, nan_state_at=None, sample_every=2, log_every=3):
     state, step, batches = toy(nan_state_at)
-    run = configs.Run(workdir=str(workdir), log_every=log_every, checkpoint_every=2, resume=resume)
+    settings = run.Run(workdir=str(workdir), log_every=log_every, checkpoint_every=2, resume=resume)
     samples = []
-    hooks = runner.run_hooks(run, {}, sample=lambda s, t: samples.append(t))
-    hooks[-2] = runner.Periodic(sample_every, lambda s, t: samples.append(t))
-    final = runner.train(state, step, batches, steps, hooks, step_of=lambda s: int(s["step"]))
+    hooks = run.run_hooks(settings, {}, sample=lambda s, t: samples.append(t))
+    hooks[-2] = run.Periodic(sample_every, lambda s, t: samples.append(t))
+    final = run.train_loop(state, step, batches, steps, hooks, step_of=lambda s: int(s["step"]))
     return final, samples
 
 
@@ -50,19 +49,19 @@ def test_a_state_turning_non_finite_at_a_checkpoint_step_writes_nothing(tmp_path
 
 
 def test_without_the_state_check_the_bad_state_would_be_sampled(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner.Periodic, "needs_finite_state", False)
-    monkeypatch.setattr(runner.Checkpoint, "needs_finite_state", False)
+    monkeypatch.setattr(run.Periodic, "needs_finite_state", False)
+    monkeypatch.setattr(run.Checkpoint, "needs_finite_state", False)
     state, step, batches = toy(nan_state_at=4)
     seen = []
-    hooks = [runner.Periodic(2, lambda s, t: seen.append((t, bool(np.all(np.isfinite(s["w"]))))))]
-    runner.train(state, step, batches, 4, hooks, step_of=lambda s: int(s["step"]))
+    hooks = [run.Periodic(2, lambda s, t: seen.append((t, bool(np.all(np.isfinite(s["w"]))))))]
+    run.train_loop(state, step, batches, 4, hooks, step_of=lambda s: int(s["step"]))
     assert seen == [(2, True), (4, False)]
 
 
 def test_resuming_a_finished_run_is_refused(tmp_path):
     toy_train(tmp_path, 4)
     for steps in (4, 3):
-        with pytest.raises(runner.ResumeError, match=f"at step 4 and schedule.steps is {steps}: nothing left to do"):
+        with pytest.raises(run.ResumeError, match=f"at step 4 and schedule.steps is {steps}: nothing left to do"):
             toy_train(tmp_path, steps, resume=True)
     final, _ = toy_train(tmp_path, 6, resume=True)
     assert int(final["step"]) == 6
@@ -76,7 +75,7 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
     assert [r["step"] for r in records(tmp_path)] == list(range(1, 9))
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:2] + ["garbage"] + lines[2:]) + "\n")
-    with pytest.raises(runner.WorkdirError, match=f"{path}:3: not a JSON record"):
+    with pytest.raises(run.WorkdirError, match=f"{path}:3: not a JSON record"):
         toy_train(tmp_path, 10, resume=True, log_every=1)
 
 
@@ -93,7 +92,7 @@ def tensorboard_events(folder):
 
 
 def test_tensorboard_is_flushed_at_every_record_and_purged_on_resume(tmp_path):
-    log = runner.Log(1, tmp_path, config={"optim": {"lr_g": 0.001}})
+    log = run.Log(1, tmp_path, config={"optim": {"lr_g": 0.001}})
     log.begin(0)
     log.write(1, {"d_loss": 0.5, "fid": 30.0, "flags": "D loss near 0"}, train_names=["d_loss"])
     log.image("samples", np.zeros((10, 12, 1), np.uint8), 1)
@@ -109,7 +108,7 @@ def test_tensorboard_is_flushed_at_every_record_and_purged_on_resume(tmp_path):
     image = next(v.image for e in tensorboard_events(tmp_path / "tb") for v in e.summary.value if v.tag == "samples")
     assert (image.height, image.width) == (10, 12)
     log.close()
-    resumed = runner.Log(1, tmp_path)
+    resumed = run.Log(1, tmp_path)
     resumed.begin(4)
     resumed.close()
     starts = [e for e in tensorboard_events(tmp_path / "tb") if e.HasField("session_log")]
@@ -122,7 +121,7 @@ def test_tensorboard_is_flushed_at_every_record_and_purged_on_resume(tmp_path):
 
 def saved_run(tmp_path, resolved):
     workdir = tmp_path / "w"
-    runner.prepare_workdir(configs.Run(workdir=str(workdir)), resolved)
+    run.prepare_workdir(run.Run(workdir=str(workdir)), resolved)
     saver = checkpoint.Checkpointer(workdir / "checkpoints")
     saver.save(4, {"w": jnp.zeros(2)})
     saver.close()
@@ -154,13 +153,13 @@ def changed(**fields):
 )
 def test_a_resumed_config_may_change_only_what_is_allowed(tmp_path, now, allow, error):
     workdir = saved_run(tmp_path, BASE)
-    resume = configs.Run(workdir=str(workdir), resume=True, allow_changes=allow)
+    resume = run.Run(workdir=str(workdir), resume=True, allow_changes=allow)
     if error is None:
-        runner.prepare_workdir(resume, now)
+        run.prepare_workdir(resume, now)
         assert json.loads((workdir / "config.json").read_text()) == now
     else:
-        with pytest.raises(runner.WorkdirError, match=error):
-            runner.prepare_workdir(resume, now)
+        with pytest.raises(run.WorkdirError, match=error):
+            run.prepare_workdir(resume, now)
 
 
 @pytest.mark.parametrize(
@@ -168,8 +167,8 @@ def test_a_resumed_config_may_change_only_what_is_allowed(tmp_path, now, allow, 
 )
 def test_resume_with_nothing_to_resume_says_so(tmp_path, make):
     make(tmp_path / "w")
-    with pytest.raises(runner.WorkdirError, match="w: nothing to resume \\(no checkpoint there\\)"):
-        runner.prepare_workdir(configs.Run(workdir=str(tmp_path / "w"), resume=True), BASE)
+    with pytest.raises(run.WorkdirError, match="w: nothing to resume \\(no checkpoint there\\)"):
+        run.prepare_workdir(run.Run(workdir=str(tmp_path / "w"), resume=True), BASE)
 
 
 # ----------------------------------------------------------------------------- no hangs
@@ -240,14 +239,14 @@ def test_a_run_resumed_after_a_crash_logs_what_an_uninterrupted_run_logs(tmp_pat
         return batches
 
     def hooks(workdir, resume=False):
-        run = configs.Run(workdir=str(workdir), log_every=3, checkpoint_every=4, resume=resume)
-        return runner.run_hooks(run, {}, watch=monitor.MonitorConfig(window=5, d_loss_floor=2.5))
+        settings = run.Run(workdir=str(workdir), log_every=3, checkpoint_every=4, resume=resume)
+        return run.run_hooks(settings, {}, watch=monitor.MonitorConfig(window=5, d_loss_floor=2.5))
 
     state, step, batches = toy()
-    runner.train(state, step, batches, 12, hooks(tmp_path / "straight"), step_of=lambda s: int(s["step"]))
+    run.train_loop(state, step, batches, 12, hooks(tmp_path / "straight"), step_of=lambda s: int(s["step"]))
     with pytest.raises(KeyboardInterrupt):
-        runner.train(state, step, crash_at(6), 12, hooks(tmp_path / "crashed"), step_of=lambda s: int(s["step"]))
+        run.train_loop(state, step, crash_at(6), 12, hooks(tmp_path / "crashed"), step_of=lambda s: int(s["step"]))
     # The checkpoint at step 4 holds step 4's metrics (not logged yet) and the monitor's window.
-    runner.train(state, step, batches, 12, hooks(tmp_path / "crashed", True), step_of=lambda s: int(s["step"]))
+    run.train_loop(state, step, batches, 12, hooks(tmp_path / "crashed", True), step_of=lambda s: int(s["step"]))
     assert records(tmp_path / "crashed") == records(tmp_path / "straight")
     assert [r.get("flags", "")[:10] for r in records(tmp_path / "straight")] == ["D loss 2 i", "", "", ""]

@@ -7,21 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import config as configs
-from experiments import evaluation, vaegan_mnist
+from experiments import vaegan_mnist
 from ganjax import data, images
-from ganjax.evaluation import mnist_classifier
+from ganjax.evaluation import mnist_classifier, quality
 from ganjax.models import vaegan
 
 
 @pytest.mark.slow
 def test_vaegan_writes_originals_and_reconstructions_and_their_class_accuracy(mnist_dir, mnist, tmp_path, monkeypatch):
-    monkeypatch.setattr(evaluation, "DIVERSITY_SAMPLES", 16)  # of the decoder's samples from the prior
+    monkeypatch.setattr(quality, "DIVERSITY_SAMPLES", 16)  # of the decoder's samples from the prior
     classifier_dir = mnist_classifier.save_mnist_classifier(
         mnist_classifier.init(jax.random.key(0)), tmp_path / "classifier"
     )
     run = tmp_path / "run"
-    config = configs.parse(
+    config = run.parse(
         vaegan_mnist.Config,
         [
             "--data.dir",

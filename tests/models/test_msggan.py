@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import config as configs
 from experiments import msggan as experiment
+from ganjax import run
 from ganjax.models import msggan
 from ganjax.training.gan import create_state
 from ganjax.training.phases import make_step
@@ -51,7 +51,7 @@ def test_every_scale_of_g_gets_a_gradient_from_d():
         assert np.abs(grads[f"to_rgb_{i}"]["kernel"]).sum() > 0
 
 
-CONFIG = experiment.Config(model=experiment.Model(g_width=4, d_width=4), latent=configs.Latent(dim=8))
+CONFIG = experiment.Config(model=experiment.Model(g_width=4, d_width=4), latent=run.Latent(dim=8))
 # Built once: the modules and optimizers are static fields of the state, so new ones would compile anew.
 G = msggan.Generator(28, 1, CONFIG.model.g_width, CONFIG.latent.dim)
 D = msggan.Discriminator(28, CONFIG.model.d_width)

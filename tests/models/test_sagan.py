@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import config as configs
 from experiments import sagan as experiment
+from ganjax import run
 from ganjax.models import sagan
 from ganjax.training.gan import create_state
 from ganjax.training.phases import make_step
@@ -52,7 +52,7 @@ def test_conditional_generator_depends_on_labels():
         g.apply(variables, z, train=False)
 
 
-CONFIG = experiment.Config(model=experiment.Model(g_width=4, d_width=4), latent=configs.Latent(dim=8))
+CONFIG = experiment.Config(model=experiment.Model(g_width=4, d_width=4), latent=run.Latent(dim=8))
 # Built once: the modules and optimizers are static fields of the state, so new ones would compile anew.
 G = sagan.Generator(28, 1, CONFIG.model.g_width, CONFIG.latent.dim)
 D = sagan.Discriminator(28, CONFIG.model.d_width)
@@ -86,7 +86,7 @@ def test_seed_determines_the_run_and_steps_lower_both_losses(mnist):
 
 @pytest.mark.slow  # 10-20 s of compilation on 2 cores: a slow-tier run check
 def test_conditional_experiment_smoke(mnist_dir, tmp_path):
-    config = configs.parse(
+    config = run.parse(
         experiment.Config,
         [
             "--data.dir",

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import augment, checkpoint, penalties
+from ganjax import augment, checkpoint, penalties, run
 from ganjax.training import rng
 from ganjax.training.gan import GAN, Augmentation, Latent, Objective, create_state
 from ganjax.training.phases import PhaseInputs, make_step
@@ -343,20 +343,18 @@ def test_ada_at_p_zero_is_the_unaugmented_step_bit_for_bit(objective):
 
 
 def test_the_image_experiments_take_the_augmentation_flag_off_by_default():
-    from experiments import config as configs
     from experiments import dcgan_mnist
 
-    assert configs.parse(dcgan_mnist.Config, []).make_gan().augment == Augmentation()
+    assert run.parse(dcgan_mnist.Config, []).make_gan().augment == Augmentation()
     for kind in ("ada", "diffaugment"):
-        config = configs.parse(dcgan_mnist.Config, ["--augment.kind", kind])
+        config = run.parse(dcgan_mnist.Config, ["--augment.kind", kind])
         assert config.make_gan().augment == Augmentation(kind)
 
 
 def test_msggan_refuses_augmentation_naming_the_field():
-    from experiments import config as configs
     from experiments import msggan
 
     with pytest.raises(SystemExit):
-        configs.parse(msggan.Config, ["--augment.kind", "diffaugment"])
+        run.parse(msggan.Config, ["--augment.kind", "diffaugment"])
     with pytest.raises(ValueError, match="Augmentation.kind: MSG-GAN's D sees all scales"):
         msggan.Config(augment=Augmentation("diffaugment"))

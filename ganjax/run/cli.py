@@ -1,0 +1,112 @@
+"""The command line of a run: parse a config (tyro, presets), and turn expected errors into one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import tyro
+from tqdm import tqdm
+
+from ganjax.run.folder import TrainingFailed, experiment_name
+from ganjax.run.presets import PRESET_FLAG, PRESETS
+from ganjax.run.report import seeds_table
+
+PyTree = Any
+Config = TypeVar("Config")
+
+
+def _preset(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``(the preset's name or None, the other flags)`` of ``argv``."""
+    argv, name = list(argv), None
+    for i, arg in enumerate(argv):
+        if arg == PRESET_FLAG or arg.startswith(f"{PRESET_FLAG}="):
+            name = arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
+            del argv[i : i + (1 if "=" in arg else 2)]
+            break
+    if name is not None and name not in PRESETS:
+        raise ValueError(f"{PRESET_FLAG}: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return name, argv
+
+
+def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
+    """``cls`` from its defaults, a preset and ``argv`` (the command line when None), its data parts resolved.
+
+    ``--preset NAME`` (:data:`PRESETS`) starts from the preset of the defaults
+    instead, and the other flags apply on top of it. A preset spans the run's
+    ``schedule.steps``, which the flags may set, so they are read twice: once on
+    the preset of the defaults, for the schedule, then on the preset of that schedule.
+
+    Exits with a usage error on a bad value; raises ValueError naming the preset or ``Data.dir`` when the
+    preset cannot apply or the data cannot be read (:func:`resolve`).
+    """
+    name, args = _preset(sys.argv[1:] if argv is None else argv)
+    summary = (cls.__doc__ or "").strip().split("\n")[0]
+    presets = "; ".join(
+        f"{key}: {PRESETS[key].apply.__doc__.splitlines()[0]}" for key in PRESETS if PRESETS[key].missing(cls) is None
+    )
+    if presets:
+        presets = f"; {PRESET_FLAG} NAME starts from a preset, the other flags apply on top. Presets: {presets}"
+    description = f"{summary} (--debug: show the traceback of an error{presets})"
+    cli = functools.partial(tyro.cli, cls, args=args, description=description)
+    if name is None:
+        return resolve(cli())
+    preset = PRESETS[name]
+    preset.check(name, cls)
+    schedule = cli(default=preset.apply(cls())).schedule
+    return resolve(cli(default=preset.apply(dataclasses.replace(cls(), schedule=schedule))))
+
+
+def resolve(config: Config) -> Config:
+    """``config`` with its parts resolved: a part with a ``resolved()`` method (:meth:`Data.resolved`) gives its own."""
+    if callable(getattr(config, "resolved", None)):
+        return config.resolved()
+    if not dataclasses.is_dataclass(config):
+        return config
+    parts = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
+    resolved = {name: resolve(part) for name, part in parts.items()}
+    changed = {name: part for name, part in resolved.items() if part is not parts[name]}
+    return dataclasses.replace(config, **changed) if changed else config
+
+
+DEBUG_FLAG = "--debug"
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def main(
+    config_cls: type[Config],
+    run_fn: Callable[[Any], Any],
+    argv: Sequence[str] | None = None,
+    table_columns: Sequence[tuple[str, str, str]] = (),
+):
+    """Parses ``config_cls`` from ``argv`` (the command line when None) and returns ``run_fn(config)``.
+
+    With ``table_columns``, ``table ROOT`` prints :func:`seeds_table` of the runs in ``ROOT`` instead.
+
+    An expected error ends the process with one line on stderr, ``error: ...``,
+    naming the file or field: bad data, a bad config, a workdir or checkpoint
+    problem, a filesystem error (exit code 2), or training that produced NaN or
+    Inf or failed otherwise (:class:`TrainingFailed`; exit code 1). ``--debug``
+    anywhere in ``argv`` (or ``GANJAX_DEBUG=1``) shows the full traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("GANJAX_DEBUG") == "1"
+    try:
+        if table_columns and argv[:1] == ["table"]:
+            if len(argv) != 2:
+                raise ValueError(f"usage: python -m {experiment_name(config_cls)} table ROOT (a folder of runs)")
+            return print(seeds_table(argv[1], table_columns))
+        return run_fn(parse(config_cls, [arg for arg in argv if arg != DEBUG_FLAG]))
+    except (FloatingPointError, TrainingFailed, ValueError, OSError) as e:
+        if debug:
+            raise
+        for bar in list(tqdm._instances):  # a progress bar the error left open: clear its line first
+            bar.close()
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(
+            EXIT_FAILED if isinstance(e, (FloatingPointError, TrainingFailed)) else EXIT_BAD_INPUT
+        ) from None

@@ -1,0 +1,242 @@
+"""The configs of image GANs: the parts every one uses, and their class conditioning."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Literal
+
+import jax
+import numpy as np
+
+from ganjax import clusters, data
+from ganjax.evaluation.settings import ClassAccuracy
+from ganjax.run.models import ConditionalModel
+from ganjax.run.parts import BatchNormDevices, Data, GANSchedule, Monitor, Optimizers, Run, StateOptions
+from ganjax.training import gan
+from ganjax.training.gan import (
+    Augmentation,
+    Conditioning,
+    InputNoise,
+    Latent,
+    Objective,
+)
+from ganjax.validate import at_least, refuse
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageGAN:
+    """The parts every image GAN experiment uses; an experiment adds its model (and changes defaults)."""
+
+    data: Data = Data()
+    latent: Latent = Latent()
+    objective: Objective = Objective()
+    noise: InputNoise = InputNoise()
+    augment: Augmentation = Augmentation()
+    optim: Optimizers = Optimizers()
+    state: StateOptions = StateOptions()
+    schedule: GANSchedule = GANSchedule()
+    run: Run = Run()
+    devices: BatchNormDevices = BatchNormDevices()
+    monitor: Monitor = Monitor()
+
+    def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
+        """The objective these parts make (with ``conditioning`` for a class-conditional GAN)."""
+        return gan.GAN(self.latent, self.objective, conditioning or Conditioning(), self.noise, self.augment)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnconditionalGAN(ImageGAN):
+    """An image GAN sampled from one fixed z into grids of ``num_samples`` images."""
+
+    num_samples: int = 100
+    """images in each sample grid (rows of 10)."""
+
+    def __post_init__(self):
+        at_least(self, "num_samples", 1)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """The GAN's :class:`ganjax.training.gan.Conditioning`: none."""
+        return Conditioning()
+
+    def models(self, bn_axis_name: str | None = None):
+        """``(G, D)`` of a model part built as :meth:`DCGANModel.build` builds them."""
+        return self.model.build(self.data, self.latent.dim, bn_axis_name)
+
+    def training_data(self, dataset: data.ImageDataset) -> data.ImageDataset:
+        """The data G and D train on: the data as loaded."""
+        return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassHead:
+    """D's class head for an unconditional G: D also learns the classes of the labelled reals.
+
+    ganhacks trick 16 ("use labels"): the AC-GAN class head (Odena et al. 2017) on the reals alone, as the
+    semi-supervised D of Salimans et al. 2016, so D's features separate the classes while G still draws from z
+    alone; with ``entropy_weight`` G also takes CatGAN's term (Springenberg 2016,
+    :func:`ganjax.losses.class_entropy_g_loss`). The data must carry labels.
+    """
+
+    weight: float = 0.0
+    """weight of the class head's cross-entropy on the reals in D's loss (0: no head, and no labels needed)."""
+    num_classes: int = 10
+    """classes of the labels."""
+    entropy_weight: float = 0.0
+    """weight of CatGAN's term in G's loss: each sample one class by D's head, the batch spread over all."""
+
+    def __post_init__(self):
+        at_least(self, "weight", 0.0)
+        at_least(self, "num_classes", 2)
+        at_least(self, "entropy_weight", 0.0)
+        if not self.weight:
+            for field in ("num_classes", "entropy_weight"):
+                if getattr(self, field) != ClassHead.__dataclass_fields__[field].default:
+                    refuse(self, field, f"is {getattr(self, field)} with no class head: set weight > 0")
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """The GAN's :class:`ganjax.training.gan.Conditioning`: an unconditional G, and D's head if any."""
+        if not self.weight:
+            return Conditioning()
+        return Conditioning(
+            self.num_classes,
+            aux_class_weight=self.weight,
+            aux_fake_class_weight=0.0,
+            conditional_g=False,
+            class_entropy_weight=self.entropy_weight,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Clusters:
+    """G and D conditioned on balanced k-means clusters of the unlabelled data (:mod:`ganjax.clusters`).
+
+    Sage et al. 2018, Liu et al. 2020: before training, the data's images (pixels in [0, 1]) are split into
+    ``k`` clusters of equal size; G takes a cluster drawn uniformly beside z (so as often as the data holds it)
+    and D sees the cluster of each image it scores, as a conditional GAN's players see the class. G learns each
+    mode from its own code instead of passing through in-between images where its latent space crosses from
+    one mode to the next. No labels are needed; the clusters are the run seed's.
+    """
+
+    k: int = 0
+    """clusters (0: no clusters, an unconditional G and D)."""
+    iterations: int = 20
+    """k-means's most assignment steps."""
+    d_conditioning: Literal["channels", "projection"] = "channels"
+    """how D sees the cluster: extra image channels, or the projection of Miyato and Koyama 2018."""
+    fake_classes: Literal["uniform", "reals"] = "uniform"
+    """G's clusters in training: drawn uniformly, or the real batch's (one fake beside each real of its cluster)."""
+
+    def __post_init__(self):
+        if self.k:
+            at_least(self, "k", 2)
+        at_least(self, "iterations", 1)
+
+    def refuse_unused(self, defaults: Clusters) -> None:
+        """Refuses a field changed from ``defaults`` (an experiment's own) that no clusters (``k`` 0) would use."""
+        if not self.k:
+            for field in ("iterations", "d_conditioning", "fake_classes"):
+                if getattr(self, field) != getattr(defaults, field):
+                    refuse(self, field, f"is {getattr(self, field)!r} with no clusters: set k > 0")
+
+    def label(self, dataset: data.ImageDataset, seed: int) -> data.ImageDataset:
+        """``dataset`` with each image labelled by its cluster (k-means from ``seed``); as it is without clusters."""
+        if not self.k:
+            return dataset
+        if self.k > len(dataset):
+            refuse(self, "k", f"is {self.k}, more clusters than {dataset.name}'s {len(dataset)} images")
+        print(f"clustering {dataset.name}'s {len(dataset)} images into {self.k} clusters", file=sys.stderr, flush=True)
+        key = jax.random.fold_in(jax.random.key(seed), CLUSTERS_KEY)
+        found = clusters.balanced_kmeans(key, cluster_features(dataset.images), self.k, self.iterations)
+        return dataclasses.replace(dataset, labels=found.labels, class_names=None)
+
+
+CLUSTERS_KEY = 3
+CLUSTER_SIDE = 32
+
+
+def cluster_features(images: np.ndarray) -> np.ndarray:
+    """What :class:`Clusters` clusters: each image's pixels in [0, 1], flattened; an image wider than
+    ``CLUSTER_SIDE`` is first averaged over squares of the least whole size that brings it within."""
+    n, side, _, channels = images.shape
+    factor = -(-side // CLUSTER_SIDE)
+    pixels = images[:, : side - side % factor, : side - side % factor].astype(np.float32) / np.float32(255.0)
+    pooled = pixels.reshape(n, side // factor, factor, side // factor, factor, channels).mean(axis=(2, 4))
+    return pooled.reshape(n, -1)
+
+
+"""``fold_in`` data of the clusters' key, beside the three keys an experiment splits from its seed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassHeadGAN(UnconditionalGAN):
+    """An unconditional image GAN that may use classes: D's head on the reals' labels (:class:`ClassHead`), or
+    both players conditioned on clusters of the data (:class:`Clusters`)."""
+
+    class_head: ClassHead = ClassHead()
+    clusters: Clusters = Clusters()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.clusters.k and self.class_head.weight:
+            refuse(self.clusters, "k", "conditions on clusters, with class_head.weight > 0 on labels: choose one")
+        self.clusters.refuse_unused(type(self).__dataclass_fields__["clusters"].default)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """The GAN's :class:`ganjax.training.gan.Conditioning`: the clusters' or the class head's."""
+        if self.clusters.k:
+            return Conditioning(self.clusters.k, fake_classes=self.clusters.fake_classes)
+        return self.class_head.conditioning
+
+    @property
+    def d_conditioning(self) -> str:
+        """How D sees a class: the clusters' way, an AC-GAN head, or not at all."""
+        if self.clusters.k:
+            return self.clusters.d_conditioning
+        return "auxiliary" if self.class_head.weight else "none"
+
+    def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
+        """The objective of these parts, with the class head's or the clusters' conditioning."""
+        return super().make_gan(conditioning or self.conditioning)
+
+    def models(self, bn_axis_name: str | None = None):
+        """``(G, D)`` of the model part, conditioned as :attr:`d_conditioning` says."""
+        classes = self.conditioning.num_classes
+        return self.model.build(self.data, self.latent.dim, bn_axis_name, classes, self.d_conditioning)
+
+    def training_data(self, dataset: data.ImageDataset) -> data.ImageDataset:
+        """The data G and D train on: labelled by the clusters, if any (:meth:`Clusters.label`)."""
+        return self.clusters.label(dataset, self.run.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionalGAN(ImageGAN):
+    """The parts of a class-conditional image GAN."""
+
+    model: ConditionalModel = ConditionalModel()
+    conditioning: Conditioning = Conditioning(num_classes=10)
+    class_accuracy: ClassAccuracy = ClassAccuracy()
+    samples_per_class: int = 10
+    """columns of the sample grid (row c is class c)."""
+
+    def __post_init__(self):
+        if (self.model.d_conditioning == "auxiliary") != (self.conditioning.aux_class_weight > 0):
+            refuse(
+                self.model,
+                "d_conditioning",
+                f"is {self.model.d_conditioning!r} with conditioning.aux_class_weight="
+                f"{self.conditioning.aux_class_weight}: the AC-GAN D ('auxiliary') "
+                "goes with a positive class-loss weight, and only it",
+            )
+        if not self.conditioning.num_classes:
+            refuse(self.conditioning, "num_classes", "a conditional GAN needs classes")
+        at_least(self, "samples_per_class", 1)
+
+    def models(self, bn_axis_name: str | None = None):
+        """``(G, D)`` of the model part."""
+        return self.model.build(self.data, self.latent.dim, self.conditioning.num_classes, bn_axis_name)
