@@ -1,4 +1,4 @@
-"""Seconds to initialise image models with JAX's Threefry keys and with :func:`ganjax.training.rng.flat_draws`.
+"""Seconds to initialise image models with JAX's Threefry keys and with :func:`ganjax.rng.flat_draws`.
 
 A model's first init compiles one random draw per parameter shape; XLA:CPU
 compiles a 4-D draw's counters slowly. Each round clears JAX's caches and
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import trees
+from ganjax import rng
 from ganjax.models import cyclegan, dcgan
-from ganjax.training import rng
 
 MODELS = {
     "DCGAN G (MNIST)": (dcgan.Generator(), jnp.zeros((2, 100))),

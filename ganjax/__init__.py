@@ -1,15 +1,15 @@
 """ganjax: GAN training tricks as pure JAX functions, optax transforms and Flax modules.
 
 The tricks are small modules at the top (``losses``, ``penalties``, ``labels``,
-``latent``, ``noise``, ``optim``, ``replay``, ``swaps``); ``ganjax.training``
-is the core every model trains on (players, phases, the one update, keys,
-devices); ``ganjax.evaluation`` judges generators; ``ganjax.models`` and
+``latent``, ``noise``, ``optim``, ``replay``, ``swaps``) over ``rng``, the
+keys; ``ganjax.training`` is the core every model trains on (players, phases,
+the one update, devices); ``ganjax.evaluation`` judges generators; ``ganjax.models`` and
 ``ganjax.nn`` hold the networks and layers. The core's names are re-exported here.
 """
 
-from ganjax import data, labels, latent, losses, noise, optim, penalties, replay
+from ganjax import data, labels, latent, losses, noise, optim, penalties, replay, rng
 from ganjax.checkpoint import Checkpointer
-from ganjax.training import devices, rng
+from ganjax.training import devices
 from ganjax.training.gan import GAN, Conditioning, InputNoise, Latent, Objective, create_state, generate
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput, batches_per_step, make_step
 from ganjax.training.state import Player, TrainState

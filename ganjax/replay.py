@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax import lax
 
-from ganjax.training import rng
+from ganjax import rng
 
 Array = jax.Array
 

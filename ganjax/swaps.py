@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ganjax import rng
 from ganjax.replay import ReplayBuffer
-from ganjax.training import rng
 from ganjax.training.state import Player, TrainState
 
 PyTree = Any

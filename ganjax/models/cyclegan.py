@@ -54,10 +54,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax import losses
+from ganjax import losses, rng
 from ganjax.nn.conv import Conv, ConvTranspose
 from ganjax.replay import ReplayBuffer, mix_and_push
-from ganjax.training import rng
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
 

@@ -54,12 +54,11 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax import losses, penalties
+from ganjax import losses, penalties, rng
 from ganjax.nn.equalized import EqualizedConv, EqualizedDense
 from ganjax.nn.minibatch import MinibatchStdDev
 from ganjax.nn.normalization import PixelNorm
 from ganjax.nn.resample import nearest_upsample
-from ganjax.training import rng
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
 
@@ -213,7 +212,7 @@ def init_all_stages(module: nn.Module, key: jax.Array, inputs_at: Callable[[int]
 
     Layers shared by several stages get the values of the last stage that has
     them; every stage's call then finds all of its layers in the one tree. The
-    inits draw through :func:`ganjax.training.rng.flat_draws`, as every player's do.
+    inits draw through :func:`ganjax.rng.flat_draws`, as every player's do.
     """
     params, key = {}, rng.flat_draws(key)
     for stage in range(module.num_stages):

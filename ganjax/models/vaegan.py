@@ -47,9 +47,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from ganjax import rng
 from ganjax.models import conditional, dcgan
 from ganjax.training import gan as gan_phases
-from ganjax.training import rng
 from ganjax.training.gan import GAN
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState

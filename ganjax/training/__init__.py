@@ -3,9 +3,8 @@
 - :mod:`ganjax.training.state`: players and the run state (with its EMA and ring-buffer options);
 - :mod:`ganjax.training.phases`: a step as a list of phases, and the one player update;
 - :mod:`ganjax.training.gan`: the phases of an image GAN, its objective split by concern;
-- :mod:`ganjax.training.rng`: named per-step keys and per-device draws;
 - :mod:`ganjax.training.devices`: meshes, ``shard_map`` data parallelism, multi-host start-up;
 - :mod:`ganjax.training.population`: K GANs (seeds and hyperparameters) trained in one compiled program.
 
-The names most programs need are re-exported by :mod:`ganjax` itself.
+Its keys come from :mod:`ganjax.rng`; the names most programs need are re-exported by :mod:`ganjax` itself.
 """

@@ -46,9 +46,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax import augment, labels, latent, losses, noise, optim, penalties
+from ganjax import augment, labels, latent, losses, noise, optim, penalties, rng
 from ganjax.replay import ReplayBuffer, mix_and_push
-from ganjax.training import rng, standing
+from ganjax.training import standing
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
 
@@ -101,7 +101,7 @@ class Latent:
         _check_choice(self, "distribution", latent.LATENTS)
 
     def sample(self, key: jax.Array, batch_size: int, axis_name: str | None = None) -> jax.Array:
-        """This device's latents for a batch (see :func:`ganjax.training.rng.per_device`)."""
+        """This device's latents for a batch (see :func:`ganjax.rng.per_device`)."""
         return rng.per_device(latent.LATENTS[self.distribution], key, (batch_size, self.dim), axis_name)
 
 

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax.training import rng
+from ganjax import rng
 from ganjax.training.state import TrainState
 
 PyTree = Any
@@ -46,7 +46,7 @@ class PhaseInputs(NamedTuple):
     Attributes:
       state: the state before this phase's update (players updated by earlier phases of the step are new).
       batch: this repetition's real batch, this device's rows.
-      key: this step's (and repetition's) key; take named keys with :func:`ganjax.training.rng.named`.
+      key: this step's (and repetition's) key; take named keys with :func:`ganjax.rng.named`.
       axis_name: the mapped device axis when run per device, or None.
       shared: what earlier phases of this step published (:attr:`PhaseOutput.shared`).
     """

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ganjax.training import rng
+from ganjax import rng
 from ganjax.training.devices import DATA_AXIS
 
 PyTree = Any
@@ -40,7 +40,7 @@ flax's layers as G uses them, 0.99 by default) weigh the last 10 to 100 batches;
 population's, at the cost of 16 forward passes per sampling event, a small share of an evaluation's thousands of
 samples."""
 STANDING_KEY = "standing_stats"
-"""The name under which the batches' key is derived from a sampling event's key (:func:`ganjax.training.rng.named`)."""
+"""The name under which the batches' key is derived from a sampling event's key (:func:`ganjax.rng.named`)."""
 
 
 def _batch_statistics(next_fun, args, kwargs, context):

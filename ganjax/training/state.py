@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from ganjax import rng
 from ganjax.optim import EMA
-from ganjax.training import rng
 
 PyTree = Any
 
@@ -42,7 +42,7 @@ class Player(struct.PyTreeNode):
     def create(cls, module: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *inputs, **kwargs) -> Player:
         """Initialises ``module`` on ``inputs`` (with ``train=False``) and ``tx`` on its params.
 
-        The init draws through :func:`ganjax.training.rng.flat_draws`: the params of ``key``, compiled faster.
+        The init draws through :func:`ganjax.rng.flat_draws`: the params of ``key``, compiled faster.
         """
         params_key, noise_key, dropout_key = jax.random.split(rng.flat_draws(key), 3)
         variables = module.init(

@@ -7,10 +7,10 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import losses, penalties
+from ganjax import losses, penalties, rng
 from ganjax.models import pggan
 from ganjax.nn.resample import nearest_upsample
-from ganjax.training import devices, rng
+from ganjax.training import devices
 from ganjax.training.phases import make_step
 
 G = pggan.Generator(num_stages=3, channels=2, width=4, max_width=8, latent_dim=8)

@@ -7,9 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import losses
+from ganjax import losses, rng
 from ganjax.models import vaegan
-from ganjax.training import devices, rng
+from ganjax.training import devices
 from ganjax.training.gan import GAN, Latent, Objective
 from ganjax.training.phases import PhaseInputs, make_step
 

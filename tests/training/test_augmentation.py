@@ -14,8 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import augment, checkpoint, penalties, run
-from ganjax.training import rng
+from ganjax import augment, checkpoint, penalties, rng, run
 from ganjax.training.gan import GAN, Augmentation, Latent, Objective, create_state
 from ganjax.training.phases import PhaseInputs, make_step
 from tests.training.tiny import LATENT, step_key, step_z

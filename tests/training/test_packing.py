@@ -15,9 +15,8 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax import losses, penalties
+from ganjax import losses, penalties, rng
 from ganjax.run import gan_state
-from ganjax.training import rng
 from ganjax.training.gan import Objective, create_state, pack
 from tests.training.tiny import (
     REAL,

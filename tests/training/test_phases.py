@@ -13,8 +13,8 @@ import numpy as np
 import optax
 import pytest
 
+from ganjax import rng
 from ganjax.replay import ReplayBuffer
-from ganjax.training import rng
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput, batches_per_step, make_step, update_players
 from ganjax.training.state import Player, TrainState
 from tests.training.tiny import REAL, gan_step, make_state, tiny_gan

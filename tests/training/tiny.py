@@ -11,8 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ganjax import latent
-from ganjax.training import rng
+from ganjax import latent, rng
 from ganjax.training.gan import GAN, Latent, Objective, create_state
 from ganjax.training.phases import make_step
 from ganjax.training.standing import STANDING_BATCHES

@@ -1,4 +1,4 @@
-"""ganjax.training.rng: named step keys, and draws for the global batch sliced per device."""
+"""ganjax.rng: named step keys, and draws for the global batch sliced per device."""
 
 import functools
 import zlib
@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from ganjax.training import rng
+from ganjax import rng
 from ganjax.training.state import Player
 
 KEY = jax.random.key(3)
