@@ -38,8 +38,7 @@ def one_sided_smoothing(key: Array, shape: Shape, real: float | Array = 0.9) -> 
     density is zero, hence one-sided.
 
     References:
-      Salimans et al. 2016, Improved Techniques for Training GANs, section 3.4;
-      seed 003 "one side soft label ... real=0.9, fake=0".
+      Salimans et al. 2016, Improved Techniques for Training GANs, section 3.4.
     """
     del key
     return DLabels(jnp.full(shape, real), jnp.zeros(shape))
@@ -51,7 +50,7 @@ def noisy_labels(
     """Soft noisy targets: real ~ U[0.7, 1.2], fake ~ U[0.0, 0.3], drawn per example.
 
     References:
-      ganhacks trick 6 "use soft and noisy labels" (seeds 000 item 6, 004 item 5).
+      ganhacks #6 "Use Soft and Noisy Labels" (label smoothing).
     """
     real_key, fake_key = jax.random.split(key)
     return DLabels(
@@ -67,8 +66,8 @@ def flip_labels(key: Array, labels: DLabels, prob: float) -> DLabels:
     vice versa; real and fake examples flip independently.
 
     References:
-      ganhacks trick 6 "occasionally flip the labels when training the
-      discriminator" (seeds 000 item 6, 004 item 5).
+      ganhacks #6 "Use Soft and Noisy Labels": "occasionally flip the labels when
+      training the discriminator".
     """
     real_key, fake_key = jax.random.split(key)
     flip_real = jax.random.bernoulli(real_key, prob, labels.real.shape)

@@ -19,16 +19,16 @@ def gaussian(key: Array, shape: Shape) -> Array:
     """z ~ N(0, I): the default.
 
     References:
-      seed 003 "sample from gaussian distribution rather than uniform".
+      ganhacks #3 "Use a spherical Z": sample from a gaussian distribution, not a uniform one.
     """
     return jax.random.normal(key, shape)
 
 
 def uniform(key: Array, shape: Shape) -> Array:
-    """z ~ U[-1, 1]^d. Available for comparison but discouraged: the seeds advise against it.
+    """z ~ U[-1, 1]^d. Available for comparison but discouraged: ganhacks #3 advises against it.
 
     References:
-      ganhacks trick 3 "don't sample from a uniform distribution" (seeds 000, 003).
+      ganhacks #3 "Use a spherical Z": "Dont sample from a Uniform distribution".
     """
     return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
 

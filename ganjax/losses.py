@@ -75,7 +75,7 @@ def wasserstein_d_loss(real_logits: Array, fake_logits: Array) -> Array:
     (:func:`ganjax.penalties.wgan_gp`) or weight clipping.
 
     References:
-      Arjovsky et al. 2017, Wasserstein GAN; seed 003 "try different loss function".
+      Arjovsky et al. 2017, Wasserstein GAN.
     """
     return jnp.mean(fake_logits) - jnp.mean(real_logits)
 
@@ -97,8 +97,7 @@ def hinge_d_loss(real_logits: Array, fake_logits: Array) -> Array:
     logits below -1 no longer train D. Takes no labels.
 
     References:
-      Lim & Ye 2017, Geometric GAN; Miyato et al. 2018 (SN-GAN); seed 003
-      "usually hinge loss works well".
+      Lim & Ye 2017, Geometric GAN; Miyato et al. 2018 (SN-GAN).
     """
     return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
 
@@ -197,8 +196,7 @@ def feature_matching_g_loss(fake_features: Array, real_features: Array) -> Array
     :data:`LOSSES`; D keeps its own loss.
 
     References:
-      Salimans et al. 2016, Improved Techniques for Training GANs, section 3.1;
-      seed 003 "feature matching".
+      Salimans et al. 2016, Improved Techniques for Training GANs, section 3.1.
     """
     return jnp.sum(jnp.square(jnp.mean(real_features, axis=0) - jnp.mean(fake_features, axis=0)))
 

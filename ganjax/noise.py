@@ -16,8 +16,8 @@ def instance_noise_schedule(std: float, decay_steps: int) -> optax.Schedule:
 
     References:
       Sønderby et al. 2016, Amortised MAP Inference for Image Super-resolution;
-      Huszár 2016, "Instance noise"; ganhacks trick 10 "add noise to inputs,
-      decay over time" (seeds 000, 001, 004).
+      Huszár 2016, "Instance noise"; ganhacks #13 "Add noise to inputs, decay
+      over time".
     """
     if decay_steps < 0 or (not isinstance(std, jax.core.Tracer) and std < 0):  # a traced std is checked where set
         raise ValueError(f"instance noise: std and decay_steps must be >= 0, got {std} and {decay_steps}")
@@ -36,7 +36,7 @@ def add_instance_noise(key: Array, real: Array, fake: Array, std: Array | float)
 
     References:
       Arjovsky & Bottou 2017, Towards Principled Methods for Training GANs;
-      Sønderby et al. 2016; ganhacks trick 10.
+      Sønderby et al. 2016; ganhacks #13 "Add noise to inputs, decay over time".
     """
     real_key, fake_key = jax.random.split(key)
     return (
@@ -55,8 +55,8 @@ class GaussianNoise(nn.Module):
       deterministic: if true, the layer is the identity.
 
     References:
-      Zhao et al. 2017, Energy-based GAN; ganhacks trick 10 "add gaussian noise
-      to every layer of generator".
+      Zhao et al. 2017, Energy-based GAN; ganhacks #13 "Add noise to inputs, decay
+      over time": "adding gaussian noise to every layer of generator".
     """
 
     stddev: float
@@ -77,7 +77,8 @@ class DropoutAlways(nn.Module):
 
     References:
       Isola et al. 2016, Image-to-Image Translation with Conditional Adversarial
-      Networks, section 3.1; ganhacks trick 11 (seeds 000, 003, 004).
+      Networks, section 3.1; ganhacks #17 "Use Dropouts in G in both train and
+      test phase".
     """
 
     rate: float = 0.5

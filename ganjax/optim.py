@@ -6,7 +6,7 @@ Each player gets its own chain, and its own optimizer state::
 
 The raw gradient norm, before clipping, is a metric of every player update
 (``{phase}_grad_norm``, :func:`ganjax.training.phases.update_players`) that the
-monitor watches (ganhacks trick 9: "check norms of gradients").
+monitor watches (ganhacks #10 "Track failures early": "check norms of gradients").
 :func:`gan_optimizers` builds both chains from the experiment config's
 ``d_optimizer``, ``lr_g``, ``lr_d`` (constants or schedules such as
 :func:`linear_decay`), ``grad_clip``, ``grad_noise`` and ``optimistic``;
@@ -64,7 +64,7 @@ def player_optimizer(
 
     Args:
       name: ``'adam'`` (Radford et al. 2015: lr 2e-4, b1 0.5), ``'sgd'`` or
-        ``'rmsprop'`` (seed 003 "ADAM and RMSprop usually work well").
+        ``'rmsprop'`` (Arjovsky et al. 2017 train WGAN's critic with RMSprop).
       learning_rate: a float or an optax schedule.
       b1, b2: Adam's moment decays; ``b2`` may be an optax schedule of the player's updates
         (R3GAN anneals it from 0.9 to 0.99, Huang et al. 2024).
@@ -189,8 +189,7 @@ def sgd_d_adam_g(lr_g: float = 2e-4, lr_d: float = 1e-2, **kwargs) -> GANOptimiz
     """SGD for D, Adam for G. ``kwargs`` go to :func:`gan_optimizers`.
 
     References:
-      ganhacks trick 8 "use SGD for discriminator and ADAM for generator"
-      (seeds 000, 001, 004).
+      ganhacks #9 "Use the ADAM Optimizer": "Use SGD for discriminator and ADAM for generator".
     """
     return gan_optimizers(lr_g, lr_d, g_optimizer="adam", d_optimizer="sgd", **kwargs)
 
@@ -203,7 +202,7 @@ def ttur(lr_g: float = 1e-4, lr_d: float = 4e-4, b1: float = 0.0, b2: float = 0.
 
     References:
       Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule;
-      Zhang et al. 2019 (SAGAN); seed 003 "TTUR".
+      Zhang et al. 2019 (SAGAN).
     """
     if not lr_d > lr_g:
         raise ValueError(f"ttur: expects lr_d > lr_g, got lr_d={lr_d}, lr_g={lr_g}")

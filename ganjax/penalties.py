@@ -53,8 +53,7 @@ def wgan_gp(d_fn: DFn, real: Array, fake: Array, key: Array) -> Array:
     Weight 10 in the paper.
 
     References:
-      Gulrajani et al. 2017, Improved Training of Wasserstein GANs; seed 001
-      item 10 "gradient penalty".
+      Gulrajani et al. 2017, Improved Training of Wasserstein GANs.
     """
     return jnp.mean(jnp.square(_grad_norms(d_fn, _interpolates(key, real, fake)) - 1.0))
 

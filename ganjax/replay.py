@@ -2,7 +2,7 @@
 
 D sees a share of its fake batch drawn from images G produced in earlier
 steps, so G cannot win by hopping between modes D has forgotten (ganhacks
-trick 7, "use stability tricks from RL: experience replay"; Pfau and Vinyals
+#8 "Use stability tricks from RL": experience replay; Pfau and Vinyals
 2016, Connecting GANs and Actor-Critic Methods). CycleGAN's 50-image pool of
 past fakes (Zhu et al. 2017, after Shrivastava et al. 2017) is this buffer with
 capacity 50 and share 0.5.

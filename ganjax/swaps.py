@@ -9,8 +9,9 @@ is replaced by a snapshot drawn uniformly from the ring, and its opponent
 trains against it; when the window closes the swapped player's current self
 (params, statistics and optimizer state, stashed when the window opened) is put
 back exactly. Whatever the old opponent learned during the window is dropped.
-(ganhacks trick 7: "every now and then, swap in past checkpoints of G and D for
-a few iterations"; fictitious play over past policies, as in Pfau and Vinyals 2016.)
+(ganhacks #8 "Use stability tricks from RL": "Keep checkpoints from the past of G
+and D and occassionaly swap them out for a few iterations"; fictitious play over
+past policies, as in Pfau and Vinyals 2016.)
 
 The swaps wrap any train step ``(TrainState, batch) -> (TrainState, metrics)``
 and take no gradients themselves; what they keep lives in the state's

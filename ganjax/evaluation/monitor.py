@@ -6,7 +6,7 @@ history ``{name: values over recent steps}`` (the metrics dicts of
 oldest first: its last ``config.window`` steps are the *recent* ones judged,
 the up to ``config.baseline`` steps before them the run's *earlier level*. The
 signs are those of the GAN training folklore (ganhacks, Chintala et al. 2016,
-tips 10 and 13): D's loss going to 0, exploding or vanishing gradients, a D
+#10 "Track failures early"): D's loss going to 0, exploding or vanishing gradients, a D
 loss that jumps about instead of settling, G's loss falling while D still wins
 (G fooling D with garbage), and mode collapse.
 
@@ -222,8 +222,8 @@ def d_loss_unstable(history: History, config: MonitorConfig) -> Flag | None:
     """D's loss going up and down: its level both rose and fell over the window by many of its earlier batch spreads.
 
     A healthy D loss is noisy from batch to batch but its level settles or
-    drifts one way; an unstable one goes up and down (ganhacks tip 13: "D loss
-    has high variance ... going up and down"). The level is the median of each
+    drifts one way; an unstable one goes up and down (ganhacks #10 "Track failures early":
+    "huge variance and spiking"). The level is the median of each
     ``smooth`` steps; the unit is the loss's batch-to-batch spread (the larger
     of the earlier level's and the window's, so a quiet start does not make a
     unit too small), so the bound follows the loss's own scale (a Wasserstein

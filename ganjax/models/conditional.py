@@ -2,14 +2,14 @@
 
 G takes the class through a low-dimensional embedding concatenated with z;
 D takes it as extra image channels, the embedding broadcast (upsampled from
-1x1) to the image size (seed items 001 §16, 004 §14: "use an embedding layer,
+1x1) to the image size (ganhacks #16 "Discrete variables in Conditional GANs": "use an embedding layer,
 add it as additional channels to images, keep the embedding dimensionality low
 and upsample to match the image channel size"; Mirza and Osindero 2014,
 Conditional GANs). The alternative D adds the projection ``<embed(y), h>`` of
 its features ``h`` to its logit (Miyato and Koyama 2018, cGANs with Projection
 Discriminator), and the AC-GAN D takes no labels but predicts them with a
-class head beside its real/fake logit (Odena, Olah and Shlens 2017; seed items
-001 §12, 004 §10: "if you have labels, use them").
+class head beside its real/fake logit (Odena, Olah and Shlens 2017; ganhacks
+#12 "If you have labels, use them").
 
 Every :class:`Discriminator` sows its penultimate features as
 ``intermediates/features``, the hidden layer that feature matching
@@ -50,7 +50,7 @@ class Generator(nn.Module):
 
     Attributes:
       num_classes: the number of classes.
-      embed_dim: size of the label embedding (kept low, seed 001 §16).
+      embed_dim: size of the label embedding (kept low, ganhacks #16).
       image_size, channels, width, latent_dim, norm, upsampling, activation,
         noise_std, dropout, bn_axis_name, dtype: as for :class:`ganjax.models.dcgan.Generator`.
     """
