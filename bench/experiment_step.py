@@ -1,9 +1,9 @@
 """Milliseconds per train step of an experiment's config, on random batches: what a step count costs.
 
-Builds the state and the step as :func:`experiments.runner.train_image_gan` does
-on one device, for any image GAN experiment whose model part builds G and D
-(``dcgan_mnist``, ``wgan_gp_mnist``, ``cgan_mnist``, ``acgan_mnist``), from the
-experiment's own flags, and times ``--repeats`` x ``--steps`` steps after two
+Builds the state and the step as :func:`ganjax.run.train` does on one device,
+from the experiment's recipe and its own flags, for any experiment whose recipe
+is a GAN of one G and one D (``dcgan_mnist``, ``wgan_gp_mnist``, ``cgan_mnist``,
+``acgan_mnist``, ``sagan``, ``msggan``, ``stacked_mnist``), and times ``--repeats`` x ``--steps`` steps after two
 warm-up steps. Thread settings come from XLA_FLAGS as usual; pin a run to one core with
 ``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" taskset -c 0``.
 
@@ -21,30 +21,30 @@ import numpy as np
 
 from ganjax import run
 from ganjax.training import devices
-from ganjax.training.phases import batches_per_step, make_step
+from ganjax.training.phases import batches_per_step
 
 
 def build(experiment: str, flags: list[str]):
-    """``(config, step, state, batch)``: ``experiments.{experiment}``'s config with ``flags``, its jitted step on one
-    device, a fresh state and one step's random batch.
+    """``(config, step, state, batch)``: ``experiments.{experiment}``'s config with ``flags``, its recipe's jitted
+    step on one device, a fresh state and one step's random batch.
 
     Raises:
-      ValueError: if the config has no DCGAN or conditional DCGAN model part.
+      ValueError: if the experiment's recipe is not a GAN of one G and one D.
     """
-    config = run.parse(importlib.import_module(f"experiments.{experiment}").Config, flags)
-    conditional = isinstance(config, run.ConditionalGAN)
-    if not (conditional or isinstance(getattr(config, "model", None), run.DCGANModel)):
-        raise ValueError(f"experiments.{experiment}: its config has no DCGAN or conditional DCGAN model part")
-    gan = config.make_gan(config.conditioning)  # the class head's or the clusters' for an unconditional experiment
-    generator, discriminator = config.models()
-    state = run.gan_state(jax.random.key(0), gan, generator, discriminator, config.data.shape, config)
-    phases = gan.phases(config.schedule.n_critic)
-    step = devices.data_parallel(make_step(phases), devices.make_mesh(1), batches_per_step(phases))
+    module = importlib.import_module(f"experiments.{experiment}")
+    recipe = getattr(module, "RECIPE", None)
+    if not isinstance(recipe, run.GANRecipe):
+        raise ValueError(f"experiments.{experiment}: its recipe is not a GAN of one G and one D")
+    config = run.parse(module.Config, flags)
+    phases = recipe.phases(config)
+    state = recipe.init(config, jax.random.key(0), None, None)
+    step = recipe.step(config, phases, devices.make_mesh(1))
     rows = config.schedule.batch_size * batches_per_step(phases)
     rng = np.random.default_rng(0)
     batch = {"image": rng.uniform(-1, 1, (rows, *config.data.shape)).astype(np.float32)}
-    if gan.conditioning.num_classes:
-        batch["label"] = rng.integers(0, config.conditioning.num_classes, rows).astype(np.int32)
+    classes = recipe.gan(config).conditioning.num_classes
+    if classes:
+        batch["label"] = rng.integers(0, classes, rows).astype(np.int32)
     return config, step, state, batch
 
 
@@ -52,7 +52,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument(
         "experiment",
-        help="a module of experiments/ whose Config is an image GAN with a DCGAN or conditional DCGAN model part",
+        help="a module of experiments/ whose RECIPE is a GAN of one G and one D",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from experiments import cgan_mnist
-from ganjax import evaluation
 from ganjax.run import (
     ConditionalGAN,
     ConditionalModel,
+    ConditionalRecipe,
     Conditioning,
     GANSchedule,
     Latent,
     Run,
     StateOptions,
-    train_image_gan,
 )
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,28 +39,11 @@ class Config(ConditionalGAN):
     run: Run = Run(workdir="runs/acgan_mnist")
 
 
-generator = cgan_mnist.generator
-"""G as the run samples it (for :mod:`ganjax.sample`): the conditional G, drawn as experiments.cgan_mnist draws it."""
-
-
-def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
-    """Trains the AC-GAN; returns the final state and the per-class accuracy (None without classifier)."""
-    init_key, sample_key, eval_key = cgan_mnist.keys(config)
-    state, _ = train_image_gan(
-        config,
-        config.make_gan(config.conditioning),
-        config.models,
-        init_key,
-        generator(config).grid(sample_key),
-        sample_key,
-        nrow=config.samples_per_class,
-        evaluations=evaluation.conditional_hooks(config, eval_key),
-    )
-    return state, evaluation.write_class_accuracy(config, state, eval_key)
+RECIPE = ConditionalRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

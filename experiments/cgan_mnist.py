@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
-from ganjax import evaluation, sample
-from ganjax.run import ConditionalGAN, GANSchedule, Latent, Run, StateOptions, Swaps, train_image_gan
+from ganjax.run import ConditionalGAN, ConditionalRecipe, GANSchedule, Latent, Run, StateOptions, Swaps
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,46 +41,11 @@ class Config(ConditionalGAN):
     swaps: Swaps = Swaps()
 
 
-def keys(config: ConditionalGAN) -> jax.Array:
-    """The run's three keys, split from ``run.seed``: the players' init, the sample grid's, the class checks'."""
-    return jax.random.split(jax.random.key(config.run.seed), 3)
-
-
-def generator(config: ConditionalGAN) -> sample.Generator:
-    """G as the run samples it (for :mod:`ganjax.sample`): row ``c`` of its grid is class ``c``, one z per image."""
-    labels = evaluation.class_labels(config.conditioning.num_classes, config.samples_per_class)
-    return sample.Generator(
-        config.models()[0],
-        draw=config.latent.sample,
-        key=keys(config)[1],
-        num=len(labels),
-        nrow=config.samples_per_class,
-        labels=labels,
-        num_classes=config.conditioning.num_classes,
-        latent=config.latent,
-    )
-
-
-def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
-    """Trains the conditional GAN; returns the final state and the per-class accuracy (None without classifier)."""
-    init_key, sample_key, eval_key = keys(config)
-    state, _ = train_image_gan(
-        config,
-        config.make_gan(config.conditioning),
-        config.models,
-        init_key,
-        generator(config).grid(sample_key),
-        sample_key,
-        nrow=config.samples_per_class,
-        evaluations=evaluation.conditional_hooks(config, eval_key),
-        prepare=config.swaps.prepare,
-        wrap_step=config.swaps.wrap,
-    )
-    return state, evaluation.write_class_accuracy(config, state, eval_key)
+RECIPE = ConditionalRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

@@ -19,23 +19,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from ganjax import evaluation
 from ganjax.evaluation import Evaluation
 from ganjax.run import (
     ClassHeadGAN,
     Clusters,
     DCGANModel,
+    DCGANRecipe,
     GANSchedule,
     Monitor,
     Objective,
     Optimizers,
     Run,
     StateOptions,
-    dcgan_generator,
-    train_dcgan,
 )
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,16 +57,11 @@ class Config(ClassHeadGAN):
     """The failure monitor; D's BatchNorm makes its gradient norm large in healthy runs (docs/results.md)."""
 
 
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return train_dcgan(config, evaluation.quality_hooks(config))
-
-
-generator = dcgan_generator
+RECIPE = DCGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

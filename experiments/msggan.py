@@ -16,21 +16,21 @@ which the failure monitor's ``mode_collapse`` check reads.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax import data, evaluation, images, sample, validate
+from ganjax import data, evaluation, images, validate
 from ganjax.evaluation import Diversity
 from ganjax.models import msggan
 from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
-from ganjax.run import Devices, GANSchedule, Latent, Objective, Optimizers, Run, UnconditionalGAN, train_image_gan
+from ganjax.run import Devices, GANRecipe, GANSchedule, Generator, Latent, Objective, Optimizers, Run, UnconditionalGAN
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
+from ganjax.training import devices
+from ganjax.training.phases import batches_per_step, make_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,61 +83,67 @@ def finest(packed: jax.Array, sides: list[int]) -> jax.Array:
     return msggan.unpack(packed, sides)[-1]
 
 
-def generator(config: Config) -> sample.Generator:
-    """G as the run samples it (for :mod:`ganjax.sample`): its finest scale, z from the second of two keys split
-    from ``run.seed``."""
-    dtype = precision.compute_dtype(config.model.compute_dtype)
-    module = msggan.Generator(
-        config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim, dtype
-    )
-    sides = msggan.scales(config.data.image_size)
-    return sample.Generator(
-        module,
-        draw=config.latent.sample,
-        key=jax.random.split(jax.random.key(config.run.seed))[1],
-        num=config.num_samples,
-        nrow=10,
-        latent=config.latent,
-        apply=lambda variables, inputs, key, step: finest(module.apply(variables, *inputs, train=False), sides),
-    )
+class MSGGANRecipe(GANRecipe):
+    """MSG-GAN's G (every scale packed along channels) and D (reading them all); grids show the finest scale,
+    and ``scales.png`` every scale of eight samples at the end."""
+
+    def models(self, config, bn_axis_name=None):
+        dtype = precision.compute_dtype(config.model.compute_dtype)
+        return (
+            msggan.Generator(
+                config.data.image_size, config.data.channels, config.model.g_width, config.latent.dim, dtype
+            ),
+            msggan.Discriminator(config.data.image_size, config.model.d_width, dtype),
+        )
+
+    def example_shape(self, config) -> tuple[int, ...]:
+        sides = msggan.scales(config.data.image_size)
+        return sides[-1], sides[-1], len(sides) * config.data.channels
+
+    def step(self, config, phases, mesh):
+        """The step with each device's real batch taken to every scale (:func:`ganjax.models.msggan.real_scales`)."""
+        inner = make_step(phases)
+        step = lambda state, batch, axis_name=None: inner(
+            state, {**batch, "image": msggan.real_scales(batch["image"])}, axis_name
+        )
+        return devices.data_parallel(step, mesh, batches_per_step(phases))
+
+    def view(self, config, images):
+        return finest(images, msggan.scales(config.data.image_size))
+
+    def generator(self, config) -> Generator:
+        """G's finest scale, z from the run's sample key."""
+        g = super().generator(config)
+        sides = msggan.scales(config.data.image_size)
+        module = g.module
+        return dataclasses.replace(
+            g, apply=lambda variables, inputs, key, step: finest(module.apply(variables, *inputs, train=False), sides)
+        )
+
+    def evaluations(self, config, dataset: data.ImageDataset) -> list:
+        """The mode-collapse signals of G's finest scale (and its moving average's, when kept) against
+        ``dataset``'s full-size images (:func:`ganjax.evaluation.generator_diversity`)."""
+        sides, part = msggan.scales(config.data.image_size), config.diversity
+        view = lambda packed: finest(packed, sides)
+        return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, view=view)(dataset)
+
+    def finish(self, config, state, grid):
+        """``scales.png``: every scale of the grid's first eight samples, and ``interpolation.png``."""
+        sides = msggan.scales(config.data.image_size)
+        g = self.generator(config)
+        (z,) = g.grid(g.key)
+        packed = self.sampler(config)(state, np.asarray(z[:8]))
+        if jax.process_index() == 0:
+            picture = np.asarray(all_scales(packed, sides))
+            images.save_grid(picture, pathlib.Path(config.run.workdir) / "scales.png", nrow=len(sides), scale=2)
+        return super().finish(config, state, grid)
 
 
-def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list:
-    """The Evaluate hooks of the mode-collapse signals of G's finest scale (and its moving average's, when kept)
-    against ``dataset``'s full-size images (:func:`experiments.evaluation.generator_diversity`)."""
-    sides, part = msggan.scales(config.data.image_size), config.diversity
-    view = lambda packed: finest(packed, sides)
-    return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, view=view)(dataset)
-
-
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains MSG-GAN; returns the final state. Samples come from one fixed z throughout (EMA params if kept)."""
-    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
-    sides = msggan.scales(config.data.image_size)
-    g = generator(config)
-    dtype = precision.compute_dtype(config.model.compute_dtype)
-    models = lambda _: (g.module, msggan.Discriminator(config.data.image_size, config.model.d_width, dtype))
-    fixed = g.grid(sample_key)
-    state, sample_fn = train_image_gan(
-        config,
-        config.make_gan(),
-        models,
-        init_key,
-        fixed,
-        sample_key,
-        example_shape=(sides[-1], sides[-1], len(sides) * config.data.channels),
-        view=lambda packed: finest(packed, sides),
-        inputs=lambda batch: {**batch, "image": msggan.real_scales(batch["image"])},
-        evaluations=functools.partial(diversity_hooks, config),
-    )
-    grid = np.asarray(all_scales(sample_fn(state, np.asarray(fixed[0][:8])), sides))
-    if jax.process_index() == 0:
-        images.save_grid(grid, pathlib.Path(config.run.workdir) / "scales.png", nrow=len(sides), scale=2)
-    return state
+RECIPE = MSGGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,26 @@ samples evaluated go round every class.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
-import jax
 import jax.numpy as jnp
 
-from ganjax import data, evaluation, sample, validate
+from ganjax import data, evaluation, validate
 from ganjax.evaluation import Diversity
 from ganjax.models import sagan
 from ganjax.nn import precision
-from ganjax.run import Conditioning, GANSchedule, Latent, Objective, Optimizers, Run, UnconditionalGAN, train_image_gan
+from ganjax.run import (
+    Conditioning,
+    GANRecipe,
+    GANSchedule,
+    Generator,
+    Latent,
+    Objective,
+    Optimizers,
+    Run,
+    UnconditionalGAN,
+    run_keys,
+)
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,48 +88,43 @@ def players(config: Config, bn_axis_name: str | None = None) -> tuple[sagan.Gene
     )
 
 
-def generator(config: Config) -> sample.Generator:
-    """G as the run samples it (for :mod:`ganjax.sample`): z from the second of two keys split from ``run.seed``;
-    when conditional, image ``i`` of ``n`` is of class ``i * num_classes // n``."""
-    n, classes = config.num_samples, config.model.num_classes
-    return sample.Generator(
-        players(config)[0],
-        draw=config.latent.sample,
-        key=jax.random.split(jax.random.key(config.run.seed))[1],
-        num=n,
-        nrow=10,
-        labels=jnp.arange(n) * classes // n if classes else None,
-        num_classes=classes,
-        latent=config.latent,
-    )
+class SAGANRecipe(GANRecipe):
+    """SAGAN's G and D; when conditional, the grid's image ``i`` of ``n`` is of class ``i * num_classes // n``
+    and the samples evaluated go round every class."""
+
+    def models(self, config, bn_axis_name=None):
+        return players(config, bn_axis_name)
+
+    def gan(self, config):
+        return config.make_gan(Conditioning(num_classes=config.model.num_classes))
+
+    def generator(self, config) -> Generator:
+        n, classes = config.num_samples, config.model.num_classes
+        return Generator(
+            players(config)[0],
+            draw=config.latent.sample,
+            key=run_keys(config.run.seed).sample,
+            num=n,
+            nrow=10,
+            labels=jnp.arange(n) * classes // n if classes else None,
+            num_classes=classes,
+            latent=config.latent,
+        )
+
+    def evaluations(self, config, dataset: data.ImageDataset) -> list:
+        """The mode-collapse signals of G (and its moving average, when kept) against ``dataset``
+        (:func:`ganjax.evaluation.generator_diversity`)."""
+        part = config.diversity
+        return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, config.model.num_classes)(
+            dataset
+        )
 
 
-def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list:
-    """The Evaluate hooks of the mode-collapse signals of G (and its moving average, when kept) against
-    ``dataset``, the samples going round every class when conditional
-    (:func:`experiments.evaluation.generator_diversity`)."""
-    part = config.diversity
-    return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, config.model.num_classes)(dataset)
-
-
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains SAGAN; returns the final state. Samples come from one fixed z (and labels) throughout."""
-    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
-    gan = config.make_gan(Conditioning(num_classes=config.model.num_classes))
-    fixed = generator(config).grid(sample_key)
-    return train_image_gan(
-        config,
-        gan,
-        functools.partial(players, config),
-        init_key,
-        fixed,
-        sample_key,
-        evaluations=functools.partial(diversity_hooks, config),
-    )[0]
+RECIPE = SAGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ import numpy as np
 
 from ganjax import data, evaluation, validate
 from ganjax.benchmarks import stacked_mnist
-from ganjax.run import DCGANModel, Evaluate, GANSchedule, Monitor, Run, UnconditionalGAN, dcgan_generator, train_dcgan
+from ganjax.run import DCGANModel, DCGANRecipe, Evaluate, GANSchedule, Monitor, Run, UnconditionalGAN
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,12 +119,14 @@ def evaluation_hooks(config: Config):
     return hooks
 
 
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains the GAN; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return train_dcgan(config, evaluation_hooks(config))
+class StackedRecipe(DCGANRecipe):
+    """DCGAN on Stacked MNIST, evaluated by the modes of its samples."""
+
+    def evaluations(self, config, dataset: data.ImageDataset) -> list:
+        return evaluation_hooks(config)(dataset)
 
 
-generator = dcgan_generator
+RECIPE = StackedRecipe()
 
 
 # The columns of ``python -m experiments.stacked_mnist table ROOT``: metric, header and format.
@@ -133,7 +134,7 @@ TABLE_COLUMNS = (("modes", "modes (of 1,000)", ".1f"), ("mode_kl", "KL to unifor
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv, TABLE_COLUMNS)
+    return run_main(RECIPE, Config, argv, TABLE_COLUMNS)
 
 
 if __name__ == "__main__":

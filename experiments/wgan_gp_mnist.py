@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from ganjax import evaluation
 from ganjax.evaluation import Evaluation
 from ganjax.run import (
     ClassHeadGAN,
     Clusters,
     DCGANModel,
+    DCGANRecipe,
     GANSchedule,
     Objective,
     Optimizers,
     Run,
     StateOptions,
-    dcgan_generator,
-    train_dcgan,
 )
 from ganjax.run import main as run_main
-from ganjax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +54,11 @@ class Config(ClassHeadGAN):
     evaluation: Evaluation = Evaluation(eval_every=6000)
 
 
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains the critic and G; returns the final state (see :func:`experiments.runner.train_dcgan`)."""
-    return train_dcgan(config, evaluation.quality_hooks(config))
-
-
-generator = dcgan_generator
-"""G as the run samples it (for :mod:`ganjax.sample`): the DCGAN G, drawn as experiments.dcgan_mnist draws it."""
+RECIPE = DCGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Samples from a saved run: ``python -m ganjax.sample RUN_DIR --out grid.png [--num N] [--seed S] ...``.
 
-A run's folder holds ``config.json`` (its resolved config, with the key
-``experiment`` naming the experiment module) and orbax checkpoints under
-``checkpoints/STEP/state``. :func:`load_run` imports that module, rebuilds its
-typed config (:func:`config_from_dict`), asks its ``generator(config)`` for
-the :class:`Generator` (G, how to call it, where its params live in the state,
-how the run draws its sample grid's inputs) and restores G's params, BatchNorm
-statistics and moving average from a checkpoint. :meth:`Run.sample` then
+A run's folder holds ``config.json`` (its resolved config, with where its
+recipe and config class are imported from: :func:`ganjax.run.importable`) and
+orbax checkpoints under ``checkpoints/STEP/state``. :func:`load_run` imports
+the two, rebuilds the typed config (:func:`ganjax.run.config_from_dict`), asks
+the recipe's ``generator(config)`` for the :class:`ganjax.run.Generator` (G,
+how to call it, where its params live in the state, how the run draws its
+sample grid's inputs) and restores G's params, BatchNorm statistics and moving
+average from a checkpoint. A user's own recipe samples as the library's do. :meth:`Run.sample` then
 gives images in [-1, 1], NHWC.
 
 Without ``seed``, G's inputs are the run's own: the same draw from the same
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import importlib
 import json
 import pathlib
 import sys
@@ -44,12 +44,12 @@ import orbax.checkpoint as ocp
 from ganjax import checkpoint, images
 from ganjax import latent as latent_paths
 from ganjax.run.config_json import config_from_dict
-from ganjax.run.folder import CHECKPOINTS, CONFIG_FILE, EXPERIMENT_KEY
+from ganjax.run.folder import CHECKPOINTS, CONFIG_FILE
 from ganjax.run.generator import Generator
+from ganjax.run.recipe import CONFIG_CLASS_KEY, RECIPE_KEY, load_importable
 from ganjax.training.standing import standing_stats
 
 PyTree = Any
-GENERATOR_FUNCTION = "generator"  # every experiment with a G defines generator(config) -> Generator
 INTERPOLATION_COLUMNS, INTERPOLATION_ANCHORS = 10, 3
 EXIT_BAD_INPUT = 2
 
@@ -79,9 +79,9 @@ class Run:
 
     Attributes:
       path: the run's folder.
-      experiment: the experiment module's name.
+      experiment: the recipe's name (``module:qualname``).
       config: the run's typed config.
-      generator: what the experiment says of its G.
+      generator: what the recipe says of its G.
       step: the checkpoint's step.
       variables: G's ``params`` and ``batch_stats``.
       ema_params: the moving average of G's params, or None when the run kept none.
@@ -206,29 +206,31 @@ def load_run(path: str | pathlib.Path, step: int | None = None) -> Run:
     """The run in folder ``path`` at checkpoint ``step`` (None: the latest).
 
     Raises:
-      SampleError: naming what is missing or wrong: no config.json, one without an experiment or of an
-        experiment without a generator, a config its experiment does not accept, no checkpoint at ``step``.
+      SampleError: naming what is missing or wrong: no config.json, one that does not say where its recipe
+        and config class come from or names ones that cannot be imported, a recipe without a generator, a
+        config its class does not accept, no checkpoint at ``step``.
     """
     path = pathlib.Path(path)
     saved = _read_config(path / CONFIG_FILE)
-    name = saved.pop(EXPERIMENT_KEY, None)
-    if not name or name == "__main__":
+    records = {key: saved.pop(key, None) for key in (RECIPE_KEY, CONFIG_CLASS_KEY)}
+    missing = [key for key, record in records.items() if not isinstance(record, dict) or "name" not in record]
+    if missing:
         raise SampleError(
-            f"{path / CONFIG_FILE} names no importable experiment ({EXPERIMENT_KEY!r}: {name!r}); set it to the "
-            "module that wrote the run, e.g. 'experiments.dcgan_mnist'"
+            f"{path / CONFIG_FILE} does not say where its {' and '.join(missing)} come from: a run of "
+            "ganjax.run.train writes both"
         )
+    name = records[RECIPE_KEY]["name"]
     try:
-        module = importlib.import_module(name)
+        recipe, config_cls = (load_importable(records[key]) for key in (RECIPE_KEY, CONFIG_CLASS_KEY))
     except ImportError as e:
-        raise SampleError(f"{path / CONFIG_FILE}: experiment {name!r} cannot be imported ({e})") from e
-    make = getattr(module, GENERATOR_FUNCTION, None)
-    if make is None:
-        raise SampleError(f"{name} has no image generator to sample (no {GENERATOR_FUNCTION}(config))")
+        raise SampleError(f"{path / CONFIG_FILE}: the run's recipe cannot be imported ({e})") from e
+    if not callable(getattr(recipe, "generator", None)):
+        raise SampleError(f"{name} has no image generator to sample (no generator(config))")
     try:
-        config = config_from_dict(module.Config, saved)
+        config = config_from_dict(config_cls, saved)
     except (TypeError, ValueError) as e:
         raise SampleError(f"{path / CONFIG_FILE}: {e}") from e
-    generator = make(config)
+    generator = recipe().generator(config)
     step, state = _restore(path / CHECKPOINTS, step, generator.player)
     player = state["players"][generator.player]
     variables = {
@@ -298,6 +300,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "average when the run kept one)",
     )
     parser.add_argument("--step", type=int, help="the checkpoint's step (default: the latest)")
+    parser.add_argument("--nrow", type=int, help="images per row of the grid (default: the run's layout)")
     return parser.parse_args(argv)
 
 
@@ -313,7 +316,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
         else:
             grid = run.sample(args.num, args.seed, args.classes, args.ema)
             columns = run.columns(args.num, args.classes)
-        out = images.save_grid(grid, args.out, nrow=columns, scale=2)
+        if args.nrow is not None and args.nrow < 1:
+            raise SampleError(f"--nrow: images per row must be at least 1, got {args.nrow}")
+        out = images.save_grid(grid, args.out, nrow=args.nrow or columns, scale=2)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_BAD_INPUT) from None

@@ -1,19 +1,17 @@
 """The run machinery: config parts, the command line, the run folder, hooks, and training a model from start to end."""
 
-from ganjax.run.cli import DEBUG_FLAG, main, parse, resolve
+from ganjax.run.cli import DEBUG_FLAG, command, experiment_name, main, parse, resolve
 from ganjax.run.config_json import config_from_dict, to_dict
-from ganjax.run.fit import dcgan_generator, fit, fit_gan, gan_state, train_dcgan, train_image_gan
+from ganjax.run.fit import fit, fit_gan, gan_state
 from ganjax.run.folder import (
     CHECKPOINTS,
     CONFIG_FILE,
-    EXPERIMENT_KEY,
     FIXED_ON_RESUME,
     FREE_CHANGES,
     METRICS_FILE,
     PROGRESS_METRICS,
     TrainingFailed,
     WorkdirError,
-    experiment_name,
     prepare_workdir,
     start,
 )
@@ -45,6 +43,18 @@ from ganjax.run.parts import (
     Swaps,
 )
 from ganjax.run.presets import PRESET_FLAG, PRESETS, Preset, r3gan
+from ganjax.run.recipe import (
+    Grid,
+    Recipe,
+    Result,
+    RunKeys,
+    data_parallel_step,
+    importable,
+    load_importable,
+    run_keys,
+    train,
+)
+from ganjax.run.recipes import DROPOUT_DRAW, ConditionalRecipe, DCGANRecipe, GANRecipe
 from ganjax.run.report import mean_std, seeds_table
 from ganjax.training.gan import Augmentation, Conditioning, InputNoise, Latent, Objective
 from ganjax.training.loop import Context, Evaluate, Hook, Periodic, ResumeError, train_loop
@@ -56,7 +66,7 @@ __all__ = [
     "CLUSTER_SIDE",
     "CONFIG_FILE",
     "DEBUG_FLAG",
-    "EXPERIMENT_KEY",
+    "DROPOUT_DRAW",
     "FIXED_ON_RESUME",
     "FREE_CHANGES",
     "METRICS_FILE",
@@ -71,14 +81,18 @@ __all__ = [
     "Clusters",
     "ConditionalGAN",
     "ConditionalModel",
+    "ConditionalRecipe",
     "Conditioning",
     "Context",
     "DCGANModel",
+    "DCGANRecipe",
     "Data",
     "Devices",
     "Evaluate",
+    "GANRecipe",
     "GANSchedule",
     "Generator",
+    "Grid",
     "Hook",
     "ImageGAN",
     "InputNoise",
@@ -89,8 +103,11 @@ __all__ = [
     "Optimizers",
     "Periodic",
     "Preset",
+    "Recipe",
+    "Result",
     "ResumeError",
     "Run",
+    "RunKeys",
     "Schedule",
     "StateOptions",
     "Swaps",
@@ -99,13 +116,16 @@ __all__ = [
     "Watch",
     "WorkdirError",
     "cluster_features",
+    "command",
     "config_from_dict",
-    "dcgan_generator",
+    "data_parallel_step",
     "experiment_name",
     "fit",
     "fit_gan",
     "gan_state",
     "grid_writer",
+    "importable",
+    "load_importable",
     "main",
     "mean_std",
     "parse",
@@ -113,11 +133,11 @@ __all__ = [
     "r3gan",
     "resolve",
     "run_hooks",
+    "run_keys",
     "seeds_table",
     "start",
     "to_dict",
-    "train_dcgan",
-    "train_image_gan",
+    "train",
     "train_loop",
     "write_animation",
     "write_interpolation",

@@ -9,11 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import jax
 import tyro
 from tqdm import tqdm
 
-from ganjax.run.folder import TrainingFailed, experiment_name
+from ganjax.run.folder import TrainingFailed
 from ganjax.run.presets import PRESET_FLAG, PRESETS
+from ganjax.run.recipe import Recipe, Result, train
 from ganjax.run.report import seeds_table
 
 PyTree = Any
@@ -78,6 +80,27 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
 def main(
+    recipe: Recipe,
+    config_cls: type[Config],
+    argv: Sequence[str] | None = None,
+    table_columns: Sequence[tuple[str, str, str]] = (),
+) -> Result | None:
+    """The command line of a recipe's experiment: trains ``recipe`` (:func:`ganjax.run.train`) with ``config_cls``
+    parsed from ``argv`` (the command line when None), prints the run's summary and returns its result.
+
+    Errors and ``table ROOT`` as :func:`command`.
+    """
+
+    def train_and_report(config) -> Result:
+        result = train(recipe, config)
+        if jax.process_index() == 0:
+            print(result.summary(), flush=True)
+        return result
+
+    return command(config_cls, train_and_report, argv, table_columns)
+
+
+def command(
     config_cls: type[Config],
     run_fn: Callable[[Any], Any],
     argv: Sequence[str] | None = None,
@@ -110,3 +133,10 @@ def main(
         raise SystemExit(
             EXIT_FAILED if isinstance(e, (FloatingPointError, TrainingFailed)) else EXIT_BAD_INPUT
         ) from None
+
+
+def experiment_name(config_cls: type) -> str:
+    """The importable name of the module defining ``config_cls`` (``python -m`` runs it as ``__main__``)."""
+    module = sys.modules[config_cls.__module__]
+    spec = getattr(module, "__spec__", None)
+    return spec.name if spec is not None else module.__name__

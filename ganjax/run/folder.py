@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,13 +17,14 @@ from ganjax.training import devices
 
 PyTree = Any
 CONFIG_FILE = "config.json"
-EXPERIMENT_KEY = "experiment"  # config.json's record of the experiment module
 CHECKPOINTS = "checkpoints"
 
 
 # Config fields a resumed run may change freely: where and how often it reports, and how long it goes on.
 FREE_CHANGES = (
     "run.workdir",
+    "recipe.path",  # where the recipe and the config class are imported from: the checkout may move
+    "config_class.path",
     "run.resume",
     "run.overwrite",
     "run.allow_changes",
@@ -141,20 +141,14 @@ def _read_json(path: pathlib.Path) -> dict:
         raise WorkdirError(f"{path}: not valid JSON ({e})") from e
 
 
-def experiment_name(config_cls: type) -> str:
-    """The importable name of the module defining ``config_cls`` (``python -m`` runs it as ``__main__``)."""
-    module = sys.modules[config_cls.__module__]
-    spec = getattr(module, "__spec__", None)
-    return spec.name if spec is not None else module.__name__
-
-
-def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
+def start(config, batches_per_step: int = 1, records: Mapping[str, Any] | None = None) -> jax.sharding.Mesh:
     """Starts a run of ``config`` (with ``schedule``, ``run`` and ``devices`` parts); returns the device mesh.
 
     A config without a ``devices`` part runs on one device.
 
     Joins the other processes first when ``config.devices`` names any, prepares
-    the workdir (:func:`prepare_workdir`) and prints one line: the backend, the
+    the workdir (:func:`prepare_workdir`, with ``records`` beside the config in ``config.json``: where the
+    recipe and the config class come from) and prints one line: the backend, the
     device count and the global and per-device batch.
 
     Raises:
@@ -166,7 +160,7 @@ def start(config, batches_per_step: int = 1) -> jax.sharding.Mesh:
     mesh = devices.make_mesh(parts.num_devices if parts is not None else 1)
     batch_size = config.schedule.batch_size
     per_device = devices.check_batch_size(batch_size, mesh)
-    prepare_workdir(config.run, {EXPERIMENT_KEY: experiment_name(type(config)), **to_dict(config)})
+    prepare_workdir(config.run, {**(records or {}), **to_dict(config)})
     if jax.process_index() == 0:
         batches = f" x {batches_per_step} batches per step" if batches_per_step > 1 else ""
         print(

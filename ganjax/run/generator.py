@@ -9,7 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from ganjax.training.gan import Latent
+from ganjax.latent import Latent
 
 PyTree = Any
 CLASS_DRAW = 2  # fold_in data of the key a G that draws its classes draws them from (z takes the key itself)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ganjax import images
 from ganjax import latent as latent_paths
-from ganjax.training.gan import Latent
+from ganjax.latent import Latent
 from ganjax.training.state import TrainState
 
 PyTree = Any

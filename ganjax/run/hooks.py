@@ -108,7 +108,7 @@ class Log(Hook):
         record = {**train, **context.record}
         context.record.clear()
         context.postfix.update({k: f"{v:.3g}" for k, v in record.items() if k in self.progress})
-        self.last = record
+        self.last = {"step": context.step, **record}
         if self.active:
             self.write(context.step, record, train_names=train.keys())
 
@@ -162,7 +162,8 @@ class Checkpoint(Hook):
 
     It refuses to save a state holding NaN or Inf, or one whose metrics since the
     last save are not finite. On resume, a checkpoint that cannot be read is set
-    aside, with a warning, for the one before it.
+    aside, with a warning, for the one before it. A run that does not resume
+    refuses a folder already holding checkpoints, so two runs never mix in one.
     """
 
     reads_metrics = True
@@ -174,8 +175,18 @@ class Checkpoint(Hook):
         self.checkpointer = checkpoint.Checkpointer(pathlib.Path(workdir) / CHECKPOINTS, max_to_keep=keep)
 
     def restore(self, state: PyTree) -> PyTree:
-        """The latest readable checkpoint's state; its loop memory is kept in ``self.memory``."""
+        """The latest readable checkpoint's state; its loop memory is kept in ``self.memory``.
+
+        Raises:
+          WorkdirError: when not resuming and the folder already holds checkpoints (of another run).
+        """
         if not self.resume:
+            saved = checkpoint.saved_steps(self.checkpointer.directory)
+            if saved:
+                raise WorkdirError(
+                    f"{self.checkpointer.directory} holds checkpoints of another run (steps {', '.join(map(str, saved))}):"
+                    " resume it, or start in an empty folder"
+                )
             return state
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -10,17 +10,14 @@ import jax
 import numpy as np
 
 from ganjax import clusters, data
+from ganjax.augment import Augmentation
 from ganjax.evaluation.settings import ClassAccuracy
+from ganjax.latent import Latent
+from ganjax.noise import InputNoise
 from ganjax.run.models import ConditionalModel
 from ganjax.run.parts import BatchNormDevices, Data, GANSchedule, Monitor, Optimizers, Run, StateOptions
 from ganjax.training import gan
-from ganjax.training.gan import (
-    Augmentation,
-    Conditioning,
-    InputNoise,
-    Latent,
-    Objective,
-)
+from ganjax.training.objective import Conditioning, Objective
 from ganjax.validate import at_least, refuse
 
 PyTree = Any
@@ -59,16 +56,13 @@ class UnconditionalGAN(ImageGAN):
 
     @property
     def conditioning(self) -> Conditioning:
-        """The GAN's :class:`ganjax.training.gan.Conditioning`: none."""
+        """The GAN's :class:`ganjax.training.objective.Conditioning`: none."""
         return Conditioning()
 
-    def models(self, bn_axis_name: str | None = None):
-        """``(G, D)`` of a model part built as :meth:`DCGANModel.build` builds them."""
-        return self.model.build(self.data, self.latent.dim, bn_axis_name)
-
-    def training_data(self, dataset: data.ImageDataset) -> data.ImageDataset:
-        """The data G and D train on: the data as loaded."""
-        return dataset
+    @property
+    def d_conditioning(self) -> str:
+        """How D sees a class: not at all."""
+        return "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +93,7 @@ class ClassHead:
 
     @property
     def conditioning(self) -> Conditioning:
-        """The GAN's :class:`ganjax.training.gan.Conditioning`: an unconditional G, and D's head if any."""
+        """The GAN's :class:`ganjax.training.objective.Conditioning`: an unconditional G, and D's head if any."""
         if not self.weight:
             return Conditioning()
         return Conditioning(
@@ -188,7 +182,7 @@ class ClassHeadGAN(UnconditionalGAN):
 
     @property
     def conditioning(self) -> Conditioning:
-        """The GAN's :class:`ganjax.training.gan.Conditioning`: the clusters' or the class head's."""
+        """The GAN's :class:`ganjax.training.objective.Conditioning`: the clusters' or the class head's."""
         if self.clusters.k:
             return Conditioning(self.clusters.k, fake_classes=self.clusters.fake_classes)
         return self.class_head.conditioning
@@ -203,15 +197,6 @@ class ClassHeadGAN(UnconditionalGAN):
     def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
         """The objective of these parts, with the class head's or the clusters' conditioning."""
         return super().make_gan(conditioning or self.conditioning)
-
-    def models(self, bn_axis_name: str | None = None):
-        """``(G, D)`` of the model part, conditioned as :attr:`d_conditioning` says."""
-        classes = self.conditioning.num_classes
-        return self.model.build(self.data, self.latent.dim, bn_axis_name, classes, self.d_conditioning)
-
-    def training_data(self, dataset: data.ImageDataset) -> data.ImageDataset:
-        """The data G and D train on: labelled by the clusters, if any (:meth:`Clusters.label`)."""
-        return self.clusters.label(dataset, self.run.seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +221,3 @@ class ConditionalGAN(ImageGAN):
         if not self.conditioning.num_classes:
             refuse(self.conditioning, "num_classes", "a conditional GAN needs classes")
         at_least(self, "samples_per_class", 1)
-
-    def models(self, bn_axis_name: str | None = None):
-        """``(G, D)`` of the model part."""
-        return self.model.build(self.data, self.latent.dim, self.conditioning.num_classes, bn_axis_name)

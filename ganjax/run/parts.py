@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ganjax import data, optim, penalties, swaps
 from ganjax.evaluation import monitor
-from ganjax.training import gan
+from ganjax.training.objective import Objective
 from ganjax.validate import SEED_MAX, at_least, positive, refuse
 
 PyTree = Any
@@ -385,9 +385,9 @@ class Monitor:
         at_least(self, "warmup", 0, self.window + self.baseline)
         positive(self, "max_grad_norm")
 
-    def build(self, objective: gan.Objective | None = None) -> monitor.MonitorConfig:
+    def build(self, objective: Objective | None = None) -> monitor.MonitorConfig:
         """The monitor's settings. "D's loss near its least" is judged above the least that D's targets allow
-        (0.325 with one-sided smoothing: :attr:`ganjax.training.gan.Objective.least_d_loss`); a Wasserstein
+        (0.325 with one-sided smoothing: :attr:`ganjax.training.objective.Objective.least_d_loss`); a Wasserstein
         critic's loss is unbounded below, so the check is off there."""
         margin = monitor.MonitorConfig.d_loss_floor
         if objective is None:

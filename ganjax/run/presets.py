@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from ganjax.run.parts import Optimizers, Schedule, StateOptions
-from ganjax.training import gan
+from ganjax.training.objective import Objective
 
 PyTree = Any
 Config = TypeVar("Config")
@@ -89,8 +89,6 @@ class Preset(NamedTuple):
 
 # Named settings of an experiment's parts: ``--preset NAME`` before, after or among the flags, which apply on top.
 PRESETS = {
-    "r3gan": Preset(
-        r3gan, {"objective": gan.Objective, "optim": Optimizers, "state": StateOptions, "schedule": Schedule}
-    ),
+    "r3gan": Preset(r3gan, {"objective": Objective, "optim": Optimizers, "state": StateOptions, "schedule": Schedule}),
 }
 PRESET_FLAG = "--preset"

@@ -16,7 +16,7 @@ from ganjax import data, evaluation, run
 from ganjax.evaluation import class_accuracy, metrics, monitor, quality
 from ganjax.evaluation import mnist_classifier as mc
 from ganjax.models import msggan as msggan_models
-from ganjax.training.gan import Conditioning
+from ganjax.training.objective import Conditioning
 
 SIGNALS = ("duplicate_share", "pairwise_distance_ratio")
 TINY = ["--schedule.batch-size", "4", "--model.g-width", "4", "--model.d-width", "4"]
@@ -90,7 +90,7 @@ def test_with_a_classifier_the_class_samples_give_their_models_diversity(digits,
         cgan_mnist, "--class-accuracy.classifier-dir", str(classifier_dir), "--state.ema-decay", ema
     )
     drawn = []
-    generate = evaluation._generate
+    generate = class_accuracy._generate
     monkeypatch.setattr(class_accuracy, "_generate", lambda *a, **kw: drawn.append(kw["use_ema"]) or generate(*a, **kw))
     samplers, sampled = evaluation.samplers, []
 
