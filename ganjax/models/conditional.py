@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.models import dcgan
+from ganjax.nn.names import FEATURES
 from ganjax.nn.normalization import SpectralDense
-from ganjax.training.state import FEATURES
 
 CONDITIONINGS = ("none", "channels", "projection", "auxiliary")
 

@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 
 from ganjax.nn.conv import Conv, ConvTranspose
+from ganjax.nn.names import FEATURES
 from ganjax.nn.normalization import PixelNorm, SpectralConv, SpectralDense
 from ganjax.nn.resample import NearestUpsampleConv, PixelShuffle
 from ganjax.noise import DropoutAlways, GaussianNoise
-from ganjax.training.state import FEATURES
 
 weight_init = nn.initializers.normal(0.02)
 

@@ -17,9 +17,9 @@ import flax.linen as nn
 import jax
 
 from ganjax.nn.minibatch import MinibatchDiscrimination, MinibatchStdDev
+from ganjax.nn.names import FEATURES
 from ganjax.nn.normalization import SpectralDense
 from ganjax.noise import DropoutAlways, GaussianNoise
-from ganjax.training.state import FEATURES
 
 D_NORMS = ("none", "spectral")
 MINIBATCH = ("none", "stddev", "discrimination")

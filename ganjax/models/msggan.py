@@ -27,9 +27,9 @@ import jax.numpy as jnp
 from ganjax.models.dcgan import layout
 from ganjax.nn.conv import Conv
 from ganjax.nn.minibatch import MinibatchStdDev
+from ganjax.nn.names import FEATURES
 from ganjax.nn.normalization import PixelNorm
 from ganjax.nn.resample import nearest_upsample
-from ganjax.training.state import FEATURES
 
 
 def scales(image_size: int) -> list[int]:

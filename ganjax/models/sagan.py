@@ -23,9 +23,9 @@ import jax.numpy as jnp
 
 from ganjax.models.dcgan import layout
 from ganjax.nn.attention import SelfAttention
+from ganjax.nn.names import FEATURES
 from ganjax.nn.normalization import ConditionalBatchNorm, SpectralConv, SpectralDense
 from ganjax.nn.resample import nearest_upsample
-from ganjax.training.state import FEATURES
 
 weight_init = nn.initializers.xavier_uniform()
 

@@ -3,7 +3,7 @@
 "Autoencoding beyond pixels using a learned similarity metric". An encoder
 ``q(z | x)``, G as the decoder, and D on real images, on reconstructions
 ``G(z ~ q(z | x))`` and on samples ``G(z ~ p(z))``. With D's hidden layer
-``f`` (sown by D under :data:`ganjax.training.state.FEATURES`), the three
+``f`` (sown by D under :data:`ganjax.nn.names.FEATURES`), the three
 players minimise::
 
   encoder:  kl_weight * KL(q(z|x) || N(0, I)) + L_like

@@ -20,13 +20,10 @@ import optax
 from flax import struct
 
 from ganjax import rng
+from ganjax.nn.names import FEATURES
 from ganjax.optim import EMA
 
 PyTree = Any
-
-# The name a module sows its hidden features under, in the 'intermediates' collection (feature matching and
-# VAE-GAN's feature-space reconstruction read them): ``self.sow('intermediates', FEATURES, h)``.
-FEATURES = "features"
 
 
 class Player(struct.PyTreeNode):
@@ -81,7 +78,7 @@ class Player(struct.PyTreeNode):
         return self.apply_fn(self._variables(params), *inputs, train=train, rngs=rngs, **kwargs), self.batch_stats
 
     def with_features(self, params: PyTree, *inputs, train: bool = True) -> tuple[Any, jax.Array, PyTree]:
-        """``(output, features, batch_stats)``: also the features the module sows under :data:`FEATURES`.
+        """``(output, features, batch_stats)``: also the features the module sows (:data:`ganjax.nn.names.FEATURES`).
 
         Raises:
           ValueError: if the module sows none.

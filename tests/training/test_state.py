@@ -7,8 +7,9 @@ import numpy as np
 import optax
 import pytest
 
+from ganjax.nn.names import FEATURES
 from ganjax.replay import ReplayBuffer
-from ganjax.training.state import FEATURES, Player, TrainState
+from ganjax.training.state import Player, TrainState
 from tests.training.tiny import LinearD, SowingD, TinyG
 
 Z = jax.random.normal(jax.random.key(1), (8, 3))
