@@ -9,7 +9,7 @@ labelled channel by channel with the MNIST classifier in
 ``--evaluation.classifier-dir`` (trained there on the digits first if missing), and
 ``modes`` (of 1,000) and ``mode_kl`` (KL of the samples' mode distribution to the
 uniform one) are logged to ``metrics.jsonl``; ``ema_modes`` and ``ema_mode_kl`` too
-for the moving average of G when kept. At the same steps (not at the end) ``duplicate_share`` and
+for the moving average of G when kept. At the same steps ``duplicate_share`` and
 ``pairwise_distance_ratio`` of up to 1,000 RGB samples against the stacked reals (``ema_`` too),
 which the failure monitor's ``mode_collapse`` check reads. Writes what :mod:`experiments.dcgan_mnist` writes.
 ``python -m experiments.stacked_mnist table ROOT`` prints the mean ± std over seeds of

@@ -76,7 +76,7 @@ def test_tiny_experiment_run_logs_modes(tmp_path, monkeypatch):
     argv += ["--evaluation.classifier-dir", str(classifier_dir)]
     config = run.parse(experiment.Config, argv)
     assert config.data.shape == (28, 28, 3) and experiment.Config().evaluation.eval_samples == 26_000
-    state = experiment.train_and_evaluate(config)
+    state = run.train(experiment.RECIPE, config).state
     assert int(state.step) == 4
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r for r in rows if "modes" in r]
@@ -85,7 +85,7 @@ def test_tiny_experiment_run_logs_modes(tmp_path, monkeypatch):
     # The mode-collapse signals of the RGB samples against the stacked reals, at the same steps.
     assert all(0 <= r["duplicate_share"] <= 1 and r["pairwise_distance_ratio"] > 0 for r in evaluated)
     assert len(draws) == 2 * 3  # one draw of 20 samples in batches of 8 per evaluation feeds both
-    assert experiment.generator(config).num == config.num_samples
+    assert experiment.RECIPE.generator(config).num == config.num_samples
 
 
 def test_the_monitor_lets_g_catch_up_with_d_over_the_first_1000_steps():

@@ -25,7 +25,7 @@ CACHE_DIR = "runs/cache"
 FID_WEIGHTS_ENV = "GANJAX_FID_WEIGHTS"
 HOW_TO_GET_FID_WEIGHTS = (
     f"download pytorch-fid's weights ({inception.TORCH_WEIGHTS_URL}) and convert them once with "
-    "python -m ganjax.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz"
+    "python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz"
 )
 
 
@@ -67,7 +67,7 @@ def fid_weights(settings: Evaluation) -> pathlib.Path | None:
     if not path:
         return None
     if not pathlib.Path(path).is_file():
-        source = "--fid-weights" if settings.fid_weights else f"${FID_WEIGHTS_ENV}"
+        source = "--evaluation.fid-weights" if settings.fid_weights else f"${FID_WEIGHTS_ENV}"
         raise FileNotFoundError(f"{path} ({source}): no such InceptionV3 weights file; {HOW_TO_GET_FID_WEIGHTS}")
     return pathlib.Path(path)
 
@@ -84,7 +84,7 @@ def choose_network(settings: Evaluation, dataset: data.ImageDataset) -> Literal[
     """
     shape = dataset.images.shape[1:]
     weights = fid_weights(settings)
-    saved = mc.saved_config(settings.classifier_dir) if settings.classifier_dir else None
+    saved = mc.saved_config(settings.classifier_dir)
     if saved is not None:
         mnist = saved.shape == shape
     else:
@@ -100,7 +100,7 @@ def choose_network(settings: Evaluation, dataset: data.ImageDataset) -> Literal[
         refuse(
             settings,
             "feature_network",
-            f"'inception' needs --fid-weights or ${FID_WEIGHTS_ENV}; {HOW_TO_GET_FID_WEIGHTS}",
+            f"'inception' needs --evaluation.fid-weights or ${FID_WEIGHTS_ENV}; {HOW_TO_GET_FID_WEIGHTS}",
         )
     if settings.feature_network == "mnist" or (settings.feature_network == "auto" and mnist):
         return "mnist"
@@ -111,14 +111,14 @@ def missing_metrics_line(settings: Evaluation, dataset: data.ImageDataset) -> st
     """The one line a run without a feature network prints: which metrics it cannot compute and how to get them."""
     shape = dataset.images.shape[1:]
     or_classifier = (
-        f" (or a trained MNIST classifier in --classifier-dir, now {settings.classifier_dir!r})"
+        f" (or a trained MNIST classifier in --evaluation.classifier-dir, now {settings.classifier_dir!r})"
         if shape == mc.ClassifierConfig().shape
         else ""
     )
     return (
         f"evaluation: no fid, kid, precision, recall, density or coverage of {_shape(shape)} images without "
         f"InceptionV3 FID weights{or_classifier}, only duplicate_share and pairwise_distance_ratio; "
-        f"to get them, {HOW_TO_GET_FID_WEIGHTS} and pass --fid-weights inception_fid.npz "
+        f"to get them, {HOW_TO_GET_FID_WEIGHTS} and pass --evaluation.fid-weights inception_fid.npz "
         f"(or set {FID_WEIGHTS_ENV}=inception_fid.npz)"
     )
 
@@ -134,7 +134,7 @@ def real_features(network: FeatureNetwork, dataset: data.ImageDataset, count: in
     """The features of ``count`` real images, a random subset that is the same in every run.
 
     Computed once, with a progress bar, and cached by dataset, resolution, images and network
-    (:func:`ganjax.metrics.cached_features`).
+    (:func:`ganjax.evaluation.metrics.cached_features`).
     """
     images = dataset.images[np.sort(np.random.default_rng(0).permutation(len(dataset))[:count])]
 
@@ -152,5 +152,5 @@ def real_features(network: FeatureNetwork, dataset: data.ImageDataset, count: in
 
 def reference_images(dataset: data.ImageDataset, rng: np.random.Generator) -> np.ndarray:
     """1,000 of ``dataset``'s images (a permutation drawn from ``rng``) in [-1, 1]: what the mode-collapse signals
-    (:func:`ganjax.metrics.sample_diversity`) compare G's samples with."""
+    (:func:`ganjax.evaluation.metrics.sample_diversity`) compare G's samples with."""
     return data.to_float(dataset.images[rng.permutation(len(dataset))[:1000]])

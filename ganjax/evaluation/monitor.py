@@ -355,7 +355,7 @@ def replay(
 ) -> list[tuple[int, list[Flag]]]:
     """The flags a run's monitor raises at each logging step, replayed from the run's per-step metrics.
 
-    Checks as ``experiments.runner.Watch`` does in a run that logs every ``every``
+    Checks as ``ganjax.run.Watch`` does in a run that logs every ``every``
     steps: at each multiple of ``every`` and at the last step, on the last
     ``config.kept`` steps (:meth:`MonitorConfig.reads`: fewer after a restart), with the evaluations made since the
     previous check.

@@ -1,16 +1,16 @@
 """Evaluation of a generator: FID, KID, precision/recall, density/coverage, classes, mode collapse, class accuracy.
 
 The sample-set metrics compare features of G's samples and of real images from a
-feature network (:class:`FeatureNetwork`), chosen by ``--feature-network``:
+feature network (:class:`FeatureNetwork`), chosen by ``--evaluation.feature-network``:
 
-* the MNIST classifier (:mod:`ganjax.mnist_classifier`; "MNIST FID", plus
+* the MNIST classifier (:mod:`ganjax.evaluation.mnist_classifier`; "MNIST FID", plus
   class coverage and KL), the default for 28x28x1 images. :func:`train_classifier`
   trains it (``python -m experiments.train_mnist_classifier``, or beside a run that
   will evaluate when ``classifier_dir`` holds none and the digits are labelled);
-* InceptionV3's pool3 features (FID proper, :mod:`ganjax.inception`), the
+* InceptionV3's pool3 features (FID proper, :mod:`ganjax.evaluation.inception`), the
   default for any other images, with pytorch-fid's weights converted once by
-  ``python -m ganjax.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz``
-  and named by ``--fid-weights`` or ``$GANJAX_FID_WEIGHTS``.
+  ``python -m ganjax.evaluation.inception convert pt_inception-2015-12-05-6726825d.pth inception_fid.npz``
+  and named by ``--evaluation.fid-weights`` or ``$GANJAX_FID_WEIGHTS``.
 
 Without either, a run says so in one line before training and logs only the
 mode-collapse signals (pixel space). The network, the real features and G's sampler
@@ -66,7 +66,7 @@ def evaluator(
     real_view: Callable[[TrainState, np.ndarray], np.ndarray] | None = None,
     extra: Callable[[np.ndarray], dict[str, float]] | None = None,
 ) -> Callable[[TrainState, int], dict]:
-    """An ``evaluate(state, step)`` for :class:`experiments.Evaluate`.
+    """An ``evaluate(state, step)`` for :class:`ganjax.training.loop.Evaluate`.
 
     Args:
       eval_samples: G's samples per evaluation; G is compared with as many real images.
@@ -182,16 +182,14 @@ def samplers(
 
 
 def scheduled(every: int, build: Callable[[], Callable[[TrainState, int], dict]], ahead: bool = False) -> Evaluate:
-    """An Evaluate hook at the multiples of ``every`` only (not at the run's end) whose evaluator
-    ``build()`` makes at its first use, so a run that ends before it never builds it.
+    """An Evaluate hook at the multiples of ``every`` and at the run's last step, whose evaluator ``build()``
+    makes at its first use (not before training).
 
     With ``ahead``, ``build()`` starts now on a background thread and the first evaluation waits for
     it (and raises its error, if it failed): a feature network then trains while G and D do.
     """
     build = in_background(build) if ahead else functools.cache(build)
-    hook = Evaluate(every, lambda state, step: build()(state, step))
-    hook.at_end = False
-    return hook
+    return Evaluate(every, lambda state, step: build()(state, step))
 
 
 def in_background(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -281,7 +279,7 @@ def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
     trained, when the run reaches an evaluation and the process may use more than one core, trains
     from the start on a background thread: XLA:CPU runs these small models' steps on about one core,
     so beside the GAN the classifier costs the run less wall time than before it (on one core the
-    two would only slow each other). None when ``config.eval_every`` is 0 or the run
+    two would only slow each other). None when ``config.evaluation.eval_every`` is 0 or the run
     spans several processes (evaluation runs in single-process runs only).
     """
     settings = config.evaluation
@@ -293,7 +291,7 @@ def quality_hooks(config) -> Callable[[data.ImageDataset], list]:
         if network is None:
             print(f"warning: {missing_metrics_line(settings, dataset)}", file=sys.stderr, flush=True)
         trains_classifier = network == "mnist" and mc.saved_config(settings.classifier_dir) is None
-        ahead = trains_classifier and config.schedule.steps >= settings.eval_every and usable_cores() > 1
+        ahead = trains_classifier and usable_cores() > 1
         return [scheduled(settings.eval_every, lambda: build_evaluator(config, dataset, network), ahead)]
 
     return hooks

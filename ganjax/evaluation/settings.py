@@ -12,7 +12,7 @@ PyTree = Any
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """Periodic evaluation of G (experiments.evaluation): FID, KID, precision/recall, density/coverage, collapse."""
+    """Periodic evaluation of G (ganjax.evaluation.quality_hooks): FID, KID, precision/recall, density/coverage, collapse."""
 
     eval_every: int = 1000
     """steps between evaluations (0: none); the first one builds the evaluator, none runs before training."""
@@ -25,7 +25,7 @@ class Evaluation:
     """the MNIST feature network (if missing, trained there on labelled 28x28x1 data beside the run, which waits for
     it at the first evaluation)."""
     fid_weights: str | None = None
-    """InceptionV3 FID weights, the .npz of python -m ganjax.inception convert
+    """InceptionV3 FID weights, the .npz of python -m ganjax.evaluation.inception convert
     pt_inception-2015-12-05-6726825d.pth OUT.npz; None: $GANJAX_FID_WEIGHTS if set."""
 
     def __post_init__(self):
@@ -36,11 +36,11 @@ class Evaluation:
 
 @dataclasses.dataclass(frozen=True)
 class Diversity:
-    """The mode-collapse signals alone (experiments.diversity_hooks): duplicate_share and
+    """The mode-collapse signals alone (:func:`ganjax.evaluation.diversity_hooks`): duplicate_share and
     pairwise_distance_ratio of G's samples against real images in pixel space, which the monitor reads."""
 
     eval_every: int = 500
-    """steps between evaluations (0: none); none runs before training or at the end."""
+    """steps between evaluations (0: none); none runs before training; one runs at the last step."""
     eval_samples: int = 1000
     """samples per evaluation (at most 1,000; compared with up to 1,000 real images)."""
 

@@ -28,7 +28,7 @@ class Watch(Hook):
     """The failure monitor: NaN/Inf in any metric stops the run; flags are logged, those in ``stop_on`` stop it.
 
     Raises (when called):
-      ganjax.monitor.NonFiniteLossError: naming the metric and its step. The last
+      ganjax.evaluation.monitor.NonFiniteLossError: naming the metric and its step. The last
       checkpoint written is then the last good state.
     """
 

@@ -365,7 +365,7 @@ class BatchNormDevices(Devices):
 
 @dataclasses.dataclass(frozen=True)
 class Monitor:
-    """The failure monitor (ganjax.monitor): its flags are logged; NaN or Inf always stops the run."""
+    """The failure monitor (ganjax.evaluation.monitor): its flags are logged; NaN or Inf always stops the run."""
 
     window: int = 200
     """recent steps each check judges."""

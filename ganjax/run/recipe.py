@@ -34,10 +34,10 @@ from ganjax.run.config_json import to_dict
 from ganjax.run.fit import fit
 from ganjax.run.folder import start
 from ganjax.run.generator import Generator
-from ganjax.run.grids import grid_writer
+from ganjax.run.grids import grid_writer, write_animation
 from ganjax.run.hooks import Log, run_hooks
 from ganjax.training import devices
-from ganjax.training.loop import Hook
+from ganjax.training.loop import Hook, train_loop
 from ganjax.training.phases import Phase, batches_per_step, make_step
 from ganjax.training.state import TrainState
 
@@ -63,19 +63,35 @@ def run_keys(seed: int) -> RunKeys:
 
 class Grid(NamedTuple):
     """A sample grid: ``draw(state) -> images`` in [-1, 1], NHWC, laid out ``nrow`` to a row; ``sample(state,
-    *inputs) -> images`` is the (jitted) sampler it draws with, for other inputs at the end of a run."""
+    *inputs) -> images`` is the (jitted) sampler it draws with, for other inputs at the end of a run.
+
+    ``write(state, step) -> picture``, when given, writes ``samples/step_XXXXXX.png`` itself (a figure rather
+    than images laid out in a grid, e.g. the 2D mixtures' scatter plot) and returns it, uint8 ``(H, W, C)``, for
+    TensorBoard; :func:`train` then uses it instead of :func:`ganjax.run.grid_writer` of ``draw`` (``nrow`` may
+    be 0)."""
 
     draw: Callable[[PyTree], jax.Array]
     nrow: int
     sample: Callable[..., jax.Array] | None = None
+    write: Callable[[PyTree, int], Any] | None = None
 
 
 class Recipe(Protocol):
     """How one model family trains. Every method takes the run's config; :class:`ganjax.run.GANRecipe` is the
-    recipe of a GAN of one G and one D, which a user subclasses with their own players."""
+    recipe of a GAN of one G and one D, which a user subclasses with their own players.
+
+    Two methods are optional. ``generator(config)``: without it :mod:`ganjax.sample` refuses the run (a G of
+    no images). ``batches(config, dataset, mesh) -> (start -> iterator)``: the batches of steps ``start + 1,
+    ...``, for a recipe that does not train on shuffled batches of ``dataset`` (e.g. one whose step draws its
+    own data and takes ``None``); :func:`train` then runs :func:`ganjax.training.loop.train_loop` on them
+    instead of :func:`ganjax.run.fit`, with the state replicated over the mesh and ``samples.gif`` at the end
+    as there. ``load`` may then return any data the recipe's other methods read (e.g. a 2D mixture).
+    """
 
     def phases(self, config) -> tuple[Phase, ...]:
-        """The phases of one step (:class:`ganjax.training.phases.Phase`)."""
+        """The phases of one step (:class:`ganjax.training.phases.Phase`); :func:`train` reads their batches per
+        step and passes them to :meth:`step`. A recipe whose phases change over the run (PGGAN's stages) gives
+        those of its first step and builds the others in its step."""
 
     def load(self, config) -> data.ImageDataset:
         """The data as loaded: the evaluations compare against it."""
@@ -136,8 +152,9 @@ def train(recipe: Recipe, config) -> Result:
     ``config`` has ``schedule``, ``run`` and, optionally, ``devices`` and ``monitor`` parts. Starts the run
     (:func:`ganjax.run.start`: the workdir guard, ``config.json`` with where the recipe and config come from),
     loads the data, makes the state and the step, trains with the hooks (the recipe's evaluations, the
-    monitor, logging and TensorBoard, sample grids, checkpoints) and writes ``samples.gif`` and what the
-    recipe's :meth:`Recipe.finish` writes.
+    monitor, logging and TensorBoard, sample grids, checkpoints) on shuffled batches of the training data, or
+    on the recipe's own ``batches`` when it has them (see :class:`Recipe`), and writes ``samples.gif`` and what
+    the recipe's :meth:`Recipe.finish` writes.
 
     Returns:
       The :class:`Result`; its :meth:`Result.summary` is what the command line prints at the end.
@@ -157,9 +174,15 @@ def train(recipe: Recipe, config) -> Result:
         to_dict(config),
         list(recipe.evaluations(config, dataset)),
         recipe.monitor(config),
-        grid_writer(config.run.workdir, grid.draw, grid.nrow),
+        grid.write or grid_writer(config.run.workdir, grid.draw, grid.nrow),
     )
-    state = fit(config, state, recipe.step(config, phases, mesh), train_set, mesh, hooks, per_step)
+    step, batches = recipe.step(config, phases, mesh), getattr(recipe, "batches", None)
+    if batches is None:
+        state = fit(config, state, step, train_set, mesh, hooks, per_step)
+    else:
+        steps = config.schedule.steps
+        state = train_loop(devices.replicate(state, mesh), step, batches(config, train_set, mesh), steps, hooks)
+        write_animation(config.run.workdir)
     results = dict(recipe.finish(config, state, grid) or {})
     last = next(hook for hook in hooks if isinstance(hook, Log)).last
     workdir = pathlib.Path(config.run.workdir)

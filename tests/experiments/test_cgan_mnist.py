@@ -76,9 +76,10 @@ def test_per_class_shares_count_as_readable_only_sure_and_right_reads():
 @pytest.mark.slow  # a whole cGAN run with its evaluation (about 25 s of CPU)
 def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_dir, tmp_path, classifier_dir):
     config = tiny(cgan_mnist.Config, mnist_dir, tmp_path, classifier_dir, "--swaps.every", "4", "--swaps.duration", "1")
-    state, shares = cgan_mnist.train_and_evaluate(config)
+    result = run.train(cgan_mnist.RECIPE, config)
+    state, shares = result.state, result.results["class_accuracy"]
     assert int(state.step) == 6
-    run = tmp_path / "run"
+    folder = tmp_path / "run"
     # Row r of the last grid is digit r: G's (moving-average) samples for label r from the fixed z of columns 0-2.
     _, sample_key, eval_key = jax.random.split(jax.random.key(config.run.seed), 3)
     labels = np.repeat(np.arange(10), 3)
@@ -86,7 +87,7 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     # The moving average is sampled with BatchNorm statistics recomputed for it from the grid's key.
     stats = ema_stats(state, sample_key, config.latent.sample, 16, 10)
     expected = images.make_grid(np.asarray(generate(state, z, labels, use_ema=True, ema_stats=stats)), nrow=3)
-    grid = np.asarray(Image.open(run / "samples" / "step_000006.png"))[::2, ::2]
+    grid = np.asarray(Image.open(folder / "samples" / "step_000006.png"))[::2, ::2]
     # Jitted and eager G differ in the last float bits, which can move a pixel across a rounding boundary.
     np.testing.assert_allclose(grid, expected[..., 0], atol=1)
     running = state.replace(
@@ -98,11 +99,11 @@ def test_cgan_grid_rows_are_digits_and_class_accuracy_is_the_classifiers(mnist_d
     recomputed = evaluation.sample_class_shares(
         state, probabilities, eval_key, 10, 20, config.latent.sample, True, run_batch_size=16
     )
-    saved = json.loads((run / "class_accuracy.json").read_text())
+    saved = json.loads((folder / "class_accuracy.json").read_text())
     assert saved["per_class"] == shares == recomputed["accuracy"] and saved["min"] == min(shares)
     assert saved["readable_per_class"] == recomputed["readable"]
     assert all(r <= a for r, a in zip(recomputed["readable"], recomputed["accuracy"]))
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     # Computed at steps 3 and 6, logged with the records of steps 4 and 6.
     assert [r["step"] for r in records if "class_accuracy_min" in r] == [4, 6]
     # Swaps: a snapshot after step 1; a window opens after 4 steps, so the 5th step plays the old D
@@ -120,7 +121,8 @@ def test_an_acgan_d_needs_the_class_loss():
 
 @pytest.mark.slow
 def test_acgan_trains_the_class_head(mnist_dir, tmp_path, classifier_dir):
-    state, shares = acgan_mnist.train_and_evaluate(tiny(acgan_mnist.Config, mnist_dir, tmp_path, classifier_dir))
+    result = run.train(acgan_mnist.RECIPE, tiny(acgan_mnist.Config, mnist_dir, tmp_path, classifier_dir))
+    state, shares = result.state, result.results["class_accuracy"]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["d_class_loss"] > 0 and r["g_class_loss"] > 0 for r in records if "d_loss" in r)
     assert len(shares) == 10

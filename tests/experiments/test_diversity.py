@@ -67,7 +67,7 @@ def conditional(experiment, *extra):
     argv += ["--class-accuracy.classifier-dir", "", "--class-accuracy.eval-per-class", "2", *extra]
     config = run.parse(experiment.Config, argv)
     gan = config.make_gan(config.conditioning)
-    return config, run.gan_state(jax.random.key(0), gan, *config.models(), config.data.shape, config)
+    return config, run.gan_state(jax.random.key(0), gan, *experiment.RECIPE.models(config), config.data.shape, config)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_sagan_logs_diversity(small):
 def test_msggan_logs_diversity_of_its_finest_scale(small, monkeypatch):
     config = run.parse(msggan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
     sides = msggan_models.scales(8)
-    players = msggan.generator(config).module, msggan_models.Discriminator(8, 4)
+    players = msggan.RECIPE.generator(config).module, msggan_models.Discriminator(8, 4)
     state = run.gan_state(jax.random.key(0), config.make_gan(), *players, (8, 8, len(sides)), config)
     shapes = spy_shapes(monkeypatch)
     assert_real(logged(msggan.diversity_hooks(config, small), state), "")

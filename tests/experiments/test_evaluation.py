@@ -13,9 +13,9 @@ from PIL import Image
 
 from experiments import cgan_mnist, dcgan_mnist
 from ganjax import data, evaluation, run
-from ganjax.evaluation import features, inception, metrics, quality
+from ganjax.evaluation import classifier_training, features, inception, metrics, quality
 from ganjax.evaluation import mnist_classifier as mc
-from ganjax.training.gan import Conditioning
+from ganjax.training.objective import Conditioning
 from tests.training.tiny import (
     CLASSES,
     LATENT,
@@ -74,7 +74,7 @@ def test_rgb_folder_trains_on_with_one_line_about_the_missing_metrics(tmp_path, 
     argv += ["--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4", "--run.log-every", "2"]
     argv += ["--evaluation.eval-every", "2", "--evaluation.eval-samples", "8"]
     argv += ["--evaluation.classifier-dir", classifier_dir]
-    state = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
+    state = run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, argv)).state
     assert int(state.step) == 4
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     (line,) = warnings
@@ -90,7 +90,9 @@ def test_rgb_folder_trains_on_with_one_line_about_the_missing_metrics(tmp_path, 
 
 def test_unlabelled_or_foreign_images_never_train_the_classifier(tmp_path, monkeypatch, capsys):
     """The report: the evaluator trained the MNIST classifier on unlabelled RGB images."""
-    monkeypatch.setattr(quality, "train_classifier", lambda *a: pytest.fail("trained the MNIST classifier"))
+    monkeypatch.setattr(
+        classifier_training, "train_classifier", lambda *a, **k: pytest.fail("trained the MNIST classifier")
+    )
     config = dcgan_config("--evaluation.classifier-dir", str(tmp_path / "none"), "--schedule.batch-size", "4")
     for dataset in (
         data.ImageDataset(images(8, 64, 3), None, "rgb"),
@@ -181,16 +183,19 @@ def test_evaluation_is_built_at_the_first_evaluation_step_only(classifier_dir, m
         return lambda state, step: {"evaluated": step}
 
     config = dcgan_config("--evaluation.eval-every", "5", "--evaluation.classifier-dir", classifier_dir)
-    # ends before the first evaluation (at step 5): nothing is built, not even at the end
-    assert evaluated_steps(config, 4, build, monkeypatch) == [] and built == []
-    assert evaluated_steps(config, 12, build, monkeypatch) == [5, 10]
+    not_yet = lambda: None if not built else pytest.fail("built before training")
+    # a run shorter than the interval is evaluated once, at its last step
+    assert evaluated_steps(config, 4, build, monkeypatch, not_yet) == [4]
+    assert built == [("mnist", threading.main_thread())]
+    built.clear()
+    assert evaluated_steps(config, 12, build, monkeypatch, not_yet) == [5, 10, 12]
     assert built == [("mnist", threading.main_thread())]  # once, at step 5
 
 
 def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_path, monkeypatch):
     """With no classifier saved yet, the evaluator (which trains it) is built on another thread from the moment the
-    hooks are made, before step 1, and the first evaluation waits for it and uses it; not for a run that ends first.
-    """
+    hooks are made, before step 1, and the first evaluation waits for it and uses it; with one usable core the
+    build waits for the first evaluation instead."""
     monkeypatch.setattr(quality, "usable_cores", lambda: 2)
     started, release, built = threading.Event(), threading.Event(), []
 
@@ -201,12 +206,14 @@ def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_pa
         return lambda state, step: {"evaluated": step}
 
     missing = ("--evaluation.eval-every", "5", "--evaluation.classifier-dir", str(tmp_path / "none"))
-    short, config = (dcgan_config(*missing, "--schedule.steps", steps) for steps in ("4", "12"))
+    config = dcgan_config(*missing, "--schedule.steps", "12")
     in_background = evaluation.in_background
     monkeypatch.setattr(quality, "in_background", lambda fn: pytest.fail("started a build ahead"))
-    assert evaluated_steps(short, 4, build, monkeypatch) == [] and built == []
     monkeypatch.setattr(quality, "usable_cores", lambda: 1)  # beside the run it would only slow it down
-    assert evaluated_steps(config, 4, build, monkeypatch) == [] and built == []
+    release.set()
+    assert evaluated_steps(config, 4, build, monkeypatch) == [4] and built[0][1] is threading.main_thread()
+    built.clear()
+    release.clear()
     monkeypatch.setattr(quality, "usable_cores", lambda: 2)
     monkeypatch.setattr(quality, "in_background", in_background)
 
@@ -214,7 +221,7 @@ def test_a_classifier_still_to_train_trains_beside_the_run_from_its_start(tmp_pa
         assert started.wait(10)  # the run's steps have not started: only a thread of its own builds it
         release.set()
 
-    assert evaluated_steps(config, 12, build, monkeypatch, building_before_step_1) == [5, 10]
+    assert evaluated_steps(config, 12, build, monkeypatch, building_before_step_1) == [5, 10, 12]
     ((network, thread),) = built
     assert network == "mnist" and thread is not threading.main_thread()
 
@@ -238,14 +245,14 @@ def test_class_accuracy_needs_a_period_and_a_classifier_for_the_images(tmp_path,
     parse = lambda *argv: run.parse(cgan_mnist.Config, [*argv, *base])
     assert evaluation.class_accuracy_hooks(parse("--class-accuracy.eval-every", "0"), key)(digits) == []
     (hook,) = evaluation.class_accuracy_hooks(parse("--class-accuracy.eval-every", "3"), key)(digits)
-    assert (hook.every, hook.at_end) == (3, False)
+    assert (hook.every, hook.at_end) == (3, True)
     rgb_config = parse("--data.image-size", "32", "--data.channels", "3")
     rgb = data.ImageDataset(images(8, 32, 3), np.zeros(8, np.int32), "rgb")
     assert evaluation.class_accuracy_hooks(rgb_config, key)(rgb) == []
     assert "takes 28x28x1 images, not 32x32x3" in one_line(capsys.readouterr().err)
     assert evaluation.write_class_accuracy(rgb_config, None, key) is None
-    assert evaluation.find_classifier(classifier_dir, (32, 32, 3)) is None
-    assert evaluation.find_classifier(classifier_dir, (28, 28, 1)) is not None
+    with pytest.raises(ValueError, match=f"{classifier_dir}: the MNIST classifier there reads 28x28x1 images"):
+        mc.load_mnist_classifier(classifier_dir, (32, 32, 3))
 
 
 # ----------------------------------------------------------------------------- features and their cache
@@ -278,9 +285,16 @@ def test_mnist_network_is_named_by_its_params_and_its_training_is_announced(tmp_
     digits = data.ImageDataset(images(2100, 28, 1), np.zeros(2100, np.int32), "digits")
     names = {evaluation.mnist_network(tmp_path / str(seed), digits).name for seed in (0, 1)}
     assert len(names) == 2
-    monkeypatch.setattr(quality, "train_classifier", lambda settings, train_set: mc.init(jax.random.key(0)))
+    bars = []
+    monkeypatch.setattr(
+        classifier_training,
+        "train_classifier",
+        lambda settings, train_set, desc: bars.append(desc) or mc.init(jax.random.key(0)),
+    )
     evaluation.mnist_network(tmp_path / "new", digits)
-    assert "training the MNIST feature network on 100 digits for 1500 steps" in capsys.readouterr().out
+    (bar,) = bars  # the train loop's progress bar says it, the library prints nothing
+    assert "training the MNIST feature network on 100 digits for 1500 steps, once (saved in " in bar
+    assert capsys.readouterr().out == ""
 
 
 # ----------------------------------------------------------------------------- the moving average of G

@@ -149,10 +149,10 @@ def test_parse_gives_nested_typed_parts():
     "module, build",
     [
         (dcgan_mnist, lambda config: config.model.build(config.data, config.latent.dim)),
-        (cgan_mnist, lambda config: config.models()),
+        (cgan_mnist, lambda config: cgan_mnist.RECIPE.models(config)),
         (vaegan_mnist, vaegan_mnist.players),
         (sagan, sagan.players),
-        (msggan, lambda config: (msggan.generator(config).module,)),
+        (msggan, lambda config: (msggan.RECIPE.generator(config).module,)),
         (cyclegan, cyclegan.players),
         (pggan, pggan.players),
     ],
@@ -281,29 +281,29 @@ def test_workdir_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path
 
 
 def test_dcgan_run_writes_everything_and_resumes_exactly(mnist_dir, tmp_path, capsys):
-    run = tmp_path / "a"
-    straight = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, run)))
+    folder = tmp_path / "a"
+    straight = run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, folder))).state
     started = capsys.readouterr().out.splitlines()
     assert started[0] == "cpu: 1 devices in 1 processes, global batch 16, 16 per device"
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
+    assert sorted(p.name for p in (folder / "samples").iterdir()) == ["step_000003.png", "step_000006.png"]
     for name in ("samples.gif", "interpolation.png", "training.png"):
-        assert (run / name).stat().st_size > 0
-    assert any((run / "tb").iterdir())
-    rows = records(run)
+        assert (folder / name).stat().st_size > 0
+    assert any((folder / "tb").iterdir())
+    rows = records(folder)
     assert [r["step"] for r in rows] == [2, 4, 6]
     assert {"d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"} <= set(rows[0])
     assert_finite(rows)
-    assert checkpoint.Checkpointer(run / "checkpoints").latest_step() == 6
-    resolved = json.loads((run / "config.json").read_text())
+    assert checkpoint.Checkpointer(folder / "checkpoints").latest_step() == 6
+    resolved = json.loads((folder / "config.json").read_text())
     assert resolved["model"]["g_width"] == 8 and resolved["optim"]["lr_g"] == 1e-3
 
     half = tmp_path / "b"
     dcgan_mnist.main(tiny_unevaluated(mnist_dir, half, "--schedule.steps", "3"))
     with pytest.raises(run.WorkdirError, match="already holds a run"):
-        dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half)))
-    resumed = dcgan_mnist.train_and_evaluate(
-        run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half, "--run.resume"))
-    )
+        run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half)))
+    resumed = run.train(
+        dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, tiny_unevaluated(mnist_dir, half, "--run.resume"))
+    ).state
     assert int(resumed.step) == 6
     chex.assert_trees_all_equal(jax.tree.leaves(resumed.players), jax.tree.leaves(straight.players))
     # The first run logged its end (step 3); the resumed run logs step 4 alone, then as the straight run.
@@ -323,7 +323,7 @@ def test_wgan_gp_splits_its_critic_batches_and_logs_critic_scores(mnist_dir, tmp
     )
     assert (defaults.optim.lr_g, defaults.optim.b2, defaults.model.d_norm) == (3e-4, 0.9, "none")
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--schedule.batch-size", "4")
-    state = wgan_gp_mnist.train_and_evaluate(run.parse(wgan_gp_mnist.Config, argv))
+    state = run.train(wgan_gp_mnist.RECIPE, run.parse(wgan_gp_mnist.Config, argv)).state
     assert "global batch 4 x 3 batches per step, 4 per device" in capsys.readouterr().out
     assert int(state.step) == 2
     (row,) = records(tmp_path)
@@ -338,7 +338,7 @@ def test_class_head_flags_give_d_a_class_head_on_the_labelled_reals_and_g_catgan
     assert plain.make_gan().conditioning == run.Conditioning()  # no head unless asked for
     head = ["--clusters.k", "0", "--class-head.weight", "1", "--class-head.entropy-weight", "0.5"]
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", *head)
-    state = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
+    state = run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, argv)).state
     (row,) = records(tmp_path)
     assert_finite([row])
     d, g = state.players["d"], state.players["g"]
@@ -367,7 +367,7 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
         return fit_gan(config, state, phases, dataset, *args)
 
     monkeypatch.setattr(fit_module, "fit_gan", spy)
-    state = dcgan_mnist.train_and_evaluate(config)
+    state = run.train(dcgan_mnist.RECIPE, config).state
     assert_finite(records(tmp_path))
     digits = data.load_idx_folder(mnist_dir)
     pixels = digits.images.reshape(len(digits), -1) / np.float32(255.0)
@@ -380,7 +380,7 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
     assert not np.allclose(by_cluster[0], by_cluster[1])  # the same z, two clusters: two images
     logits, _ = d(d.params, images, np.array([0, 5]), train=False)
     assert logits[0] != logits[1]  # the same image scored as two clusters
-    z, drawn = dcgan_mnist.generator(config).grid(jax.random.key(1))
+    z, drawn = dcgan_mnist.RECIPE.generator(config).grid(jax.random.key(1))
     chex.assert_shape((z, drawn), ((100, 16), (100,)))
     assert len(set(np.asarray(drawn).tolist())) == 8
     saved = sample.load_run(tmp_path)
@@ -397,7 +397,7 @@ def test_feature_matching_flag_changes_gs_loss_in_a_dcgan_run(mnist_dir, tmp_pat
     for objective in ("adversarial", "feature_matching"):
         workdir = tmp_path / objective
         argv = tiny_unevaluated(mnist_dir, workdir, "--schedule.steps", "2", "--objective.g-objective", objective)
-        dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
+        run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, argv))
         (row,) = records(workdir)
         assert_finite([row])
         losses[objective] = row["g_loss"]
@@ -452,7 +452,7 @@ def test_sagan_and_msggan_train_and_write_samples(module, mnist_dir, tmp_path):
         "--num-samples",
         "10",
     )
-    state = module.train_and_evaluate(run.parse(module.Config, argv))
+    state = run.train(module.RECIPE, run.parse(module.Config, argv)).state
     assert int(state.step) == 2
     assert (tmp_path / "samples" / "step_000002.png").stat().st_size > 0
     assert_finite(records(tmp_path))

@@ -110,7 +110,7 @@ def test_schedule_values_that_cannot_apply_are_refused_naming_the_field(make, me
 @pytest.mark.slow
 def test_dcgan_trains_with_the_r3gan_preset_and_logs_its_penalty(mnist_dir, tmp_path):
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--preset", "r3gan", "--schedule.steps", "2")
-    state = dcgan_mnist.train_and_evaluate(run.parse(dcgan_mnist.Config, argv))
+    state = run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, argv)).state
     (row,) = records(tmp_path)
     assert_finite([row])
     assert row["penalty"] > 0 and {"d_loss", "g_loss"} <= set(row)

@@ -115,7 +115,7 @@ def test_conditional_experiment_smoke(mnist_dir, tmp_path):
             "4",
         ],
     )
-    state = experiment.train_and_evaluate(config)
+    state = run.train(experiment.RECIPE, config).state
     assert int(state.step) == 4
     assert (tmp_path / "run" / "samples" / "step_000004.png").is_file()
     chex.assert_tree_all_finite(state.params("g"))
