@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -51,16 +52,49 @@ def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
     presets = "; ".join(
         f"{key}: {PRESETS[key].apply.__doc__.splitlines()[0]}" for key in PRESETS if PRESETS[key].missing(cls) is None
     )
-    if presets:
-        presets = f"; {PRESET_FLAG} NAME starts from a preset, the other flags apply on top. Presets: {presets}"
-    description = f"{summary} (--debug: show the traceback of an error{presets})"
-    cli = functools.partial(tyro.cli, cls, args=args, description=description)
+    before = (
+        f"{PRESET_FLAG} {{{','.join(sorted(PRESETS))}}} starts from a preset ({presets}), the other flags apply on "
+    )
+    before = (before + "top; ") if presets else ""
+    description = f"{summary}\n\nBesides the options below: {before}--debug shows the traceback of an error."
+    prog = f"python -m {experiment_name(cls)}"
+    cli = functools.partial(_plain_help(tyro.cli), cls, args=args, description=description, prog=prog)
     if name is None:
         return resolve(cli())
     preset = PRESETS[name]
     preset.check(name, cls)
     schedule = cli(default=preset.apply(cls())).schedule
     return resolve(cli(default=preset.apply(dataclasses.replace(cls(), schedule=schedule))))
+
+
+MARKUP = re.compile(r":(?:func|class|meth|mod|data|attr):`~?([^`]+)`|``([^`]+)``")
+
+
+def plain(text: str) -> str:
+    """``text`` without reStructuredText roles and literals (``:func:`x``` and ````x```` read as ``x``)."""
+    return MARKUP.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def _plain_help(cli: Callable) -> Callable:
+    """``cli`` whose help shows docstrings as plain sentences: tyro keeps a line break before each indented
+    continuation line of a field's docstring and shows reStructuredText markup as written, so both are undone
+    while it runs."""
+
+    @functools.wraps(cli)
+    def wrapped(*args, **kwargs):
+        strings = getattr(tyro, "_strings", None)
+        join = getattr(strings, "remove_single_line_breaks", None)
+        if join is None:  # another tyro: its own help as it is
+            return cli(*args, **kwargs)
+        strings.remove_single_line_breaks = lambda text: join(
+            plain("\n".join(line.strip() for line in text.split("\n")))
+        )
+        try:
+            return cli(*args, **kwargs)
+        finally:
+            strings.remove_single_line_breaks = join
+
+    return wrapped
 
 
 def resolve(config: Config) -> Config:

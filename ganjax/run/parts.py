@@ -23,8 +23,8 @@ class Data:
     """The image dataset: the embedded MNIST digits, a folder of IDX files or images, or a TFDS dataset.
 
     An image size or channel count left unset is the data's own (an image
-    folder's first image): :func:`parse` fills it in (:meth:`resolved`), so
-    ``config.json`` and the model see the real shape.
+    folder's first image), filled in when the command line is read, so
+    config.json and the model see the real shape.
     """
 
     dir: str | None = None
