@@ -1,6 +1,6 @@
 """SAGAN generator and discriminator (Zhang, Goodfellow, Metaxas and Odena 2019, Self-Attention GANs).
 
-Both players are residual networks (the blocks of Miyato et al. 2018) with
+Both players are residual networks (:mod:`ganjax.nn.residual`, the blocks of Miyato et al. 2018) with
 every convolution and dense layer spectrally normalized, and a
 :class:`ganjax.nn.SelfAttention` block at a middle resolution: after G's
 middle upsampling block and after D's first downsampling block. Spectral norm
@@ -24,14 +24,8 @@ import jax.numpy as jnp
 from ganjax.models.dcgan import layout
 from ganjax.nn.attention import SelfAttention
 from ganjax.nn.names import FEATURES
-from ganjax.nn.normalization import ConditionalBatchNorm, SpectralConv, SpectralDense
-from ganjax.nn.resample import nearest_upsample
-
-weight_init = nn.initializers.xavier_uniform()
-
-
-def _avg_pool2(x: jax.Array) -> jax.Array:
-    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+from ganjax.nn.normalization import SpectralConv, SpectralDense
+from ganjax.nn.residual import ResBlockD, ResBlockG, weight_init
 
 
 def _check_labels(num_classes: int, labels: jax.Array | None, who: str) -> None:
@@ -40,68 +34,6 @@ def _check_labels(num_classes: int, labels: jax.Array | None, who: str) -> None:
             f"{who}: labels are needed exactly when num_classes > 0 "
             f"(num_classes={num_classes}, labels {'missing' if labels is None else 'given'})"
         )
-
-
-class _Norm(nn.Module):
-    """BatchNorm, or conditional BatchNorm with ``num_classes > 0``; output in ``dtype``, statistics float32."""
-
-    num_classes: int
-    axis_name: str | None = None
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
-        if self.num_classes:
-            return ConditionalBatchNorm(self.num_classes, axis_name=self.axis_name, dtype=self.dtype)(x, labels, train)
-        return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name, dtype=self.dtype)(x)
-
-
-class GBlock(nn.Module):
-    """``norm-ReLU-up-SNconv3-norm-ReLU-SNconv3`` plus the shortcut ``up-SNconv1``: ``(N, H, W, C) -> (N, 2H, 2W, F)``.
-
-    Attributes:
-      features: output channels ``F``.
-      num_classes: classes of conditional BatchNorm; 0 for plain BatchNorm.
-      axis_name: mapped axis for cross-replica BatchNorm, or None.
-      dtype: the computation dtype of its norms (its convolutions follow the input's).
-    """
-
-    features: int
-    num_classes: int = 0
-    axis_name: str | None = None
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
-        def conv(size, name):
-            return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
-
-        h = nn.relu(_Norm(self.num_classes, self.axis_name, self.dtype, name="norm1")(x, labels, train))
-        h = conv(3, "conv1")(nearest_upsample(h, 2), train)
-        h = nn.relu(_Norm(self.num_classes, self.axis_name, self.dtype, name="norm2")(h, labels, train))
-        h = conv(3, "conv2")(h, train)
-        return h + conv(1, "shortcut")(nearest_upsample(x, 2), train)
-
-
-class DBlock(nn.Module):
-    """``[ReLU]-SNconv3-ReLU-SNconv3-avgpool`` plus the shortcut ``SNconv1-avgpool``: halves H and W.
-
-    Attributes:
-      features: output channels.
-      preactivate: ReLU on the input; False for the first block, which sees images.
-    """
-
-    features: int
-    preactivate: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        def conv(size, name):
-            return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
-
-        h = conv(3, "conv1")(nn.relu(x) if self.preactivate else x, train)
-        h = _avg_pool2(conv(3, "conv2")(nn.relu(h), train))
-        return h + _avg_pool2(conv(1, "shortcut")(x, train))
 
 
 class Generator(nn.Module):
@@ -137,7 +69,8 @@ class Generator(nn.Module):
         x = x.reshape(z.shape[0], base, base, features)
         for i in range(n_up):
             features = self.width * 2 ** (n_up - 1 - i)
-            x = GBlock(features, self.num_classes, self.bn_axis_name, self.dtype)(x, labels, train)
+            block = ResBlockG(features, self.num_classes, self.bn_axis_name, self.dtype, name=f"GBlock_{i}")
+            x = block(x, labels, train)
             if i == (n_up - 1) // 2:
                 x = SelfAttention(dtype=self.dtype)(x)
         norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name, dtype=self.dtype)
@@ -169,7 +102,7 @@ class Discriminator(nn.Module):
         _, n_down = layout(self.image_size)
         x = x.astype(self.dtype)
         for i in range(n_down):
-            x = DBlock(self.width * 2**i, preactivate=i > 0)(x, train)
+            x = ResBlockD(self.width * 2**i, preactivate=i > 0, name=f"DBlock_{i}")(x, train)
             if i == 0:
                 x = SelfAttention(dtype=self.dtype)(x)
         h = jnp.sum(nn.relu(x).astype(jnp.float32), axis=(1, 2))

@@ -1,4 +1,9 @@
-"""Residual blocks of the ResNet G and D (Gulrajani et al. 2017; Miyato et al. 2018)."""
+"""Residual blocks of the spectrally normalized ResNet G and D (Miyato et al. 2018; Zhang et al. 2019, SAGAN).
+
+Every convolution is a :class:`ganjax.nn.SpectralConv`, initialised Xavier-uniform. G's block normalizes
+with BatchNorm, or with :class:`ganjax.nn.ConditionalBatchNorm` when it is given classes; D's has no
+normalization.
+"""
 
 from __future__ import annotations
 
@@ -6,70 +11,79 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from ganjax.nn.conv import Conv
+from ganjax.nn.normalization import ConditionalBatchNorm, SpectralConv
 from ganjax.nn.resample import nearest_upsample
+
+weight_init = nn.initializers.xavier_uniform()
 
 
 def _avg_pool2(x: jax.Array) -> jax.Array:
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-class ResBlockG(nn.Module):
-    """Upsampling block: ``BN-ReLU-up-conv3-BN-ReLU-conv3`` plus the shortcut ``up-conv1`` (Gulrajani et al. 2017).
+class _Norm(nn.Module):
+    """BatchNorm, or conditional BatchNorm with ``num_classes > 0``; output in ``dtype``, statistics float32."""
 
-    Upsampling is 2x nearest-neighbour. ``(N, H, W, C) -> (N, 2H, 2W, features)``.
+    num_classes: int
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
+        if self.num_classes:
+            return ConditionalBatchNorm(self.num_classes, axis_name=self.axis_name, dtype=self.dtype)(x, labels, train)
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name, dtype=self.dtype)(x)
+
+
+class ResBlockG(nn.Module):
+    """``norm-ReLU-up-SNconv3-norm-ReLU-SNconv3`` plus the shortcut ``up-SNconv1``: ``(N, H, W, C) -> (N, 2H, 2W, F)``.
+
+    Upsampling is 2x nearest-neighbour. Spectral norm keeps its power-iteration vectors in ``batch_stats``.
 
     Attributes:
-      features: output channels.
-      momentum: BatchNorm decay.
-      kernel_init: initializer of the convs.
+      features: output channels ``F``.
+      num_classes: classes of conditional BatchNorm; 0 for plain BatchNorm.
       axis_name: mapped axis for cross-replica BatchNorm, or None.
+      dtype: the computation dtype of its norms (its convolutions follow the input's).
     """
 
     features: int
-    momentum: float = 0.9
-    kernel_init: Any = nn.initializers.lecun_normal()
+    num_classes: int = 0
     axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        def norm(name):
-            return nn.BatchNorm(
-                use_running_average=not train, momentum=self.momentum, axis_name=self.axis_name, name=name
-            )
-
+    def __call__(self, x: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
         def conv(size, name):
-            return Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)
+            return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
 
-        h = conv(3, "conv1")(nearest_upsample(nn.relu(norm("norm1")(x)), 2))
-        h = conv(3, "conv2")(nn.relu(norm("norm2")(h)))
-        return h + conv(1, "shortcut")(nearest_upsample(x, 2))
+        h = nn.relu(_Norm(self.num_classes, self.axis_name, self.dtype, name="norm1")(x, labels, train))
+        h = conv(3, "conv1")(nearest_upsample(h, 2), train)
+        h = nn.relu(_Norm(self.num_classes, self.axis_name, self.dtype, name="norm2")(h, labels, train))
+        h = conv(3, "conv2")(h, train)
+        return h + conv(1, "shortcut")(nearest_upsample(x, 2), train)
 
 
 class ResBlockD(nn.Module):
-    """Downsampling block: ``ReLU-conv3-ReLU-conv3-avgpool`` plus the shortcut ``conv1-avgpool`` (Miyato et al. 2018).
+    """``[ReLU]-SNconv3-ReLU-SNconv3-avgpool`` plus the shortcut ``SNconv1-avgpool``: halves H and W.
 
-    ``(N, H, W, C) -> (N, H/2, W/2, features)``, or the same size with ``downsample=False``.
+    ``(N, H, W, C) -> (N, H/2, W/2, F)``.
 
     Attributes:
-      features: output channels.
-      downsample: halve H and W with 2x2 average pooling.
-      preactivate: apply ReLU to the input; False for the first block, which sees images.
-      kernel_init: initializer of the convs.
+      features: output channels ``F``.
+      preactivate: ReLU on the input; False for the first block, which sees images.
     """
 
     features: int
-    downsample: bool = True
     preactivate: bool = True
-    kernel_init: Any = nn.initializers.lecun_normal()
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         def conv(size, name):
-            return Conv(self.features, (size, size), kernel_init=self.kernel_init, name=name)
+            return SpectralConv(self.features, (size, size), kernel_init=weight_init, name=name)
 
-        pool = _avg_pool2 if self.downsample else (lambda t: t)
-        h = conv(3, "conv1")(nn.relu(x) if self.preactivate else x)
-        h = pool(conv(3, "conv2")(nn.relu(h)))
-        return h + pool(conv(1, "shortcut")(x))
+        h = conv(3, "conv1")(nn.relu(x) if self.preactivate else x, train)
+        h = _avg_pool2(conv(3, "conv2")(nn.relu(h), train))
+        return h + _avg_pool2(conv(1, "shortcut")(x, train))
