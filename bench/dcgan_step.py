@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import torch
 from torch import nn as tnn
 
+from ganjax.latent import Latent
 from ganjax.models import dcgan
 from ganjax.training import devices, gan
 from ganjax.training import population as pop
@@ -117,7 +118,7 @@ def ganjax_step(size: int, batch: int, dtype: str = "float32", device=None, mesh
     """
     device = device or jax.devices()[0]
     compute = jnp.dtype(dtype)
-    objective = gan.GAN(gan.Latent(dim=LATENT))
+    objective = gan.GAN(Latent(dim=LATENT))
     axis = devices.DATA_AXIS if mesh is not None else None
     with jax.default_device(device):
         state = gan.create_state(
@@ -146,7 +147,7 @@ def ganjax_step(size: int, batch: int, dtype: str = "float32", device=None, mesh
 def population_step(size: int, batch: int, members: int, device=None):
     """A ``() -> None`` running one step of ``members`` DCGANs in one vmapped program (one batch for all)."""
     device = device or jax.devices()[0]
-    objective = gan.GAN(gan.Latent(dim=LATENT))
+    objective = gan.GAN(Latent(dim=LATENT))
     g, d = dcgan.Generator(size, CHANNELS, WIDTH, LATENT), dcgan.Discriminator(size, WIDTH)
     with jax.default_device(device):
         make_state = lambda key: gan.create_state(key, objective, g, d, (size, size, CHANNELS))

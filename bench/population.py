@@ -35,9 +35,10 @@ import numpy as np
 import optax
 
 from ganjax import data
+from ganjax.latent import Latent
 from ganjax.models import dcgan, mlp
 from ganjax.training import population as pop
-from ganjax.training.gan import GAN, Latent, create_state
+from ganjax.training.gan import GAN, create_state
 
 MAX_LOAD = 3.0
 

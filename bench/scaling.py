@@ -24,6 +24,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 import jax
 import numpy as np
 
+from ganjax.latent import Latent
 from ganjax.models import dcgan
 from ganjax.training import devices, gan
 from ganjax.training.phases import make_step
@@ -34,7 +35,7 @@ SIZE, LATENT = 28, 100
 def setup(num_devices: int, batch: int, width: int) -> dict:
     """The data-parallel step on ``num_devices``, its replicated state and split batch, and its compile time."""
     mesh = devices.make_mesh(num_devices)
-    objective = gan.GAN(gan.Latent(dim=LATENT))
+    objective = gan.GAN(Latent(dim=LATENT))
     bn_axis = devices.bn_axis_name("auto", batch, mesh)
     state = gan.create_state(
         jax.random.key(0),

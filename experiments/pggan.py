@@ -45,7 +45,7 @@ from ganjax.run import (
 )
 from ganjax.run import main as run_main
 from ganjax.training import devices
-from ganjax.training.gan import Objective
+from ganjax.training.objective import Objective
 from ganjax.training.phases import make_step
 from ganjax.training.state import TrainState
 

@@ -8,9 +8,13 @@ the one update, devices); ``ganjax.evaluation`` judges generators; ``ganjax.mode
 """
 
 from ganjax import data, labels, latent, losses, noise, optim, penalties, replay, rng
+from ganjax.augment import Augmentation
 from ganjax.checkpoint import Checkpointer
+from ganjax.latent import Latent
+from ganjax.noise import InputNoise
 from ganjax.training import devices
-from ganjax.training.gan import GAN, Conditioning, InputNoise, Latent, Objective, create_state, generate
+from ganjax.training.gan import GAN, create_state, ema_stats, generate
+from ganjax.training.objective import Conditioning, Objective
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput, batches_per_step, make_step
 from ganjax.training.state import Player, TrainState
 
@@ -18,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GAN",
+    "Augmentation",
     "Checkpointer",
     "Conditioning",
     "InputNoise",
@@ -32,6 +37,7 @@ __all__ = [
     "create_state",
     "data",
     "devices",
+    "ema_stats",
     "generate",
     "labels",
     "latent",

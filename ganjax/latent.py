@@ -1,15 +1,21 @@
-"""Latent codes: samplers for z and interpolation paths between codes.
+"""Latent codes: samplers for z, G's input z as a GAN's part, and interpolation paths between codes.
 
 Samplers have the signature ``(key, shape) -> z`` with the code on the last
-axis. Interpolations act on the last axis and broadcast over the others.
+axis; :class:`Latent` draws a batch's z from one of them, per device.
+Interpolations act on the last axis and broadcast over the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+
+from ganjax import rng
+from ganjax.validate import in_range, one_of
 
 Array = jax.Array
 Shape = tuple[int, ...]
@@ -48,6 +54,27 @@ LATENTS: dict[str, Callable[[Array, Shape], Array]] = {
     "uniform": uniform,
     "spherical": spherical,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent:
+    """G's input z.
+
+    Attributes:
+      dim: the size of z.
+      distribution: z's distribution, a key of :data:`LATENTS`.
+    """
+
+    dim: int = 100
+    distribution: Literal[tuple(LATENTS)] = "gaussian"
+
+    def __post_init__(self):
+        in_range(self, "dim", 1)
+        one_of(self, "distribution", LATENTS)
+
+    def sample(self, key: jax.Array, batch_size: int, axis_name: str | None = None) -> jax.Array:
+        """This device's latents for a batch (see :func:`ganjax.rng.per_device`)."""
+        return rng.per_device(LATENTS[self.distribution], key, (batch_size, self.dim), axis_name)
 
 
 def lerp(z0: Array, z1: Array, t: Array | float) -> Array:

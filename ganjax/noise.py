@@ -1,10 +1,16 @@
-"""Noise that regularises the game: instance noise on D's inputs, noise layers and always-on dropout in G."""
+"""Noise that regularises the game: instance noise on D's inputs (:class:`InputNoise`, a GAN's part),
+noise layers and always-on dropout in G."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import flax.linen as nn
 import jax
 import optax
+
+from ganjax import rng
+from ganjax.validate import in_range, traced
 
 Array = jax.Array
 
@@ -19,7 +25,7 @@ def instance_noise_schedule(std: float, decay_steps: int) -> optax.Schedule:
       Huszár 2016, "Instance noise"; ganhacks #13 "Add noise to inputs, decay
       over time".
     """
-    if decay_steps < 0 or (not isinstance(std, jax.core.Tracer) and std < 0):  # a traced std is checked where set
+    if decay_steps < 0 or (not traced(std) and std < 0):  # a traced std is checked where set
         raise ValueError(f"instance noise: std and decay_steps must be >= 0, got {std} and {decay_steps}")
     return optax.linear_schedule(std, 0.0, decay_steps) if decay_steps else optax.constant_schedule(std)
 
@@ -43,6 +49,30 @@ def add_instance_noise(key: Array, real: Array, fake: Array, std: Array | float)
         real + std * jax.random.normal(real_key, real.shape, real.dtype),
         fake + std * jax.random.normal(fake_key, fake.shape, fake.dtype),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class InputNoise:
+    """Gaussian instance noise on D's inputs, real and fake (ganhacks trick 10; Sønderby et al. 2016).
+
+    Attributes:
+      std: its standard deviation at step 0 (0: off).
+      decay_steps: steps over which it decays linearly to 0 (0: constant).
+    """
+
+    std: float = 0.0
+    decay_steps: int = 0
+
+    def __post_init__(self):
+        in_range(self, "std", 0.0)
+        in_range(self, "decay_steps", 0)
+
+    def __call__(self, key: jax.Array, images: jax.Array, step: jax.Array, axis_name: str | None) -> jax.Array:
+        """``images`` plus this step's noise; unchanged when off."""
+        if not traced(self.std) and not self.std:
+            return images
+        std = instance_noise_schedule(self.std, self.decay_steps)(step)
+        return images + std * rng.per_device(jax.random.normal, key, images.shape, axis_name)
 
 
 class GaussianNoise(nn.Module):

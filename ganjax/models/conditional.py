@@ -98,7 +98,7 @@ class Discriminator(nn.Module):
     ``'projection'`` (returns logits ``(N,)``); ``D(images, train=...)`` for
     ``'none'`` (logits ``(N,)``) and ``'auxiliary'`` (returns ``(logits (N,),
     class_logits (N, num_classes))``, the AC-GAN D that
-    :class:`ganjax.training.gan.Conditioning` ``aux_class_weight`` expects).
+    :class:`ganjax.training.objective.Conditioning` ``aux_class_weight`` expects).
 
     Attributes:
       conditioning: one of :data:`CONDITIONINGS`: ``'none'`` (unconditional),

@@ -1,5 +1,8 @@
 """The run machinery: config parts, the command line, the run folder, hooks, and training a model from start to end."""
 
+from ganjax.augment import Augmentation
+from ganjax.latent import Latent
+from ganjax.noise import InputNoise
 from ganjax.run.cli import DEBUG_FLAG, command, experiment_name, main, parse, resolve
 from ganjax.run.config_json import config_from_dict, to_dict
 from ganjax.run.fit import fit, fit_gan, gan_state
@@ -56,8 +59,8 @@ from ganjax.run.recipe import (
 )
 from ganjax.run.recipes import DROPOUT_DRAW, ConditionalRecipe, DCGANRecipe, GANRecipe
 from ganjax.run.report import mean_std, seeds_table
-from ganjax.training.gan import Augmentation, Conditioning, InputNoise, Latent, Objective
 from ganjax.training.loop import Context, Evaluate, Hook, Periodic, ResumeError, train_loop
+from ganjax.training.objective import Conditioning, Objective
 
 __all__ = [
     "CHECKPOINTS",

@@ -1,10 +1,13 @@
 """The phases of an (optionally class-conditional) GAN: D's update, its lazy penalty, G's update.
 
-A :class:`GAN` is five small values, one per concern: z's :class:`Latent`
-distribution, the :class:`Objective` (loss pair, D's labels, penalty and how
-often it runs, G's target), the :class:`Conditioning` on classes, the
-:class:`InputNoise` on D's inputs and the :class:`Augmentation` of D's inputs
-(DiffAugment or ADA). :meth:`GAN.phases` turns them into
+A :class:`GAN` is five small values, one per concern, each beside its trick:
+z's :class:`ganjax.latent.Latent` distribution, the
+:class:`ganjax.training.objective.Objective` (loss pair, D's labels, penalty
+and how often it runs, G's target, packing: :mod:`ganjax.packing`), the
+:class:`ganjax.training.objective.Conditioning` on classes, the
+:class:`ganjax.noise.InputNoise` on D's inputs and the
+:class:`ganjax.augment.Augmentation` of D's inputs (DiffAugment or ADA).
+:meth:`GAN.phases` turns them into
 :class:`ganjax.training.phases.Phase` values for
 :func:`ganjax.training.phases.make_step`; the defaults are DCGAN's
 (non-saturating loss, hard labels, Gaussian z, no penalty, no noise, no augmentation).
@@ -36,9 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -46,373 +48,22 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ganjax import augment, labels, latent, losses, noise, optim, penalties, rng
+from ganjax import labels, losses, penalties, rng
+from ganjax.augment import Augmentation, ada_init
+from ganjax.latent import Latent
+from ganjax.noise import InputNoise
+from ganjax.packing import pack, unpack
 from ganjax.replay import ReplayBuffer, mix_and_push
 from ganjax.training import standing
+from ganjax.training.objective import Conditioning, Objective
 from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
+from ganjax.validate import refuse, traced
 
 Metrics = dict[str, jax.Array]
 PyTree = Any
-G_OBJECTIVES = ("adversarial", "feature_matching")
 # The name under which D's phase shares G's linearised forward pass with G's phase.
 G_FORWARD = "g_forward"
-
-
-def _refuse(value: object, field: str, problem: str):
-    raise ValueError(f"{type(value).__name__}.{field}: {problem}")
-
-
-def _check_choice(value: object, field: str, table) -> None:
-    if getattr(value, field) not in table:
-        _refuse(value, field, f"unknown name {getattr(value, field)!r}; choose one of {sorted(table)}")
-
-
-def _traced(value: object) -> bool:
-    """Whether ``value`` is traced: a population member's value, checked where it is set
-    (:func:`ganjax.training.population.set_loss_hparams`)."""
-    return isinstance(value, jax.core.Tracer)
-
-
-def _check_range(value: object, field: str, low: float, high: float = float("inf")) -> None:
-    """Refuses ``value.field`` outside ``[low, high]``, and NaN and infinities (a traced value is not checked)."""
-    if _traced(getattr(value, field)):
-        return
-    if not math.isfinite(getattr(value, field)):
-        _refuse(value, field, f"must be finite, got {getattr(value, field)}")
-    if not low <= getattr(value, field) <= high:
-        _refuse(value, field, f"must be in [{low}, {high}], got {getattr(value, field)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Latent:
-    """G's input z.
-
-    Attributes:
-      dim: the size of z.
-      distribution: z's distribution, a key of :data:`ganjax.latent.LATENTS`.
-    """
-
-    dim: int = 100
-    distribution: Literal[tuple(latent.LATENTS)] = "gaussian"
-
-    def __post_init__(self):
-        _check_range(self, "dim", 1)
-        _check_choice(self, "distribution", latent.LATENTS)
-
-    def sample(self, key: jax.Array, batch_size: int, axis_name: str | None = None) -> jax.Array:
-        """This device's latents for a batch (see :func:`ganjax.rng.per_device`)."""
-        return rng.per_device(latent.LATENTS[self.distribution], key, (batch_size, self.dim), axis_name)
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    """What D and G minimise.
-
-    Attributes:
-      loss: the loss pair, a key of :data:`ganjax.losses.LOSSES`.
-      d_labels: D's targets, a key of :data:`ganjax.labels.LABELS` (only for losses that take labels).
-      label_flip_prob: probability of flipping each of D's targets.
-      real_label: the real target of ``d_labels='one_sided'`` (0.9 in Salimans et al. 2016).
-      penalty: ``'none'`` or a key of :data:`ganjax.penalties.PENALTIES`.
-      penalty_weight: the penalty's weight in D's loss (at step 0 when annealed).
-      penalty_weight_final: anneal the weight with a cosine from ``penalty_weight`` to this
-        over ``penalty_anneal_steps`` steps (:func:`ganjax.optim.cosine_anneal`; R3GAN,
-        Huang et al. 2024: gamma / 2 from 0.025 to 0.0025 on CIFAR-10); None: constant.
-      penalty_anneal_steps: the steps of that cosine (0 with no final weight).
-      penalty_every: lazy regularization (Karras et al. 2020, StyleGAN2): the penalty
-        is its own phase every ``penalty_every`` steps, its weight times ``penalty_every``;
-        1 adds it to D's main loss.
-      g_objective: ``'adversarial'`` (G fools D through ``loss``) or ``'feature_matching'``
-        (G matches D's mean hidden features on reals, Salimans et al. 2016; D must sow them).
-      packing: PacGAN (Lin et al. 2018): D judges packs of ``packing`` samples, each batch
-        packed along channels by :func:`pack` in both phases and in the penalty; 1 is off.
-    """
-
-    loss: Literal[tuple(losses.LOSSES)] = "non_saturating"
-    d_labels: Literal[tuple(labels.LABELS)] = "none"
-    label_flip_prob: float = 0.0
-    real_label: float = 0.9
-    penalty: Literal[("none", *penalties.PENALTIES)] = "none"
-    penalty_weight: float = 0.0
-    penalty_weight_final: float | None = None
-    penalty_anneal_steps: int = 0
-    penalty_every: int = 1
-    g_objective: Literal[G_OBJECTIVES] = "adversarial"
-    packing: int = 1
-
-    def __post_init__(self):
-        _check_choice(self, "loss", losses.LOSSES)
-        _check_choice(self, "d_labels", labels.LABELS)
-        _check_choice(self, "penalty", {"none": None, **penalties.PENALTIES})
-        _check_choice(self, "g_objective", G_OBJECTIVES)
-        _check_range(self, "label_flip_prob", 0.0, 1.0)
-        _check_range(self, "real_label", 0.0, 1.0)
-        if not _traced(self.real_label) and self.real_label != 0.9 and self.d_labels != "one_sided":
-            _refuse(self, "real_label", f"is {self.real_label}: it is the real target of d_labels 'one_sided' only")
-        _check_range(self, "penalty_weight", 0.0)
-        _check_range(self, "penalty_every", 1)
-        _check_range(self, "packing", 1)
-        if not isinstance(self.packing, int):
-            _refuse(self, "packing", f"must be a whole number of samples, got {self.packing!r}")
-        if not self.pair.uses_labels:
-            if self.d_labels != "none":
-                _refuse(self, "d_labels", f"{self.d_labels!r} needs a loss that takes labels; {self.loss!r} takes none")
-            if _traced(self.label_flip_prob) or self.label_flip_prob:
-                _refuse(self, "label_flip_prob", f"flipping needs a loss that takes labels; {self.loss!r} takes none")
-        if not _traced(self.penalty_weight) and (self.penalty == "none") != (self.penalty_weight == 0):
-            _refuse(
-                self, "penalty_weight", f"is {self.penalty_weight} with penalty {self.penalty!r}: set both or neither"
-            )
-        if self.penalty == "none" and self.penalty_every != 1:
-            _refuse(self, "penalty_every", f"is {self.penalty_every} with no penalty")
-        _check_range(self, "penalty_anneal_steps", 0)
-        if self.penalty_weight_final is None:
-            if self.penalty_anneal_steps:
-                _refuse(self, "penalty_anneal_steps", f"is {self.penalty_anneal_steps} with no penalty_weight_final")
-        else:
-            _check_range(self, "penalty_weight_final", 0.0)
-            if self.penalty == "none":
-                _refuse(self, "penalty_weight_final", "anneals the penalty's weight: choose a penalty")
-            if not self.penalty_anneal_steps:
-                _refuse(self, "penalty_weight_final", "needs penalty_anneal_steps, the steps it anneals over")
-
-    @property
-    def pair(self) -> losses.LossPair:
-        return losses.LOSSES[self.loss]
-
-    @property
-    def least_d_loss(self) -> float:
-        """The least D loss that D's targets allow (:func:`ganjax.losses.least_d_loss`), 0 for a loss without
-        labels (a Wasserstein critic's is unbounded below): with one-sided smoothing a D that wins outright stops
-        at 0.325, not at 0."""
-        if not self.pair.uses_labels or (self.d_labels == "none" and not self.label_flip_prob):
-            return 0.0  # hard targets, which every loss meets as D's logits grow
-        return _least_d_loss(self.loss, self.d_labels, float(self.label_flip_prob), float(self.real_label))
-
-    def penalty_weight_at(self, step: jax.Array) -> jax.Array | float:
-        """The penalty's weight at ``step`` (traced in the step): constant, or annealed to ``penalty_weight_final``."""
-        if self.penalty_weight_final is None:
-            return self.penalty_weight
-        return optim.cosine_anneal(self.penalty_weight, self.penalty_weight_final, self.penalty_anneal_steps)(step)
-
-
-@functools.cache
-def _least_d_loss(loss: str, scheme: str, flip_prob: float, real_label: float) -> float:
-    """:attr:`Objective.least_d_loss` over 4,096 targets of each side, computed once per objective."""
-    draw = functools.partial(labels.d_labels, scheme=scheme, flip_prob=flip_prob, real_label=real_label)
-    return losses.least_d_loss(losses.LOSSES[loss].d, *draw(jax.random.key(0), (4096,)))
-
-
-@dataclasses.dataclass(frozen=True)
-class Conditioning:
-    """Class conditioning: batches then carry ``'label'`` and G takes ``(z, labels)``.
-
-    Attributes:
-      num_classes: 0 for an unconditional GAN.
-      aux_class_weight: weight of the AC-GAN class loss (Odena et al. 2017): D then
-        returns ``(logit, class_logits)`` and takes no labels; at 0 a conditional D takes the labels.
-      aux_fake_class_weight: weight of the fakes' term in D's class loss (1: Odena et
-        al.'s loss; 0: D learns classes from reals only).
-      conditional_g: whether G takes a drawn class. False: an unconditional G beside
-        an AC-GAN D that learns the classes from the labelled reals alone (ganhacks
-        trick 16, "use labels"; the semi-supervised D of Salimans et al. 2016);
-        the batches still carry ``'label'``, and G's samples come from z alone.
-      class_entropy_weight: weight of G's CatGAN term with an unconditional G
-        (:func:`ganjax.losses.class_entropy_g_loss`, Springenberg 2016): each
-        sample one class by D's class head, the batch spread over all of them.
-      fake_classes: how a conditional G's classes are drawn in training:
-        ``'uniform'``, or ``'reals'``, the real batch's own labels, so that the
-        i-th fake has the i-th real's class and a penalty's interpolate between
-        them (WGAN-GP's, Gulrajani et al. 2017) joins two images of one class
-        scored as that class.
-    """
-
-    num_classes: int = 0
-    aux_class_weight: float = 0.0
-    aux_fake_class_weight: float = 1.0
-    conditional_g: bool = True
-    class_entropy_weight: float = 0.0
-    fake_classes: Literal["uniform", "reals"] = "uniform"
-
-    def __post_init__(self):
-        for field in ("num_classes", "aux_class_weight", "aux_fake_class_weight", "class_entropy_weight"):
-            _check_range(self, field, 0.0)
-        if self.aux_class_weight and not self.num_classes:
-            _refuse(self, "aux_class_weight", "the AC-GAN class loss needs num_classes > 0")
-        if not self.conditional_g and self.num_classes:
-            if not self.aux_class_weight:
-                _refuse(
-                    self,
-                    "conditional_g",
-                    "an unconditional G uses the labels through D's class head only: set aux_class_weight > 0",
-                )
-            if self.aux_fake_class_weight:
-                _refuse(
-                    self,
-                    "aux_fake_class_weight",
-                    f"is {self.aux_fake_class_weight} with conditional_g False: "
-                    "an unconditional G's fakes have no class to learn; set it to 0",
-                )
-        if (_traced(self.class_entropy_weight) or self.class_entropy_weight) and self.conditional_g:
-            _refuse(self, "class_entropy_weight", "is G's class term without a drawn class: set conditional_g False")
-        if self.fake_classes not in ("uniform", "reals"):
-            _refuse(self, "fake_classes", f"is {self.fake_classes!r}, not 'uniform' or 'reals'")
-        if self.fake_classes != "uniform" and not self.g_takes_labels:
-            _refuse(self, "fake_classes", f"is {self.fake_classes!r}, but G takes no class")
-
-    @property
-    def g_takes_labels(self) -> bool:
-        """Whether G is called with a drawn class."""
-        return bool(self.num_classes) and self.conditional_g
-
-    @property
-    def g_classes(self) -> int:
-        """The classes G draws from (0: G takes no class)."""
-        return self.num_classes if self.g_takes_labels else 0
-
-    @property
-    def d_takes_labels(self) -> bool:
-        """Whether D is called with the class labels (a conditional GAN that is not an AC-GAN)."""
-        return bool(self.num_classes) and not self.aux_class_weight
-
-
-@dataclasses.dataclass(frozen=True)
-class InputNoise:
-    """Gaussian instance noise on D's inputs, real and fake (ganhacks trick 10; Sønderby et al. 2016).
-
-    Attributes:
-      std: its standard deviation at step 0 (0: off).
-      decay_steps: steps over which it decays linearly to 0 (0: constant).
-    """
-
-    std: float = 0.0
-    decay_steps: int = 0
-
-    def __post_init__(self):
-        _check_range(self, "std", 0.0)
-        _check_range(self, "decay_steps", 0)
-
-    def __call__(self, key: jax.Array, images: jax.Array, step: jax.Array, axis_name: str | None) -> jax.Array:
-        """``images`` plus this step's noise; unchanged when off."""
-        if not _traced(self.std) and not self.std:
-            return images
-        std = noise.instance_noise_schedule(self.std, self.decay_steps)(step)
-        return images + std * rng.per_device(jax.random.normal, key, images.shape, axis_name)
-
-
-AUGMENT_KINDS = ("none", "diffaugment", "ada")
-# Each kind's policy when ``Augmentation.policy`` is '' (DiffAugment's policy for limited data; ADA's 'bc').
-DEFAULT_POLICIES = {"none": "", "diffaugment": "color,translation,cutout", "ada": augment.ADA_DEFAULT}
-
-
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    """Differentiable augmentation of every input of D, real and fake, in both players' updates.
-
-    Each batch D sees (reals and fakes, in D's phase, G's phase and the
-    penalty) gets its own random draw; the transform is differentiable, so G
-    is trained through it. A penalty differentiates D's output on the augmented
-    inputs with respect to the unaugmented ones (R1 as in StyleGAN2-ADA),
-    with the draw of the batch it reads.
-
-    - ``'diffaugment'``: DiffAugment (Zhao, Liu, Lin, Zhu and Han 2020,
-      Differentiable Augmentation for Data-Efficient GAN Training):
-      :func:`ganjax.augment.diff_augment` of ``policy``.
-    - ``'ada'``: adaptive discriminator augmentation (Karras, Aittala,
-      Hellsten, Laine, Lehtinen and Aila 2020, Training Generative Adversarial
-      Networks with Limited Data): :func:`ganjax.augment.ada_pipeline` of
-      ``policy``, each op applied with probability ``p``; ``p`` is kept in
-      ``state.buffers['ada']`` and adjusted from the sign of D's real logits by
-      :func:`ganjax.augment.ada_update`.
-
-    Attributes:
-      kind: ``'none'``, ``'diffaugment'`` or ``'ada'``.
-      policy: DiffAugment's ops (of ``color``, ``translation``, ``cutout``) or
-        ADA's (of :data:`ganjax.augment.ADA_OPS`), comma-separated; '' is the
-        kind's default (:data:`DEFAULT_POLICIES`).
-      target: ADA's target for ``r_t = E[sign(D(x_real))]`` (0.6 in the paper).
-      interval: ADA: D updates between adjustments of ``p`` (4 in the paper).
-      kimg: ADA: thousands of real images for ``p`` to go from 0 to 1 (500 in the paper).
-      initial_p: ADA's ``p`` at step 0 (0 in the paper).
-    """
-
-    kind: Literal[AUGMENT_KINDS] = "none"
-    policy: str = ""
-    target: float = 0.6
-    interval: int = 4
-    kimg: float = 500.0
-    initial_p: float = 0.0
-
-    def __post_init__(self):
-        _check_choice(self, "kind", AUGMENT_KINDS)
-        if self.kind == "none" and self.policy:
-            _refuse(self, "policy", f"is {self.policy!r} with kind 'none': choose a kind to augment")
-        try:
-            _ = self.augment
-        except ValueError as error:
-            _refuse(self, "policy", f"{error} (kind {self.kind!r})")
-        _check_range(self, "target", 0.0, 1.0)
-        _check_range(self, "interval", 1)
-        if not isinstance(self.interval, int):
-            _refuse(self, "interval", f"must be a whole number of D updates, got {self.interval!r}")
-        _check_range(self, "kimg", 0.0)
-        if not _traced(self.kimg) and self.kimg == 0:
-            _refuse(self, "kimg", "must be positive")
-        _check_range(self, "initial_p", 0.0, 1.0)
-        defaults = Augmentation.__dataclass_fields__
-        for field in ("target", "interval", "kimg", "initial_p"):
-            value = getattr(self, field)
-            if self.kind != "ada" and (_traced(value) or value != defaults[field].default):
-                _refuse(self, field, f"is {value} with kind {self.kind!r}: it is ADA's only (kind 'ada')")
-
-    @property
-    def on(self) -> bool:
-        return self.kind != "none"
-
-    @property
-    def augment(self) -> augment.Augment | None:
-        """The :class:`ganjax.augment.Augment` of ``kind`` and ``policy`` (None when off)."""
-        policy = self.policy or DEFAULT_POLICIES[self.kind]
-        if self.kind == "diffaugment":
-            return augment.diff_augment(policy)
-        if self.kind == "ada":
-            return augment.ada_pipeline(policy)
-        return None
-
-    def p(self, buffers: Mapping) -> jax.Array | None:
-        """ADA's current ``p`` from the state's buffers (None for the other kinds)."""
-        if self.kind != "ada":
-            return None
-        if "ada" not in buffers:
-            _refuse(self, "kind", "is 'ada' but the state has no buffers['ada']: make it with create_state(gan=...)")
-        return buffers["ada"].p
-
-    def draw(self, key: jax.Array, shape: tuple[int, ...], p: jax.Array | None, axis_name: str | None):
-        """This device's rows of one draw for the global batch (the parameters of :meth:`apply`); None when off."""
-        if not self.on:
-            return None
-        if len(shape) != 4:
-            _refuse(self, "kind", f"{self.kind!r} augments images (N, H, W, C); D's inputs have shape {shape}")
-        aug = self.augment
-        draw = aug.draw if p is None else functools.partial(aug.draw, p=p)
-        return rng.per_device(draw, key, shape, axis_name)
-
-    def apply(self, params, images: jax.Array) -> jax.Array:
-        """``images`` transformed by a draw (differentiably); unchanged when off."""
-        return images if params is None else self.augment.apply(params, images)
-
-    def ada_update(self, state: augment.AdaState, real_logits: jax.Array, batch_size, axis_name: str | None):
-        """ADA's controller after one D update, with this part's target, interval and kimg."""
-        return augment.ada_update(
-            state,
-            real_logits,
-            target=self.target,
-            interval=self.interval,
-            ada_kimg=self.kimg,
-            batch_size=batch_size,
-            axis_name=axis_name,
-        )
 
 
 def _class_loss(class_logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -437,17 +88,18 @@ def d_outputs(real_logits: jax.Array, fake_logits: jax.Array, loss: losses.LossP
 class GAN:
     """An image GAN's objective, by concern; static under jit (hashable, compared by value)."""
 
-    latent: Latent = Latent()
-    objective: Objective = Objective()
-    conditioning: Conditioning = Conditioning()
-    noise: InputNoise = InputNoise()
-    augment: Augmentation = Augmentation()
+    # Each part is a frozen dataclass, so one default instance is safely shared.
+    latent: Latent = Latent()  # noqa: RUF009
+    objective: Objective = Objective()  # noqa: RUF009
+    conditioning: Conditioning = Conditioning()  # noqa: RUF009
+    noise: InputNoise = InputNoise()  # noqa: RUF009
+    augment: Augmentation = Augmentation()  # noqa: RUF009
 
     def __post_init__(self):
         if self.objective.g_objective == "feature_matching" and self.conditioning.aux_class_weight:
-            _refuse(self.objective, "g_objective", "feature matching has no AC-GAN class loss for G")
+            refuse(self.objective, "g_objective", "feature matching has no AC-GAN class loss for G")
         if self.objective.packing > 1 and self.conditioning.num_classes:
-            _refuse(
+            refuse(
                 self.objective,
                 "packing",
                 f"is {self.objective.packing} with num_classes {self.conditioning.num_classes}: "
@@ -457,7 +109,7 @@ class GAN:
     def packed(self, images: jax.Array) -> jax.Array:
         """D's view of a batch: :func:`pack` by ``objective.packing``; refuses a batch it does not divide."""
         if images.shape[0] % self.objective.packing:
-            _refuse(
+            refuse(
                 self.objective,
                 "packing",
                 f"a batch of {images.shape[0]} rows does not split into packs of {self.objective.packing}",
@@ -681,7 +333,7 @@ class GAN:
         if self.conditioning.g_takes_labels and self.conditioning.aux_class_weight:
             parts["g_class_loss"] = _class_loss(fake_classes, fake_y)
             total = total + self.conditioning.aux_class_weight * parts["g_class_loss"]
-        if _traced(self.conditioning.class_entropy_weight) or self.conditioning.class_entropy_weight:
+        if traced(self.conditioning.class_entropy_weight) or self.conditioning.class_entropy_weight:
             parts["g_class_entropy"] = losses.class_entropy_g_loss(fake_classes, axis)
             total = total + self.conditioning.class_entropy_weight * parts["g_class_entropy"]
         return total, PhaseOutput(metrics=parts, batch_stats={"g": g_stats})
@@ -695,23 +347,6 @@ class GAN:
             phases.append(Phase("d_penalty", ("d",), self._d_penalty, every=self.objective.penalty_every))
         phases.append(Phase("g", ("g",), self._g_main))
         return tuple(phases)
-
-
-def pack(images: jax.Array, m: int) -> jax.Array:
-    """PacGAN's packing (Lin, Khetan, Fanti and Oh 2018): ``(N, ..., C)`` to ``(N / m, ..., m * C)``.
-
-    Pack ``i`` concatenates samples ``m * i`` to ``m * i + m - 1`` along the last (channel) axis.
-    """
-    n, *rest, channels = images.shape
-    grouped = jnp.moveaxis(images.reshape(n // m, m, *rest, channels), 1, -2)
-    return grouped.reshape(n // m, *rest, m * channels)
-
-
-def unpack(packed: jax.Array, m: int) -> jax.Array:
-    """The inverse of :func:`pack`: ``(N / m, ..., m * C)`` to ``(N, ..., C)``."""
-    n, *rest, channels = packed.shape
-    grouped = jnp.moveaxis(packed.reshape(n, *rest, m, channels // m), -2, 1)
-    return grouped.reshape(n * m, *rest, channels // m)
 
 
 def _split_aux(generated):
@@ -781,7 +416,7 @@ def create_state(
         {"replay": ReplayBuffer.create(replay_capacity, image_shape, share=replay_share)} if replay_capacity else {}
     )
     if gan.augment.kind == "ada":
-        buffers["ada"] = augment.ada_init(gan.augment.initial_p)
+        buffers["ada"] = ada_init(gan.augment.initial_p)
     return TrainState.create(run_key, {"g": g, "d": d}, ema_decay={"g": ema_decay}, buffers=buffers)
 
 

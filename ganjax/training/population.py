@@ -18,7 +18,9 @@ Everything else (the loss pair, D's label scheme, the penalty kind and period,
 
 Example:
   >>> from ganjax.models import mlp
-  >>> from ganjax.training.gan import Latent, Objective, create_state
+  >>> from ganjax.latent import Latent
+  >>> from ganjax.training.gan import create_state
+  >>> from ganjax.training.objective import Objective
   >>> gan = GAN(Latent(dim=2), Objective(penalty="r1", penalty_weight=1.0))
   >>> tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3, b1=0.5)
   >>> g, d = mlp.Generator(hidden=(8,)), mlp.Discriminator(hidden=(8,))

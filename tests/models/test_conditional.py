@@ -7,8 +7,10 @@ import numpy as np
 import optax
 import pytest
 
+from ganjax.latent import Latent
 from ganjax.models import conditional, dcgan
-from ganjax.training.gan import GAN, Conditioning, Latent, create_state
+from ganjax.training.gan import GAN, create_state
+from ganjax.training.objective import Conditioning
 from ganjax.training.phases import make_step
 
 S = 8  # image side: one stride-2 conv in D, one upsampling in G

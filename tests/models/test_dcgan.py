@@ -7,8 +7,9 @@ import optax
 import pytest
 from jax.extend import core as jax_core
 
+from ganjax.latent import Latent
 from ganjax.models import dcgan
-from ganjax.training.gan import GAN, Latent, create_state
+from ganjax.training.gan import GAN, create_state
 from ganjax.training.phases import make_step
 
 SIZES = [28, 32, 64]

@@ -8,9 +8,11 @@ import optax
 import pytest
 
 from ganjax import losses, rng
+from ganjax.latent import Latent
 from ganjax.models import vaegan
 from ganjax.training import devices
-from ganjax.training.gan import GAN, Latent, Objective
+from ganjax.training.gan import GAN
+from ganjax.training.objective import Objective
 from ganjax.training.phases import PhaseInputs, make_step
 
 S, LATENT = 8, 3  # image side, z size

@@ -15,7 +15,10 @@ import optax
 import pytest
 
 from ganjax import augment, checkpoint, penalties, rng, run
-from ganjax.training.gan import GAN, Augmentation, Latent, Objective, create_state
+from ganjax.augment import Augmentation
+from ganjax.latent import Latent
+from ganjax.training.gan import GAN, create_state
+from ganjax.training.objective import Objective
 from ganjax.training.phases import PhaseInputs, make_step
 from tests.training.tiny import LATENT, step_key, step_z
 

@@ -34,8 +34,9 @@ if __name__ == "__main__" and sys.argv[1] == "process":
     devices.initialize_distributed(f"localhost:{sys.argv[3]}", 2, int(sys.argv[2]))
 
 from ganjax import latent, rng  # noqa: E402
+from ganjax.noise import InputNoise  # noqa: E402
 from ganjax.training import devices  # noqa: E402
-from ganjax.training.gan import InputNoise, Objective  # noqa: E402
+from ganjax.training.objective import Objective  # noqa: E402
 from ganjax.training.phases import batches_per_step, make_step  # noqa: E402
 from tests.training.tiny import TinyG, make_state, tiny_gan  # noqa: E402
 

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ganjax import losses, penalties
-from ganjax.training.gan import GAN, Latent, Objective, create_state
+from ganjax.latent import Latent
+from ganjax.training.gan import GAN, create_state
+from ganjax.training.objective import Objective
 from ganjax.training.phases import make_step
 from tests.training.tiny import LATENT, REAL, LinearD, TinyG
 

@@ -17,8 +17,11 @@ import optax
 import pytest
 
 from ganjax import labels, latent, losses, optim, penalties
+from ganjax.latent import Latent
 from ganjax.models import dcgan
-from ganjax.training.gan import GAN, Conditioning, InputNoise, Latent, Objective, create_state, ema_stats, generate
+from ganjax.noise import InputNoise
+from ganjax.training.gan import GAN, create_state, ema_stats, generate
+from ganjax.training.objective import Conditioning, Objective
 from tests.training.tiny import (
     CLASSES,
     LABELLED,

@@ -16,8 +16,10 @@ import optax
 import pytest
 
 from ganjax import losses, penalties, rng
+from ganjax.packing import pack
 from ganjax.run import gan_state
-from ganjax.training.gan import Objective, create_state, pack
+from ganjax.training.gan import create_state
+from ganjax.training.objective import Objective
 from tests.training.tiny import (
     REAL,
     SowingD,

@@ -27,10 +27,13 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ganjax import data
+from ganjax.latent import Latent
 from ganjax.models import mlp
+from ganjax.noise import InputNoise
 from ganjax.training import devices
 from ganjax.training import population as pop
-from ganjax.training.gan import GAN, InputNoise, Latent, Objective, create_state
+from ganjax.training.gan import GAN, create_state
+from ganjax.training.objective import Objective
 from ganjax.training.phases import make_step
 from tests.training.tiny import REAL, LinearD, TinyG, tiny_gan
 

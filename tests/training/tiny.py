@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import optax
 
 from ganjax import latent, rng
-from ganjax.training.gan import GAN, Latent, Objective, create_state
+from ganjax.latent import Latent
+from ganjax.training.gan import GAN, create_state
+from ganjax.training.objective import Objective
 from ganjax.training.phases import make_step
 from ganjax.training.standing import STANDING_BATCHES
 
