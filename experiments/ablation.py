@@ -58,8 +58,7 @@ import numpy as np
 from experiments import gaussian_mixture
 from ganjax import data, plots, validate
 from ganjax.evaluation import metrics
-from ganjax.run import WorkdirError, mean_std, parse, to_dict
-from ganjax.run import main as run_main
+from ganjax.run import WorkdirError, command, mean_std, parse, run_keys, to_dict
 from ganjax.training import population
 
 
@@ -234,12 +233,12 @@ def train_population(setting: gaussian_mixture.Config, seeds: int, lowering: str
     samples fall: every NaN sample lands on the first mode and none is high quality.
     """
     parts = gaussian_mixture.benchmark(setting)
-    keys = jax.vmap(gaussian_mixture.run_keys)(jnp.arange(seeds))
+    keys = jax.vmap(run_keys)(jnp.arange(seeds))
     members = population.init_population(parts.init, keys.init)
     step = population.population_step(parts.step, lowering=lowering)
     for _ in range(setting.schedule.steps):
-        members, _ = step(members, keys.data)
-    eval_keys = jax.vmap(lambda key: jax.random.fold_in(key, setting.schedule.steps))(keys.eval)
+        members, _ = step(members, None)  # each member draws its real points from its own key
+    eval_keys = jax.vmap(lambda key: jax.random.fold_in(key, setting.schedule.steps))(keys.evaluation)
     points = np.asarray(jax.jit(jax.vmap(parts.sample))(members, eval_keys))
     mixture = parts.mixture
     return [
@@ -385,7 +384,7 @@ def run_ablation(config: Config) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run_main(Config, lambda config: print(run_ablation(config)), argv)
+    command(Config, lambda config: print(run_ablation(config)), argv)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,7 @@ from collections.abc import Sequence
 
 from ganjax import losses, optim, validate
 from ganjax.benchmarks import dirac
-from ganjax.run import main as run_main
-from ganjax.run import to_dict
+from ganjax.run import command, to_dict
 
 PENALTIES = (None, "r1", "r2", "wgan_gp", "one_sided_gp")
 OPTIMIZERS = {
@@ -106,7 +105,7 @@ def run(config: Config) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    run_main(Config, lambda config: print(run(config)), argv)
+    command(Config, lambda config: print(run(config)), argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import optax
 from PIL import Image
 
 from ganjax import validate
-from ganjax.run import main as run_main
+from ganjax.run import command
 from ganjax.style import transfer, vgg
 
 
@@ -118,7 +118,7 @@ def run(config: Config) -> dict[str, np.ndarray]:
 
 
 def main(argv=None):
-    return run_main(Config, run, argv)
+    return command(Config, run, argv)
 
 
 if __name__ == "__main__":
