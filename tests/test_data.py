@@ -19,6 +19,14 @@ def test_mnist_idx_loads_real_digits(mnist):
     assert mnist.images.max() == 255 and mnist.images.min() == 0
 
 
+@pytest.mark.parametrize("source", [data.PACKAGED_MNIST, str(data.PACKAGED_MNIST)], ids=["path", "str"])
+def test_the_packaged_digits_load_from_their_path_or_its_name(source, mnist):
+    loaded = data.load(source)
+    np.testing.assert_array_equal(loaded.images, mnist.images)
+    np.testing.assert_array_equal(loaded.labels, mnist.labels)
+    assert data.native_shape(source) == (28, 1)
+
+
 def test_raw_idx_equals_gz(mnist_dir, tmp_path, mnist):
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         with gzip.open(mnist_dir / f"{name}.gz") as src, open(tmp_path / name, "wb") as dst:
@@ -165,7 +173,7 @@ def test_subfolders_label_the_images_and_progress_is_shown(tmp_path):
 
 def test_tfds_mock_data(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_online", lambda: True)  # the mock stands in for the download
+    monkeypatch.setattr(data.tfds, "_online", lambda: True)  # the mock stands in for the download
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
         ds = data.load("tfds:mnist", split="train")
     assert ds.images.shape == (12, 28, 28, 1) and ds.labels.shape == (12,)
@@ -201,6 +209,6 @@ def test_a_misspelt_tfds_name_suggests_the_closest_names():
     "download, error", [(True, "and there is no network to download it: "), (False, "and downloading is off: ")]
 )
 def test_an_unprepared_tfds_dataset_offline_says_how_to_prepare_it(tmp_path, monkeypatch, download, error):
-    monkeypatch.setattr(data, "_online", lambda: False)
+    monkeypatch.setattr(data.tfds, "_online", lambda: False)
     with pytest.raises(data.DataError, match=f"tfds:mnist is not prepared in {tmp_path}.*{error}.*or pass --data.dir"):
         data.load_tfds("mnist", data_dir=str(tmp_path), download=download)
