@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from ganjax.evaluation import inception
+from ganjax.evaluation import inception, torch_files
 
 SMALL = inception.InceptionV3(resize=None)
 
@@ -217,7 +217,7 @@ def test_torch_reader_follows_offsets_strides_and_shared_storages(tmp_path, lega
         "scalar": contiguous("1", np.array(7, np.int64)),
     }
     torch_save(tensors, tmp_path / "views.pth", legacy)
-    state = inception.read_torch_state_dict(tmp_path / "views.pth")
+    state = torch_files.read_torch_state_dict(tmp_path / "views.pth")
     whole = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.testing.assert_array_equal(state["whole"], whole)
     np.testing.assert_array_equal(state["transposed"], whole.T)
@@ -229,10 +229,10 @@ def test_torch_reader_refuses_anything_but_tensors(tmp_path):
     with zipfile.ZipFile(tmp_path / "evil.pth", "w") as archive:
         archive.writestr("archive/data.pkl", pickle.dumps({"x": os.system}, protocol=2))
     with pytest.raises(ValueError, match=r"evil.pth: .*system is not part of a state dict of tensors"):
-        inception.read_torch_state_dict(tmp_path / "evil.pth")
+        torch_files.read_torch_state_dict(tmp_path / "evil.pth")
     (tmp_path / "text.pth").write_text("not a torch file")
     with pytest.raises(ValueError, match="text.pth: cannot read it as a torch state dict"):
-        inception.read_torch_state_dict(tmp_path / "text.pth")
+        torch_files.read_torch_state_dict(tmp_path / "text.pth")
     torch_save({"conv.weight": contiguous("0", np.zeros((2, 3), np.float32))}, tmp_path / "other.pth")
     with pytest.raises(SystemExit, match=r"error: .*other.pth: .*conv.weight \(2, 3\): not a parameter of pytorch-fid"):
         inception.main(["convert", str(tmp_path / "other.pth"), str(tmp_path / "out.npz")])
