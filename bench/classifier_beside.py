@@ -1,8 +1,8 @@
 """An experiment's train steps and the MNIST feature network's training, one after the other and at once.
 
 A fresh clone's first MNIST run trains the feature network
-(:func:`experiments.evaluation.train_classifier`) on a background thread beside
-the GAN (:func:`experiments.evaluation.quality_hooks`). This times what that
+(:func:`ganjax.evaluation.train_classifier`) on a background thread beside
+the GAN (:func:`ganjax.evaluation.quality_hooks`). This times what that
 buys: ``--gan-steps`` of the experiment's step (built as
 :mod:`bench.experiment_step` builds it, on random batches) and ``--classifier-steps``
 of the feature network's training, first one after the other, then at once (the
@@ -24,10 +24,16 @@ import time
 from unittest import mock
 
 import jax
+from tqdm import tqdm
 
 from bench import experiment_step, trees
 from ganjax import evaluation
 from ganjax.evaluation import ClassifierTraining
+from ganjax.training import loop
+
+
+def no_bar(*args, **kwargs):
+    return tqdm(*args, **{**kwargs, "disable": True})
 
 
 def main(argv=None):
@@ -50,7 +56,7 @@ def main(argv=None):
     trained = []
 
     def classifier():
-        with mock.patch.object(evaluation, "tqdm", lambda steps, **_: steps):  # no progress bar
+        with mock.patch.object(loop, "tqdm", no_bar):  # the train loop's progress bar off
             trained.append(jax.block_until_ready(evaluation.train_classifier(settings, digits).params))
 
     def one_after_the_other() -> float:

@@ -1,9 +1,9 @@
 """The MNIST feature network's train step with flax's max-pooling and with :func:`ganjax.nn.max_pool`.
 
 Every MNIST evaluation first trains the feature network once
-(:func:`experiments.evaluation.train_classifier`, 1,500 steps of batch 128), a
+(:func:`ganjax.evaluation.train_classifier`, 1,500 steps of batch 128), a
 share of a fresh clone's first run. Both variants run the same step
-(:func:`experiments.evaluation.make_classifier_step`) on the same batches,
+(:func:`ganjax.evaluation.make_classifier_step`: its one phase over the classifier player) on the same batches,
 alternately (``--repeats`` rounds of ``--steps`` steps, after two warm-up
 steps); each figure is the median over rounds. The variants must end at the
 same params, bit for bit, or the script says so. The 1-minute load average is
@@ -15,6 +15,7 @@ Run: python -m bench.feature_network [--steps 20] [--repeats 5] [--batch-size 12
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -22,8 +23,6 @@ from unittest import mock
 
 import flax.linen as nn
 import jax
-import numpy as np
-import optax
 
 from bench import trees
 from ganjax import data, evaluation
@@ -40,27 +39,25 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
-    settings = ClassifierTraining()
+    settings = dataclasses.replace(ClassifierTraining(), batch_size=args.batch_size)
     digits = data.load(str(data.PACKAGED_MNIST))
     batcher = data.Batcher(digits, args.batch_size, settings.seed)
     batches = [batcher.batch(i) for i in range(args.steps)]
-    classifier = mnist_classifier.init(jax.random.key(settings.seed))
-    tx = optax.adam(optax.cosine_decay_schedule(settings.lr, settings.steps))
     variants = {}
     for name, pool in (("flax max_pool", flax_max_pool), ("ganjax.nn.max_pool", mnist_classifier.max_pool)):
         with mock.patch.object(mnist_classifier, "max_pool", pool):
-            step = evaluation.make_classifier_step(classifier.module, tx, settings.shift)
-            state = jax.tree.map(np.array, (classifier.params, tx.init(classifier.params)))
+            step = evaluation.make_classifier_step(settings)  # traced here, with this pooling
+            state = evaluation.classifier_state(settings)
             for i in range(2):
-                state = step(*state, batches[i]["image"], batches[i]["label"], jax.random.key(i))[:2]
+                state, _ = step(state, batches[i])
         variants[name] = {"step": step, "state": state, "times": []}
     load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         for variant in variants.values():
             state = variant["state"]
             start = time.perf_counter()
-            for i, batch in enumerate(batches):
-                state = variant["step"](*state, batch["image"], batch["label"], jax.random.key(i))[:2]
+            for batch in batches:
+                state, _ = variant["step"](state, batch)
             jax.block_until_ready(state)
             variant["times"].append(1e3 * (time.perf_counter() - start) / args.steps)
             variant["state"] = state
@@ -69,7 +66,7 @@ def main(argv=None):
     for name, ms in medians.items():
         print(f"{name:20s} {ms:7.1f} ms/step")
     flax_ms, ganjax_ms = medians.values()
-    same = trees.equal_bit_for_bit(*(variant["state"][0] for variant in variants.values()))
+    same = trees.equal_bit_for_bit(*(variant["state"].players["classifier"].params for variant in variants.values()))
     print(f"speed-up {flax_ms / ganjax_ms:.2f}x; params equal bit for bit: {same}")
     print(f"load (1 min) {load_before:.2f} -> {load_after:.2f} on {os.cpu_count()} cores")
 

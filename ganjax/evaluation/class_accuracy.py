@@ -15,7 +15,6 @@ import numpy as np
 from ganjax import data
 from ganjax.evaluation import metrics
 from ganjax.evaluation import mnist_classifier as mc
-from ganjax.evaluation.classifier_training import find_classifier
 from ganjax.evaluation.features import _shape, reference_images
 from ganjax.evaluation.quality import CLASS_SAMPLE_BATCH, DIVERSITY_SAMPLES, generator_diversity, scheduled
 from ganjax.training.gan import ema_stats, generate
@@ -186,9 +185,10 @@ def write_class_accuracy(config, state: TrainState, key: jax.Array) -> list[floa
     readable shares (:func:`per_class_shares`) to ``{workdir}/class_accuracy.json``; None without a classifier
     for the config's images."""
     settings = config.class_accuracy
-    classifier = find_classifier(settings.classifier_dir, config.data.shape)
-    if classifier is None:
+    saved = mc.saved_config(settings.classifier_dir)
+    if saved is None or saved.shape != config.data.shape:
         return None
+    classifier = mc.load_mnist_classifier(settings.classifier_dir)
     shares = sample_class_shares(
         state,
         classifier.probability_fn(),

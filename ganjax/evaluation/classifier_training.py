@@ -1,8 +1,22 @@
-"""Trains the MNIST classifier behind MNIST FID, and finds a trained one."""
+"""Trains the MNIST classifier behind MNIST FID: a player with one phase, on the one update and the one loop.
+
+The classifier is the one player (``'classifier'``) of a
+:class:`~ganjax.training.state.TrainState`; its one
+:class:`~ganjax.training.phases.Phase` minimises the cross-entropy of its
+logits on the batch's digits, each moved by a random shift drawn from the
+step's key. :func:`~ganjax.training.phases.make_step` steps it and
+:func:`~ganjax.training.loop.train_loop` runs it, as every GAN::
+
+    state = classifier_state(settings)
+    step = make_classifier_step(settings)
+    state, metrics = step(state, batcher.batch(0))  # {'classifier_loss', 'classifier_grad_norm'}
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -10,14 +24,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from tqdm import tqdm
 
 from ganjax import data
 from ganjax.evaluation import metrics
 from ganjax.evaluation import mnist_classifier as mc
 from ganjax.evaluation.settings import ClassifierTraining
+from ganjax.training.loop import Context, Hook, train_loop
+from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput, make_step
+from ganjax.training.state import Player, TrainState
 
 PyTree = Any
+
+CLASSIFIER = "classifier"
+"""The classifier's player name (its phase has the same name)."""
+DESC = "training the MNIST feature network"
+"""The progress bar's label."""
 
 
 def random_shift(key: jax.Array, images: jax.Array, shift: int) -> jax.Array:
@@ -30,37 +51,82 @@ def random_shift(key: jax.Array, images: jax.Array, shift: int) -> jax.Array:
     return jax.vmap(crop)(padded, offsets)
 
 
-def make_classifier_step(module: mc.MNISTClassifier, tx: optax.GradientTransformation, shift: int):
-    """A jitted ``(params, opt_state, images, labels, key) -> (params, opt_state, loss)``."""
-
-    def step(params, opt_state, images, labels, key):
-        def loss_fn(p):
-            logits, _ = module.apply({"params": p}, random_shift(key, images, shift))
-            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    return jax.jit(step, donate_argnums=(0, 1))
+def classifier_config(settings: ClassifierTraining) -> mc.ClassifierConfig:
+    """The architecture ``settings`` trains: conv widths ``width, 2 * width`` and ``feature_dim`` features."""
+    return mc.ClassifierConfig(conv_widths=(settings.width, 2 * settings.width), feature_dim=settings.feature_dim)
 
 
-def train_classifier(settings: ClassifierTraining, dataset: data.ImageDataset) -> mc.Classifier:
-    """A classifier trained for ``settings.steps`` on ``dataset``."""
-    init_key, step_key = jax.random.split(jax.random.key(settings.seed))
-    classifier = mc.init(
-        init_key,
-        mc.ClassifierConfig(conv_widths=(settings.width, 2 * settings.width), feature_dim=settings.feature_dim),
-    )
+def classifier_phase(module: mc.MNISTClassifier, shift: int) -> Phase:
+    """The classifier's one phase: the mean cross-entropy of ``module``'s logits on the batch's digits, each moved
+    by :func:`random_shift` of up to ``shift`` pixels drawn from the step's key.
+
+    Reads ``batch['image']`` (``(B, 28, 28, 1)`` in [-1, 1]) and ``batch['label']`` (``(B,)`` ints); reports
+    ``classifier_loss`` (and the update reports ``classifier_grad_norm``).
+    """
+
+    def loss(params: Mapping[str, PyTree], inputs: PhaseInputs) -> tuple[jax.Array, PhaseOutput]:
+        images = random_shift(inputs.key, inputs.batch["image"], shift)
+        logits, _ = module.apply({"params": params[CLASSIFIER]}, images)
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, inputs.batch["label"]).mean()
+        return value, PhaseOutput(metrics={f"{CLASSIFIER}_loss": value})
+
+    return Phase(CLASSIFIER, (CLASSIFIER,), loss)
+
+
+def classifier_state(settings: ClassifierTraining) -> TrainState:
+    """The classifier at step 0: fresh params and Adam with a rate cosine-decayed from ``lr`` over ``steps``.
+
+    ``jax.random.key(seed)`` splits into the init's key and the run's key (step ``t`` shifts with ``fold_in(key, t)``).
+    """
+    init_key, run_key = jax.random.split(jax.random.key(settings.seed))
+    classifier = mc.init(init_key, classifier_config(settings))
     tx = optax.adam(optax.cosine_decay_schedule(settings.lr, settings.steps))
-    step = make_classifier_step(classifier.module, tx, settings.shift)
-    params, opt_state = classifier.params, tx.init(classifier.params)
+    player = Player.from_variables({"params": classifier.params}, classifier.module.apply, tx)
+    return TrainState.create(run_key, {CLASSIFIER: player})
+
+
+def make_classifier_step(
+    settings: ClassifierTraining,
+) -> Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict]]:
+    """The jitted ``(state, batch) -> (state, metrics)`` of :func:`classifier_phase` (the state donated)."""
+    module = mc.MNISTClassifier(classifier_config(settings))
+    return jax.jit(make_step((classifier_phase(module, settings.shift),)), donate_argnums=0)
+
+
+@dataclasses.dataclass
+class LossInBar(Hook):
+    """Shows the mean ``classifier_loss`` since its last run beside the progress bar, every ``every`` steps."""
+
+    every: int = 100
+    reads_metrics = True
+
+    def __call__(self, context: Context) -> None:
+        losses = [float(m[f"{CLASSIFIER}_loss"]) for m in context.window]
+        if losses:
+            context.postfix["loss"] = f"{np.mean(losses):.3g}"
+
+
+def train_classifier(
+    settings: ClassifierTraining,
+    dataset: data.ImageDataset,
+    hooks: Sequence[Hook] = (),
+    desc: str = DESC,
+) -> mc.Classifier:
+    """A classifier trained for ``settings.steps`` on ``dataset``'s shuffled batches.
+
+    Step ``t`` takes ``data.Batcher(dataset, batch_size, seed).batch(t)``; :func:`~ganjax.training.loop.train_loop`
+    runs it, with its progress bar labelled ``desc`` (the recent loss beside it) and ``hooks``.
+    """
     batcher = data.Batcher(dataset, settings.batch_size, settings.seed)
-    bar = tqdm(range(settings.steps), desc="training the MNIST feature network", disable=jax.process_index() != 0)
-    for i in bar:
-        batch = batcher.batch(i)
-        params, opt_state, _ = step(params, opt_state, batch["image"], batch["label"], jax.random.fold_in(step_key, i))
-    return classifier.replace(params=params)
+    state = train_loop(
+        classifier_state(settings),
+        make_classifier_step(settings),
+        batcher.iterate,
+        settings.steps,
+        [LossInBar(), *hooks],
+        desc=desc,
+    )
+    return mc.Classifier(state.players[CLASSIFIER].params, classifier_config(settings))
 
 
 def accuracy(classifier: mc.Classifier, dataset: data.ImageDataset, batch_size: int = 500) -> float:
@@ -73,25 +139,12 @@ def accuracy(classifier: mc.Classifier, dataset: data.ImageDataset, batch_size: 
 
 
 def classifier_for(folder: str | pathlib.Path, dataset: data.ImageDataset) -> mc.Classifier:
-    """The classifier in ``folder``, trained there on ``dataset`` (all but its held-out tail) first if missing."""
+    """The classifier in ``folder`` (:func:`~ganjax.evaluation.mnist_classifier.load_mnist_classifier`); if it holds
+    none, one trained there first on ``dataset`` (all but its held-out tail), the progress bar saying so."""
     folder = pathlib.Path(folder)
     if mc.saved_config(folder) is None:
         settings = ClassifierTraining()
         train_set, _ = dataset.split(1.0 - settings.test_size / len(dataset))
-        if jax.process_index() == 0:
-            print(
-                f"evaluation: training the MNIST feature network on {len(train_set)} digits for {settings.steps} "
-                f"steps, once (saved in {folder})",
-                flush=True,
-            )
-        mc.save_mnist_classifier(train_classifier(settings, train_set), folder)
-    return mc.load_mnist_classifier(folder)
-
-
-def find_classifier(folder: str, image_shape: tuple[int, ...] | None = None) -> mc.Classifier | None:
-    """The classifier in ``folder``; None when ``folder`` is empty, holds none, or holds one for other images
-    than ``image_shape``."""
-    saved = mc.saved_config(folder) if folder else None
-    if saved is None or (image_shape is not None and saved.shape != tuple(image_shape)):
-        return None
+        desc = f"evaluation: {DESC} on {len(train_set)} digits for {settings.steps} steps, once (saved in {folder})"
+        mc.save_mnist_classifier(train_classifier(settings, train_set, desc=desc), folder)
     return mc.load_mnist_classifier(folder)

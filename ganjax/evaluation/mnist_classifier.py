@@ -103,7 +103,12 @@ def save_mnist_classifier(classifier: Classifier, path: str | pathlib.Path) -> p
 
 
 def saved_config(path: str | pathlib.Path) -> ClassifierConfig | None:
-    """The config of the classifier saved in ``path``, or None when ``path`` holds none (reads no params)."""
+    """The config of the classifier saved in ``path``, or None when ``path`` is ``''`` or holds none (reads no params).
+
+    The cheap check before :func:`load_mnist_classifier`: whether there is one, and for which images.
+    """
+    if not str(path):
+        return None
     path = pathlib.Path(path).absolute()
     if not (path / CONFIG_FILE).is_file() or not (path / PARAMS_DIR).is_dir():
         return None
@@ -111,18 +116,30 @@ def saved_config(path: str | pathlib.Path) -> ClassifierConfig | None:
     return ClassifierConfig(**{**raw, "conv_widths": tuple(raw["conv_widths"])})
 
 
-def load_mnist_classifier(path: str | pathlib.Path) -> Classifier:
-    """The classifier saved by :func:`save_mnist_classifier` in ``path``.
+def load_mnist_classifier(path: str | pathlib.Path, image_shape: tuple[int, ...] | None = None) -> Classifier:
+    """The classifier saved by :func:`save_mnist_classifier` in ``path``: the one way to load one.
+
+    Args:
+      path: the folder (``''`` names none).
+      image_shape: the ``(height, width, channels)`` of the images it will read; None: any.
 
     Raises:
-      FileNotFoundError: naming what is missing, if ``path`` holds no saved classifier.
+      FileNotFoundError: naming the folder and what is missing, if ``path`` holds no saved classifier.
+      ValueError: naming the folder, if the classifier there reads other images than ``image_shape``.
     """
-    path = pathlib.Path(path).absolute()
+    if not str(path):
+        raise FileNotFoundError("no MNIST classifier folder named (''); name the folder a classifier was saved in")
     config = saved_config(path)
+    path = pathlib.Path(path).absolute()
     if config is None:
         raise FileNotFoundError(
-            f"{path}: no saved classifier ({CONFIG_FILE} and {PARAMS_DIR}/ expected); "
-            "train one with python -m experiments.train_mnist_classifier"
+            f"{path}: no saved MNIST classifier ({CONFIG_FILE} and {PARAMS_DIR}/ expected); "
+            "train one with python -m experiments.train_mnist_classifier --out FOLDER"
+        )
+    if image_shape is not None and config.shape != tuple(image_shape):
+        shape = lambda s: "x".join(str(n) for n in s)
+        raise ValueError(
+            f"{path}: the MNIST classifier there reads {shape(config.shape)} images, not {shape(image_shape)}"
         )
     abstract = jax.eval_shape(lambda: init(jax.random.key(0), config).params)
     with ocp.StandardCheckpointer() as checkpointer:
