@@ -12,7 +12,8 @@ PyTree = Any
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """Periodic evaluation of G (ganjax.evaluation.quality_hooks): FID, KID, precision/recall, density/coverage, collapse."""
+    """Periodic evaluation of G (ganjax.evaluation.quality_hooks): FID, KID, precision/recall, density/coverage,
+    collapse."""
 
     eval_every: int = 1000
     """steps between evaluations (0: none); the first one builds the evaluator, none runs before training."""

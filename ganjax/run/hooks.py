@@ -183,9 +183,10 @@ class Checkpoint(Hook):
         if not self.resume:
             saved = checkpoint.saved_steps(self.checkpointer.directory)
             if saved:
+                steps = ", ".join(map(str, saved))
                 raise WorkdirError(
-                    f"{self.checkpointer.directory} holds checkpoints of another run (steps {', '.join(map(str, saved))}):"
-                    " resume it, or start in an empty folder"
+                    f"{self.checkpointer.directory} holds checkpoints of another run (steps {steps}): resume it, "
+                    "or start in an empty folder"
                 )
             return state
         with warnings.catch_warnings(record=True) as caught:
