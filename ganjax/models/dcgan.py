@@ -10,7 +10,12 @@ equal to flax's but with fast gradients.
 
 Options (defaults are the paper's): G's norm (:data:`G_NORMS`), upsampling
 (:data:`UPSAMPLINGS`) and activation (:data:`ACTIVATIONS`); D's norm
-(:data:`D_NORMS`). Spectral norm keeps its power-iteration vectors in
+(:data:`D_NORMS`). G's norms beside BatchNorm: pixel norm (Karras et al.
+2018), instance norm, virtual BatchNorm (Salimans et al. 2016, section 3.5:
+the statistics of a fixed reference batch, :func:`reference_latents`, each
+example normalized with the reference batch plus itself) and self-modulated
+BatchNorm (Chen et al. 2019, On Self Modulation for GANs: scale and shift are
+functions of z). Spectral norm keeps its power-iteration vectors in
 ``batch_stats``, so every option trains through ``mutable=['batch_stats']``.
 
 ``dtype`` is the computation dtype (:mod:`ganjax.nn.precision`): with
@@ -27,18 +32,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ganjax import rng
 from ganjax.nn.conv import Conv, ConvTranspose
 from ganjax.nn.names import FEATURES
-from ganjax.nn.normalization import PixelNorm, SpectralConv, SpectralDense
+from ganjax.nn.normalization import (
+    PixelNorm,
+    SelfModulatedBatchNorm,
+    SpectralConv,
+    SpectralDense,
+    VirtualBatchNorm,
+)
 from ganjax.nn.resample import NearestUpsampleConv, PixelShuffle
 from ganjax.noise import DropoutAlways, GaussianNoise
 
 weight_init = nn.initializers.normal(0.02)
 
-G_NORMS = ("batch", "pixel", "instance")
+G_NORMS = ("batch", "pixel", "instance", "virtual_batch", "self_modulated")
 D_NORMS = ("batch", "spectral", "instance", "layer", "none")
 UPSAMPLINGS = ("transposed", "pixelshuffle", "nearest")
 ACTIVATIONS = {"relu": nn.relu, "leaky_relu": lambda x: nn.leaky_relu(x, 0.2)}
+VIRTUAL_BATCH_REFERENCE = 64
+"""Rows of the reference batch of G's virtual BatchNorm."""
 
 
 def bn_scale_init(key, shape, dtype=jnp.float32):
@@ -101,6 +115,21 @@ def _norm(kind: str, train: bool, axis_name: str | None, dtype: Any = jnp.float3
     return None
 
 
+def _g_norm(kind: str, z: jax.Array, train: bool, axis_name: str | None, dtype: Any):
+    """G's norm layer named ``kind``, a callable on NHWC features; self-modulation is conditioned on ``z``."""
+    if kind == "self_modulated":
+        layer = SelfModulatedBatchNorm(axis_name=axis_name, dtype=dtype)
+        return lambda x: layer(x, z, train)
+    if kind == "virtual_batch":
+        return VirtualBatchNorm(VIRTUAL_BATCH_REFERENCE, dtype=dtype)
+    return _norm(kind, train, axis_name, dtype)
+
+
+def reference_latents(latent_dim: int) -> jax.Array:
+    """The reference batch's latents of G's virtual BatchNorm: N(0, I), drawn from the fixed key 0."""
+    return jax.random.normal(rng.flat_draws(jax.random.key(0)), (VIRTUAL_BATCH_REFERENCE, latent_dim))
+
+
 def _upsample(kind: str, features: int, use_bias: bool) -> nn.Module:
     """A 2x upsampling layer to ``features`` channels."""
     if kind == "transposed":
@@ -120,7 +149,7 @@ class Generator(nn.Module):
       latent_dim: size of z.
       bn_axis_name: mapped axis over which BatchNorm statistics are averaged
         (cross-replica BatchNorm), or None.
-      norm: one of :data:`G_NORMS`, after the projection and every hidden upsampling.
+      norm: one of :data:`G_NORMS` (see the module docstring), after the projection and every hidden upsampling.
       upsampling: one of :data:`UPSAMPLINGS`: 4x4 stride-2 transposed conv,
         3x3 conv + PixelShuffle, or nearest-neighbour + 3x3 conv.
       activation: a key of :data:`ACTIVATIONS` (LeakyReLU has slope 0.2).
@@ -153,6 +182,9 @@ class Generator(nn.Module):
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         if z.ndim != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"Generator expects z of shape (N, {self.latent_dim}), got {z.shape}")
+        reference = VIRTUAL_BATCH_REFERENCE if self.norm == "virtual_batch" else 0
+        if reference:  # the reference batch goes first through every layer; its rows leave at the end
+            z = jnp.concatenate([reference_latents(self.latent_dim).astype(z.dtype), z])
         base, n_up = layout(self.image_size)
         features = self.width * 2 ** (n_up - 1)
         x = nn.Dense(base * base * features, use_bias=False, kernel_init=weight_init, dtype=self.dtype)(z)
@@ -160,7 +192,7 @@ class Generator(nn.Module):
         act = ACTIVATIONS[self.activation]
 
         def hidden(x):
-            x = act(_norm(self.norm, train, self.bn_axis_name, self.dtype)(x))
+            x = act(_g_norm(self.norm, z, train, self.bn_axis_name, self.dtype)(x))
             x = GaussianNoise(self.noise_std)(x, deterministic=not train)
             return DropoutAlways(self.dropout)(x) if self.dropout else x
 
@@ -169,7 +201,7 @@ class Generator(nn.Module):
             features //= 2
             x = hidden(_upsample(self.upsampling, features, use_bias=self.norm == "pixel")(x))
         x = _upsample(self.upsampling, self.channels, use_bias=True)(x)
-        return jnp.tanh(x).astype(jnp.float32)
+        return jnp.tanh(x[reference:]).astype(jnp.float32)
 
 
 class Features(nn.Module):

@@ -159,17 +159,19 @@ class SelfModulatedBatchNorm(nn.Module):
       momentum: decay of the running statistics.
       epsilon: added to the variance.
       axis_name: mapped axis for cross-replica statistics, or None.
+      dtype: the output's dtype (statistics and the MLPs stay float32).
     """
 
     hidden: int = 32
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, z: jax.Array, train: bool) -> jax.Array:
         features = x.shape[-1]
-        x = _batch_norm(train, self.momentum, self.epsilon, self.axis_name)(x)
+        x = _batch_norm(train, self.momentum, self.epsilon, self.axis_name, self.dtype)(x)
         scale = 1.0 + nn.Dense(features, name="scale_out")(nn.relu(nn.Dense(self.hidden, name="scale_hidden")(z)))
         shift = nn.Dense(features, name="shift_out")(nn.relu(nn.Dense(self.hidden, name="shift_hidden")(z)))
         return _modulate(x, scale, shift)
@@ -188,10 +190,12 @@ class VirtualBatchNorm(nn.Module):
     Attributes:
       reference_size: rows of ``x`` that form the reference batch.
       epsilon: added to the variance.
+      dtype: the output's dtype (statistics, scale and shift stay float32).
     """
 
     reference_size: int
     epsilon: float = 1e-5
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -199,6 +203,7 @@ class VirtualBatchNorm(nn.Module):
             raise ValueError(
                 f"VirtualBatchNorm: reference_size must be in (0, {x.shape[0]}), got {self.reference_size}"
             )
+        x = x.astype(jnp.float32)
         spatial = tuple(range(1, x.ndim - 1))
         sample_mean = jnp.mean(x, axis=spatial, keepdims=True)
         sample_sq = jnp.mean(jnp.square(x), axis=spatial, keepdims=True)
@@ -211,4 +216,4 @@ class VirtualBatchNorm(nn.Module):
         y = (x - mean) * jax.lax.rsqrt(jnp.maximum(sq - jnp.square(mean), 0.0) + self.epsilon)
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
         bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
-        return y * scale + bias
+        return (y * scale + bias).astype(self.dtype)
