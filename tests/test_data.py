@@ -25,6 +25,7 @@ def test_the_packaged_digits_load_from_their_path_or_its_name(source, mnist):
     np.testing.assert_array_equal(loaded.images, mnist.images)
     np.testing.assert_array_equal(loaded.labels, mnist.labels)
     assert data.native_shape(source) == (28, 1)
+    assert data.native_count(source) == len(mnist.images) == 10_000
 
 
 def test_raw_idx_equals_gz(mnist_dir, tmp_path, mnist):
@@ -152,6 +153,7 @@ def test_every_format_pillow_reads_is_an_image_and_the_shape_is_the_images_own(t
     for i in range(3):
         Image.new("RGB", (24, 20), (10 * i, 0, 200)).save(tmp_path / f"{i}{suffix}")
     assert data.native_shape(str(tmp_path)) == (20, 3)
+    assert data.native_count(str(tmp_path)) == 3
     assert data.load(str(tmp_path)).images.shape == (3, 20, 20, 3)
     Image.new("L", (12, 12)).save(tmp_path / f"0{suffix}")  # the first image decides
     assert data.native_shape(str(tmp_path)) == (12, 1 if suffix in (".bmp", ".tiff", ".png") else 3)

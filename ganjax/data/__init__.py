@@ -20,7 +20,7 @@ from ganjax.data.dataset import DataError, ImageDataset, to_float, to_uint8
 from ganjax.data.folders import GREY_MODES, folder_shape, image_paths, image_suffixes, load_image_folder
 from ganjax.data.idx import PACKAGED_MNIST, load_idx_folder, read_idx
 from ganjax.data.mixtures import MIXTURES, Mixture2D, grid_mixture, ring_mixture
-from ganjax.data.sources import Source, load, native_shape
+from ganjax.data.sources import Source, load, native_count, native_shape
 from ganjax.data.tfds import TFDS_DOWNLOAD_HOST, load_tfds, tfds_builder
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "load_idx_folder",
     "load_image_folder",
     "load_tfds",
+    "native_count",
     "native_shape",
     "read_idx",
     "ring_mixture",

@@ -111,6 +111,13 @@ def is_idx_folder(folder: pathlib.Path) -> bool:
     return any(folder.glob("*images-idx3-ubyte*"))
 
 
+def idx_count(folder: pathlib.Path, split: str = "") -> int:
+    """How many IDX images of ``split`` ``folder`` holds, from the header alone."""
+    path = _idx_images_path(folder, split)
+    shape, _ = _idx_header(_read_bytes(path, 16), path, _IDX_IMAGES_MAGIC)
+    return shape[0]
+
+
 def idx_shape(folder: pathlib.Path, split: str = "") -> tuple[int, int]:
     """``(side, channels)`` of the IDX images of ``split`` in ``folder``, from the header alone: grey digits."""
     path = _idx_images_path(folder, split)

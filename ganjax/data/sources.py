@@ -7,8 +7,8 @@ import pathlib
 from collections.abc import Callable, Iterable
 
 from ganjax.data.dataset import DataError, ImageDataset
-from ganjax.data.folders import folder_shape, load_image_folder
-from ganjax.data.idx import idx_shape, is_idx_folder, load_idx_folder
+from ganjax.data.folders import folder_shape, image_paths, load_image_folder
+from ganjax.data.idx import idx_count, idx_shape, is_idx_folder, load_idx_folder
 from ganjax.data.tfds import load_tfds, tfds_builder
 
 Source = str | os.PathLike
@@ -35,6 +35,19 @@ def native_shape(source: Source, split: str | None = None) -> tuple[int, int]:
     if is_idx_folder(folder):
         return idx_shape(folder, split or "")
     return folder_shape(folder)
+
+
+def native_count(source: Source, split: str | None = None) -> int:
+    """How many images ``source`` holds, without reading them: an IDX header, an image folder's image files
+    (searched recursively), or a TFDS split's size (``'train'`` when None)."""
+    source = os.fspath(source)
+    if source.startswith("tfds:"):
+        info = tfds_builder(source[5:], download=False, must_be_prepared=False).info
+        return info.splits[split or "train"].num_examples
+    folder = _folder(source)
+    if is_idx_folder(folder):
+        return idx_count(folder, split or "")
+    return len(image_paths(folder))
 
 
 def load(

@@ -14,6 +14,7 @@ import jax
 import tyro
 from tqdm import tqdm
 
+from ganjax.run.config_json import resolve
 from ganjax.run.folder import TrainingFailed
 from ganjax.run.presets import PRESET_FLAG, PRESETS
 from ganjax.run.recipe import Recipe, Result, train
@@ -95,18 +96,6 @@ def _plain_help(cli: Callable) -> Callable:
             strings.remove_single_line_breaks = join
 
     return wrapped
-
-
-def resolve(config: Config) -> Config:
-    """``config`` with its parts resolved: a part with a ``resolved()`` method (:meth:`Data.resolved`) gives its own."""
-    if callable(getattr(config, "resolved", None)):
-        return config.resolved()
-    if not dataclasses.is_dataclass(config):
-        return config
-    parts = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
-    resolved = {name: resolve(part) for name, part in parts.items()}
-    changed = {name: part for name, part in resolved.items() if part is not parts[name]}
-    return dataclasses.replace(config, **changed) if changed else config
 
 
 DEBUG_FLAG = "--debug"

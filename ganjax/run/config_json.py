@@ -12,6 +12,18 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def resolve(config: T) -> T:
+    """``config`` with what its values leave to the data filled in: every part with a ``resolved()`` method
+    (:meth:`ganjax.run.Data.resolved`) gives its own, the parts first, then the config itself when it has one
+    (:meth:`ganjax.run.ClassHeadGAN.resolved`). Resolving a resolved config changes nothing."""
+    if dataclasses.is_dataclass(config):
+        parts = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
+        resolved = {name: resolve(part) for name, part in parts.items()}
+        changed = {name: part for name, part in resolved.items() if part is not parts[name]}
+        config = dataclasses.replace(config, **changed) if changed else config
+    return config.resolved() if callable(getattr(config, "resolved", None)) else config
+
+
 def to_dict(config) -> dict:
     """The config as plain JSON values."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))

@@ -116,8 +116,9 @@ class Clusters:
     one mode to the next. No labels are needed; the clusters are the run seed's.
     """
 
-    k: int = 0
-    """clusters (0: no clusters, an unconditional G and D)."""
+    k: int | None = 0
+    """clusters (0: no clusters, an unconditional G and D; None: one per 200 images of the data, at most 50,
+    none below 2)."""
     iterations: int = 20
     """k-means's most assignment steps."""
     d_conditioning: Literal["channels", "projection"] = "channels"
@@ -132,10 +133,17 @@ class Clusters:
 
     def refuse_unused(self, defaults: Clusters) -> None:
         """Refuses a field changed from ``defaults`` (an experiment's own) that no clusters (``k`` 0) would use."""
-        if not self.k:
+        if self.k == 0:
             for field in ("iterations", "d_conditioning", "fake_classes"):
                 if getattr(self, field) != getattr(defaults, field):
                     refuse(self, field, f"is {getattr(self, field)!r} with no clusters: set k > 0")
+
+    def for_images(self, count: int) -> Clusters:
+        """These clusters with ``k`` None (as many as the data's size calls for) set for ``count`` images."""
+        if self.k is not None:
+            return self
+        k = min(AUTO_MAX_CLUSTERS, count // AUTO_IMAGES_PER_CLUSTER)
+        return dataclasses.replace(self, k=k if k >= 2 else 0)
 
     def label(self, dataset: data.ImageDataset, seed: int) -> data.ImageDataset:
         """``dataset`` with each image labelled by its cluster (k-means from ``seed``); as it is without clusters."""
@@ -150,6 +158,7 @@ class Clusters:
 
 
 CLUSTERS_KEY = 3
+AUTO_IMAGES_PER_CLUSTER, AUTO_MAX_CLUSTERS = 200, 50  # Clusters(k=None): 10,000 MNIST digits make 50 clusters
 CLUSTER_SIDE = 32
 
 
@@ -197,6 +206,14 @@ class ClassHeadGAN(UnconditionalGAN):
     def make_gan(self, conditioning: Conditioning | None = None) -> gan.GAN:
         """The objective of these parts, with the class head's or the clusters' conditioning."""
         return super().make_gan(conditioning or self.conditioning)
+
+    def resolved(self) -> ClassHeadGAN:
+        """With ``clusters.k`` None, the clusters the data's size calls for (:meth:`Clusters.for_images`; none
+        beside a class head)."""
+        if self.clusters.k is not None:
+            return self
+        count = 0 if self.class_head.weight else data.native_count(self.data.source, self.data.split)
+        return dataclasses.replace(self, clusters=self.clusters.for_images(count))
 
 
 @dataclasses.dataclass(frozen=True)

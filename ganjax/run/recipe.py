@@ -30,7 +30,7 @@ import jax
 
 from ganjax import data
 from ganjax.evaluation import monitor
-from ganjax.run.config_json import to_dict
+from ganjax.run.config_json import resolve, to_dict
 from ganjax.run.fit import fit
 from ganjax.run.folder import start
 from ganjax.run.generator import Generator
@@ -159,6 +159,7 @@ def train(recipe: Recipe, config) -> Result:
     Returns:
       The :class:`Result`; its :meth:`Result.summary` is what the command line prints at the end.
     """
+    config = resolve(config)
     phases = recipe.phases(config)
     per_step = batches_per_step(phases)
     mesh = start(config, per_step, {RECIPE_KEY: importable(type(recipe)), CONFIG_CLASS_KEY: importable(type(config))})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import cgan_mnist, dcgan_mnist
+from experiments import cgan_mnist, dcgan, dcgan_mnist
 from ganjax import data, evaluation, run
 from ganjax.evaluation import classifier_training, features, inception, metrics, quality
 from ganjax.evaluation import mnist_classifier as mc
@@ -74,7 +74,9 @@ def test_rgb_folder_trains_on_with_one_line_about_the_missing_metrics(tmp_path, 
     argv += ["--latent.dim", "8", "--model.g-width", "4", "--model.d-width", "4", "--run.log-every", "2"]
     argv += ["--evaluation.eval-every", "2", "--evaluation.eval-samples", "8"]
     argv += ["--evaluation.classifier-dir", classifier_dir]
-    state = run.train(dcgan_mnist.RECIPE, run.parse(dcgan_mnist.Config, argv)).state
+    config = run.parse(dcgan.Config, argv)
+    assert config.clusters.k == 0  # 24 images call for no clusters
+    state = run.train(dcgan.RECIPE, config).state
     assert int(state.step) == 4
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     (line,) = warnings

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments import (
     acgan_mnist,
@@ -532,3 +533,24 @@ def test_no_clusters_turns_off_an_experiments_own_cluster_settings():
     config = run.parse(wgan_gp_mnist.Config, ["--clusters.k", "0"])
     assert config.conditioning == run.Conditioning() and config.d_conditioning == "none"
     assert run.parse(wgan_gp_mnist.Config, []).conditioning == run.Conditioning(50, fake_classes="reals")
+
+
+@pytest.mark.parametrize("images, clusters", [(399, 0), (400, 2), (1000, 5), (10_000, 50), (60_000, 50)])
+def test_clusters_left_to_the_data_scale_with_its_size(images, clusters):
+    assert run.Clusters(k=None).for_images(images).k == clusters
+    assert run.Clusters(k=7).for_images(images).k == 7  # a number given is kept
+
+
+def test_the_general_dcgan_takes_its_clusters_from_the_datas_size(tmp_path):
+    """experiments.dcgan on the embedded 10,000 digits clusters them 50 ways, as dcgan_mnist does, and on a folder
+    of 24 images not at all; the number is resolved before the run, so config.json records it."""
+    from experiments import dcgan
+
+    assert run.parse(dcgan.Config, []).clusters.k == 50
+    for i in range(24):
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(tmp_path / f"{i}.png")
+    config = run.parse(dcgan.Config, ["--data.dir", str(tmp_path)])
+    assert config.clusters.k == 0 and config.data.shape == (8, 8, 3)
+    assert run.resolve(config) is config  # resolving twice changes nothing
+    with_head = run.parse(dcgan.Config, ["--class-head.weight", "1"])
+    assert with_head.clusters.k == 0 and with_head.conditioning.aux_class_weight == 1
