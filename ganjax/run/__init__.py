@@ -3,8 +3,8 @@
 from ganjax.augment import Augmentation
 from ganjax.latent import Latent
 from ganjax.noise import InputNoise
-from ganjax.run.cli import DEBUG_FLAG, command, experiment_name, main, parse, resolve
-from ganjax.run.config_json import config_from_dict, to_dict
+from ganjax.run.cli import DEBUG_FLAG, command, experiment_name, main, parse
+from ganjax.run.config_json import config_from_dict, resolve, to_dict
 from ganjax.run.fit import fit, fit_gan, gan_state
 from ganjax.run.folder import (
     CHECKPOINTS,
