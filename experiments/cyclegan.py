@@ -22,6 +22,11 @@ signals of the translations of a fixed set of ``--diversity.eval-samples``
 source images against images of the target domain: ``a_to_b_duplicate_share``
 and ``a_to_b_pairwise_distance_ratio`` for G_ab, ``b_to_a_...`` for G_ba; the
 failure monitor's ``mode_collapse`` check reads both.
+
+Of the run's keys (:func:`ganjax.run.run_keys`) the players' init key makes the
+state and seeds every step, and the sample key picks the grids' images of A
+(``python -m ganjax.sample RUN_DIR`` translates the same ones with G_ab) and,
+folded with 1, those of B.
 """
 
 from __future__ import annotations
@@ -35,13 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ganjax import data, evaluation, images, optim, sample, validate
+from ganjax import data, evaluation, images, optim, validate
 from ganjax.evaluation import Diversity
 from ganjax.models import cyclegan
 from ganjax.nn import precision
-from ganjax.run import Data, Devices, Monitor, Run, Schedule, fit_gan, grid_writer, run_hooks, start, to_dict
+from ganjax.run import Data, Devices, Generator, Grid, Monitor, Run, Schedule, run_keys
 from ganjax.run import main as run_main
 from ganjax.training import devices
+from ganjax.training.phases import Phase, batches_per_step, make_step
 from ganjax.training.state import TrainState
 
 
@@ -208,13 +214,16 @@ def stacked(domain_a: data.ImageDataset, domain_b: data.ImageDataset, seed: int)
 
 
 def load_domains(config: Config) -> tuple[data.ImageDataset, data.ImageDataset]:
-    """The two image folders the config names, or the MNIST domains."""
-    if config.data_a is None:
-        return mnist_domains(config.data.load())
-    return tuple(
-        data.load(folder, image_size=config.data.image_size, channels=config.data.channels)
-        for folder in (config.data_a, config.data_b)
-    )
+    """The two image folders the config names, or the MNIST domains; loaded once for the run's start, its grid
+    and the sampler."""
+    return _domains(config.data_a, config.data_b, config.data)
+
+
+@functools.lru_cache(maxsize=1)
+def _domains(data_a: str | None, data_b: str | None, part: Data) -> tuple[data.ImageDataset, data.ImageDataset]:
+    if data_a is None:
+        return mnist_domains(part.load())
+    return tuple(data.load(folder, image_size=part.image_size, channels=part.channels) for folder in (data_a, data_b))
 
 
 def split_domains(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -232,36 +241,10 @@ def players(config: Config) -> tuple[cyclegan.ResnetGenerator, cyclegan.PatchDis
     )
 
 
-def create_state(config: Config, key: jax.Array) -> TrainState:
-    """Both generators and discriminators with the decaying Adam, and both pools."""
-    return cyclegan.create_state(
-        key,
-        *players(config),
-        config.data.shape,
-        config.optim.build(config.schedule.steps),
-        config.pool.size,
-        config.pool.share,
-    )
-
-
 def pick(domain: data.ImageDataset, key: jax.Array, n: int) -> np.ndarray:
     """``n`` images of ``domain`` in [-1, 1] chosen by ``key`` (no image twice while there are enough)."""
     rows = jax.random.choice(key, len(domain), (n,), replace=n > len(domain))
     return data.to_float(domain.images[np.asarray(rows)])
-
-
-def generator(config: Config) -> sample.Generator:
-    """G_ab as the run samples it (for :mod:`ganjax.sample`): it translates images of domain A, the run's being
-    the first row of its grids, picked by ``fold_in(key(run.seed), 1)``; a sample is G_ab of each picked image."""
-    domain_a = functools.cache(lambda: load_domains(config)[0])
-    return sample.Generator(
-        players(config)[0],
-        draw=lambda key, n: pick(domain_a(), key, n),
-        key=jax.random.fold_in(jax.random.key(config.run.seed), 1),
-        num=config.num_samples,
-        nrow=config.num_samples,
-        player="g_ab",
-    )
 
 
 DIRECTIONS = (("a_to_b_", "ab"), ("b_to_a_", "ba"))
@@ -271,7 +254,7 @@ _translate = jax.jit(cyclegan.translate, static_argnames="direction")
 
 
 def diversity_hooks(config: Config, domain_a: data.ImageDataset, domain_b: data.ImageDataset) -> list:
-    """Per direction, :func:`experiments.evaluation.diversity_hooks`: ``{prefix}duplicate_share`` and
+    """Per direction, :func:`ganjax.evaluation.diversity_hooks`: ``{prefix}duplicate_share`` and
     ``{prefix}pairwise_distance_ratio`` of the translations of up to ``diversity.eval_samples`` source images (the
     same, none twice, at every evaluation) against images of the target domain, translated in batches of the run's."""
     part, batch = config.diversity, config.schedule.batch_size
@@ -299,36 +282,80 @@ def round_trips(state: TrainState, a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.concatenate([a, ab, cyclegan.translate(state, ab, "ba"), b, ba, cyclegan.translate(state, ba, "ab")])
 
 
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains CycleGAN; returns the final state."""
-    mesh = start(config)
-    domain_a, domain_b = load_domains(config)
-    dataset = stacked(domain_a, domain_b, config.run.seed)
-    model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
-    state = create_state(config, jax.random.key(config.run.seed))
-    key = generator(config).key
-    a, b = devices.replicate(
-        (pick(domain_a, key, config.num_samples), pick(domain_b, jax.random.fold_in(key, 1), config.num_samples)), mesh
-    )
-    writer = grid_writer(config.run.workdir, lambda s: round_trips(s, a, b), nrow=config.num_samples)
-    hooks = run_hooks(
-        config.run,
-        to_dict(config),
-        diversity_hooks(config, domain_a, domain_b),
-        watch=monitor_config(config),
-        sample=writer,
-    )
-    state = fit_gan(config, state, model.phases(), dataset, mesh, hooks, inputs=split_domains)
-    grid = np.asarray(round_trips(state, a, b))[: 3 * config.num_samples]
-    if jax.process_index() == 0:
-        images.save_grid(
-            grid, pathlib.Path(config.run.workdir) / "reconstructions.png", nrow=config.num_samples, scale=2
+class CycleGANRecipe:
+    """CycleGAN's recipe (:class:`ganjax.run.Recipe`): both generators and discriminators on the stacked
+    domains; grids of round trips of fixed images of each domain; each direction's mode-collapse signals."""
+
+    def phases(self, config: Config) -> tuple[Phase, ...]:
+        return cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight).phases()
+
+    def load(self, config: Config) -> data.ImageDataset:
+        """The two domains as one dataset (:func:`stacked`)."""
+        return stacked(*load_domains(config), config.run.seed)
+
+    def training_data(self, config: Config, dataset: data.ImageDataset) -> data.ImageDataset:
+        return dataset
+
+    def init(self, config: Config, key: jax.Array, dataset, bn_axis_name: str | None) -> TrainState:
+        """Both generators and discriminators with the decaying Adam, and both pools (instance norm: no
+        BatchNorm to synchronize)."""
+        return cyclegan.create_state(
+            key,
+            *players(config),
+            config.data.shape,
+            config.optim.build(config.schedule.steps),
+            config.pool.size,
+            config.pool.share,
         )
-    return state
+
+    def step(self, config: Config, phases: tuple[Phase, ...], mesh: jax.sharding.Mesh):
+        """The step with each device's batch split into its two domains (:func:`split_domains`)."""
+        inner = make_step(phases)
+        step = lambda state, batch, axis_name=None: inner(state, split_domains(batch), axis_name)
+        return devices.data_parallel(step, mesh, batches_per_step(phases))
+
+    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+        """:func:`round_trips` of ``num_samples`` images of A picked by the run's sample key (:meth:`generator`'s
+        grid) and of B picked by its ``fold_in`` with 1."""
+        g, domain_b = self.generator(config), load_domains(config)[1]
+        (a,) = g.grid(g.key)
+        b = pick(domain_b, jax.random.fold_in(g.key, 1), config.num_samples)
+        a, b = devices.replicate((a, b), mesh)
+        return Grid(lambda state: round_trips(state, a, b), config.num_samples, round_trips)
+
+    def generator(self, config: Config) -> Generator:
+        """G_ab as the run samples it: it translates images of domain A, the run's being the first row of its
+        grids, picked by the run's sample key; a sample is G_ab of each picked image."""
+        return Generator(
+            players(config)[0],
+            draw=lambda key, n: pick(load_domains(config)[0], key, n),
+            key=run_keys(config.run.seed).sample,
+            num=config.num_samples,
+            nrow=config.num_samples,
+            player="g_ab",
+        )
+
+    def evaluations(self, config: Config, dataset: data.ImageDataset) -> list:
+        return diversity_hooks(config, *load_domains(config))
+
+    def monitor(self, config: Config):
+        return monitor_config(config)
+
+    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+        """``reconstructions.png``: the grid's first three rows, A -> B -> A of the last step."""
+        picture = np.asarray(grid.draw(state))[: 3 * config.num_samples]
+        if jax.process_index() == 0:
+            images.save_grid(
+                picture, pathlib.Path(config.run.workdir) / "reconstructions.png", nrow=config.num_samples, scale=2
+            )
+        return {}
+
+
+RECIPE = CycleGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ Every ``--reconstruction.eval-every`` steps, with or without the classifier,
 ``duplicate_share`` and ``pairwise_distance_ratio`` of 1,000 samples from the
 prior against the training digits are logged too; the failure monitor's
 ``mode_collapse`` check reads them.
+
+Of the run's keys (:func:`ganjax.run.run_keys`) the players' init key makes the
+state and seeds every step, and the sample key draws the prior's z of the grids'
+last two rows (which ``python -m ganjax.sample RUN_DIR`` draws again).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Literal
 
 import flax.linen as nn
@@ -35,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ganjax import data, evaluation, images, sample, validate
+from ganjax import data, evaluation, images, validate
+from ganjax.evaluation import mnist_classifier as mc
 from ganjax.models import dcgan, vaegan
 from ganjax.nn import precision
 from ganjax.run import (
@@ -43,22 +49,21 @@ from ganjax.run import (
     Data,
     Evaluate,
     GANSchedule,
+    Generator,
+    Grid,
     InputNoise,
     Latent,
     Monitor,
     Objective,
     Optimizers,
     Run,
-    fit_gan,
-    grid_writer,
-    run_hooks,
-    start,
-    to_dict,
+    data_parallel_step,
+    run_keys,
 )
 from ganjax.run import main as run_main
 from ganjax.training import devices
 from ganjax.training.gan import GAN
-from ganjax.training.phases import batches_per_step
+from ganjax.training.phases import Phase
 from ganjax.training.state import TrainState
 
 
@@ -160,28 +165,23 @@ def players(config: Config, bn_axis_name: str | None = None) -> tuple[nn.Module,
     )
 
 
-def create_state(config: Config, model: vaegan.VAEGAN, key: jax.Array, bn_axis_name: str | None = None) -> TrainState:
-    """Encoder, decoder, D and their optimizers (the encoder's is the decoder's recipe) from ``key``."""
-    encoder, decoder, discriminator = players(config, bn_axis_name)
-    init_key, noise_key, enc_noise_key = jax.random.split(key, 3)
-    tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
-    enc_tx = config.optim.build(enc_noise_key, config.schedule.steps).g
-    return vaegan.create_state(
-        init_key, model, encoder, decoder, discriminator, config.data.shape, enc_tx=enc_tx, g_tx=tx.g, d_tx=tx.d
-    )
+@functools.lru_cache(maxsize=1)
+def load_digits(part: Data) -> data.ImageDataset:
+    """``part``'s dataset, loaded once for the run's start, its grid and its end (which take the held-out digits)."""
+    return part.load()
 
 
-def generator(config: Config) -> sample.Generator:
-    """The decoder from the prior, as the run samples it (for :mod:`ganjax.sample`): the last two rows of its grids,
-    z from the second of two keys split from ``run.seed``."""
-    return sample.Generator(
-        players(config)[1],
-        draw=config.latent.sample,
-        key=jax.random.split(jax.random.key(config.run.seed))[1],
-        num=2 * config.grid_columns,
-        nrow=config.grid_columns,
-        latent=config.latent,
-    )
+def split(config: Config, dataset: data.ImageDataset) -> tuple[data.ImageDataset, data.ImageDataset]:
+    """``(the training digits, the last config.holdout digits)``.
+
+    Raises:
+      DataError: when the holdout leaves no digit to train on.
+    """
+    if config.holdout >= len(dataset):
+        raise data.DataError(
+            f"{dataset.name}: holds {len(dataset)} digits; holdout={config.holdout} leaves none to train"
+        )
+    return dataset.split(1.0 - config.holdout / len(dataset))
 
 
 def originals_and_reconstructions(state: TrainState, originals: jax.Array, columns: int) -> jax.Array:
@@ -205,8 +205,19 @@ def reconstruction_accuracy(
     return evaluation.per_class_accuracy(np.concatenate(predictions), held_out.labels, num_classes)
 
 
+def reconstruction_check(config: Config, held_out: data.ImageDataset) -> Callable[[TrainState], list[float]] | None:
+    """``state -> per-digit accuracy`` of ``held_out``'s reconstructions by the MNIST classifier in
+    ``reconstruction.classifier_dir`` (:func:`reconstruction_accuracy`); None without one for the config's images."""
+    classifier_dir = config.reconstruction.classifier_dir
+    saved = mc.saved_config(classifier_dir)
+    if saved is None or saved.shape != config.data.shape:
+        return None
+    classify = mc.load_mnist_classifier(classifier_dir).class_fn()
+    return functools.partial(reconstruction_accuracy, held_out=held_out, classify=classify)
+
+
 def diversity_hooks(config: Config, reals: data.ImageDataset) -> list:
-    """The mode-collapse signals (:func:`experiments.evaluation.diversity_hooks`) of up to 1,000 of the decoder's
+    """The mode-collapse signals (:func:`ganjax.evaluation.diversity_hooks`) of up to 1,000 of the decoder's
     samples from the prior against ``reals``, every ``reconstruction.eval_every`` steps."""
     batch = config.schedule.batch_size
     draw = jax.jit(lambda state, key: vaegan.generate(state, config.latent.sample(key, batch)))
@@ -220,70 +231,119 @@ def diversity_hooks(config: Config, reals: data.ImageDataset) -> list:
     )
 
 
-def train_and_evaluate(config: Config) -> tuple[TrainState, list[float] | None]:
-    """Trains the VAE-GAN on all but the held-out digits; returns the state and the per-digit accuracy (or None)."""
-    model = config.make_model()
-    phases = model.phases(config.schedule.n_critic)
-    mesh = start(config, batches_per_step(phases))
-    dataset = config.data.load()
-    if config.holdout >= len(dataset):
-        raise data.DataError(
-            f"{dataset.name}: holds {len(dataset)} digits; holdout={config.holdout} leaves none to train"
+class VAEGANRecipe:
+    """The VAE-GAN's recipe (:class:`ganjax.run.Recipe`): the encoder, decoder and D trained on all but the
+    held-out digits; grids of held-out originals, their reconstructions and samples from the prior; the
+    reconstruction accuracy and the prior's mode-collapse signals as evaluations."""
+
+    def phases(self, config: Config) -> tuple[Phase, ...]:
+        return config.make_model().phases(config.schedule.n_critic)
+
+    def load(self, config: Config) -> data.ImageDataset:
+        return load_digits(config.data)
+
+    def training_data(self, config: Config, dataset: data.ImageDataset) -> data.ImageDataset:
+        """All but the held-out digits."""
+        return split(config, dataset)[0]
+
+    def init(self, config: Config, key: jax.Array, dataset, bn_axis_name: str | None) -> TrainState:
+        """Encoder, decoder, D and their optimizers (the encoder's is the decoder's recipe) from ``key``."""
+        encoder, decoder, discriminator = players(config, bn_axis_name)
+        init_key, noise_key, enc_noise_key = jax.random.split(key, 3)
+        tx = config.optim.build(noise_key, config.schedule.steps, config.schedule.n_critic)
+        enc_tx = config.optim.build(enc_noise_key, config.schedule.steps).g
+        return vaegan.create_state(
+            init_key,
+            config.make_model(),
+            encoder,
+            decoder,
+            discriminator,
+            config.data.shape,
+            enc_tx=enc_tx,
+            g_tx=tx.g,
+            d_tx=tx.d,
         )
-    train_set, held_out = dataset.split(1.0 - config.holdout / len(dataset))
-    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
-    bn = devices.bn_axis_name(config.devices.cross_replica_bn, config.schedule.batch_size, mesh)
-    state = create_state(config, model, init_key, bn)
-    columns = config.grid_columns
-    originals = jnp.asarray(data.to_float(held_out.images[: config.grid_pairs * columns]))
-    (prior_z,) = generator(config).grid(sample_key)
-    grid = jax.jit(
-        lambda s: jnp.concatenate([originals_and_reconstructions(s, originals, columns), vaegan.generate(s, prior_z)])
-    )
-    classifier = evaluation.find_classifier(config.reconstruction.classifier_dir, config.data.shape)
-    accuracy = (
-        None
-        if classifier is None
-        else functools.partial(reconstruction_accuracy, held_out=held_out, classify=classifier.class_fn())
-    )
-    extra = diversity_hooks(config, train_set)
-    if accuracy is not None and config.reconstruction.eval_every:
-        evaluate = lambda state, step: {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
-        extra.append(Evaluate(config.reconstruction.eval_every, evaluate))
-    hooks = run_hooks(
-        config.run,
-        to_dict(config),
-        extra,
-        config.monitor.build(config.objective),
-        grid_writer(config.run.workdir, grid, nrow=columns),
-    )
-    state = fit_gan(config, state, phases, train_set, mesh, hooks)
-    workdir = pathlib.Path(config.run.workdir)
-    if jax.process_index() == 0:
-        images.save_grid(
-            np.asarray(originals_and_reconstructions(state, originals, columns)),
-            workdir / "reconstructions.png",
-            nrow=columns,
-            scale=2,
+
+    def step(self, config: Config, phases: tuple[Phase, ...], mesh: jax.sharding.Mesh):
+        return data_parallel_step(phases, mesh)
+
+    def originals(self, config: Config) -> np.ndarray:
+        """The grids' held-out originals, ``grid_pairs`` rows of ``grid_columns``, in [-1, 1]."""
+        held_out = split(config, self.load(config))[1]
+        return data.to_float(held_out.images[: config.grid_pairs * config.grid_columns])
+
+    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+        """Rows of held-out originals, each followed by their reconstructions, then the decoder's samples from
+        the prior (:meth:`generator`'s grid)."""
+        columns, g = config.grid_columns, self.generator(config)
+        fixed = devices.replicate((self.originals(config), *g.grid(g.key)), mesh)
+        draw = jax.jit(
+            lambda state, originals, z: jnp.concatenate(
+                [originals_and_reconstructions(state, originals, columns), vaegan.generate(state, z)]
+            )
         )
-    if accuracy is None:
-        return state, None
-    shares = accuracy(state)
-    if jax.process_index() == 0:
-        counts = np.bincount(held_out.labels, minlength=10).tolist()
-        result = {
-            "per_class": shares,
-            "min": min(shares),
-            "overall": float(np.dot(shares, counts) / sum(counts)),
-            "held_out_per_class": counts,
-            "classifier_dir": config.reconstruction.classifier_dir,
-        }
-        (workdir / "reconstruction_accuracy.json").write_text(json.dumps(result, indent=1))
-    return state, shares
+        return Grid(lambda state: draw(state, *fixed), columns, draw)
+
+    def generator(self, config: Config) -> Generator:
+        """The decoder from the prior, as the run samples it: the last two rows of its grids, z from the run's
+        sample key."""
+        return Generator(
+            players(config)[1],
+            draw=config.latent.sample,
+            key=run_keys(config.run.seed).sample,
+            num=2 * config.grid_columns,
+            nrow=config.grid_columns,
+            latent=config.latent,
+        )
+
+    def evaluations(self, config: Config, dataset: data.ImageDataset) -> list:
+        """The prior's mode-collapse signals against the training digits and, with the classifier, the
+        reconstruction accuracy of the held-out digits, every ``reconstruction.eval_every`` steps."""
+        train_set, held_out = split(config, dataset)
+        hooks = diversity_hooks(config, train_set)
+        accuracy = reconstruction_check(config, held_out)
+        if accuracy is not None and config.reconstruction.eval_every:
+            evaluate = lambda state, step: {"reconstruction_accuracy": float(np.mean(accuracy(state)))}
+            hooks.append(Evaluate(config.reconstruction.eval_every, evaluate))
+        return hooks
+
+    def monitor(self, config: Config):
+        return config.monitor.build(config.objective)
+
+    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+        """``reconstructions.png`` and, with the classifier, ``reconstruction_accuracy.json``; the per-digit
+        accuracy as ``reconstruction_accuracy`` (None without the classifier)."""
+        workdir, columns = pathlib.Path(config.run.workdir), config.grid_columns
+        if jax.process_index() == 0:
+            images.save_grid(
+                np.asarray(originals_and_reconstructions(state, jnp.asarray(self.originals(config)), columns)),
+                workdir / "reconstructions.png",
+                nrow=columns,
+                scale=2,
+            )
+        held_out = split(config, self.load(config))[1]
+        accuracy = reconstruction_check(config, held_out)
+        if accuracy is None:
+            return {"reconstruction_accuracy": None}
+        shares = accuracy(state)
+        if jax.process_index() == 0:
+            counts = np.bincount(held_out.labels, minlength=10).tolist()
+            result = {
+                "per_class": shares,
+                "min": min(shares),
+                "overall": float(np.dot(shares, counts) / sum(counts)),
+                "held_out_per_class": counts,
+                "classifier_dir": config.reconstruction.classifier_dir,
+            }
+            (workdir / "reconstruction_accuracy.json").write_text(json.dumps(result, indent=1))
+        return {"reconstruction_accuracy": shares}
+
+
+RECIPE = VAEGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

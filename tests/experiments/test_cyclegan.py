@@ -25,14 +25,14 @@ def test_mnist_domains_are_inverted_thickened_and_unpaired(mnist):
 
 @pytest.mark.slow  # the model's step is checked by hand in the default suite
 def test_experiment_smoke(mnist_dir, tmp_path):
-    run = tmp_path / "run"
+    workdir = tmp_path / "run"
     config = run.parse(
         experiment.Config,
         [
             "--data.dir",
             str(mnist_dir),
             "--run.workdir",
-            str(run),
+            str(workdir),
             "--schedule.steps",
             "4",
             "--schedule.batch-size",
@@ -55,20 +55,20 @@ def test_experiment_smoke(mnist_dir, tmp_path):
             "4",
         ],
     )
-    state = experiment.train_and_evaluate(config)
+    state = run.train(experiment.RECIPE, config).state
     assert int(state.step) == 4
     for name in ("reconstructions.png", "samples/step_000004.png", "samples.gif", "training.png", "config.json"):
-        assert (run / name).is_file(), name
+        assert (workdir / name).is_file(), name
     assert int(state.buffers["pool_a"].count) == 4 * 4
 
 
 @pytest.mark.slow
 def test_cycle_loss_falls_below_a_fifth_of_its_start(mnist):
     """A 300-step run of the default models on the MNIST domains (about two minutes on two cores)."""
-    config = experiment.Config(schedule=run.Schedule(steps=300, batch_size=8))
+    config = run.resolve(experiment.Config(schedule=run.Schedule(steps=300, batch_size=8)))
     model = cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight)
     step = jax.jit(make_step(model.phases()), donate_argnums=0)
-    state = experiment.create_state(config, jax.random.key(0))
+    state = experiment.RECIPE.init(config, jax.random.key(0), None, None)
     batcher = data.Batcher(experiment.stacked(*experiment.mnist_domains(mnist), seed=0), 8, seed=0)
     cycle = []
     for t in range(config.schedule.steps):
