@@ -30,34 +30,25 @@ def instance_noise_schedule(std: float, decay_steps: int) -> optax.Schedule:
     return optax.linear_schedule(std, 0.0, decay_steps) if decay_steps else optax.constant_schedule(std)
 
 
-def add_instance_noise(key: Array, real: Array, fake: Array, std: Array | float) -> tuple[Array, Array]:
-    """Adds independent ``N(0, std^2)`` noise to every input of D, the real batch and the fake batch alike.
+@dataclasses.dataclass(frozen=True)
+class InputNoise:
+    """Gaussian instance noise on D's inputs, real and fake, each batch its own draw, decayed by the step.
+
+    The GAN's step (:mod:`ganjax.training.gan`) calls it on every batch D sees, in D's phase and G's.
+
+    Attributes:
+      std: its standard deviation at step 0 (0: off).
+      decay_steps: steps over which it decays linearly to 0 (0: constant).
 
     Example:
-      >>> schedule = instance_noise_schedule(0.1, 10_000)
-      >>> real, fake = jax.numpy.zeros((4, 2)), jax.numpy.ones((4, 2))
-      >>> noisy_real, noisy_fake = add_instance_noise(jax.random.key(0), real, fake, schedule(5_000))
-      >>> round(float(schedule(5_000)), 6), noisy_real.shape
+      >>> noise = InputNoise(std=0.1, decay_steps=10_000)
+      >>> noisy = noise(jax.random.key(0), jax.numpy.zeros((4, 2)), jax.numpy.int32(5_000), None)
+      >>> round(float(instance_noise_schedule(0.1, 10_000)(5_000)), 6), noisy.shape
       (0.05, (4, 2))
 
     References:
       Arjovsky & Bottou 2017, Towards Principled Methods for Training GANs;
       Sønderby et al. 2016; ganhacks #13 "Add noise to inputs, decay over time".
-    """
-    real_key, fake_key = jax.random.split(key)
-    return (
-        real + std * jax.random.normal(real_key, real.shape, real.dtype),
-        fake + std * jax.random.normal(fake_key, fake.shape, fake.dtype),
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class InputNoise:
-    """Gaussian instance noise on D's inputs, real and fake (ganhacks trick 10; Sønderby et al. 2016).
-
-    Attributes:
-      std: its standard deviation at step 0 (0: off).
-      decay_steps: steps over which it decays linearly to 0 (0: constant).
     """
 
     std: float = 0.0

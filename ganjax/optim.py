@@ -8,10 +8,15 @@ The raw gradient norm, before clipping, is a metric of every player update
 (``{phase}_grad_norm``, :func:`ganjax.training.phases.update_players`) that the
 monitor watches (ganhacks #10 "Track failures early": "check norms of gradients").
 :func:`gan_optimizers` builds both chains from the experiment config's
-``d_optimizer``, ``lr_g``, ``lr_d`` (constants or schedules such as
-:func:`linear_decay`), ``grad_clip``, ``grad_noise`` and ``optimistic``;
-:func:`sgd_d_adam_g` and :func:`ttur` are named recipes on top of it. The EMA of
-G's weights (:class:`EMA`) lives beside the optimizer, in the train state.
+``g_optimizer``, ``d_optimizer``, ``lr_g``, ``lr_d`` (constants or schedules such as
+:func:`linear_decay`), ``grad_clip``, ``grad_noise`` and ``optimistic``. Two
+tricks are settings of it: SGD for D and Adam for G (ganhacks #9 "Use the ADAM
+Optimizer": "Use SGD for discriminator and ADAM for generator") is
+``d_optimizer='sgd'`` (``--optim.d-optimizer sgd``), and the two time-scale
+update rule (Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule;
+SAGAN's Adam lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9) is ``lr_d > lr_g``
+(``--optim.lr-d 4e-4 --optim.lr-g 1e-4``). The EMA of G's weights
+(:class:`EMA`) lives beside the optimizer, in the train state.
 """
 
 from __future__ import annotations
@@ -165,6 +170,9 @@ def gan_optimizers(
 ) -> GANOptimizers:
     """Both players' chains from the experiment config; the defaults are DCGAN's Adam(2e-4, b1=0.5).
 
+    SGD for D and Adam for G is ``d_optimizer='sgd'`` (ganhacks #9); the two
+    time-scale update rule is ``lr_d > lr_g`` (Heusel et al. 2017), as in the example.
+
     ``key`` seeds the gradient noise (split between the players); the other
     options are those of :func:`player_optimizer`, shared by both players,
     except D's ``b2`` where ``b2_d`` is given: a schedule counts its player's own
@@ -183,30 +191,6 @@ def gan_optimizers(
         g=player_optimizer(g_optimizer, lr_g, b2=b2, key=g_key, **common),
         d=player_optimizer(d_optimizer, lr_d, b2=b2 if b2_d is None else b2_d, key=d_key, **common),
     )
-
-
-def sgd_d_adam_g(lr_g: float = 2e-4, lr_d: float = 1e-2, **kwargs) -> GANOptimizers:
-    """SGD for D, Adam for G. ``kwargs`` go to :func:`gan_optimizers`.
-
-    References:
-      ganhacks #9 "Use the ADAM Optimizer": "Use SGD for discriminator and ADAM for generator".
-    """
-    return gan_optimizers(lr_g, lr_d, g_optimizer="adam", d_optimizer="sgd", **kwargs)
-
-
-def ttur(lr_g: float = 1e-4, lr_d: float = 4e-4, b1: float = 0.0, b2: float = 0.9, **kwargs) -> GANOptimizers:
-    """The two-timescale update rule: Adam for both, D faster than G (defaults of SAGAN).
-
-    Raises:
-      ValueError: unless ``lr_d > lr_g``.
-
-    References:
-      Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule;
-      Zhang et al. 2019 (SAGAN).
-    """
-    if not lr_d > lr_g:
-        raise ValueError(f"ttur: expects lr_d > lr_g, got lr_d={lr_d}, lr_g={lr_g}")
-    return gan_optimizers(lr_g, lr_d, b1=b1, b2=b2, **kwargs)
 
 
 def ema_update(ema_params: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:

@@ -10,7 +10,8 @@ through ``mutable=['batch_stats']`` (as :class:`ganjax.training.state.Player` do
 With ``num_classes > 0`` the model is class-conditional: G's BatchNorms become
 :class:`ganjax.nn.ConditionalBatchNorm` and D adds the projection term
 ``<embed(y), h>`` of Miyato and Koyama 2018 to its logit. Train with the hinge
-loss and TTUR (:func:`ganjax.optim.ttur`: Adam lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9).
+loss and the two time-scale update rule (Heusel et al. 2017): Adam lr_D 4e-4, lr_G 1e-4, b1 0, b2 0.9
+(``experiments/sagan.py``'s optimizers).
 """
 
 from __future__ import annotations
