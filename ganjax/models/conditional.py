@@ -91,7 +91,7 @@ class Generator(nn.Module):
         return body(jnp.concatenate([z, embedded.astype(z.dtype)], axis=-1), train=train)
 
 
-class Discriminator(nn.Module):
+class Discriminator(dcgan.Features):
     """A DCGAN D, conditioned on the class as ``conditioning`` says; sows its features.
 
     Calls: ``D(images, labels, train=...)`` for ``'channels'`` and
@@ -112,11 +112,6 @@ class Discriminator(nn.Module):
     conditioning: str = "channels"
     num_classes: int = 10
     embed_dim: int = 4
-    image_size: int = 28
-    width: int = 64
-    norm: str = "batch"
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
 
     def __post_init__(self):
         dcgan._check(self, "conditioning", CONDITIONINGS)
@@ -137,7 +132,7 @@ class Discriminator(nn.Module):
         if self.conditioning == "channels":
             embedded = nn.Embed(self.num_classes, self.embed_dim, name="embed")(labels).astype(x.dtype)
             x = jnp.concatenate([x, jnp.broadcast_to(embedded[:, None, None, :], (*x.shape[:3], self.embed_dim))], -1)
-        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, self.dtype, name="body")(x, train)
+        h = self.body_module()(x, train)
         self.sow("intermediates", FEATURES, h)
         if self.norm == "spectral":
             logits = SpectralDense(1, kernel_init=dcgan.weight_init, name="logit")(h, train)[:, 0]

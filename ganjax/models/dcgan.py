@@ -249,6 +249,11 @@ class Features(nn.Module):
             x = nn.leaky_relu(x, 0.2)
         return x.reshape(x.shape[0], -1).astype(jnp.float32)
 
+    def body_module(self) -> Features:
+        """The conv stack as a submodule named ``body``, for a model that keeps its fields beside other heads
+        (the conditional D, the VAE-GAN's encoder); call it inside a compact method."""
+        return Features(self.image_size, self.width, self.norm, self.bn_axis_name, self.dtype, name="body")
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         return self.body(x, train)

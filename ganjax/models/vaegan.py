@@ -55,7 +55,7 @@ from ganjax.training.phases import Phase, PhaseInputs, PhaseOutput
 from ganjax.training.state import Player, TrainState
 
 
-class Encoder(nn.Module):
+class Encoder(dcgan.Features):
     """Images ``(N, S, S, C)`` -> ``(mean, log_variance)``, each ``(N, latent_dim)``.
 
     Attributes:
@@ -65,15 +65,10 @@ class Encoder(nn.Module):
     """
 
     latent_dim: int = 100
-    image_size: int = 28
-    width: int = 64
-    norm: str = "batch"
-    bn_axis_name: str | None = None
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
-        h = dcgan.Features(self.image_size, self.width, self.norm, self.bn_axis_name, self.dtype, name="body")(x, train)
+        h = self.body_module()(x, train)
         out = nn.Dense(2 * self.latent_dim, kernel_init=dcgan.weight_init, name="posterior")(h)
         mean, log_variance = out[:, : self.latent_dim], out[:, self.latent_dim :]
         return mean, log_variance
@@ -97,11 +92,9 @@ def players(
     All three compute in ``dtype`` (:mod:`ganjax.nn.precision`) and return float32.
     """
     return (
-        Encoder(latent_dim, image_size, width, encoder_norm, bn_axis_name, dtype),
+        Encoder(image_size, width, encoder_norm, bn_axis_name, dtype, latent_dim=latent_dim),
         dcgan.Generator(image_size, channels, width, latent_dim, bn_axis_name=bn_axis_name, norm=g_norm, dtype=dtype),
-        conditional.Discriminator(
-            "none", image_size=image_size, width=width, norm=d_norm, bn_axis_name=bn_axis_name, dtype=dtype
-        ),
+        conditional.Discriminator(image_size, width, d_norm, bn_axis_name, dtype, conditioning="none"),
     )
 
 

@@ -80,8 +80,8 @@ class DCGANModel:
             generator = dcgan.Generator(data.image_size, data.channels, self.g_width, latent_dim, **layers)
         if num_classes:
             discriminator = conditional.Discriminator(
-                d_conditioning,
-                num_classes,
+                conditioning=d_conditioning,
+                num_classes=num_classes,
                 image_size=data.image_size,
                 width=self.d_width,
                 norm=self.d_norm,
@@ -138,13 +138,13 @@ class ConditionalModel:
             dtype=dtype,
         )
         discriminator = conditional.Discriminator(
-            self.d_conditioning,
-            num_classes,
-            self.d_embed_dim,
             data.image_size,
             self.d_width,
             self.d_norm,
             bn_axis_name,
             dtype,
+            conditioning=self.d_conditioning,
+            num_classes=num_classes,
+            embed_dim=self.d_embed_dim,
         )
         return generator, discriminator

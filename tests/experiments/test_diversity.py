@@ -130,7 +130,7 @@ def test_sagan_logs_diversity(small):
     config = run.parse(sagan.Config, [*SMALL, "--latent.dim", "4", *TINY, *DIVERSITY])
     gan = config.make_gan(Conditioning(num_classes=config.model.num_classes))
     state = run.gan_state(jax.random.key(0), gan, *sagan.players(config), config.data.shape, config)
-    hooks = sagan.diversity_hooks(config, small)
+    hooks = sagan.RECIPE.evaluations(config, small)
     assert [hook.every for hook in hooks] == [2]
     assert_real(logged(hooks, state), "")
 
@@ -142,7 +142,7 @@ def test_msggan_logs_diversity_of_its_finest_scale(small, monkeypatch):
     players = msggan.RECIPE.generator(config).module, msggan_models.Discriminator(8, 4)
     state = run.gan_state(jax.random.key(0), config.make_gan(), *players, (8, 8, len(sides)), config)
     shapes = spy_shapes(monkeypatch)
-    assert_real(logged(msggan.diversity_hooks(config, small), state), "")
+    assert_real(logged(msggan.RECIPE.evaluations(config, small), state), "")
     assert shapes == [((8, 8, 8, 1), (32, 8, 8, 1))]
 
 
@@ -178,7 +178,7 @@ def test_cyclegan_logs_each_direction_and_the_monitor_reads_a_collapsed_one(mnis
     argv += ["--model.g-blocks", "1", "--model.d-width", "4", "--model.d-layers", "1", *DIVERSITY]
     config = run.parse(cyclegan.Config, argv)
     a, b = cyclegan.mnist_domains(small)
-    state = cyclegan.create_state(config, jax.random.key(0))
+    state = cyclegan.RECIPE.init(config, jax.random.key(0), None, None)
     hooks = cyclegan.diversity_hooks(config, a, b)
     assert_real(logged(hooks, state), "a_to_b_", "b_to_a_")
     result = logged(hooks, collapsed(state, "g_ab"))

@@ -19,7 +19,9 @@ Y = jnp.array([0, 1, 2, 0, 1, 2])
 
 
 def d_params(conditioning, **kwargs):
-    d = conditional.Discriminator(conditioning, num_classes=3, image_size=S, width=4, norm="none", **kwargs)
+    d = conditional.Discriminator(
+        conditioning=conditioning, num_classes=3, image_size=S, width=4, norm="none", **kwargs
+    )
     inputs = (X, Y) if d.takes_labels else (X,)
     return d, d.init(jax.random.key(1), *inputs, train=False)["params"], inputs
 
@@ -73,16 +75,16 @@ def test_auxiliary_d_returns_logit_and_class_logits_and_sows_features():
     with pytest.raises(ValueError, match="conditioning='auxiliary'\\) takes no labels"):
         d.apply({"params": params}, X, Y, train=False)
     with pytest.raises(ValueError, match="conditioning='channels'\\) needs labels"):
-        conditional.Discriminator("channels", image_size=S).init(jax.random.key(0), X, train=False)
+        conditional.Discriminator(conditioning="channels", image_size=S).init(jax.random.key(0), X, train=False)
     with pytest.raises(ValueError, match="unknown option 'film'"):
-        conditional.Discriminator("film")
+        conditional.Discriminator(conditioning="film")
 
 
 @pytest.mark.parametrize("conditioning, aux", [("channels", 0.0), ("projection", 0.0), ("auxiliary", 1.0)])
 def test_each_conditioning_trains_in_the_gan_step_and_compiles_once(conditioning, aux):
     gan = GAN(Latent(dim=4), conditioning=Conditioning(num_classes=3, aux_class_weight=aux))
     g = conditional.Generator(num_classes=3, embed_dim=2, image_size=S, width=4, latent_dim=4)
-    d = conditional.Discriminator(conditioning, num_classes=3, image_size=S, width=4)
+    d = conditional.Discriminator(conditioning=conditioning, num_classes=3, image_size=S, width=4)
     state = create_state(jax.random.key(0), gan, g, d, (S, S, 1))
     chex.clear_trace_counter()
     step = jax.jit(chex.assert_max_traces(make_step(gan.phases()), n=1), donate_argnums=0)
@@ -96,7 +98,7 @@ def test_acgan_class_head_learns_the_labels_of_real_digits(mnist):
     """The AC-GAN D's class loss on real digits falls as it trains (G's fakes are still noise)."""
     gan = GAN(Latent(dim=4), conditioning=Conditioning(num_classes=10, aux_class_weight=1.0))
     g = conditional.Generator(num_classes=10, embed_dim=2, width=4, latent_dim=4)
-    d = conditional.Discriminator("auxiliary", num_classes=10, width=8)
+    d = conditional.Discriminator(conditioning="auxiliary", num_classes=10, width=8)
     state = create_state(jax.random.key(0), gan, g, d, (28, 28, 1), d_tx=optax.adam(2e-3))
     images = jnp.asarray(mnist.images[:64], jnp.float32) / 127.5 - 1.0
     batch = {"image": images, "label": jnp.asarray(mnist.labels[:64])}
