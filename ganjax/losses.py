@@ -263,6 +263,9 @@ class LossPair(NamedTuple):
         input is real (the cross-entropy losses). The others score on their own
         scale (a Wasserstein critic's scores are unbounded), so only their raw
         scores are meaningful to report.
+      d_loss_bounded_below: whether ``d`` has a least value that a D winning
+        outright approaches (0 for hard targets); False for the Wasserstein
+        critic's loss, which falls without bound as the critic's scores spread.
     """
 
     d: Callable[..., Array]
@@ -270,22 +273,57 @@ class LossPair(NamedTuple):
     uses_labels: bool
     g_needs_real: bool
     probabilistic: bool
+    d_loss_bounded_below: bool
 
 
 LOSSES: dict[str, LossPair] = {
-    "minimax": LossPair(minimax_d_loss, minimax_g_loss, uses_labels=True, g_needs_real=False, probabilistic=True),
+    "minimax": LossPair(
+        minimax_d_loss,
+        minimax_g_loss,
+        uses_labels=True,
+        g_needs_real=False,
+        probabilistic=True,
+        d_loss_bounded_below=True,
+    ),
     "non_saturating": LossPair(
-        minimax_d_loss, non_saturating_g_loss, uses_labels=True, g_needs_real=False, probabilistic=True
+        minimax_d_loss,
+        non_saturating_g_loss,
+        uses_labels=True,
+        g_needs_real=False,
+        probabilistic=True,
+        d_loss_bounded_below=True,
     ),
     "wasserstein": LossPair(
-        wasserstein_d_loss, wasserstein_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False
+        wasserstein_d_loss,
+        wasserstein_g_loss,
+        uses_labels=False,
+        g_needs_real=False,
+        probabilistic=False,
+        d_loss_bounded_below=False,
     ),
-    "hinge": LossPair(hinge_d_loss, hinge_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False),
+    "hinge": LossPair(
+        hinge_d_loss,
+        hinge_g_loss,
+        uses_labels=False,
+        g_needs_real=False,
+        probabilistic=False,
+        d_loss_bounded_below=True,
+    ),
     "least_squares": LossPair(
-        least_squares_d_loss, least_squares_g_loss, uses_labels=True, g_needs_real=False, probabilistic=False
+        least_squares_d_loss,
+        least_squares_g_loss,
+        uses_labels=True,
+        g_needs_real=False,
+        probabilistic=False,
+        d_loss_bounded_below=True,
     ),
     "relativistic": LossPair(
-        relativistic_d_loss, relativistic_g_loss, uses_labels=True, g_needs_real=True, probabilistic=False
+        relativistic_d_loss,
+        relativistic_g_loss,
+        uses_labels=True,
+        g_needs_real=True,
+        probabilistic=False,
+        d_loss_bounded_below=True,
     ),
     "relativistic_average": LossPair(
         relativistic_average_d_loss,
@@ -293,5 +331,6 @@ LOSSES: dict[str, LossPair] = {
         uses_labels=True,
         g_needs_real=True,
         probabilistic=False,
+        d_loss_bounded_below=True,
     ),
 }

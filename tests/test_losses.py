@@ -94,6 +94,9 @@ def test_registry_flags():
     for name, pair in losses.LOSSES.items():
         assert pair.uses_labels == (name not in ("wasserstein", "hinge")), name
         assert pair.g_needs_real == name.startswith("relativistic"), name
+        # a D that wins outright: a bounded loss stays near its least, the critic's falls with its scores' spread
+        winning = float(pair.d(jnp.full(2, 1e4), jnp.full(2, -1e4)))
+        assert pair.d_loss_bounded_below == (winning > -1.0) == (name != "wasserstein"), name
         if pair.uses_labels:  # labelled D losses accept the two label arrays
             chex.assert_tree_all_finite(pair.d(REAL, FAKE, jnp.full(2, 0.9), jnp.full(2, 0.1)))
     with pytest.raises(ValueError, match="real_logits"):

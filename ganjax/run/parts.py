@@ -387,12 +387,13 @@ class Monitor:
 
     def build(self, objective: Objective | None = None) -> monitor.MonitorConfig:
         """The monitor's settings. "D's loss near its least" is judged above the least that D's targets allow
-        (0.325 with one-sided smoothing: :attr:`ganjax.training.objective.Objective.least_d_loss`); a Wasserstein
-        critic's loss is unbounded below, so the check is off there."""
+        (0.325 with one-sided smoothing: :attr:`ganjax.training.objective.Objective.least_d_loss`); the check is
+        off for a loss unbounded below (:attr:`ganjax.losses.LossPair.d_loss_bounded_below`: the Wasserstein
+        critic's)."""
         margin = monitor.MonitorConfig.d_loss_floor
         if objective is None:
             floor = margin
-        elif objective.loss == "wasserstein":
+        elif not objective.pair.d_loss_bounded_below:
             floor = -float("inf")
         else:
             floor = objective.least_d_loss + margin

@@ -23,7 +23,7 @@ from experiments import (
     vaegan_mnist,
     wgan_gp_mnist,
 )
-from ganjax import checkpoint, data, run
+from ganjax import checkpoint, data, losses, run
 from ganjax.evaluation import monitor
 from ganjax.run import fit as fit_module
 
@@ -500,6 +500,15 @@ def test_d_at_its_least_is_judged_above_the_least_its_targets_allow(objective, f
     winning = {"d_loss": 0.33 + 0.01 * np.random.default_rng(0).random(600), "d_real": np.full(600, 0.9)}
     flags = [flag.name for flag in monitor.Monitor(settings).check(winning)]
     assert ("d_loss_zero" in flags) == (objective.d_labels == "one_sided")
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wasserstein"])
+@pytest.mark.parametrize("bounded_below", [True, False])
+def test_d_at_its_least_is_off_for_a_loss_unbounded_below(monkeypatch, loss, bounded_below):
+    """The monitor reads the loss's d_loss_bounded_below, not its name: False turns the check off (floor -inf)."""
+    monkeypatch.setitem(losses.LOSSES, loss, losses.LOSSES[loss]._replace(d_loss_bounded_below=bounded_below))
+    floor = run.Monitor().build(run.Objective(loss=loss)).d_loss_floor
+    assert floor == (pytest.approx(0.05) if bounded_below else -np.inf)
 
 
 @pytest.mark.parametrize("restarts", [(), (600,)])

@@ -33,7 +33,12 @@ def test_a_new_loss_and_penalty_train_through_the_step(monkeypatch):
         losses.LOSSES,
         "exponential",
         losses.LossPair(
-            exponential_d_loss, exponential_g_loss, uses_labels=False, g_needs_real=False, probabilistic=False
+            exponential_d_loss,
+            exponential_g_loss,
+            uses_labels=False,
+            g_needs_real=False,
+            probabilistic=False,
+            d_loss_bounded_below=True,
         ),
     )
     monkeypatch.setitem(penalties.PENALTIES, "squared_scores", penalties.Penalty(squared_scores, views=("real",)))
