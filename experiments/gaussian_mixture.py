@@ -14,17 +14,20 @@ TensorBoard, and shows them beside the progress bar; every
 modes (``samples/step_XXXXXX.png``, as the image experiments name their
 grids); every ``--run.checkpoint-every`` steps it saves ``checkpoints/``, from
 which ``--run.resume`` continues; at the end ``training.png`` plots the
-curves. Each step draws its data batch from ``fold_in(data_key, step)``, so a
-resumed run trains on the batches an uninterrupted one would. A NaN or Inf
+curves and ``samples.gif`` animates the samples. The players' init key
+(:func:`ganjax.run.run_keys`) seeds every step's draws, the real points
+included, so a resumed run trains on the points an uninterrupted one would;
+the plots draw one fixed z from the sample key, evaluation ``i`` from
+``fold_in`` of the evaluation key and ``i``. A NaN or Inf
 metric stops the run with :class:`ganjax.evaluation.monitor.NonFiniteLossError`;
-a flag named in ``--monitor.stop-on`` ends it early.
+a flag named in ``--monitor.stop-on`` ends it early. The summary printed at the end
+gives the last record; the result's ``results`` hold the mode metrics of the last step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import pathlib
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
@@ -33,15 +36,15 @@ import jax
 import numpy as np
 from PIL import Image
 
-from ganjax import data, plots, validate
+from ganjax import data, plots, rng, validate
 from ganjax.evaluation import metrics
 from ganjax.models import mlp
 from ganjax.run import (
     Evaluate,
     GANSchedule,
+    Grid,
     InputNoise,
     Latent,
-    Log,
     Monitor,
     Objective,
     Optimizers,
@@ -49,14 +52,11 @@ from ganjax.run import (
     StateOptions,
     Swaps,
     gan_state,
-    run_hooks,
-    start,
-    to_dict,
-    train_loop,
+    run_keys,
 )
 from ganjax.run import main as run_main
 from ganjax.training import gan as gans
-from ganjax.training.phases import batches_per_step, make_step
+from ganjax.training.phases import Phase, batches_per_step, make_step
 from ganjax.training.state import TrainState
 
 
@@ -137,35 +137,21 @@ class Config:
             validate.refuse(self, "mixture", f"unknown mixture {self.mixture!r}; choose one of {sorted(data.MIXTURES)}")
 
 
-class Keys(NamedTuple):
-    """A run's three key streams, from its seed."""
-
-    init: jax.Array
-    """the players' init (and every step's draws)."""
-    data: jax.Array
-    """the real batch of step ``s`` is drawn from ``fold_in(data, s)``."""
-    eval: jax.Array
-    """evaluation ``i`` draws its z from ``fold_in(eval, i)``."""
-
-
-def run_keys(seed: int | jax.Array) -> Keys:
-    """The key streams of the run seeded ``seed`` (a traced seed too, for a population's members)."""
-    data_key, eval_key = jax.random.split(jax.random.key(seed + 1_000_003))
-    return Keys(jax.random.key(seed), data_key, eval_key)
-
-
 class Benchmark(NamedTuple):
     """What a run of a config is made of: the experiment trains one, :mod:`experiments.ablation` populations."""
 
     mixture: data.Mixture2D
     init: Callable[[jax.Array], TrainState]
     """``init(key)``: the state at step 0."""
-    step: Callable[[TrainState, jax.Array], tuple[TrainState, dict]]
-    """``step(state, data_key)``: one train step on the batch drawn from ``fold_in(data_key, state.step)``."""
+    step: Callable[[TrainState, None], tuple[TrainState, dict]]
+    """``step(state, None)``: one train step on real points drawn from the state's key of its step."""
     sample: Callable[[TrainState, jax.Array], jax.Array]
     """``sample(state, key)``: ``evaluation.eval_samples`` points, from G's moving average when the state keeps
     one."""
     phases: tuple
+
+
+REAL_POINTS = "real_points"  # the name of the key of a step's real points (ganjax.rng.named)
 
 
 def benchmark(config: Config) -> Benchmark:
@@ -182,8 +168,9 @@ def benchmark(config: Config) -> Benchmark:
         state = gan_state(key, gan, generator, discriminator, (2,), config)
         return config.swaps.prepare(state)
 
-    def step(state: TrainState, data_key: jax.Array):
-        return inner(state, {"image": mixture.sample(jax.random.fold_in(data_key, state.step), rows)})
+    def step(state: TrainState, batch: None = None):
+        key = rng.named(rng.step_key(state.key, state.step), REAL_POINTS)
+        return inner(state, {"image": mixture.sample(key, rows)})
 
     def sample(state: TrainState, key: jax.Array) -> jax.Array:
         z = config.latent.sample(key, config.evaluation.eval_samples)
@@ -192,58 +179,89 @@ def benchmark(config: Config) -> Benchmark:
     return Benchmark(mixture, init, step, sample, phases)
 
 
-def train_and_evaluate(config: Config) -> dict:
-    """Trains, evaluates and plots; returns the last log record."""
-    parts = benchmark(config)
-    start(config, batches_per_step(parts.phases))
-    workdir = pathlib.Path(config.run.workdir)
-    mixture = parts.mixture
-    keys = run_keys(config.run.seed)
-    reference = np.asarray(mixture.sample(jax.random.fold_in(keys.eval, 0), config.evaluation.eval_samples))
-    sample = jax.jit(parts.sample)
-    step = jax.jit(parts.step, donate_argnums=0)
+def mode_metrics(config: Config, mixture: data.Mixture2D, key: jax.Array):
+    """``(state, step) -> (points, their mode metrics)``: ``evaluation.eval_samples`` points, z from
+    ``fold_in(key, step)`` (:func:`ganjax.evaluation.metrics.mixture_metrics`)."""
+    sample = jax.jit(benchmark(config).sample)
 
-    drawn: dict[int, tuple[np.ndarray, dict]] = {}  # the last step's samples and mode metrics, shared by both hooks
+    def evaluate(state: TrainState, step: int) -> tuple[np.ndarray, dict]:
+        points = np.asarray(sample(state, jax.random.fold_in(key, step)))
+        return points, metrics.mixture_metrics(points, mixture.means, mixture.std)
 
-    def draw(state, done: int) -> tuple[np.ndarray, dict]:
-        if done not in drawn:
-            points = np.asarray(sample(state, jax.random.fold_in(keys.eval, done)))
-            drawn.clear()
-            drawn[done] = points, metrics.mixture_metrics(points, mixture.means, mixture.std)
-        return drawn[done]
+    return evaluate
 
-    def evaluate(state, done: int) -> dict:
-        points, found = draw(state, done)
-        return {**found, **metrics.sample_diversity(points[:1000], reference[:1000])}
 
-    def plot(state, done: int) -> np.ndarray:
-        points, found = draw(state, done)
-        path = plots.scatter_mixture(
-            points,
-            mixture.means,
-            workdir / "samples" / f"step_{done:06d}.png",
-            f"{config.mixture} step {done}: {found['modes']} modes, {found['high_quality']:.0%} high quality",
-        )
-        with Image.open(path) as picture:
-            return np.asarray(picture.convert("RGB"))
-
-    hooks = run_hooks(
-        config.run,
-        to_dict(config),
-        [Evaluate(config.evaluation.eval_every, evaluate)],
-        config.monitor.build(config.objective),
-        plot,
+def plot(config: Config, mixture: data.Mixture2D, points: np.ndarray, step: int) -> np.ndarray:
+    """``samples/step_XXXXXX.png``: ``points`` over the mixture's modes, titled with their mode metrics; returns
+    the picture."""
+    found = metrics.mixture_metrics(points, mixture.means, mixture.std)
+    path = plots.scatter_mixture(
+        points,
+        mixture.means,
+        pathlib.Path(config.run.workdir) / "samples" / f"step_{step:06d}.png",
+        f"{config.mixture} step {step}: {found['modes']} modes, {found['high_quality']:.0%} high quality",
     )
-    log = next(hook for hook in hooks if isinstance(hook, Log))
-    state = train_loop(
-        parts.init(keys.init),
-        step,
-        lambda start: itertools.repeat(keys.data),
-        config.schedule.steps,
-        hooks,
-        desc=config.mixture,
-    )
-    return {"step": int(state.step), **log.last}
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"))
+
+
+class MixtureRecipe:
+    """The 2D mixture GAN's recipe (:class:`ganjax.run.Recipe`): the state and step of :func:`benchmark`, whose
+    step draws its own real points (its batches are ``None``); scatter plots of one fixed z; the mode metrics.
+    No ``generator``: G draws points, not images, so :mod:`ganjax.sample` refuses a run of it."""
+
+    def phases(self, config: Config) -> tuple[Phase, ...]:
+        return benchmark(config).phases
+
+    def load(self, config: Config) -> data.Mixture2D:
+        """The mixture (the data the evaluations compare against)."""
+        return data.MIXTURES[config.mixture]()
+
+    def training_data(self, config: Config, dataset: data.Mixture2D) -> data.Mixture2D:
+        return dataset
+
+    def init(self, config: Config, key: jax.Array, dataset, bn_axis_name: str | None) -> TrainState:
+        return benchmark(config).init(key)
+
+    def step(self, config: Config, phases: tuple[Phase, ...], mesh: jax.sharding.Mesh):
+        """:func:`benchmark`'s step, jitted with the state donated (one device: no ``devices`` part)."""
+        return jax.jit(benchmark(config).step, donate_argnums=0)
+
+    def batches(self, config: Config, dataset, mesh: jax.sharding.Mesh):
+        """``None`` for every step: the step draws its real points itself."""
+        return lambda start: itertools.repeat(None)
+
+    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+        """``evaluation.eval_samples`` points of one fixed z (and dropout key), the run's sample key, plotted
+        over the modes (:func:`plot`)."""
+        parts, key = benchmark(config), run_keys(config.run.seed).sample
+        sample = jax.jit(parts.sample)
+        draw = lambda state: sample(state, key)
+        return Grid(draw, 0, write=lambda state, step: plot(config, parts.mixture, np.asarray(draw(state)), step))
+
+    def evaluations(self, config: Config, mixture: data.Mixture2D) -> list[Evaluate]:
+        """The mode metrics and the sample diversity of evaluation ``i``'s points, z from ``fold_in`` of the run's
+        evaluation key and ``i``, against as many points of the mixture drawn from ``fold_in`` of it and 0."""
+        key = run_keys(config.run.seed).evaluation
+        reference = np.asarray(mixture.sample(jax.random.fold_in(key, 0), config.evaluation.eval_samples))
+        found = mode_metrics(config, mixture, key)
+
+        def evaluate(state: TrainState, step: int) -> dict:
+            points, values = found(state, step)
+            return {**values, **metrics.sample_diversity(points[:1000], reference[:1000])}
+
+        return [Evaluate(config.evaluation.eval_every, evaluate)]
+
+    def monitor(self, config: Config):
+        return config.monitor.build(config.objective)
+
+    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+        """The mode metrics of the last step's evaluation (as :mod:`experiments.ablation` scores a member)."""
+        found = mode_metrics(config, data.MIXTURES[config.mixture](), run_keys(config.run.seed).evaluation)
+        return found(state, int(state.step))[1]
+
+
+RECIPE = MixtureRecipe()
 
 
 # The columns of ``python -m experiments.gaussian_mixture table ROOT``: metric, header and format.
@@ -254,8 +272,8 @@ TABLE_COLUMNS = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    run_main(Config, lambda config: print(json.dumps(train_and_evaluate(config))), argv, TABLE_COLUMNS)
+def main(argv: Sequence[str] | None = None):
+    return run_main(RECIPE, Config, argv, TABLE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from PIL import Image
 from ganjax import data, plots
 from ganjax.checkpoint import NonFiniteStateError
 from ganjax.evaluation import monitor
-from ganjax.run import parse
+from ganjax.run import parse, train
 
 # Every run logs each step; it samples and checkpoints only at its end (and where a failure begins).
 QUIET = ("--run.log-every", "1", "--run.sample-every", "100000", "--run.checkpoint-every", "100000")
@@ -174,7 +174,7 @@ def write_rgb_digits(folder: pathlib.Path, count: int = 512, seed: int = 0) -> p
 
 def _train(module, argv: list[str]) -> None:
     try:
-        module.train_and_evaluate(parse(module.Config, argv))
+        train(module.RECIPE, parse(module.Config, argv))
     except (monitor.NonFiniteLossError, NonFiniteStateError):
         pass  # a diverging run stops at its first NaN or Inf; its trace ends at the step before
 

@@ -24,29 +24,16 @@ import math
 import jax
 import numpy as np
 
-from ganjax import data, evaluation, sample, validate
+from ganjax import data, evaluation, validate
 from ganjax.evaluation import Diversity, monitor
 from ganjax.models import pggan
 from ganjax.nn import precision
 from ganjax.nn.resample import nearest_upsample
-from ganjax.run import (
-    Data,
-    Devices,
-    Evaluate,
-    Latent,
-    Monitor,
-    Optimizers,
-    Run,
-    fit,
-    grid_writer,
-    run_hooks,
-    start,
-    to_dict,
-)
+from ganjax.run import Data, Devices, Evaluate, Generator, Grid, Latent, Monitor, Optimizers, Run, run_keys
 from ganjax.run import main as run_main
 from ganjax.training import devices
 from ganjax.training.objective import Objective
-from ganjax.training.phases import make_step
+from ganjax.training.phases import Phase, make_step
 from ganjax.training.state import TrainState
 
 
@@ -142,6 +129,10 @@ class Config:
             validate.refuse(self, "ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         validate.at_least(self, "num_samples", 1)
 
+    def resolved(self) -> Config:
+        """With ``schedule.steps`` 0, every stage's steps (:attr:`steps`), as ``config.json`` records them."""
+        return dataclasses.replace(self, schedule=dataclasses.replace(self.schedule, steps=self.steps))
+
     @property
     def plan(self) -> pggan.Schedule:
         return self.schedule.plan(self.data.image_size)
@@ -158,20 +149,6 @@ class Config:
 def num_stages(image_size: int) -> int:
     """Stages from 4x4 up to ``image_size`` (rounded down to a power of two times 4)."""
     return int(math.log2(max(image_size, 4) // 4)) + 1
-
-
-def load_data(config: Config) -> data.ImageDataset:
-    """The dataset, with smaller images (MNIST's 28x28) padded with black to ``image_size``."""
-    part = config.data
-    dataset = data.load(part.source, image_size=part.image_size, channels=part.channels, split=part.split)
-    pad = part.image_size - dataset.images.shape[1]
-    if pad < 0 or pad % 2 or dataset.images.shape[1:] != (dataset.images.shape[1],) * 2 + (part.channels,):
-        raise data.DataError(
-            f"{dataset.name}: images {dataset.images.shape[1:]} do not pad to "
-            f"{part.image_size}x{part.image_size}x{part.channels}"
-        )
-    padded = np.pad(dataset.images, ((0, 0), (pad // 2,) * 2, (pad // 2,) * 2, (0, 0)))
-    return data.ImageDataset(padded, dataset.labels, f"{dataset.name} padded to {part.image_size}")
 
 
 def players(config: Config) -> tuple[pggan.Generator, pggan.Discriminator]:
@@ -204,17 +181,6 @@ def full_size(config: Config, images: jax.Array) -> jax.Array:
     return nearest_upsample(images, config.data.image_size // images.shape[1])
 
 
-def sampler(config: Config, z: jax.Array):
-    """``state -> images`` at the stage and fade-in weight of the state's last step, upsampled to full size."""
-    generate = jax.jit(pggan.generate, static_argnames=("stage", "use_ema"))
-
-    def sample_state(state: TrainState) -> jax.Array:
-        stage, alpha = stage_at(config, int(state.step))
-        return full_size(config, generate(state, z, stage, alpha, use_ema=config.ema_decay > 0))
-
-    return sample_state
-
-
 def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list[Evaluate]:
     """The mode-collapse signals (:func:`experiments.evaluation.diversity_hooks`) of G and, when kept, of its moving
     average, at the stage and fade-in weight of the state's last step, against the reals as D sees them there
@@ -237,28 +203,6 @@ def diversity_hooks(config: Config, dataset: data.ImageDataset) -> list[Evaluate
     )
 
 
-def generator(config: Config) -> sample.Generator:
-    """G as the run samples it (for :mod:`ganjax.sample`): at the stage and fade-in weight of the checkpoint's last
-    step (the final stage, fully faded in, at the end of a run), upsampled to full size; z from the second of two
-    keys split from ``run.seed``."""
-    module = players(config)[0]
-    latent = Latent(dim=config.model.latent_dim)
-
-    def apply(variables, inputs, key, step):
-        stage, alpha = stage_at(config, step)
-        return full_size(config, module.apply(variables, *inputs, alpha, stage, train=False))
-
-    return sample.Generator(
-        module,
-        draw=latent.sample,
-        key=jax.random.split(jax.random.key(config.run.seed))[1],
-        num=config.num_samples,
-        nrow=8,
-        latent=latent,
-        apply=apply,
-    )
-
-
 def monitor_config(config: Config) -> monitor.MonitorConfig:
     """The monitor of a PGGAN run: it reads the critic's unbounded Wasserstein loss (the step's loss is always
     WGAN-GP), and each stage's new layers move both losses, so it judges each stage on its own steps."""
@@ -266,28 +210,89 @@ def monitor_config(config: Config) -> monitor.MonitorConfig:
     return dataclasses.replace(config.monitor.build(Objective(loss="wasserstein")), restarts=restarts)
 
 
-def train_and_evaluate(config: Config) -> TrainState:
-    """Trains through every stage; returns the final state."""
-    config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, steps=config.steps))
-    mesh = start(config)
-    dataset = load_data(config)
-    init_key, sample_key = jax.random.split(jax.random.key(config.run.seed))
-    state = create_state(config, init_key)
-    model = config.make_model()
-    step = pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
-    fixed_z = devices.replicate(generator(config).grid(sample_key)[0], mesh)
-    hooks = run_hooks(
-        config.run,
-        to_dict(config),
-        watch=monitor_config(config),
-        extra=diversity_hooks(config, dataset),
-        sample=grid_writer(config.run.workdir, sampler(config, fixed_z), nrow=8),
-    )
-    return fit(config, state, step, dataset, mesh, hooks)
+class PGGANRecipe:
+    """PGGAN's recipe (:class:`ganjax.run.Recipe`): G and D of every stage on the padded images, a step compiled
+    per stage (:func:`ganjax.models.pggan.staged`), grids of one fixed z at the stage and fade-in weight of the
+    state's last step, upsampled to the final size."""
+
+    def phases(self, config: Config) -> tuple[Phase, ...]:
+        """Stage 0's phases (one real batch a step, as every stage's); :meth:`step` builds each stage's own."""
+        return config.make_model().phases(0)
+
+    def load(self, config: Config) -> data.ImageDataset:
+        """The dataset, with smaller images (MNIST's 28x28) padded with black to ``image_size``."""
+        part = config.data
+        dataset = data.load(part.source, image_size=part.image_size, channels=part.channels, split=part.split)
+        pad = part.image_size - dataset.images.shape[1]
+        if pad < 0 or pad % 2 or dataset.images.shape[1:] != (dataset.images.shape[1],) * 2 + (part.channels,):
+            raise data.DataError(
+                f"{dataset.name}: images {dataset.images.shape[1:]} do not pad to "
+                f"{part.image_size}x{part.image_size}x{part.channels}"
+            )
+        padded = np.pad(dataset.images, ((0, 0), (pad // 2,) * 2, (pad // 2,) * 2, (0, 0)))
+        return data.ImageDataset(padded, dataset.labels, f"{dataset.name} padded to {part.image_size}")
+
+    def training_data(self, config: Config, dataset: data.ImageDataset) -> data.ImageDataset:
+        return dataset
+
+    def init(self, config: Config, key: jax.Array, dataset, bn_axis_name: str | None) -> TrainState:
+        """G and D of every stage (no BatchNorm to synchronize): :func:`create_state`."""
+        return create_state(config, key)
+
+    def step(self, config: Config, phases: tuple[Phase, ...], mesh: jax.sharding.Mesh):
+        """The parallel step of each step's stage, compiled once per stage."""
+        model = config.make_model()
+        return pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
+
+    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+        """The generator's grid z (from the run's sample key), at the stage and fade-in weight of the state's
+        last step, upsampled to full size; from G's moving average when kept."""
+        g = self.generator(config)
+        (z,) = devices.replicate(g.grid(g.key), mesh)
+        generate = jax.jit(pggan.generate, static_argnames=("stage", "use_ema"))
+
+        def draw(state: TrainState) -> jax.Array:
+            stage, alpha = stage_at(config, int(state.step))
+            return full_size(config, generate(state, z, stage, alpha, use_ema=config.ema_decay > 0))
+
+        return Grid(draw, 8)
+
+    def generator(self, config: Config) -> Generator:
+        """G as the run samples it (for :mod:`ganjax.sample`): at the stage and fade-in weight of the checkpoint's
+        last step (the final stage, fully faded in, at the end of a run), upsampled to full size; z from the run's
+        sample key."""
+        module = players(config)[0]
+        latent = Latent(dim=config.model.latent_dim)
+
+        def apply(variables, inputs, key, step):
+            stage, alpha = stage_at(config, step)
+            return full_size(config, module.apply(variables, *inputs, alpha, stage, train=False))
+
+        return Generator(
+            module,
+            draw=latent.sample,
+            key=run_keys(config.run.seed).sample,
+            num=config.num_samples,
+            nrow=8,
+            latent=latent,
+            apply=apply,
+        )
+
+    def evaluations(self, config: Config, dataset: data.ImageDataset) -> list[Evaluate]:
+        return diversity_hooks(config, dataset)
+
+    def monitor(self, config: Config) -> monitor.MonitorConfig:
+        return monitor_config(config)
+
+    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+        return {}
+
+
+RECIPE = PGGANRecipe()
 
 
 def main(argv=None):
-    return run_main(Config, train_and_evaluate, argv)
+    return run_main(RECIPE, Config, argv)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import pytest
 
 from experiments import ablation
 from experiments import gaussian_mixture as gm
+from ganjax import run
+from ganjax.evaluation import metrics
 from ganjax.training import population
 
 TINY_BASE = (
@@ -79,33 +81,35 @@ def test_every_switch_sets_fields_the_base_leaves_unset():
 
 
 @pytest.mark.slow
-def test_a_member_of_the_population_is_the_single_run_of_its_seed():
+def test_a_member_of_the_population_is_the_single_run_of_its_seed(tmp_path):
     setting = ablation.setting_config(tiny(base=(*TINY_BASE, "schedule.steps=20")), "ring", None)
     parts = gm.benchmark(setting)
-    keys = jax.vmap(gm.run_keys)(jnp.arange(3))
+    keys = jax.vmap(run.run_keys)(jnp.arange(3))
     members = population.init_population(parts.init, keys.init)
     step = population.population_step(parts.step)
-    single_step = jax.jit(parts.step)
-    singles = [parts.init(gm.run_keys(seed).init) for seed in range(3)]
     for _ in range(20):
-        members, _ = step(members, keys.data)
-        singles = [single_step(state, gm.run_keys(seed).data)[0] for seed, state in enumerate(singles)]
-    for seed, single in enumerate(singles):
-        for mine, theirs in zip(
-            jax.tree.leaves(population.member(members, seed).players), jax.tree.leaves(single.players), strict=True
-        ):
+        members, _ = step(members, None)
+    points = jax.vmap(parts.sample)(members, jax.vmap(lambda key: jax.random.fold_in(key, 20))(keys.evaluation))
+    for seed in range(3):
+        runs = dataclasses.replace(setting.run, seed=seed, workdir=str(tmp_path / str(seed)))
+        single = run.train(gm.RECIPE, dataclasses.replace(setting, run=runs))
+        member = population.member(members, seed)
+        for mine, theirs in zip(jax.tree.leaves(member.players), jax.tree.leaves(single.state.players), strict=True):
             np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+        scored = metrics.mixture_metrics(np.asarray(points[seed]), parts.mixture.means, parts.mixture.std)
+        assert scored["modes"] == single.results["modes"]
+        np.testing.assert_allclose(scored["high_quality"], single.results["high_quality"], atol=1 / 64)
 
 
 def _after_two_steps(config: ablation.Config, switch) -> list[np.ndarray]:
     """The players, the buffers and the samples of a 2-member population after two steps."""
     parts = gm.benchmark(ablation.setting_config(config, "ring", switch))
-    keys = jax.vmap(gm.run_keys)(jnp.arange(2))
+    keys = jax.vmap(run.run_keys)(jnp.arange(2))
     members = population.init_population(parts.init, keys.init)
     step = population.population_step(parts.step)
     for _ in range(2):
-        members, _ = step(members, keys.data)
-    samples = jax.vmap(parts.sample)(members, keys.eval)
+        members, _ = step(members, None)
+    samples = jax.vmap(parts.sample)(members, keys.evaluation)
     return [np.asarray(x) for x in jax.tree.leaves((members.players, members.ema, members.buffers, samples))]
 
 

@@ -32,12 +32,12 @@ TINY = [
 ]
 
 
-def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path, capsys):
+def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path):
     workdir = tmp_path / "grid_ns_0"
-    gm.main(TINY + ["--mixture", "grid", "--run.workdir", str(workdir)])
-    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    result = gm.main(TINY + ["--mixture", "grid", "--run.workdir", str(workdir)])
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [20, 40] and printed["step"] == 40
+    assert [r["step"] for r in records] == [20, 40] and result.metrics == records[-1] and int(result.state.step) == 40
+    assert result.results == {name: records[-1][name] for name in ("modes", "high_quality", "mode_kl")}
     for key in (
         "d_loss",
         "g_loss",
@@ -54,7 +54,7 @@ def test_tiny_run_writes_metrics_scatter_and_plot(tmp_path, capsys):
         assert key in records[-1]
     assert 0 <= records[-1]["modes"] <= 25 and 0.0 <= records[-1]["high_quality"] <= 1.0
     assert sorted(p.name for p in (workdir / "samples").iterdir()) == ["step_000020.png", "step_000040.png"]
-    assert Image.open(workdir / "training.png").size[0] > 100
+    assert Image.open(workdir / "training.png").size[0] > 100 and (workdir / "samples.gif").is_file()
     assert json.loads((workdir / "config.json").read_text())["mixture"] == "grid"
     table = run.seeds_table(tmp_path, gm.TABLE_COLUMNS)
     assert "| grid_ns | 1 |" in table
@@ -86,13 +86,13 @@ def test_steps_need_not_be_a_multiple_of_any_cadence(tmp_path):
     assert checkpoint.saved_steps(workdir / "checkpoints") == [20, 40, 50]
 
 
-def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path, capsys):
+def test_a_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
     straight, halves = tmp_path / "straight", tmp_path / "halves"
-    gm.main(TINY + ["--run.checkpoint-every", "20", "--run.workdir", str(straight)])
+    uninterrupted = gm.main(TINY + ["--run.checkpoint-every", "20", "--run.workdir", str(straight)])
     gm.main(TINY + ["--schedule.steps", "20", "--run.workdir", str(halves)])
-    gm.main(TINY + ["--run.checkpoint-every", "20", "--run.workdir", str(halves), "--run.resume"])
-    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert printed[-1] == printed[0] and printed[-1]["step"] == 40
+    resumed = gm.main(TINY + ["--run.checkpoint-every", "20", "--run.workdir", str(halves), "--run.resume"])
+    assert resumed.metrics == uninterrupted.metrics and resumed.metrics["step"] == 40
+    assert resumed.results == uninterrupted.results
     assert records(halves) == records(straight)
     assert checkpoint.saved_steps(halves / "checkpoints") == [20, 40]
 

@@ -54,24 +54,25 @@ def records(workdir):
 
 def test_mnist_is_padded_to_32_and_the_schedule_spans_every_stage(mnist_dir, tmp_path):
     config = parse(tiny(mnist_dir, tmp_path))
-    assert experiment.load_data(config).images.shape[1:] == (32, 32, 1)
+    assert experiment.RECIPE.load(config).images.shape[1:] == (32, 32, 1)
     assert config.plan.num_stages == 4 and config.steps == config.plan.total_steps() == 1 + 3 * 3
     assert experiment.Config().steps == 3500  # 16,000 images per fade-in and stable period, 32 a step
+    assert config.schedule.steps == 10 and run.parse(experiment.Config, ["--schedule.steps", "4"]).schedule.steps == 4
     with pytest.raises(ValueError, match="Data.image_size: must be 4 \\* 2\\^k, got 28"):
         experiment.Config(data=run.Data(image_size=28))
 
 
 @pytest.mark.slow  # every stage's compile and weight are checked in tests/models/test_pggan.py
 def test_experiment_resumes_mid_stage_at_the_same_weight(mnist_dir, tmp_path):
-    straight = experiment.train_and_evaluate(parse(tiny(mnist_dir, tmp_path / "a", "--schedule.steps", "4")))
+    straight = run.train(experiment.RECIPE, parse(tiny(mnist_dir, tmp_path / "a", "--schedule.steps", "4"))).state
     assert int(straight.step) == 4 and (tmp_path / "a" / "samples" / "step_000004.png").is_file()
     alphas = {r["step"]: r["alpha"] for r in records(tmp_path / "a")}
     assert alphas == {1: 1.0, 2: 0.0, 3: 0.5, 4: 1.0}
 
     experiment.main(tiny(mnist_dir, tmp_path / "b", "--schedule.steps", "2", "--run.checkpoint-every", "2"))
-    resumed = experiment.train_and_evaluate(
-        parse(tiny(mnist_dir, tmp_path / "b", "--schedule.steps", "4", "--run.resume"))
-    )
+    resumed = run.train(
+        experiment.RECIPE, parse(tiny(mnist_dir, tmp_path / "b", "--schedule.steps", "4", "--run.resume"))
+    ).state
     assert {r["step"]: r["alpha"] for r in records(tmp_path / "b")} == alphas
     # Params, optimizer states and G's moving average (the modules and optimizers are static, new each run).
     chex.assert_trees_all_equal(
