@@ -149,7 +149,7 @@ def test_a_run_folder_relative_to_the_working_directory_is_sampled(trained, tmp_
 
 def test_fresh_draws_come_from_the_seed(trained):
     run = sample.load_run(trained("dcgan_mnist"))
-    assert (run.experiment, run.step, run.ema_params) == ("experiments.dcgan_mnist", 4, None)
+    assert (run.experiment, run.step, run.ema_params) == ("ganjax.run.recipes:DCGANRecipe", 4, None)
     images = run.sample(7, seed=3)
     assert images.shape == (7, 28, 28, 1) and images.dtype == np.float32
     assert -1.0 <= images.min() and images.max() <= 1.0
@@ -198,19 +198,24 @@ def without_checkpoints(workdir, tmp_path):
     [
         (lambda run, tmp: tmp, [], "no config.json there"),
         (without_checkpoints, [], "no_checkpoints/checkpoints: no checkpoint to sample from"),
-        (lambda run, tmp: run, ["--classes", "1"], "experiments.dcgan_mnist is unconditional: it takes no classes"),
+        (lambda run, tmp: run, ["--classes", "1"], "recipes:DCGANRecipe is unconditional: it takes no classes"),
         (lambda run, tmp: run, ["--ema"], "the run kept no moving average of G"),
         (lambda run, tmp: run, ["--step", "3"], "no checkpoint of step 3; there are 2, 4"),
         (lambda run, tmp: run, ["--num", "0"], "the number of images must be at least 1, got 0"),
         (
-            lambda run, tmp: copy_with_config(run, tmp, lambda c: {**c, "experiment": "__main__"}),
+            lambda run, tmp: copy_with_config(run, tmp, lambda c: {k: v for k, v in c.items() if k != "recipe"}),
             [],
-            "names no importable experiment ('experiment': '__main__')",
+            "config.json does not say where its recipe come from",
         ),
         (
-            lambda run, tmp: copy_with_config(run, tmp, lambda c: {**c, "experiment": "experiments.gaussian_mixture"}),
+            lambda run, tmp: copy_with_config(run, tmp, lambda c: {**c, "recipe": {"name": "nowhere.at_all:R"}}),
             [],
-            "experiments.gaussian_mixture has no image generator to sample",
+            "the run's recipe cannot be imported (No module named 'nowhere')",
+        ),
+        (
+            lambda run, tmp: copy_with_config(run, tmp, lambda c: {**c, "recipe": {"name": "ganjax.run:Run"}}),
+            [],
+            "ganjax.run:Run has no image generator to sample",
         ),
         (
             lambda run, tmp: copy_with_config(run, tmp, lambda c: {**c, "run": {**c["run"], "sed": 1}}),
@@ -228,7 +233,7 @@ def test_an_error_is_one_line_naming_the_problem(folder, flags, message, trained
 
 def test_unknown_classes_are_refused_naming_the_known_ones(trained, tmp_path, capsys):
     code, err = sample_main([trained("cgan_mnist"), "--out", tmp_path / "x.png", "--classes", 3, 10], capsys)
-    assert code == 2 and "classes [10]: experiments.cgan_mnist knows classes 0 to 9" in err
+    assert code == 2 and "classes [10]: ganjax.run.recipes:ConditionalRecipe knows classes 0 to 9" in err
 
 
 @pytest.mark.parametrize("name", [*EXPERIMENTS, "gaussian_mixture"])
@@ -245,9 +250,22 @@ def test_a_config_dict_with_unknown_fields_is_refused_naming_them():
         sample.config_from_dict(dcgan_mnist.Config, {"optim": {"lr": 1.0}})
 
 
-def test_the_runner_records_the_experiment(trained):
+def test_the_run_records_where_its_recipe_and_config_come_from(trained):
     saved = json.loads((trained("dcgan_mnist") / run.CONFIG_FILE).read_text())
-    assert saved[sample.EXPERIMENT_KEY] == "experiments.dcgan_mnist"
+    assert saved[run.RECIPE_KEY]["name"] == "ganjax.run.recipes:DCGANRecipe"
+    assert saved[run.CONFIG_CLASS_KEY]["name"] == "experiments.dcgan_mnist:Config"
+    assert importlib.import_module("experiments").__file__.startswith(saved[run.CONFIG_CLASS_KEY]["path"])
+
+
+def test_the_grid_takes_the_rows_asked_for(trained, tmp_path, capsys):
+    workdir = trained("dcgan_mnist")
+    assert sample_main([workdir, "--out", tmp_path / "five.png", "--nrow", 5], capsys)[0] == 0
+    (five_high, five_wide), (one_high, ten_wide) = (
+        pixels(path).shape[:2] for path in (tmp_path / "five.png", workdir / "samples" / "step_000004.png")
+    )
+    assert five_high > one_high and five_wide < ten_wide  # 10 images: two rows of five, not one of ten
+    code, err = sample_main([workdir, "--out", tmp_path / "none.png", "--nrow", 0], capsys)
+    assert code == 2 and "--nrow: images per row must be at least 1, got 0" in err
 
 
 def test_the_moving_average_is_sampled_with_batchnorm_statistics_recomputed_for_it(tmp_path):

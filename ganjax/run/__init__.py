@@ -47,6 +47,8 @@ from ganjax.run.parts import (
 )
 from ganjax.run.presets import PRESET_FLAG, PRESETS, Preset, r3gan
 from ganjax.run.recipe import (
+    CONFIG_CLASS_KEY,
+    RECIPE_KEY,
     Grid,
     Recipe,
     Result,
@@ -67,6 +69,7 @@ __all__ = [
     "CLASS_DRAW",
     "CLUSTERS_KEY",
     "CLUSTER_SIDE",
+    "CONFIG_CLASS_KEY",
     "CONFIG_FILE",
     "DEBUG_FLAG",
     "DROPOUT_DRAW",
@@ -76,6 +79,7 @@ __all__ = [
     "PRESETS",
     "PRESET_FLAG",
     "PROGRESS_METRICS",
+    "RECIPE_KEY",
     "Augmentation",
     "BatchNormDevices",
     "Checkpoint",
