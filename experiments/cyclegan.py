@@ -214,16 +214,14 @@ def stacked(domain_a: data.ImageDataset, domain_b: data.ImageDataset, seed: int)
 
 
 def load_domains(config: Config) -> tuple[data.ImageDataset, data.ImageDataset]:
-    """The two image folders the config names, or the MNIST domains; loaded once for the run's start, its grid
-    and the sampler."""
-    return _domains(config.data_a, config.data_b, config.data)
-
-
-@functools.lru_cache(maxsize=1)
-def _domains(data_a: str | None, data_b: str | None, part: Data) -> tuple[data.ImageDataset, data.ImageDataset]:
-    if data_a is None:
-        return mnist_domains(part.load())
-    return tuple(data.load(folder, image_size=part.image_size, channels=part.channels) for folder in (data_a, data_b))
+    """The two image folders the config names, or the MNIST domains."""
+    if config.data_a is None:
+        return mnist_domains(config.data.load())
+    part = config.data
+    return tuple(
+        data.load(folder, image_size=part.image_size, channels=part.channels)
+        for folder in (config.data_a, config.data_b)
+    )
 
 
 def split_domains(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -289,12 +287,13 @@ class CycleGANRecipe:
     def phases(self, config: Config) -> tuple[Phase, ...]:
         return cyclegan.CycleGAN(config.objective.cycle_weight, config.objective.identity_weight).phases()
 
-    def load(self, config: Config) -> data.ImageDataset:
-        """The two domains as one dataset (:func:`stacked`)."""
-        return stacked(*load_domains(config), config.run.seed)
+    def load(self, config: Config) -> tuple[data.ImageDataset, data.ImageDataset]:
+        """The two domains (:func:`load_domains`)."""
+        return load_domains(config)
 
-    def training_data(self, config: Config, dataset: data.ImageDataset) -> data.ImageDataset:
-        return dataset
+    def training_data(self, config: Config, domains: tuple[data.ImageDataset, data.ImageDataset]) -> data.ImageDataset:
+        """The two domains as one dataset (:func:`stacked`)."""
+        return stacked(*domains, config.run.seed)
 
     def init(self, config: Config, key: jax.Array, dataset, bn_axis_name: str | None) -> TrainState:
         """Both generators and discriminators with the decaying Adam, and both pools (instance norm: no
@@ -314,34 +313,34 @@ class CycleGANRecipe:
         step = lambda state, batch, axis_name=None: inner(state, split_domains(batch), axis_name)
         return devices.data_parallel(step, mesh, batches_per_step(phases))
 
-    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
-        """:func:`round_trips` of ``num_samples`` images of A picked by the run's sample key (:meth:`generator`'s
-        grid) and of B picked by its ``fold_in`` with 1."""
-        g, domain_b = self.generator(config), load_domains(config)[1]
-        (a,) = g.grid(g.key)
-        b = pick(domain_b, jax.random.fold_in(g.key, 1), config.num_samples)
+    def grid(self, config: Config, mesh: jax.sharding.Mesh, domains: tuple[data.ImageDataset, ...]) -> Grid:
+        """:func:`round_trips` of ``num_samples`` images of A picked by the run's sample key (as :meth:`generator`
+        draws them) and of B picked by its ``fold_in`` with 1."""
+        key = run_keys(config.run.seed).sample
+        a, b = (pick(domain, k, config.num_samples) for domain, k in zip(domains, (key, jax.random.fold_in(key, 1))))
         a, b = devices.replicate((a, b), mesh)
         return Grid(lambda state: round_trips(state, a, b), config.num_samples, round_trips)
 
     def generator(self, config: Config) -> Generator:
         """G_ab as the run samples it: it translates images of domain A, the run's being the first row of its
         grids, picked by the run's sample key; a sample is G_ab of each picked image."""
+        domain_a = functools.cache(lambda: load_domains(config)[0])  # read at the first draw, once
         return Generator(
             players(config)[0],
-            draw=lambda key, n: pick(load_domains(config)[0], key, n),
+            draw=lambda key, n: pick(domain_a(), key, n),
             key=run_keys(config.run.seed).sample,
             num=config.num_samples,
             nrow=config.num_samples,
             player="g_ab",
         )
 
-    def evaluations(self, config: Config, dataset: data.ImageDataset) -> list:
-        return diversity_hooks(config, *load_domains(config))
+    def evaluations(self, config: Config, domains: tuple[data.ImageDataset, data.ImageDataset]) -> list:
+        return diversity_hooks(config, *domains)
 
     def monitor(self, config: Config):
         return monitor_config(config)
 
-    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+    def finish(self, config: Config, state: TrainState, grid: Grid, domains: tuple) -> dict:
         """``reconstructions.png``: the grid's first three rows, A -> B -> A of the last step."""
         picture = np.asarray(grid.draw(state))[: 3 * config.num_samples]
         if jax.process_index() == 0:

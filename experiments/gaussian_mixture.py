@@ -231,7 +231,7 @@ class MixtureRecipe:
         """``None`` for every step: the step draws its real points itself."""
         return lambda start: itertools.repeat(None)
 
-    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+    def grid(self, config: Config, mesh: jax.sharding.Mesh, mixture: data.Mixture2D) -> Grid:
         """``evaluation.eval_samples`` points of one fixed z (and dropout key), the run's sample key, plotted
         over the modes (:func:`plot`)."""
         parts, key = benchmark(config), run_keys(config.run.seed).sample
@@ -255,9 +255,9 @@ class MixtureRecipe:
     def monitor(self, config: Config):
         return config.monitor.build(config.objective)
 
-    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+    def finish(self, config: Config, state: TrainState, grid: Grid, mixture: data.Mixture2D) -> dict:
         """The mode metrics of the last step's evaluation (as :mod:`experiments.ablation` scores a member)."""
-        found = mode_metrics(config, data.MIXTURES[config.mixture](), run_keys(config.run.seed).evaluation)
+        found = mode_metrics(config, mixture, run_keys(config.run.seed).evaluation)
         return found(state, int(state.step))[1]
 
 

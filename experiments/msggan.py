@@ -127,7 +127,7 @@ class MSGGANRecipe(GANRecipe):
         view = lambda packed: finest(packed, sides)
         return evaluation.generator_diversity(config, part.eval_every, part.eval_samples, view=view)(dataset)
 
-    def finish(self, config, state, grid):
+    def finish(self, config, state, grid, dataset):
         """``scales.png``: every scale of the grid's first eight samples, and ``interpolation.png``."""
         sides = msggan.scales(config.data.image_size)
         g = self.generator(config)
@@ -136,7 +136,7 @@ class MSGGANRecipe(GANRecipe):
         if jax.process_index() == 0:
             picture = np.asarray(all_scales(packed, sides))
             images.save_grid(picture, pathlib.Path(config.run.workdir) / "scales.png", nrow=len(sides), scale=2)
-        return super().finish(config, state, grid)
+        return super().finish(config, state, grid, dataset)
 
 
 RECIPE = MSGGANRecipe()

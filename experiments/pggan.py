@@ -244,7 +244,7 @@ class PGGANRecipe:
         model = config.make_model()
         return pggan.staged(lambda stage: devices.data_parallel(make_step(model.phases(stage)), mesh), config.plan)
 
-    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+    def grid(self, config: Config, mesh: jax.sharding.Mesh, dataset: data.ImageDataset) -> Grid:
         """The generator's grid z (from the run's sample key), at the stage and fade-in weight of the state's
         last step, upsampled to full size; from G's moving average when kept."""
         g = self.generator(config)
@@ -284,7 +284,7 @@ class PGGANRecipe:
     def monitor(self, config: Config) -> monitor.MonitorConfig:
         return monitor_config(config)
 
-    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+    def finish(self, config: Config, state: TrainState, grid: Grid, dataset: data.ImageDataset) -> dict:
         return {}
 
 

@@ -165,12 +165,6 @@ def players(config: Config, bn_axis_name: str | None = None) -> tuple[nn.Module,
     )
 
 
-@functools.lru_cache(maxsize=1)
-def load_digits(part: Data) -> data.ImageDataset:
-    """``part``'s dataset, loaded once for the run's start, its grid and its end (which take the held-out digits)."""
-    return part.load()
-
-
 def split(config: Config, dataset: data.ImageDataset) -> tuple[data.ImageDataset, data.ImageDataset]:
     """``(the training digits, the last config.holdout digits)``.
 
@@ -240,7 +234,7 @@ class VAEGANRecipe:
         return config.make_model().phases(config.schedule.n_critic)
 
     def load(self, config: Config) -> data.ImageDataset:
-        return load_digits(config.data)
+        return config.data.load()
 
     def training_data(self, config: Config, dataset: data.ImageDataset) -> data.ImageDataset:
         """All but the held-out digits."""
@@ -267,16 +261,16 @@ class VAEGANRecipe:
     def step(self, config: Config, phases: tuple[Phase, ...], mesh: jax.sharding.Mesh):
         return data_parallel_step(phases, mesh)
 
-    def originals(self, config: Config) -> np.ndarray:
-        """The grids' held-out originals, ``grid_pairs`` rows of ``grid_columns``, in [-1, 1]."""
-        held_out = split(config, self.load(config))[1]
+    def originals(self, config: Config, dataset: data.ImageDataset) -> np.ndarray:
+        """The grids' held-out originals of ``dataset``, ``grid_pairs`` rows of ``grid_columns``, in [-1, 1]."""
+        held_out = split(config, dataset)[1]
         return data.to_float(held_out.images[: config.grid_pairs * config.grid_columns])
 
-    def grid(self, config: Config, mesh: jax.sharding.Mesh) -> Grid:
+    def grid(self, config: Config, mesh: jax.sharding.Mesh, dataset: data.ImageDataset) -> Grid:
         """Rows of held-out originals, each followed by their reconstructions, then the decoder's samples from
         the prior (:meth:`generator`'s grid)."""
         columns, g = config.grid_columns, self.generator(config)
-        fixed = devices.replicate((self.originals(config), *g.grid(g.key)), mesh)
+        fixed = devices.replicate((self.originals(config, dataset), *g.grid(g.key)), mesh)
         draw = jax.jit(
             lambda state, originals, z: jnp.concatenate(
                 [originals_and_reconstructions(state, originals, columns), vaegan.generate(state, z)]
@@ -310,18 +304,18 @@ class VAEGANRecipe:
     def monitor(self, config: Config):
         return config.monitor.build(config.objective)
 
-    def finish(self, config: Config, state: TrainState, grid: Grid) -> dict:
+    def finish(self, config: Config, state: TrainState, grid: Grid, dataset: data.ImageDataset) -> dict:
         """``reconstructions.png`` and, with the classifier, ``reconstruction_accuracy.json``; the per-digit
         accuracy as ``reconstruction_accuracy`` (None without the classifier)."""
         workdir, columns = pathlib.Path(config.run.workdir), config.grid_columns
         if jax.process_index() == 0:
             images.save_grid(
-                np.asarray(originals_and_reconstructions(state, jnp.asarray(self.originals(config)), columns)),
+                np.asarray(originals_and_reconstructions(state, jnp.asarray(self.originals(config, dataset)), columns)),
                 workdir / "reconstructions.png",
                 nrow=columns,
                 scale=2,
             )
-        held_out = split(config, self.load(config))[1]
+        held_out = split(config, dataset)[1]
         accuracy = reconstruction_check(config, held_out)
         if accuracy is None:
             return {"reconstruction_accuracy": None}

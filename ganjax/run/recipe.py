@@ -105,8 +105,9 @@ class Recipe(Protocol):
     def step(self, config, phases: tuple[Phase, ...], mesh: jax.sharding.Mesh) -> Callable:
         """``(state, batch) -> (state, metrics)`` over the mesh's devices."""
 
-    def grid(self, config, mesh: jax.sharding.Mesh) -> Grid:
-        """The sample grid drawn at every ``run.sample_every`` steps (from fixed inputs, comparable over steps)."""
+    def grid(self, config, mesh: jax.sharding.Mesh, dataset: data.ImageDataset) -> Grid:
+        """The sample grid drawn at every ``run.sample_every`` steps (from fixed inputs, comparable over steps);
+        ``dataset`` is the data as loaded, for a grid that shows some of it."""
 
     def generator(self, config) -> Generator:
         """G as :mod:`ganjax.sample` samples it from a checkpoint of this run."""
@@ -117,8 +118,9 @@ class Recipe(Protocol):
     def monitor(self, config) -> monitor.MonitorConfig | None:
         """The failure monitor's settings (None: no monitor)."""
 
-    def finish(self, config, state: TrainState, grid: Grid) -> Mapping[str, Any]:
-        """Writes what the run writes at its end (beyond the grids and logs) and returns its results."""
+    def finish(self, config, state: TrainState, grid: Grid, dataset: data.ImageDataset) -> Mapping[str, Any]:
+        """Writes what the run writes at its end (beyond the grids and logs) and returns its results; ``dataset``
+        is the data as loaded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +171,7 @@ def train(recipe: Recipe, config) -> Result:
     mode = getattr(parts, "cross_replica_bn", "off")
     bn_axis = devices.bn_axis_name(mode, config.schedule.batch_size, mesh)
     state = recipe.init(config, run_keys(config.run.seed).init, train_set, bn_axis)
-    grid = recipe.grid(config, mesh)
+    grid = recipe.grid(config, mesh, dataset)
     hooks = run_hooks(
         config.run,
         to_dict(config),
@@ -184,7 +186,7 @@ def train(recipe: Recipe, config) -> Result:
         steps = config.schedule.steps
         state = train_loop(devices.replicate(state, mesh), step, batches(config, train_set, mesh), steps, hooks)
         write_animation(config.run.workdir)
-    results = dict(recipe.finish(config, state, grid) or {})
+    results = dict(recipe.finish(config, state, grid, dataset) or {})
     last = next(hook for hook in hooks if isinstance(hook, Log)).last
     workdir = pathlib.Path(config.run.workdir)
     files = tuple(sorted(p.name + ("/" if p.is_dir() else "") for p in workdir.iterdir())) if workdir.is_dir() else ()

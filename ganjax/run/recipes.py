@@ -108,7 +108,7 @@ class GANRecipe:
         """G's output as the grid's images."""
         return images
 
-    def grid(self, config, mesh: jax.sharding.Mesh) -> Grid:
+    def grid(self, config, mesh: jax.sharding.Mesh, dataset: data.ImageDataset) -> Grid:
         g, sample = self.generator(config), self.sampler(config)
         fixed = devices.replicate(g.grid(g.key), mesh)
         viewed = lambda state, *inputs: self.view(config, sample(state, *inputs))
@@ -141,7 +141,7 @@ class GANRecipe:
     def monitor(self, config):
         return config.monitor.build(self.gan(config).objective)
 
-    def finish(self, config, state: TrainState, grid: Grid) -> Mapping[str, Any]:
+    def finish(self, config, state: TrainState, grid: Grid, dataset: data.ImageDataset) -> Mapping[str, Any]:
         """``interpolation.png``: great-circle paths between codes (a row per class for a G that takes one)."""
         classes = self.gan(config).conditioning.g_classes
         key = run_keys(config.run.seed).evaluation
@@ -203,7 +203,7 @@ class ConditionalRecipe(GANRecipe):
     def evaluations(self, config, dataset: data.ImageDataset) -> Sequence[Hook]:
         return evaluation.conditional_hooks(config, run_keys(config.run.seed).evaluation)(dataset)
 
-    def finish(self, config, state: TrainState, grid: Grid) -> Mapping[str, Any]:
+    def finish(self, config, state: TrainState, grid: Grid, dataset: data.ImageDataset) -> Mapping[str, Any]:
         """``class_accuracy.json`` (when the classifier is found); the per-class accuracy as ``class_accuracy``."""
         key = run_keys(config.run.seed).evaluation
         return {"class_accuracy": evaluation.write_class_accuracy(config, state, key)}
