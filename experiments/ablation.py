@@ -106,9 +106,9 @@ SWITCHES: tuple[Switch, ...] = (
     Switch(
         "instance_noise",
         ("noise.std=0.1", "noise.decay_steps=0"),
-        "Gaussian noise of std 0.1 on D's inputs (ganhacks 10; Sønderby et al. 2016)",
+        "Gaussian noise of std 0.1 on D's inputs (ganhacks 13; Sønderby et al. 2016)",
     ),
-    Switch("g_noise", ("model.g_noise_std=0.1",), "Gaussian noise in G's layers (ganhacks 10; Zhao et al. 2017)"),
+    Switch("g_noise", ("model.g_noise_std=0.1",), "Gaussian noise in G's layers (ganhacks 13; Zhao et al. 2017)"),
     Switch("g_dropout", ("model.g_dropout=0.5",), "50% dropout in G, train and test (ganhacks 17; Isola et al. 2017)"),
     Switch(
         "replay",

@@ -69,7 +69,7 @@ class UnconditionalGAN(ImageGAN):
 class ClassHead:
     """D's class head for an unconditional G: D also learns the classes of the labelled reals.
 
-    ganhacks trick 16 ("use labels"): the AC-GAN class head (Odena et al. 2017) on the reals alone, as the
+    ganhacks #12 ("if you have labels, use them"): the AC-GAN class head (Odena et al. 2017) on the reals alone, as the
     semi-supervised D of Salimans et al. 2016, so D's features separate the classes while G still draws from z
     alone; with ``entropy_weight`` G also takes CatGAN's term (Springenberg 2016,
     :func:`ganjax.losses.class_entropy_g_loss`). The data must carry labels.

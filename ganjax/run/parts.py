@@ -232,7 +232,7 @@ class StateOptions:
     """raise the half-life from 0 (the average is G) to ema_half_life with a cosine over this many steps (R3GAN;
     ganjax.optim.cosine_anneal); 0: constant."""
     replay_capacity: int = 0
-    """keep a ring of this many past fakes for D (0: none; ganhacks trick 7)."""
+    """keep a ring of this many past fakes for D (0: none; ganhacks #8, experience replay)."""
     replay_share: float = 0.0
     """the share of D's fake batch replayed from that ring."""
 

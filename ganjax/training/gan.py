@@ -398,7 +398,7 @@ def create_state(
       d_tx: D's optimizer.
       ema_decay: keep a moving average of G's params with this decay (0: none).
       replay_capacity: keep a ring of this many past fakes (0: none), of which D's fake
-        batch replays ``replay_share`` (ganhacks trick 7).
+        batch replays ``replay_share`` (ganhacks #8, experience replay).
       replay_share: see ``replay_capacity``.
     """
     if (replay_capacity == 0) != (replay_share == 0):
