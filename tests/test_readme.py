@@ -4,8 +4,11 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -57,3 +60,29 @@ def test_own_project_script_trains_with_fid_resumes_and_samples(tmp_path, monkey
     assert saved["recipe"] == {"name": "train_mine:MyRecipe", "path": str(tmp_path.resolve())}
     sample.main([str(workdir), "--out", str(tmp_path / "grid.png")])
     assert (tmp_path / "grid.png").read_bytes() == (workdir / "samples" / "step_000006.png").read_bytes()
+
+
+def test_own_project_script_runs_as_a_script_and_its_run_samples(tmp_path):
+    """``python train_mine.py`` from its own folder, then ``python -m ganjax.sample`` from another: the recipe
+    recorded as the script's ``__main__`` is loaded from its file, without running its training again."""
+    script = tmp_path / "project" / "train_mine.py"
+    script.parent.mkdir()
+    script.write_text(section_code("README.md", "Use ganjax in your own project"))
+    argv = ["--schedule.steps", "2", "--schedule.batch-size", "8", "--run.sample-every", "2"]
+    argv += ["--evaluation.eval-every", "0", "--run.workdir", "runs/mine"]
+    env = {**os.environ, "PYTHONPATH": ""}
+    trained = subprocess.run([sys.executable, script.name, *argv], cwd=script.parent, env=env, capture_output=True)
+    assert trained.returncode == 0, trained.stderr.decode()[-2000:]
+    assert "run finished in runs/mine" in trained.stdout.decode()
+    workdir = script.parent / "runs" / "mine"
+    assert json.loads((workdir / "config.json").read_text())["recipe"]["name"] == "__main__:MyRecipe"
+    out = tmp_path / "grid.png"
+    sampled = subprocess.run(
+        [sys.executable, "-m", "ganjax.sample", str(workdir), "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+    )
+    assert sampled.returncode == 0, sampled.stderr.decode()[-2000:]
+    assert out.read_bytes() == (workdir / "samples" / "step_000002.png").read_bytes()
+    assert not (tmp_path / "runs").exists()  # loading the script to sample did not train it again

@@ -5,7 +5,7 @@ from ganjax.latent import Latent
 from ganjax.noise import InputNoise
 from ganjax.run.cli import DEBUG_FLAG, command, experiment_name, main, parse
 from ganjax.run.config_json import config_from_dict, resolve, to_dict
-from ganjax.run.fit import fit, fit_gan, gan_state
+from ganjax.run.fitting import fit, gan_state
 from ganjax.run.folder import (
     CHECKPOINTS,
     CONFIG_FILE,
@@ -128,7 +128,6 @@ __all__ = [
     "data_parallel_step",
     "experiment_name",
     "fit",
-    "fit_gan",
     "gan_state",
     "grid_writer",
     "importable",

@@ -31,7 +31,7 @@ import jax
 from ganjax import data
 from ganjax.evaluation import monitor
 from ganjax.run.config_json import resolve, to_dict
-from ganjax.run.fit import fit
+from ganjax.run.fitting import fit
 from ganjax.run.folder import start
 from ganjax.run.generator import Generator
 from ganjax.run.grids import grid_writer, write_animation

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 
 from ganjax import data, evaluation
-from ganjax.run.fit import gan_state
+from ganjax.run.fitting import gan_state
 from ganjax.run.generator import Generator
 from ganjax.run.grids import write_interpolation
 from ganjax.run.recipe import Grid, data_parallel_step, run_keys

@@ -25,7 +25,7 @@ from experiments import (
 )
 from ganjax import checkpoint, data, losses, run
 from ganjax.evaluation import monitor
-from ganjax.run import fit as fit_module
+from ganjax.run import recipe as recipe_module
 
 EXPERIMENTS = (
     dcgan_mnist,
@@ -361,13 +361,13 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--clusters.k", "8")
     config = run.parse(dcgan_mnist.Config, [*argv, "--clusters.iterations", "3"])
     trained_on = {}
-    fit_gan = run.fit_gan
+    fit = run.fit
 
-    def spy(config, state, phases, dataset, *args):
+    def spy(config, state, step, dataset, *args):
         trained_on["labels"] = dataset.labels
-        return fit_gan(config, state, phases, dataset, *args)
+        return fit(config, state, step, dataset, *args)
 
-    monkeypatch.setattr(fit_module, "fit_gan", spy)
+    monkeypatch.setattr(recipe_module, "fit", spy)
     state = run.train(dcgan_mnist.RECIPE, config).state
     assert_finite(records(tmp_path))
     digits = data.load_idx_folder(mnist_dir)

@@ -59,7 +59,8 @@ def test_help_lists_the_presets_that_apply(capsys):
         with pytest.raises(SystemExit):
             module.main(["--help"])
         text = " ".join(capsys.readouterr().out.split())
-        assert ("--preset NAME" in text and "r3gan: R3GAN (Huang et al. 2024)" in text) == listed
+        assert ("--preset {r3gan}" in text and "r3gan: R3GAN (Huang et al. 2024)" in text) == listed
+        assert "--debug shows the traceback of an error" in text
 
 
 def test_annealed_optimizers_hold_each_players_b2_and_lr_at_each_update():

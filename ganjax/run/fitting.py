@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -16,7 +16,6 @@ from ganjax.training.gan import (
     create_state,
 )
 from ganjax.training.loop import Hook, train_loop
-from ganjax.training.phases import Phase, batches_per_step, make_step
 from ganjax.training.state import TrainState
 
 PyTree = Any
@@ -77,31 +76,3 @@ def fit(
     )
     write_animation(config.run.workdir)
     return state
-
-
-def fit_gan(
-    config,
-    state: TrainState,
-    phases: tuple[Phase, ...],
-    dataset: data.ImageDataset,
-    mesh: jax.sharding.Mesh,
-    hooks: Sequence[Hook],
-    wrap_step: Callable[[Callable], Callable] | None = None,
-    inputs: Callable[[Mapping[str, jax.Array]], Mapping[str, jax.Array]] | None = None,
-) -> TrainState:
-    """Trains ``state`` with ``phases`` on ``dataset``'s shuffled batches over ``mesh`` (:func:`fit`).
-
-    Each step takes as many real batches as its phases need
-    (:func:`ganjax.training.phases.batches_per_step`). ``inputs`` maps each
-    device's batch inside the step (e.g. to several scales); ``wrap_step`` wraps
-    the parallel step (e.g. opponent swaps).
-    """
-    step_fn = make_step(phases)
-    if inputs is not None:
-        inner = step_fn
-        step_fn = lambda state, batch, axis_name=None: inner(state, inputs(batch), axis_name)
-    per_step = batches_per_step(phases)
-    step = devices.data_parallel(step_fn, mesh, per_step)
-    if wrap_step is not None:
-        step = wrap_step(step)
-    return fit(config, state, step, dataset, mesh, hooks, per_step)
