@@ -13,10 +13,15 @@ uniformly, as a conditional GAN draws its classes, draws them as the data does.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import numpy as np
+
+from ganjax import data
+
+CLUSTER_SIDE = 32
 
 
 class Clusters(NamedTuple):
@@ -115,3 +120,20 @@ def balanced_kmeans(key: jax.Array, points: np.ndarray, k: int, iterations: int 
         members = np.eye(k, dtype=np.float32)[labels]  # (N, k) one-hot
         centroids = members.T @ points / sizes[:, None].astype(np.float32)
     return Clusters(centroids, labels)
+
+
+def cluster_features(images: np.ndarray) -> np.ndarray:
+    """What :func:`label_by_clusters` clusters: uint8 NHWC images' pixels in [0, 1], flattened; an image wider than
+    ``CLUSTER_SIDE`` is first averaged over squares of the least whole size that brings it within."""
+    n, side, _, channels = images.shape
+    factor = -(-side // CLUSTER_SIDE)
+    pixels = images[:, : side - side % factor, : side - side % factor].astype(np.float32) / np.float32(255.0)
+    pooled = pixels.reshape(n, side // factor, factor, side // factor, factor, channels).mean(axis=(2, 4))
+    return pooled.reshape(n, -1)
+
+
+def label_by_clusters(key: jax.Array, dataset: data.ImageDataset, k: int, iterations: int = 20) -> data.ImageDataset:
+    """``dataset`` with each image labelled by its cluster of :func:`balanced_kmeans` (from ``key``) of its
+    :func:`cluster_features`, and no class names."""
+    found = balanced_kmeans(key, cluster_features(dataset.images), k, iterations)
+    return dataclasses.replace(dataset, labels=found.labels, class_names=None)

@@ -22,15 +22,12 @@ from ganjax.run.generator import CLASS_DRAW, Generator
 from ganjax.run.grids import grid_writer, write_animation, write_interpolation
 from ganjax.run.hooks import Checkpoint, Log, Watch, run_hooks
 from ganjax.run.image_gan import (
-    CLUSTER_SIDE,
-    CLUSTERS_KEY,
     ClassHead,
     ClassHeadGAN,
     Clusters,
     ConditionalGAN,
     ImageGAN,
     UnconditionalGAN,
-    cluster_features,
 )
 from ganjax.run.models import ConditionalModel, DCGANModel
 from ganjax.run.parts import (
@@ -59,7 +56,15 @@ from ganjax.run.recipe import (
     run_keys,
     train,
 )
-from ganjax.run.recipes import DROPOUT_DRAW, ConditionalRecipe, DCGANRecipe, GANRecipe
+from ganjax.run.recipes import (
+    CLUSTERS_KEY,
+    DROPOUT_DRAW,
+    ConditionalRecipe,
+    DCGANRecipe,
+    GANRecipe,
+    conditional_players,
+    dcgan_players,
+)
 from ganjax.run.report import mean_std, seeds_table
 from ganjax.training.loop import Context, Evaluate, Hook, Periodic, ResumeError, train_loop
 from ganjax.training.objective import Conditioning, Objective
@@ -68,7 +73,6 @@ __all__ = [
     "CHECKPOINTS",
     "CLASS_DRAW",
     "CLUSTERS_KEY",
-    "CLUSTER_SIDE",
     "CONFIG_CLASS_KEY",
     "CONFIG_FILE",
     "DEBUG_FLAG",
@@ -122,10 +126,11 @@ __all__ = [
     "UnconditionalGAN",
     "Watch",
     "WorkdirError",
-    "cluster_features",
     "command",
+    "conditional_players",
     "config_from_dict",
     "data_parallel_step",
+    "dcgan_players",
     "experiment_name",
     "fit",
     "gan_state",

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Any, Literal
 
-import jax
-import numpy as np
-
-from ganjax import clusters, data
+from ganjax import data
 from ganjax.augment import Augmentation
 from ganjax.evaluation.settings import ClassAccuracy
 from ganjax.latent import Latent
@@ -145,34 +141,8 @@ class Clusters:
         k = min(AUTO_MAX_CLUSTERS, count // AUTO_IMAGES_PER_CLUSTER)
         return dataclasses.replace(self, k=k if k >= 2 else 0)
 
-    def label(self, dataset: data.ImageDataset, seed: int) -> data.ImageDataset:
-        """``dataset`` with each image labelled by its cluster (k-means from ``seed``); as it is without clusters."""
-        if not self.k:
-            return dataset
-        if self.k > len(dataset):
-            refuse(self, "k", f"is {self.k}, more clusters than {dataset.name}'s {len(dataset)} images")
-        print(f"clustering {dataset.name}'s {len(dataset)} images into {self.k} clusters", file=sys.stderr, flush=True)
-        key = jax.random.fold_in(jax.random.key(seed), CLUSTERS_KEY)
-        found = clusters.balanced_kmeans(key, cluster_features(dataset.images), self.k, self.iterations)
-        return dataclasses.replace(dataset, labels=found.labels, class_names=None)
 
-
-CLUSTERS_KEY = 3
 AUTO_IMAGES_PER_CLUSTER, AUTO_MAX_CLUSTERS = 200, 50  # Clusters(k=None): 10,000 MNIST digits make 50 clusters
-CLUSTER_SIDE = 32
-
-
-def cluster_features(images: np.ndarray) -> np.ndarray:
-    """What :class:`Clusters` clusters: each image's pixels in [0, 1], flattened; an image wider than
-    ``CLUSTER_SIDE`` is first averaged over squares of the least whole size that brings it within."""
-    n, side, _, channels = images.shape
-    factor = -(-side // CLUSTER_SIDE)
-    pixels = images[:, : side - side % factor, : side - side % factor].astype(np.float32) / np.float32(255.0)
-    pooled = pixels.reshape(n, side // factor, factor, side // factor, factor, channels).mean(axis=(2, 4))
-    return pooled.reshape(n, -1)
-
-
-"""``fold_in`` data of the clusters' key, beside the three keys an experiment splits from its seed."""
 
 
 @dataclasses.dataclass(frozen=True)

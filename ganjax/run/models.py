@@ -1,13 +1,13 @@
-"""The model parts of the image GAN configs: the DCGAN players and the conditional ones."""
+"""The model parts of the image GAN configs: the options of the DCGAN players and of the conditional ones (the
+recipes build the players from them, :mod:`ganjax.run.recipes`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Literal
 
-from ganjax.models import conditional, dcgan
+from ganjax.models import dcgan
 from ganjax.nn import precision
-from ganjax.run.parts import Data
 from ganjax.validate import at_least, known_dtype, refuse
 
 PyTree = Any
@@ -45,55 +45,6 @@ class DCGANModel:
             refuse(self, "g_dropout", f"must be in [0, 1), got {self.g_dropout}")
         known_dtype(self, "compute_dtype")
 
-    def build(
-        self,
-        data: Data,
-        latent_dim: int,
-        bn_axis_name: str | None = None,
-        num_classes: int = 0,
-        d_conditioning: Literal["auxiliary", "channels", "projection"] = "auxiliary",
-    ):
-        """``(G, D)`` for ``data``'s images; BatchNorm synchronized over ``bn_axis_name``. With ``num_classes``,
-        D is :class:`ganjax.models.conditional.Discriminator` with ``d_conditioning``: an unconditional G beside
-        an AC-GAN class head (``'auxiliary'``), or a G that takes the class (:class:`ganjax.models.conditional.
-        Generator`) beside a D that sees it."""
-        dtype = precision.compute_dtype(self.compute_dtype)
-        layers = dict(
-            norm=self.g_norm,
-            upsampling=self.upsampling,
-            activation=self.g_activation,
-            noise_std=self.g_noise_std,
-            dropout=self.g_dropout,
-            bn_axis_name=bn_axis_name,
-            dtype=dtype,
-        )
-        if num_classes and d_conditioning != "auxiliary":
-            generator = conditional.Generator(
-                num_classes,
-                image_size=data.image_size,
-                channels=data.channels,
-                width=self.g_width,
-                latent_dim=latent_dim,
-                **layers,
-            )
-        else:
-            generator = dcgan.Generator(data.image_size, data.channels, self.g_width, latent_dim, **layers)
-        if num_classes:
-            discriminator = conditional.Discriminator(
-                conditioning=d_conditioning,
-                num_classes=num_classes,
-                image_size=data.image_size,
-                width=self.d_width,
-                norm=self.d_norm,
-                bn_axis_name=bn_axis_name,
-                dtype=dtype,
-            )
-        else:
-            discriminator = dcgan.Discriminator(
-                data.image_size, self.d_width, norm=self.d_norm, bn_axis_name=bn_axis_name, dtype=dtype
-            )
-        return generator, discriminator
-
 
 @dataclasses.dataclass(frozen=True)
 class ConditionalModel:
@@ -122,29 +73,3 @@ class ConditionalModel:
         for field in ("g_embed_dim", "d_embed_dim", "g_width", "d_width"):
             at_least(self, field, 1)
         known_dtype(self, "compute_dtype")
-
-    def build(self, data: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None):
-        """``(G, D)`` for ``data``'s images and ``num_classes`` classes."""
-        dtype = precision.compute_dtype(self.compute_dtype)
-        generator = conditional.Generator(
-            num_classes,
-            self.g_embed_dim,
-            data.image_size,
-            data.channels,
-            self.g_width,
-            latent_dim,
-            norm=self.g_norm,
-            bn_axis_name=bn_axis_name,
-            dtype=dtype,
-        )
-        discriminator = conditional.Discriminator(
-            data.image_size,
-            self.d_width,
-            self.d_norm,
-            bn_axis_name,
-            dtype,
-            conditioning=self.d_conditioning,
-            num_classes=num_classes,
-            embed_dim=self.d_embed_dim,
-        )
-        return generator, discriminator

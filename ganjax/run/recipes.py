@@ -15,16 +15,21 @@ options, the schedule, the run folder, the devices and the monitor::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 
-from ganjax import data, evaluation
+from ganjax import clusters, data, evaluation, validate
+from ganjax.models import conditional, dcgan
+from ganjax.nn import precision
 from ganjax.run.fitting import gan_state
 from ganjax.run.generator import Generator
 from ganjax.run.grids import write_interpolation
+from ganjax.run.models import ConditionalModel, DCGANModel
+from ganjax.run.parts import Data
 from ganjax.run.recipe import Grid, data_parallel_step, run_keys
 from ganjax.training import devices
 from ganjax.training.gan import GAN, ema_stats, generate
@@ -34,6 +39,7 @@ from ganjax.training.state import TrainState
 
 PyTree = Any
 DROPOUT_DRAW = 1  # fold_in data of the sample key that G's always-on dropout draws from when sampling
+CLUSTERS_KEY = 3  # fold_in data of the seed's key that the data's k-means clusters are drawn from
 
 
 class GANRecipe:
@@ -155,13 +161,20 @@ class DCGANRecipe(GANRecipe):
 
     def models(self, config, bn_axis_name: str | None = None) -> tuple[nn.Module, nn.Module]:
         classes = self.gan(config).conditioning.num_classes
-        return config.model.build(config.data, config.latent.dim, bn_axis_name, classes, config.d_conditioning)
+        return dcgan_players(config.model, config.data, config.latent.dim, bn_axis_name, classes, config.d_conditioning)
 
     def training_data(self, config, dataset: data.ImageDataset) -> data.ImageDataset:
-        """The data labelled by its clusters when the config has them (:meth:`ganjax.run.Clusters.label`)."""
-        clusters = getattr(config, "clusters", None)
-        labelled = clusters.label(dataset, config.run.seed) if clusters is not None else dataset
-        return super().training_data(config, labelled)
+        """The data labelled by ``config.clusters.k`` balanced k-means clusters of its images, when the config has
+        them (:func:`ganjax.clusters.label_by_clusters`, from ``fold_in`` of the seed's key and
+        :data:`CLUSTERS_KEY`)."""
+        part = getattr(config, "clusters", None)
+        if part is None or not part.k:
+            return super().training_data(config, dataset)
+        if part.k > len(dataset):
+            validate.refuse(part, "k", f"is {part.k}, more clusters than {dataset.name}'s {len(dataset)} images")
+        print(f"clustering {dataset.name}'s {len(dataset)} images into {part.k} clusters", file=sys.stderr, flush=True)
+        key = jax.random.fold_in(jax.random.key(config.run.seed), CLUSTERS_KEY)
+        return super().training_data(config, clusters.label_by_clusters(key, dataset, part.k, part.iterations))
 
 
 class ConditionalRecipe(GANRecipe):
@@ -171,7 +184,9 @@ class ConditionalRecipe(GANRecipe):
     has a ``swaps`` part that is on."""
 
     def models(self, config, bn_axis_name: str | None = None) -> tuple[nn.Module, nn.Module]:
-        return config.model.build(config.data, config.latent.dim, config.conditioning.num_classes, bn_axis_name)
+        return conditional_players(
+            config.model, config.data, config.latent.dim, config.conditioning.num_classes, bn_axis_name
+        )
 
     def gan(self, config) -> GAN:
         return config.make_gan(config.conditioning)
@@ -207,3 +222,83 @@ class ConditionalRecipe(GANRecipe):
         """``class_accuracy.json`` (when the classifier is found); the per-class accuracy as ``class_accuracy``."""
         key = run_keys(config.run.seed).evaluation
         return {"class_accuracy": evaluation.write_class_accuracy(config, state, key)}
+
+
+def dcgan_players(
+    model: DCGANModel,
+    images: Data,
+    latent_dim: int,
+    bn_axis_name: str | None = None,
+    num_classes: int = 0,
+    d_conditioning: str = "auxiliary",
+):
+    """DCGAN's ``(G, D)`` with ``model``'s options for the ``images`` part's shape; BatchNorm synchronized over
+    ``bn_axis_name``. With ``num_classes``, D is :class:`ganjax.models.conditional.Discriminator` with
+    ``d_conditioning``: an unconditional G beside an AC-GAN class head (``'auxiliary'``), or a G that takes the
+    class (:class:`ganjax.models.conditional.Generator`) beside a D that sees it."""
+    dtype = precision.compute_dtype(model.compute_dtype)
+    layers = dict(
+        norm=model.g_norm,
+        upsampling=model.upsampling,
+        activation=model.g_activation,
+        noise_std=model.g_noise_std,
+        dropout=model.g_dropout,
+        bn_axis_name=bn_axis_name,
+        dtype=dtype,
+    )
+    if num_classes and d_conditioning != "auxiliary":
+        generator = conditional.Generator(
+            num_classes,
+            image_size=images.image_size,
+            channels=images.channels,
+            width=model.g_width,
+            latent_dim=latent_dim,
+            **layers,
+        )
+    else:
+        generator = dcgan.Generator(images.image_size, images.channels, model.g_width, latent_dim, **layers)
+    if num_classes:
+        discriminator = conditional.Discriminator(
+            conditioning=d_conditioning,
+            num_classes=num_classes,
+            image_size=images.image_size,
+            width=model.d_width,
+            norm=model.d_norm,
+            bn_axis_name=bn_axis_name,
+            dtype=dtype,
+        )
+    else:
+        discriminator = dcgan.Discriminator(
+            images.image_size, model.d_width, norm=model.d_norm, bn_axis_name=bn_axis_name, dtype=dtype
+        )
+    return generator, discriminator
+
+
+def conditional_players(
+    model: ConditionalModel, images: Data, latent_dim: int, num_classes: int, bn_axis_name: str | None = None
+):
+    """The conditional DCGAN's ``(G, D)`` with ``model``'s options for the ``images`` part's shape and
+    ``num_classes`` classes."""
+    dtype = precision.compute_dtype(model.compute_dtype)
+    generator = conditional.Generator(
+        num_classes,
+        model.g_embed_dim,
+        images.image_size,
+        images.channels,
+        model.g_width,
+        latent_dim,
+        norm=model.g_norm,
+        bn_axis_name=bn_axis_name,
+        dtype=dtype,
+    )
+    discriminator = conditional.Discriminator(
+        images.image_size,
+        model.d_width,
+        model.d_norm,
+        bn_axis_name,
+        dtype,
+        conditioning=model.d_conditioning,
+        num_classes=num_classes,
+        embed_dim=model.d_embed_dim,
+    )
+    return generator, discriminator

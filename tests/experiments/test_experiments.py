@@ -23,7 +23,7 @@ from experiments import (
     vaegan_mnist,
     wgan_gp_mnist,
 )
-from ganjax import checkpoint, data, losses, run
+from ganjax import checkpoint, clusters, data, losses, run
 from ganjax.evaluation import monitor
 from ganjax.run import recipe as recipe_module
 
@@ -149,7 +149,7 @@ def test_parse_gives_nested_typed_parts():
 @pytest.mark.parametrize(
     "module, build",
     [
-        (dcgan_mnist, lambda config: config.model.build(config.data, config.latent.dim)),
+        (dcgan_mnist, lambda config: run.dcgan_players(config.model, config.data, config.latent.dim)),
         (cgan_mnist, lambda config: cgan_mnist.RECIPE.models(config)),
         (vaegan_mnist, vaegan_mnist.players),
         (sagan, sagan.players),
@@ -356,7 +356,7 @@ def test_cluster_flags_train_g_and_d_on_balanced_clusters_of_the_data_and_draw_o
 ):
     """``--clusters.k`` labels the training data by its k-means clusters (not by its digits), G takes a cluster
     beside z and D sees it; the grid and ``ganjax.sample`` draw a cluster for each image."""
-    from ganjax import clusters, sample
+    from ganjax import sample
 
     argv = tiny_unevaluated(mnist_dir, tmp_path, "--schedule.steps", "2", "--clusters.k", "8")
     config = run.parse(dcgan_mnist.Config, [*argv, "--clusters.iterations", "3"])
@@ -528,9 +528,9 @@ def test_the_runs_monitor_flags_what_its_replay_flags(restarts):
 
 def test_cluster_features_are_the_pixels_pooled_down_to_32_wide():
     small = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28, 1)
-    np.testing.assert_allclose(run.cluster_features(small), small.reshape(2, -1) / np.float32(255.0))
+    np.testing.assert_allclose(clusters.cluster_features(small), small.reshape(2, -1) / np.float32(255.0))
     large = np.random.default_rng(0).integers(0, 256, (2, 65, 65, 3), dtype=np.uint8)
-    pooled = run.cluster_features(large)  # 3 x 3 squares of the first 63 rows and columns
+    pooled = clusters.cluster_features(large)  # 3 x 3 squares of the first 63 rows and columns
     assert pooled.shape == (2, 21 * 21 * 3)
     np.testing.assert_allclose(
         pooled.reshape(2, 21, 21, 3)[1, 4, 2], large[1, 12:15, 6:9].mean((0, 1)) / 255.0, rtol=1e-6

@@ -27,7 +27,7 @@ def _init(g):
 @pytest.mark.parametrize("norm", sorted(LAYERS))
 def test_the_config_option_reaches_the_generator(norm):
     config = run.parse(dcgan_mnist.Config, ["--model.g-norm", norm])
-    g, _ = config.model.build(config.data, config.latent.dim)
+    g, _ = dcgan_mnist.RECIPE.models(config)
     assert g.norm == norm
 
 
