@@ -1,4 +1,8 @@
-"""Extending the step: a new loss and a new penalty are one function and one registry entry each."""
+"""Extending ganjax: a new loss and a new penalty are one function and one registry entry each; a new hook is a
+class with its period and a call."""
+
+import itertools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +10,9 @@ import numpy as np
 
 from ganjax import losses, penalties
 from ganjax.latent import Latent
+from ganjax.run import Log
 from ganjax.training.gan import GAN, create_state
+from ganjax.training.loop import Hook, train_loop
 from ganjax.training.objective import Objective
 from ganjax.training.phases import make_step
 from tests.training.tiny import LATENT, REAL, LinearD, TinyG
@@ -51,3 +57,16 @@ def test_a_new_loss_and_penalty_train_through_the_step(monkeypatch):
     np.testing.assert_allclose(metrics["penalty"], np.mean(np.square(real_scores)), rtol=1e-6)
     assert float(metrics["d_loss"]) > 0 and np.isfinite(float(metrics["g_loss"]))
     assert not np.allclose(new.players["d"].params["Dense_0"]["kernel"], d_params["Dense_0"]["kernel"])
+
+
+def test_a_new_hook_is_a_class_with_its_period_and_a_call(tmp_path):
+    class Seen(Hook):  # the whole hook: it adds a value to the next log record every 2 steps
+        every = 2
+
+        def __call__(self, context):
+            context.record["seen"] = context.step
+
+    step = lambda state, batch: (state + 1, {"loss": jnp.float32(state)})
+    train_loop(0, step, lambda start: itertools.repeat(None), 4, [Seen(), Log(2, tmp_path)], step_of=int)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["seen"], r["loss"]) for r in records] == [(2, 2, 0.5), (4, 4, 2.5)]
