@@ -3,7 +3,10 @@
 import dataclasses
 import importlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import types
 
 import jax
@@ -282,3 +285,21 @@ def test_the_moving_average_is_sampled_with_batchnorm_statistics_recomputed_for_
         assert not np.allclose(images, g.apply_fn({"params": ema, "batch_stats": g.batch_stats}, z, train=False))
     np.testing.assert_array_equal(run.sample(ema=False), g.apply_fn(run.variables, draw(generator.key, 6), train=False))
     np.testing.assert_array_equal(run.sample(), run.sample(ema=True))  # by default, as the run sampled it
+
+
+def test_a_folder_with_its_own_experiments_package_samples_the_projects_run(trained, tmp_path):
+    """From a folder holding a package named ``experiments`` (one is on the public index too), the sampler imports
+    the run's config class from the checkout it was recorded in, and never runs the other package."""
+    workdir = trained("dcgan_mnist")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("raise RuntimeError('the wrong experiments package')\n")
+    out = tmp_path / "grid.png"
+    env = {**os.environ, "PYTHONPATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "ganjax.sample", str(workdir), "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert out.read_bytes() == (workdir / "samples" / "step_000004.png").read_bytes()
