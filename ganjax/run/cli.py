@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import re
@@ -41,9 +40,10 @@ def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
     """``cls`` from its defaults, a preset and ``argv`` (the command line when None), its data parts resolved.
 
     ``--preset NAME`` (:data:`PRESETS`) starts from the preset of the defaults
-    instead, and the other flags apply on top of it. A preset spans the run's
-    ``schedule.steps``, which the flags may set, so they are read twice: once on
-    the preset of the defaults, for the schedule, then on the preset of that schedule.
+    instead, and the other flags apply on top of it, read once; the preset's
+    values that span the run (its anneal lengths, from ``schedule.steps`` and
+    the batch) then follow the run the flags asked for, unless a flag set them
+    (:meth:`ganjax.run.Preset.follow`).
 
     Exits with a usage error on a bad value; raises ValueError naming the preset or ``Data.dir`` when the
     preset cannot apply or the data cannot be read (:func:`resolve`).
@@ -64,8 +64,8 @@ def parse(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
         return resolve(cli())
     preset = PRESETS[name]
     preset.check(name, cls)
-    schedule = cli(default=preset.apply(cls())).schedule
-    return resolve(cli(default=preset.apply(dataclasses.replace(cls(), schedule=schedule))))
+    given = {arg.lstrip("-").partition("=")[0].replace("-", "_") for arg in args if arg.startswith("--")}
+    return resolve(preset.follow(cli(default=preset.apply(cls())), given))
 
 
 MARKUP = re.compile(r":(?:func|class|meth|mod|data|attr):`~?([^`]+)`|``([^`]+)``")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, NamedTuple, TypeVar
 
 from ganjax.run.parts import Optimizers, Schedule, StateOptions
@@ -67,10 +67,27 @@ def r3gan(config: Config) -> Config:
 
 
 class Preset(NamedTuple):
-    """A named setting of some parts of a config: ``apply(config) -> config``, for configs with ``parts``."""
+    """A named setting of some parts of a config: ``apply(config) -> config``, for configs with ``parts``.
+
+    ``spans`` names the fields (``part.field``) whose values ``apply`` takes from the config's run (its steps
+    and batch): :meth:`follow` sets them for the run the command line asked for.
+    """
 
     apply: Callable[[Config], Config]
     parts: dict[str, type]
+    spans: tuple[str, ...] = ()
+
+    def follow(self, config: Config, given: Collection[str]) -> Config:
+        """``config`` with the fields of :attr:`spans` that no flag named (``given``: ``part.field`` names) set
+        as :attr:`apply` sets them for ``config``'s own run."""
+        spanned = self.apply(config)
+        for name in self.spans:
+            if name in given:
+                continue
+            part, field = name.split(".")
+            value = getattr(getattr(spanned, part), field)
+            config = dataclasses.replace(config, **{part: dataclasses.replace(getattr(config, part), **{field: value})})
+        return config
 
     def missing(self, cls: type) -> tuple[str, type] | None:
         """The first ``(field, part)`` of ``parts`` that the config class lacks; None when it has them all."""
@@ -89,6 +106,10 @@ class Preset(NamedTuple):
 
 # Named settings of an experiment's parts: ``--preset NAME`` before, after or among the flags, which apply on top.
 PRESETS = {
-    "r3gan": Preset(r3gan, {"objective": Objective, "optim": Optimizers, "state": StateOptions, "schedule": Schedule}),
+    "r3gan": Preset(
+        r3gan,
+        {"objective": Objective, "optim": Optimizers, "state": StateOptions, "schedule": Schedule},
+        ("objective.penalty_anneal_steps", "optim.anneal_steps", "state.ema_anneal_steps", "state.ema_half_life"),
+    ),
 }
 PRESET_FLAG = "--preset"

@@ -38,6 +38,24 @@ def test_flags_apply_on_top_of_the_preset_wherever_they_stand():
     assert config.schedule.n_critic == 3 and config.objective.penalty_anneal_steps == 18000  # the experiment's own
     unset = run.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--state.ema-anneal-steps", "0"])
     assert (unset.state.ema_half_life, unset.state.ema_anneal_steps) == (6000 * unset.schedule.batch_size / 10, 0)
+    longer = run.parse(dcgan_mnist.Config, ["--schedule.batch-size=16", "--preset", "r3gan", "--schedule.steps", "300"])
+    assert (longer.state.ema_half_life, longer.optim.anneal_steps, longer.objective.penalty_anneal_steps) == (
+        300 * 16 / 10,
+        300,
+        300,
+    )
+    given = run.parse(
+        dcgan_mnist.Config, ["--preset", "r3gan", "--optim.anneal_steps", "50", "--schedule.steps", "300"]
+    )
+    assert (given.optim.anneal_steps, given.state.ema_anneal_steps) == (50, 300)  # the flag, in either spelling
+
+
+def test_a_preset_reads_the_flags_once(monkeypatch):
+    calls = []
+    cli = run.cli.tyro.cli
+    monkeypatch.setattr(run.cli.tyro, "cli", lambda *args, **kwargs: calls.append(1) or cli(*args, **kwargs))
+    run.parse(dcgan_mnist.Config, ["--preset", "r3gan", "--schedule.steps", "100"])
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize(
