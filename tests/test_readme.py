@@ -12,6 +12,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from ganjax import sample
 from ganjax.evaluation import mnist_classifier
@@ -62,6 +63,7 @@ def test_own_project_script_trains_with_fid_resumes_and_samples(tmp_path, monkey
     assert (tmp_path / "grid.png").read_bytes() == (workdir / "samples" / "step_000006.png").read_bytes()
 
 
+@pytest.mark.slow  # two processes, each starting JAX
 def test_own_project_script_runs_as_a_script_and_its_run_samples(tmp_path):
     """``python train_mine.py`` from its own folder, then ``python -m ganjax.sample`` from another: the recipe
     recorded as the script's ``__main__`` is loaded from its file, without running its training again."""

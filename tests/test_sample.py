@@ -287,6 +287,7 @@ def test_the_moving_average_is_sampled_with_batchnorm_statistics_recomputed_for_
     np.testing.assert_array_equal(run.sample(), run.sample(ema=True))  # by default, as the run sampled it
 
 
+@pytest.mark.slow  # a process of its own, starting JAX
 def test_a_folder_with_its_own_experiments_package_samples_the_projects_run(trained, tmp_path):
     """From a folder holding a package named ``experiments`` (one is on the public index too), the sampler imports
     the run's config class from the checkout it was recorded in, and never runs the other package."""
