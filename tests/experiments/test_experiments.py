@@ -563,3 +563,15 @@ def test_the_general_dcgan_takes_its_clusters_from_the_datas_size(tmp_path):
     assert run.resolve(config) is config  # resolving twice changes nothing
     with_head = run.parse(dcgan.Config, ["--class-head.weight", "1"])
     assert with_head.clusters.k == 0 and with_head.conditioning.aux_class_weight == 1
+
+
+def test_a_hand_wired_run_refuses_a_folder_holding_another_runs_checkpoints(tmp_path):
+    """Wired by hand (no prepare_workdir), a run that does not resume stops before its first step rather than
+    restart at step 0 beside the checkpoints of another run."""
+    state, step, batches = toy()
+    settings = run.Run(workdir=str(tmp_path), log_every=1, checkpoint_every=2)
+    step_of = lambda s: int(s["step"])
+    run.train_loop(state, step, batches, 2, run.run_hooks(settings, {}), step_of=step_of)
+    with pytest.raises(run.WorkdirError, match=r"holds checkpoints of another run \(steps 2\)"):
+        run.train_loop(toy()[0], step, batches, 2, run.run_hooks(settings, {}), step_of=step_of)
+    assert checkpoint.saved_steps(tmp_path / "checkpoints") == [2]
